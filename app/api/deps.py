@@ -1,0 +1,122 @@
+"""Request dependencies as vocabulary: SessionDep, ApiUser, ApiAdmin, PageUser, PageAdmin, CsrfChecked.
+
+Handlers read as prose: `def list_prompts(db: SessionDep, user: ApiAdmin, ...)`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.auth import service as auth_service
+from app.auth.models import User
+from app.core.config import Settings
+from app.core.db import Database
+from app.core.errors import NotAuthenticated, PermissionDenied
+from app.core.security import csrf_token_matches
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_db(request: Request):
+    """One unit of work per request: commit when the handler succeeds, roll back when it raises.
+
+    Declared with scope="function" below so the commit happens before the response is sent: a
+    failed commit becomes a 5xx instead of a 200 for data that was never stored. Handlers must
+    therefore build their response (schemas, not lazy ORM relationships) before returning.
+    """
+    with request.app.state.db.session() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+class LoginRequired(Exception):
+    """An anonymous browser on a page: redirected to the login page (see app.main)."""
+
+
+def _session_user(request: Request, db: Session) -> User | None:
+    user_id = request.session.get("user_id")
+    if user_id is None:
+        return None
+    user = db.get(User, user_id)
+    if user is None or not user.is_active or request.session.get("epoch") != auth_service.session_epoch(user):
+        request.session.clear()
+        return None
+    return user
+
+
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def api_user(request: Request, db: SessionDep) -> User:
+    """A token holder (Authorization: Bearer), or the browser's own session plus its CSRF header."""
+    token = _bearer_token(request)
+    if token is not None:
+        user = auth_service.user_for_token(db=db, token=token)
+        if user is None:
+            raise NotAuthenticated("Invalid, revoked or expired API token.", loc=("header", "authorization"))
+        return user
+    if request.headers.get("authorization"):
+        raise NotAuthenticated("Use 'Authorization: Bearer <token>'.", loc=("header", "authorization"))
+    user = _session_user(request, db)
+    if user is None:
+        raise NotAuthenticated("Authentication required: send 'Authorization: Bearer <token>'.")
+    if request.method not in SAFE_METHODS and not csrf_token_matches(
+        request.session, request.headers.get("x-csrf-token")
+    ):
+        raise PermissionDenied("Missing or invalid CSRF token (X-CSRF-Token header).", loc=("header",))
+    return user
+
+
+def api_admin(user: Annotated[User, Depends(api_user)]) -> User:
+    if not user.is_admin:
+        raise PermissionDenied("Admin role required.")
+    return user
+
+
+def page_user(request: Request, db: SessionDep) -> User:
+    user = _session_user(request, db)
+    if user is None:
+        raise LoginRequired()
+    request.state.user = user  # the page layout shows who is signed in
+    return user
+
+
+def page_admin(user: Annotated[User, Depends(page_user)]) -> User:
+    if not user.is_admin:
+        raise PermissionDenied("This page is for admins.")
+    return user
+
+
+async def csrf_checked(request: Request) -> None:
+    """Every state-changing form carries the session's CSRF token (a hidden field or header)."""
+    if request.method in SAFE_METHODS:
+        return
+    submitted = request.headers.get("x-csrf-token")
+    if submitted is None and "form" in request.headers.get("content-type", ""):
+        submitted = (await request.form()).get("csrf_token")
+    if not csrf_token_matches(request.session, submitted if isinstance(submitted, str) else None):
+        raise PermissionDenied("Your form has expired or is missing its security token; reload the page.")
+
+
+ApiUser = Annotated[User, Depends(api_user)]
+ApiAdmin = Annotated[User, Depends(api_admin)]
+PageUser = Annotated[User, Depends(page_user)]
+PageAdmin = Annotated[User, Depends(page_admin)]
+CsrfChecked = Depends(csrf_checked)

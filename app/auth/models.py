@@ -1,0 +1,52 @@
+"""Accounts and API tokens."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.core.db import Base, CreatedAtMixin
+
+
+class Role(enum.StrEnum):
+    admin = "admin"
+    annotator = "annotator"
+
+
+class User(CreatedAtMixin, Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=16))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    # An admin can keep a user's judgments out of training without deleting them.
+    excluded_from_training: Mapped[bool] = mapped_column(default=False)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.admin
+
+
+class ApiToken(CreatedAtMixin, Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # The public part shown in listings; the secret part is only ever stored hashed.
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="tokens")

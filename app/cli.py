@@ -1,0 +1,125 @@
+"""The `prefloop` command line: serving, database, accounts, and (as they land) the loop's jobs."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from app.auth import service as auth_service
+from app.auth.models import Role
+from app.core.config import Settings, get_settings
+from app.core.db import Database
+from app.core.errors import DomainError
+from app.core.migrations import current_revision, head_revision, upgrade_to_head
+from app.core.security import generate_password
+
+cli = typer.Typer(help="prefloop: collect human preferences and train the next policy from them.",
+                  no_args_is_help=True, add_completion=False)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_cli = typer.Typer(help="Accounts.", no_args_is_help=True)
+tokens_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(users_cli, name="users")
+cli.add_typer(tokens_cli, name="tokens")
+
+
+def fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def ensure_first_admin(settings: Settings, db: Database) -> tuple[str, str] | None:
+    """On a database without any admin, create one with a random password (printed once)."""
+    with db.session() as session:
+        if auth_service.count_admins(db=session) > 0:
+            return None
+        username = "admin" if auth_service.get_by_username(db=session, username="admin") is None else "prefloop-admin"
+        password = generate_password()
+        auth_service.create(db=session, username=username, password=password, role=Role.admin,
+                            min_password_length=settings.MIN_PASSWORD_LENGTH)
+    return username, password
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations up to head."""
+    settings = get_settings()
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    upgrade_to_head(settings.database_url)
+    typer.echo(f"database at {head_revision()}")
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Show the database's migration revision and the head."""
+    db = Database(get_settings().database_url)
+    typer.echo(f"current: {current_revision(db.engine)}  head: {head_revision()}")
+    db.dispose()
+
+
+@users_cli.command("create")
+def users_create(
+    username: str,
+    admin: bool = typer.Option(False, "--admin", help="Give the account the admin role."),
+    password: str = typer.Option(None, "--password", help="Omit to be prompted (or to get a generated one)."),
+    generate: bool = typer.Option(False, "--generate-password", help="Generate and print a password."),
+) -> None:
+    """Create an account."""
+    settings = get_settings()
+    if password is None:
+        password = generate_password() if generate else typer.prompt("Password", hide_input=True,
+                                                                      confirmation_prompt=True)
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            user = auth_service.create(db=session, username=username, password=password,
+                                       role=Role.admin if admin else Role.annotator,
+                                       min_password_length=settings.MIN_PASSWORD_LENGTH)
+            role = user.role.value
+    except DomainError as exc:
+        fail(exc.msg)
+    typer.echo(f"created {role} '{username}'" + (f" with password: {password}" if generate else ""))
+
+
+@tokens_cli.command("create")
+def tokens_create(username: str, name: str = typer.Option("cli", help="A label for the token.")) -> None:
+    """Create an API token for USERNAME and print it (it is shown only once)."""
+    db = Database(get_settings().database_url)
+    with db.session() as session:
+        user = auth_service.get_by_username(db=session, username=username)
+        if user is None:
+            fail(f"no user named '{username}'")
+        _api_token, token = auth_service.create_token(db=session, user=user, name=name)
+    typer.echo(token)
+
+
+@cli.command()
+def serve(
+    host: str = typer.Option(None, help="Defaults to PREFLOOP_HOST."),
+    port: int = typer.Option(None, help="Defaults to PREFLOOP_PORT."),
+    workers: int = typer.Option(None, help="Defaults to PREFLOOP_WORKERS."),
+) -> None:
+    """Apply migrations, create the first admin if there is none, and run the web server."""
+    import uvicorn
+
+    settings = get_settings()
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    upgrade_to_head(settings.database_url)
+    db = Database(settings.database_url)
+    if settings.CREATE_FIRST_ADMIN and (created := ensure_first_admin(settings, db)):
+        username, password = created
+        typer.secho("\n  First start: created an admin account (this password is shown only once)",
+                    fg=typer.colors.GREEN)
+        typer.secho(f"    username: {username}\n    password: {password}\n", bold=True)
+    db.dispose()
+    host, port = host or settings.HOST, port or settings.PORT
+    typer.secho(f"  prefloop is running: open http://{host}:{port}/ in your browser\n", fg=typer.colors.GREEN)
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
+                workers=workers or settings.WORKERS, log_level="info", access_log=False)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    cli()

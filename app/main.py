@@ -1,0 +1,84 @@
+"""The app factory: settings, database, middleware, error handlers, routers and background components."""
+
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import quote
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+
+from app import background
+from app.api.deps import LoginRequired
+from app.core.config import PROJECT_ROOT, Settings, get_settings
+from app.core.db import Database
+from app.core.errors import install_error_handlers
+from app.core.templates import make_templates
+from app.router import api_router, page_router, public_router
+
+log = logging.getLogger("prefloop.http")
+
+
+def create_app(settings: Settings | None = None, *, run_background: bool | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    db = Database(settings.database_url)
+    components = (
+        background.build_components(settings, db)
+        if (settings.RUN_BACKGROUND if run_background is None else run_background)
+        else []
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for component in components:
+            component.start()
+            log.info("started %s", component.name)
+        yield
+        for component in reversed(components):
+            component.stop()
+        db.dispose()
+
+    app = FastAPI(
+        title="prefloop",
+        version="0.1.0",
+        summary="Collect human preferences on policy samples and train the next policy from them.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.templates = make_templates()
+    app.state.components = components
+
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie="prefloop_session",
+        max_age=settings.SESSION_MAX_AGE_S,
+        same_site="lax",
+        https_only=settings.SECURE_COOKIES,
+    )
+
+    @app.middleware("http")
+    async def log_requests(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        log.info("%s %s %d %.1fms", request.method, request.url.path, response.status_code,
+                 (time.perf_counter() - started) * 1000)
+        return response
+
+    install_error_handlers(app)
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, _exc: LoginRequired):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
+
+    app.mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static")
+    app.include_router(public_router)
+    app.include_router(api_router)
+    app.include_router(page_router)
+    return app

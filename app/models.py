@@ -1,0 +1,17 @@
+"""Imports every domain's tables so Base.metadata is complete (Alembic and tests use this)."""
+
+from app.admin.models import SiteSetting
+from app.auth.models import ApiToken, Role, User
+from app.comparisons.models import Choice, Comparison, ComparisonStatus, Completion
+from app.core.db import Base
+from app.judgments.models import Judgment
+from app.policies.models import PolicyStatus, PolicyVersion, RewardModel
+from app.prompts.models import Prompt
+from app.queue.models import QueueLock, Skip
+from app.training.models import RoundMetric, RoundStatus, TrainingRound
+
+__all__ = [
+    "ApiToken", "Base", "Choice", "Comparison", "ComparisonStatus", "Completion", "Judgment",
+    "PolicyStatus", "PolicyVersion", "Prompt", "QueueLock", "RewardModel", "Role", "RoundMetric",
+    "RoundStatus", "SiteSetting", "Skip", "TrainingRound", "User",
+]

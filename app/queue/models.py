@@ -1,0 +1,34 @@
+"""Who is looking at which pair right now, and which pairs an annotator passed on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, CreatedAtMixin
+
+
+class QueueLock(CreatedAtMixin, Base):
+    """A comparison handed to one annotator until expires_at; expired locks return to the pool."""
+
+    __tablename__ = "queue_locks"
+    __table_args__ = (UniqueConstraint("comparison_id", "annotator_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # Which completion ("a" or "b") this showing puts on the left; randomized per showing.
+    left: Mapped[str] = mapped_column(String(1))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Skip(CreatedAtMixin, Base):
+    __tablename__ = "skips"
+    __table_args__ = (UniqueConstraint("comparison_id", "annotator_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(500), default="")

@@ -1,0 +1,128 @@
+"""Browser sign-in through HTTP: sessions, CSRF, throttling, redirects."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.auth.models import Role, User
+from tests.helpers import PASSWORD, csrf_from, login, make_user
+
+
+def test_anonymous_browser_is_redirected_to_login(client):
+    response = client.get("/account", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=/account"
+
+
+def test_login_sets_httponly_lax_cookie_and_opens_pages(client, db):
+    make_user(db, "alice")
+    response = login(client, "alice")
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+    page = client.get("/account")
+    assert page.status_code == 200 and "alice" in page.text
+
+
+def test_wrong_password_is_rejected_without_revealing_the_account(client, db):
+    make_user(db, "alice")
+    wrong = login(client, "alice", "not the password")
+    unknown = login(client, "nobody", "not the password")
+    assert wrong.status_code == unknown.status_code == 401
+    assert "Wrong username or password." in wrong.text and "Wrong username or password." in unknown.text
+    assert client.get("/account", follow_redirects=False).status_code == 303
+
+
+def test_login_without_csrf_token_is_refused(client, db):
+    make_user(db, "alice")
+    client.get("/login")
+    response = client.post("/login", data={"username": "alice", "password": PASSWORD},
+                           headers={"accept": "text/html"}, follow_redirects=False)
+    assert response.status_code == 403
+    assert "security token" in response.text
+    assert client.get("/account", follow_redirects=False).status_code == 303
+
+
+def test_form_post_with_wrong_csrf_token_changes_nothing(client, db):
+    make_user(db, "alice")
+    login(client, "alice")
+    response = client.post("/account/tokens", data={"name": "x", "csrf_token": "forged"},
+                           headers={"accept": "text/html"})
+    assert response.status_code == 403
+    assert "No tokens yet." in client.get("/account").text
+
+
+def test_logout_ends_the_session(client, db):
+    make_user(db, "alice")
+    login(client, "alice")
+    csrf = csrf_from(client.get("/account").text)
+    response = client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/login"
+    assert client.get("/account", follow_redirects=False).status_code == 303
+
+
+def test_forged_session_cookie_is_treated_as_anonymous(client, db):
+    make_user(db, "alice")
+    client.cookies.set("prefloop_session", "eyJ1c2VyX2lkIjogMX0=.forged.signature")
+    assert client.get("/account", follow_redirects=False).status_code == 303
+
+
+def test_expired_session_cookie_is_treated_as_anonymous(app, client, db, settings):
+    make_user(db, "alice")
+    login(client, "alice")
+    assert client.get("/account", follow_redirects=False).status_code == 200
+    # itsdangerous checks the signature's age against max_age: a cookie from the past is refused.
+    from itsdangerous import TimestampSigner
+
+    cookie = client.cookies.get("prefloop_session")
+    payload = cookie.rsplit(".", 2)[0]
+    signer = TimestampSigner(settings.secret_key)
+    old = signer.sign(payload)  # re-sign, then pretend the clock moved past max_age
+    client.cookies.set("prefloop_session", old.decode())
+    import time
+    from unittest import mock
+
+    with mock.patch.object(time, "time", return_value=time.time() + settings.SESSION_MAX_AGE_S + 60):
+        assert client.get("/account", follow_redirects=False).status_code == 303
+
+
+def test_repeated_wrong_passwords_throttle_the_account(client, db, settings):
+    make_user(db, "alice")
+    for _ in range(settings.LOGIN_MAX_FAILURES):
+        assert login(client, "alice", "wrong password").status_code == 401
+    throttled = login(client, "alice", PASSWORD)  # even the right password waits now
+    assert throttled.status_code == 429
+    assert "Too many failed attempts" in throttled.text
+    assert int(throttled.headers["retry-after"]) > 0
+    with db.session() as session:
+        user = session.scalar(select(User).where(User.username == "alice"))
+        assert user.failed_logins == settings.LOGIN_MAX_FAILURES and user.locked_until is not None
+
+
+def test_open_redirect_after_login_is_refused(client, db):
+    make_user(db, "alice")
+    csrf = csrf_from(client.get("/login").text)
+    response = client.post("/login", data={"username": "alice", "password": PASSWORD, "csrf_token": csrf,
+                                           "next": "//evil.example/"}, follow_redirects=False)
+    assert response.headers["location"] == "/"
+
+
+def test_deactivated_user_loses_browser_session(client, db):
+    user_id = make_user(db, "alice")
+    login(client, "alice")
+    with db.session() as session:
+        session.get(User, user_id).is_active = False
+    assert client.get("/account", follow_redirects=False).status_code == 303
+
+
+def test_token_created_in_browser_is_shown_once_and_works(client, db):
+    make_user(db, "alice", Role.annotator)
+    login(client, "alice")
+    csrf = csrf_from(client.get("/account").text)
+    created = client.post("/account/tokens", data={"name": "notebook", "csrf_token": csrf})
+    assert created.status_code == 201
+    token = created.text.split('id="new-token">')[1].split("<")[0]
+    assert token.startswith("pfl_")
+    assert token not in client.get("/account").text
+    me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200 and me.json()["username"] == "alice"

@@ -1,0 +1,113 @@
+"""Shared fixtures: a migrated database per test on SQLite and on PostgreSQL, an app and clients.
+
+PostgreSQL tests run when PREFLOOP_TEST_POSTGRES_URL points at a server (CI sets it); each test
+session creates its own throw-away database there, so parallel runs do not collide.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.auth.models import Role
+from app.core.config import Settings
+from app.core.db import Database
+from app.core.migrations import upgrade_to_head
+from app.main import create_app
+from app.models import Base
+from tests.helpers import make_token, make_user
+
+POSTGRES_ENV = "PREFLOOP_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    upgrade_to_head(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    server_url = os.environ.get(POSTGRES_ENV)
+    if not server_url:
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql+psycopg://root@127.0.0.1:5432/test)")
+    name = f"prefloop_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    upgrade_to_head(url)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _empty_postgres(url: str) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A migrated, empty database: a copy of the SQLite template, or the emptied PostgreSQL one."""
+    if request.param == "sqlite":
+        path = tmp_path / "prefloop.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("postgres_url")
+    _empty_postgres(url)
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path, database_url) -> Settings:
+    return Settings(
+        DATA_DIR=tmp_path / "data",
+        DATABASE_URL=database_url,
+        SECRET_KEY="test-secret-key",
+        RUN_BACKGROUND=False,
+        CREATE_FIRST_ADMIN=False,
+        _env_file=None,
+    )
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def db(app) -> Database:
+    """The app's own database handle, for arranging data and inspecting what was stored."""
+    return app.state.db
+
+
+@pytest.fixture
+def admin_token(db) -> dict[str, str]:
+    make_user(db, "root-admin", Role.admin)
+    return {"Authorization": f"Bearer {make_token(db, 'root-admin')}"}
+
+
+@pytest.fixture
+def annotator_token(db) -> dict[str, str]:
+    make_user(db, "ann", Role.annotator)
+    return {"Authorization": f"Bearer {make_token(db, 'ann')}"}

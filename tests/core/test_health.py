@@ -1,0 +1,27 @@
+from sqlalchemy import text
+
+
+def test_healthz_reports_process_up(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_ok_at_head(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["database"] == "ok"
+
+
+def test_readyz_503_when_migrations_are_behind(client, db):
+    with db.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'behind'"))
+    response = client.get("/readyz")
+    assert response.status_code == 503 and "behind" in response.json()["migrations"]
+
+
+def test_readyz_503_when_database_unreachable(app, client):
+    app.state.db.engine.dispose()
+    from app.core.db import Database
+
+    app.state.db = Database("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    response = client.get("/readyz")
+    assert response.status_code == 503 and "unreachable" in response.json()["database"]
