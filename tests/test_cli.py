@@ -1,0 +1,54 @@
+"""The account commands, run as a user would: `prefloop users create`, `prefloop tokens create`."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from app.auth.models import Role, User
+from app.cli import cli, ensure_first_admin
+from app.core.db import Database
+
+runner = CliRunner()
+
+
+def _env(settings) -> dict[str, str]:
+    return {"PREFLOOP_DATABASE_URL": settings.database_url, "PREFLOOP_DATA_DIR": str(settings.DATA_DIR)}
+
+
+def test_users_create_admin_and_token_authenticates(client, settings, db):
+    created = runner.invoke(cli, ["users", "create", "ops", "--admin", "--password", "a long password"],
+                            env=_env(settings))
+    assert created.exit_code == 0, created.output
+    assert "created admin 'ops'" in created.output
+    token = runner.invoke(cli, ["tokens", "create", "ops"], env=_env(settings))
+    assert token.exit_code == 0
+    response = client.get("/api/v1/users", headers={"Authorization": f"Bearer {token.output.strip()}"})
+    assert response.status_code == 200 and response.json()[0]["username"] == "ops"
+
+
+def test_users_create_rejects_duplicates_and_short_passwords(settings, db):
+    env = _env(settings)
+    assert runner.invoke(cli, ["users", "create", "ann", "--password", "long enough"], env=env).exit_code == 0
+    duplicate = runner.invoke(cli, ["users", "create", "ann", "--password", "long enough"], env=env)
+    assert duplicate.exit_code == 2 and "already taken" in duplicate.output
+    short = runner.invoke(cli, ["users", "create", "bob", "--password", "short"], env=env)
+    assert short.exit_code == 2 and "at least 8" in short.output
+
+
+def test_tokens_create_for_unknown_user_fails_clearly(settings, db):
+    result = runner.invoke(cli, ["tokens", "create", "ghost"], env=_env(settings))
+    assert result.exit_code == 2 and "no user named 'ghost'" in result.output
+
+
+def test_first_admin_is_created_once_with_a_random_password(settings, db):
+    first = ensure_first_admin(settings, db)
+    assert first is not None
+    username, password = first
+    assert len(password) >= 12
+    assert ensure_first_admin(settings, db) is None  # an admin exists: nothing more is created
+    check = Database(settings.database_url)
+    with check.session() as session:
+        admins = list(session.scalars(select(User).where(User.role == Role.admin)))
+    check.dispose()
+    assert [a.username for a in admins] == [username]
