@@ -9,9 +9,11 @@ from fastapi import APIRouter
 from app.auth import pages as auth_pages
 from app.auth import views as auth_views
 from app.core import health
+from app.ratings import views as rating_views
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(auth_views.router, tags=["accounts"])
+api_router.include_router(rating_views.router, tags=["policies"])
 
 page_router = APIRouter(include_in_schema=False)
 page_router.include_router(auth_pages.router)

@@ -1,0 +1,90 @@
+"""Version-vs-version battles from human judgments, and the leaderboard built on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from app.auth.models import User
+from app.comparisons.models import Choice, Comparison, Completion
+from app.judgments.models import Judgment
+from app.policies.models import PolicyVersion
+from app.ratings import bradley_terry as bt
+
+# From the point of view of completion a's version.
+_OUTCOME = {Choice.a: 1.0, Choice.b: 0.0, Choice.tie: 0.5, Choice.both_bad: 0.5}
+
+
+def battles(*, db: Session) -> list[bt.Battle]:
+    """(version a, version b, outcome) for every judgment of a pair from two different versions,
+    by active annotators whose work is not excluded from training."""
+    completion_a, completion_b = aliased(Completion), aliased(Completion)
+    rows = db.execute(
+        select(completion_a.policy_version_id, completion_b.policy_version_id, Judgment.choice)
+        .join(Comparison, Judgment.comparison_id == Comparison.id)
+        .join(completion_a, Comparison.completion_a_id == completion_a.id)
+        .join(completion_b, Comparison.completion_b_id == completion_b.id)
+        .join(User, Judgment.annotator_id == User.id)
+        .where(completion_a.policy_version_id != completion_b.policy_version_id)
+        .where(User.is_active.is_(True), User.excluded_from_training.is_(False))
+    )
+    return [(a, b, _OUTCOME[Choice(choice)]) for a, b, choice in rows]
+
+
+@dataclass
+class Record:
+    wins: int
+    losses: int
+    ties: int
+    win_rate: float | None
+    interval: tuple[float, float] | None
+
+
+@dataclass
+class LeaderboardRow:
+    version_id: int
+    number: int
+    status: str
+    rating: float
+    rating_low: float
+    rating_high: float
+    battles: int
+    vs_parent: Record | None
+    vs_base: Record | None
+
+
+def _record(all_battles: list[bt.Battle], version: int, opponent: int | None) -> Record | None:
+    if opponent is None or opponent == version:
+        return None
+    h2h = bt.head_to_head(all_battles, version, opponent)
+    return Record(h2h.wins, h2h.losses, h2h.ties, h2h.win_rate, bt.wilson_interval(h2h.wins, h2h.decided))
+
+
+def leaderboard(*, db: Session, bootstrap_rounds: int = 200, seed: int = 0) -> list[LeaderboardRow]:
+    """Every version that has battled, best first, with bootstrap intervals and head-to-head records
+    against its parent and against the base (the first version)."""
+    versions = {v.id: v for v in db.scalars(select(PolicyVersion).order_by(PolicyVersion.number))}
+    if not versions:
+        return []
+    base_id = next(iter(versions))
+    all_battles = battles(db=db)
+    ratings = bt.fit(all_battles, anchor=base_id)
+    intervals = bt.bootstrap(all_battles, anchor=base_id, rounds=bootstrap_rounds, seed=seed)
+    counts: dict[int, int] = {}
+    for a, b, _ in all_battles:
+        counts[a] = counts.get(a, 0) + 1
+        counts[b] = counts.get(b, 0) + 1
+    rows = [
+        LeaderboardRow(
+            version_id=vid, number=versions[vid].number, status=versions[vid].status.value,
+            rating=rating, rating_low=intervals[vid].low, rating_high=intervals[vid].high,
+            battles=counts.get(vid, 0),
+            vs_parent=_record(all_battles, vid, versions[vid].parent_id),
+            vs_base=_record(all_battles, vid, base_id),
+        )
+        for vid, rating in ratings.items()
+        if vid in versions
+    ]
+    return sorted(rows, key=lambda row: row.rating, reverse=True)

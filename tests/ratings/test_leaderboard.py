@@ -1,0 +1,67 @@
+"""The leaderboard API on real rows: versions judged against each other by annotators."""
+
+from __future__ import annotations
+
+from app.comparisons.models import Choice, Comparison, ComparisonStatus, Completion
+from app.judgments.models import Judgment
+from app.policies.models import PolicyStatus, PolicyVersion
+from app.prompts.models import Prompt
+from tests.helpers import make_user
+
+
+def _battle_rows(db, outcomes: list[Choice]) -> None:
+    """Version 2 (child of 1) is completion a in every pair; one annotator per judgment."""
+    annotators = [make_user(db, f"judge{i}") for i in range(len(outcomes))]
+    with db.session() as s:
+        v1 = PolicyVersion(number=1, path="/v1", status=PolicyStatus.archived)
+        s.add(v1)
+        s.flush()
+        v2 = PolicyVersion(number=2, path="/v2", status=PolicyStatus.active, parent_id=v1.id)
+        s.add(v2)
+        s.flush()
+        for i, (choice, annotator) in enumerate(zip(outcomes, annotators, strict=True)):
+            prompt = Prompt(messages=[{"role": "user", "content": f"p{i}"}], text=f"p{i}", content_hash=f"h{i}")
+            s.add(prompt)
+            s.flush()
+            a = Completion(prompt_id=prompt.id, policy_version_id=v2.id, text="new", token_count=1,
+                           finish_reason="eos")
+            b = Completion(prompt_id=prompt.id, policy_version_id=v1.id, text="old", token_count=1,
+                           finish_reason="eos")
+            s.add_all([a, b])
+            s.flush()
+            comparison = Comparison(prompt_id=prompt.id, completion_a_id=a.id, completion_b_id=b.id,
+                                    status=ComparisonStatus.completed, judgment_count=1)
+            s.add(comparison)
+            s.flush()
+            s.add(Judgment(comparison_id=comparison.id, annotator_id=annotator, choice=choice, shown_left="a"))
+
+
+def test_leaderboard_ranks_the_preferred_version_first_with_intervals(client, db, admin_token):
+    _battle_rows(db, [Choice.a] * 12 + [Choice.b] * 3 + [Choice.tie, Choice.both_bad])
+    response = client.get("/api/v1/leaderboard?bootstrap_rounds=50", headers=admin_token)
+    assert response.status_code == 200
+    first, second = response.json()
+    assert (first["number"], second["number"]) == (2, 1)
+    assert abs(second["rating"] - 1000.0) < 1e-6  # the base is the anchor
+    assert first["rating_low"] <= first["rating"] <= first["rating_high"]
+    assert first["vs_parent"] == first["vs_base"]
+    assert (first["vs_parent"]["wins"], first["vs_parent"]["losses"], first["vs_parent"]["ties"]) == (12, 3, 2)
+    assert first["vs_parent"]["win_rate"] == 0.8
+    assert second["vs_parent"] is None and second["vs_base"] is None
+    assert first["battles"] == second["battles"] == 17
+
+
+def test_leaderboard_ignores_excluded_annotators_and_is_admin_only(client, db, admin_token, annotator_token):
+    _battle_rows(db, [Choice.a, Choice.b])
+    from app.auth.models import User
+
+    with db.session() as s:
+        s.query(User).filter(User.username == "judge0").one().excluded_from_training = True
+    rows = client.get("/api/v1/leaderboard", headers=admin_token).json()
+    assert rows[0]["battles"] == 1
+    assert client.get("/api/v1/leaderboard", headers=annotator_token).status_code == 403
+    assert client.get("/api/v1/leaderboard?bootstrap_rounds=5", headers=admin_token).status_code == 422
+
+
+def test_empty_leaderboard(client, admin_token):
+    assert client.get("/api/v1/leaderboard", headers=admin_token).json() == []
