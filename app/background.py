@@ -7,6 +7,9 @@ from typing import Protocol
 
 from app.core.config import Settings
 from app.core.db import Database
+from app.sampler.worker import SamplerWorker
+from app.training.worker import LocalWorker
+from app.webhooks.dispatcher import WebhookDispatcher
 
 log = logging.getLogger("prefloop.background")
 
@@ -22,4 +25,10 @@ class BackgroundComponent(Protocol):
 def build_components(settings: Settings, db: Database) -> list[BackgroundComponent]:
     """What the embedded deployment runs in-process (the sampler, a local worker) per settings."""
     components: list[BackgroundComponent] = []
+    if settings.SAMPLER_ENABLED:
+        components.append(SamplerWorker(settings, db))
+    if settings.WORKER_ENABLED:
+        components.append(LocalWorker(settings))
+    if settings.WEBHOOKS_ENABLED:
+        components.append(WebhookDispatcher(settings, db))
     return components

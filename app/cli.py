@@ -13,6 +13,12 @@ from app.core.db import Database
 from app.core.errors import DomainError
 from app.core.migrations import current_revision, head_revision, upgrade_to_head
 from app.core.security import generate_password
+from app.export import cli as export_cli
+from app.policies import cli as policies_cli
+from app.prompts import cli as prompts_cli
+from app.sampler import cli as sampler_cli
+from app.simulate import cli as simulate_cli
+from app.training import cli as training_cli
 
 cli = typer.Typer(help="prefloop: collect human preferences and train the next policy from them.",
                   no_args_is_help=True, add_completion=False)
@@ -22,6 +28,12 @@ tokens_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(tokens_cli, name="tokens")
+export_cli.register(cli)  # export
+policies_cli.register(cli)  # policy register|list|activate, bootstrap
+prompts_cli.register(cli)  # prompts import
+sampler_cli.register(cli)  # sampler
+simulate_cli.register(cli)  # simulate
+training_cli.register(cli)  # worker, rounds launch|list|show|cancel|retry
 
 
 def fail(message: str) -> None:

@@ -9,9 +9,10 @@ from app.policies.models import PolicyStatus, PolicyVersion, RewardModel
 from app.prompts.models import Prompt
 from app.queue.models import QueueLock, Skip
 from app.training.models import RoundMetric, RoundStatus, TrainingRound
+from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiToken", "Base", "Choice", "Comparison", "ComparisonStatus", "Completion", "Judgment",
     "PolicyStatus", "PolicyVersion", "Prompt", "QueueLock", "RewardModel", "Role", "RoundMetric",
-    "RoundStatus", "SiteSetting", "Skip", "TrainingRound", "User",
+    "RoundStatus", "SiteSetting", "Skip", "TrainingRound", "User", "WebhookDelivery", "WebhookEndpoint",
 ]

@@ -111,3 +111,30 @@ def admin_token(db) -> dict[str, str]:
 def annotator_token(db) -> dict[str, str]:
     make_user(db, "ann", Role.annotator)
     return {"Authorization": f"Bearer {make_token(db, 'ann')}"}
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_dir(tmp_path_factory) -> Path:
+    """The embedded policy's "test" preset (2-layer GPT-2, its own BPE tokenizer with pad != eos and a
+    chat template), built offline once per session. Read-only: copy it before changing its files."""
+    from trainer.embedded.build import build_policy
+
+    out_dir = tmp_path_factory.mktemp("tiny-policy") / "model"
+    build_policy(out_dir, preset="test", seed=0, progress=False)
+    return out_dir
+
+
+@pytest.fixture
+def active_policy(settings, db, tiny_policy_dir) -> int:
+    """tiny_policy_dir published to this test's registry and recorded as version 1, active; its id."""
+    from app.policies import registry
+    from app.policies import service as policy_service
+    from app.policies.models import PolicyStatus
+
+    path = registry.publish(registry_dir=settings.registry_dir, kind="policy", number=1,
+                            source_dir=tiny_policy_dir, manifest={"source": "test"})
+    with db.session() as session:
+        return policy_service.record_policy_version(
+            db=session, number=1, path=path, parent_id=None, source="test", status=PolicyStatus.active,
+            metrics={},
+        ).id

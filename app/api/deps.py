@@ -5,6 +5,7 @@ Handlers read as prose: `def list_prompts(db: SessionDep, user: ApiAdmin, ...)`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -90,11 +91,22 @@ def api_admin(user: Annotated[User, Depends(api_user)]) -> User:
     return user
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """Who is signed in, as templates see it (`current_user`)."""
+
+    id: int
+    username: str
+    is_admin: bool
+
+
 def page_user(request: Request, db: SessionDep) -> User:
     user = _session_user(request, db)
     if user is None:
         raise LoginRequired()
-    request.state.user = user  # the page layout shows who is signed in
+    # The page layout shows who is signed in. A copy of plain values: an error page is rendered after the
+    # request's transaction was rolled back, which expires the ORM object.
+    request.state.user = SignedIn(id=user.id, username=user.username, is_admin=user.is_admin)
     return user
 
 

@@ -64,6 +64,14 @@ def create_token(body: TokenCreate, db: SessionDep, user: ApiUser) -> TokenCreat
     return TokenCreated.model_validate({**TokenRead.model_validate(api_token).model_dump(), "token": token})
 
 
+@router.post("/users/{user_id}/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED)
+def create_token_for_user(user_id: int, body: TokenCreate, db: SessionDep, _admin: ApiAdmin) -> TokenCreated:
+    """Create an API token for another account (e.g. a labeling vendor's or a scripted judge's)."""
+    user = service.get_or_raise(db=db, user_id=user_id)
+    api_token, token = service.create_token(db=db, user=user, name=body.name)
+    return TokenCreated.model_validate({**TokenRead.model_validate(api_token).model_dump(), "token": token})
+
+
 @router.delete("/tokens/{token_id}", response_model=TokenRead)
 def revoke_token(token_id: int, db: SessionDep, user: ApiUser) -> TokenRead:
     """Revoke a token: it stops working at once. Admins may revoke anyone's."""

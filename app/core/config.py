@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,98 @@ class Settings(BaseSettings):
     MIN_PASSWORD_LENGTH: int = 8
     LOGIN_MAX_FAILURES: int = Field(5, description="Failed logins before an account is throttled.")
     LOGIN_LOCKOUT_S: int = Field(60, description="First lockout; it doubles with each further failure.")
+
+    # --- policies & sampler ------------------------------------------------------------
+    SAMPLER_ENABLED: bool = Field(True, description="Run the sampler in the web process (with RUN_BACKGROUND).")
+    SAMPLER_LOW_WATER: int = Field(64, ge=1, description="Ready comparisons the sampler keeps in the pool.")
+    SAMPLER_BATCH_PROMPTS: int = Field(8, ge=1, le=1024, description="Prompts per generation batch.")
+    SAMPLER_TEMPERATURE: float = Field(1.0, gt=0, le=10)
+    SAMPLER_TOP_P: float = Field(1.0, gt=0, le=1)
+    SAMPLER_MAX_NEW_TOKENS: int = Field(128, ge=1, le=32768)
+    SAMPLER_SEED: int = Field(0, ge=0, description="Seeds prompt order and sampling; runs are reproducible.")
+    SAMPLER_CROSS_VERSION_FRACTION: float = Field(
+        0.2, ge=0, le=1, description="Share of new pairs that pit the active version against an earlier one."
+    )
+    SAMPLER_BASELINE_VERSION: int = Field(
+        0, ge=0, description="Version number cross-version pairs use; 0: the active version's previous one."
+    )
+    SAMPLER_RETIRE_ON_SWITCH: Literal["none", "unjudged", "all"] = Field(
+        "unjudged", description="Which ready pairs without the newly active version are retired on a switch."
+    )
+    SAMPLER_POLL_S: float = Field(2.0, gt=0, description="How often the pool and the active version are checked.")
+    SAMPLER_RETRY_LOAD_S: float = Field(60.0, gt=0, description="Wait before retrying a version that failed to load.")
+    SAMPLER_DEVICE: str = Field("auto", description="torch device for generation; auto: cuda when present.")
+    PROMPT_MAX_CHARS: int = Field(20000, ge=1, description="Longest prompt (all messages together) accepted.")
+    QUEUE_OVERLAP_TARGET: int = Field(1, ge=1, description="Annotators per new comparison.")
+    QUEUE_OVERLAP_SHARE: float = Field(
+        0.1, ge=0, le=1, description="Share of new comparisons that get at least 2 annotators, to measure agreement."
+    )
+
+    # --- annotation queue & judgments (overlap targets: QUEUE_OVERLAP_* above, set by the sampler) ---
+    QUEUE_LOCK_TTL_S: int = Field(
+        600, ge=10, le=7 * 24 * 3600, description="How long a pair stays reserved for the annotator it was shown to."
+    )
+    QUEUE_GOLD_RATE: float = Field(
+        0.05, ge=0, le=1, description="Chance that a pick serves a gold (known-answer) pair when one is left."
+    )
+    QUEUE_EMPTY_RETRY_S: int = Field(
+        10, ge=1, le=3600, description="With no pair ready, when the page (and Retry-After) asks again."
+    )
+    JUDGMENT_RATIONALE_MAX_CHARS: int = Field(2000, ge=0, le=100_000, description="Longest rationale accepted.")
+
+    # --- training rounds -----------------------------------------------------------------
+    WORKER_ENABLED: bool = Field(True, description="Start one local training worker process with the server.")
+    WORKER_POLL_S: float = Field(2.0, gt=0, description="How often a worker looks for queued rounds.")
+    TRAINING_AUTO_ACTIVATE: bool = Field(
+        True, description="Activate a round's new policy at once; false leaves it a candidate for an admin."
+    )
+    TRAINING_SCHEDULE_MIN_NEW_JUDGMENTS: int = Field(
+        0, ge=0, description="Launch a round when this many new usable judgments exist and none is in flight; 0 = off."
+    )
+    TRAINING_HEARTBEAT_TIMEOUT_S: float = Field(
+        120.0, gt=0, description="A running round whose worker is silent this long is marked failed."
+    )
+    TRAINING_MIN_RM_ACCURACY: float = Field(
+        0.6, ge=0, le=1, description="Gate: the reward model's accuracy on held-out pairs must reach this."
+    )
+    TRAINING_MAX_KL: float = Field(
+        8.0, gt=0, description="Gate: mean per-answer KL (nats) of the new policy to the reference, held-out prompts."
+    )
+    TRAINING_MIN_EOS_RATE: float = Field(
+        0.5, ge=0, le=1, description="Gate: share of held-out answers the new policy ends itself."
+    )
+    TRAINING_HELDOUT_FRACTION: float = Field(
+        0.1, gt=0, lt=1, description="Share of prompts whose pairs are held out from training, stable across rounds."
+    )
+    TRAINING_MIN_HELDOUT_PAIRS: int = Field(10, ge=1, description="Fewer held-out pairs than this fails the round.")
+    TRAINING_REFERENCE: Literal["base", "previous"] = Field(
+        "base", description="PPO's frozen reference: the lineage's base policy, or the version the round starts from."
+    )
+    TRAINING_INCLUDE_TIES: bool = Field(
+        False, description="Train on ties and both-bad judgments too (as a pull of the two scores together)."
+    )
+
+    # --- admin console -------------------------------------------------------------------
+    ADMIN_POLL_S: float = Field(
+        2.0, gt=0, le=600, description="How often the dashboard and a round's page ask for fresh numbers."
+    )
+    ADMIN_PAGE_SIZE: int = Field(50, ge=1, le=1000, description="Rows per page in the console's long lists.")
+
+    # --- export & API --------------------------------------------------------------------
+    EXPORT_BATCH_SIZE: int = Field(
+        1000, ge=1, le=100_000, description="Judgments an export reads per keyset page (its memory is one page)."
+    )
+    UPLOAD_MAX_BYTES: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest request body a bulk import accepts; larger gets a 413."
+    )
+    WEBHOOKS_ENABLED: bool = Field(True, description="Deliver webhooks from the web process (with RUN_BACKGROUND).")
+    WEBHOOK_TIMEOUT_S: float = Field(10.0, gt=0, le=120, description="How long one delivery waits for the receiver.")
+    WEBHOOK_MAX_ATTEMPTS: int = Field(8, ge=1, le=50, description="Attempts before a delivery is given up (kept as failed).")
+    WEBHOOK_RETRY_BASE_S: float = Field(
+        10.0, gt=0, description="Wait after the first failed attempt; it doubles with each further failure."
+    )
+    WEBHOOK_RETRY_MAX_S: float = Field(3600.0, gt=0, description="Longest wait between two attempts.")
+    WEBHOOK_POLL_S: float = Field(1.0, gt=0, description="How often the dispatcher looks for due deliveries.")
 
     @field_validator("DATA_DIR")
     @classmethod

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import enum
+
 from sqlalchemy import Enum, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.comparisons.models import Choice, Comparison
 from app.core.db import Base, CreatedAtMixin
+
+
+class ScreenChoice(enum.StrEnum):
+    """What an annotator picked on screen; stored as a Choice through the showing's left/right order."""
+
+    left = "left"
+    right = "right"
+    tie = "tie"
+    both_bad = "both_bad"
+
+
+class Strength(enum.IntEnum):
+    """How much better the chosen side is (Judgment.strength)."""
+
+    slightly = 1
+    clearly = 2
+    much = 3
 
 
 class Judgment(CreatedAtMixin, Base):
@@ -26,7 +45,10 @@ class Judgment(CreatedAtMixin, Base):
     rationale: Mapped[str] = mapped_column(Text, default="")
     # Which completion ("a" or "b") was on the left for this annotator: position bias is measurable.
     shown_left: Mapped[str] = mapped_column(String(1))
+    # Measured by the server, from the moment the pair was shown (its lock) to the submit.
     time_spent_ms: Mapped[int | None]
+    # The client's own measure, when it sends one (the browser page does).
+    client_time_spent_ms: Mapped[int | None]
     client_request_id: Mapped[str | None] = mapped_column(String(100))
     # "browser" or "api"
     channel: Mapped[str] = mapped_column(String(16), default="browser")

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import Enum, ForeignKey, Index, String, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.db import Base, CreatedAtMixin
 
@@ -41,6 +41,8 @@ class PolicyVersion(CreatedAtMixin, Base):
     status: Mapped[PolicyStatus] = mapped_column(Enum(PolicyStatus, native_enum=False, length=16))
     metrics: Mapped[dict] = mapped_column(default=dict)
     activated_at: Mapped[datetime | None]
+
+    parent: Mapped[PolicyVersion | None] = relationship(remote_side=[id])
 
 
 class RewardModel(CreatedAtMixin, Base):

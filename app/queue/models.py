@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.comparisons.models import Comparison
 from app.core.db import Base, CreatedAtMixin
 
 
@@ -22,6 +23,9 @@ class QueueLock(CreatedAtMixin, Base):
     # Which completion ("a" or "b") this showing puts on the left; randomized per showing.
     left: Mapped[str] = mapped_column(String(1))
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    # When the pair went on screen. A prefetched pair is locked before it is shown; its clock (time
+    # spent, and the lock's TTL) starts here, not at created_at. None while it waits, prefetched.
+    shown_at: Mapped[datetime | None]
 
 
 class Skip(CreatedAtMixin, Base):
@@ -32,3 +36,12 @@ class Skip(CreatedAtMixin, Base):
     comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id"), index=True)
     annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     reason: Mapped[str] = mapped_column(String(500), default="")
+
+
+# The order the queue scans the pool in (app/queue/service.py): ready pairs, gold apart, fresh
+# (judgment_count 0) apart from the ones already in progress, oldest first. With this index every
+# tier is an index range read in id order that stops at the first pair the annotator may take.
+Index(
+    "ix_comparisons_queue_order",
+    Comparison.status, Comparison.is_gold, Comparison.judgment_count, Comparison.id,
+)

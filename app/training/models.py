@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String, Text
+from sqlalchemy import Boolean, Computed, Enum, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, CreatedAtMixin
@@ -28,7 +28,7 @@ class TrainingRound(CreatedAtMixin, Base):
     status: Mapped[RoundStatus] = mapped_column(
         Enum(RoundStatus, native_enum=False, length=16), default=RoundStatus.queued, index=True
     )
-    # snapshot | reward_model | ppo | publish (the last one completed is where a resume starts)
+    # snapshot | reward_model | ppo | evaluate | publish (a resume starts after the last completed one)
     stage: Mapped[str] = mapped_column(String(32), default="")
     completed_stages: Mapped[list] = mapped_column(default=list)
     step: Mapped[int] = mapped_column(default=0)
@@ -45,11 +45,18 @@ class TrainingRound(CreatedAtMixin, Base):
     policy_version_id: Mapped[int | None] = mapped_column(ForeignKey("policy_versions.id"))
     base_policy_version_id: Mapped[int | None] = mapped_column(ForeignKey("policy_versions.id"))
     latest_metrics: Mapped[dict] = mapped_column(default=dict)
+    # Final metrics per completed stage, the gate verdicts and the held-out evaluation (status.json).
+    results: Mapped[dict] = mapped_column(default=dict)
     error: Mapped[str] = mapped_column(Text, default="")
     log_tail: Mapped[str] = mapped_column(Text, default="")
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # TRUE while queued or running, NULL otherwise; being unique, the database itself refuses a second
+    # round in flight, whichever path (API, CLI, schedule, retry) tries to queue it.
+    in_flight: Mapped[bool | None] = mapped_column(
+        Boolean, Computed("CASE WHEN status IN ('queued', 'running') THEN TRUE END", persisted=True), unique=True
+    )
 
 
 class RoundMetric(CreatedAtMixin, Base):

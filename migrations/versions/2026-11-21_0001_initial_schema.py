@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 23:19:19.231736
+Create Date: 2026-11-21 23:31:03.933220
 """
 from collections.abc import Sequence
 
@@ -81,6 +81,16 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
     sa.UniqueConstraint('username', name=op.f('uq_users_username'))
     )
+    op.create_table('webhook_endpoints',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('url', sa.String(length=2000), nullable=False),
+    sa.Column('secret', sa.String(length=100), nullable=False),
+    sa.Column('events', sa.JSON(), nullable=False),
+    sa.Column('description', sa.String(length=200), nullable=False),
+    sa.Column('is_active', sa.Boolean(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_endpoints'))
+    )
     op.create_table('api_tokens',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
@@ -132,20 +142,42 @@ def upgrade() -> None:
     sa.Column('policy_version_id', sa.Integer(), nullable=True),
     sa.Column('base_policy_version_id', sa.Integer(), nullable=True),
     sa.Column('latest_metrics', sa.JSON(), nullable=False),
+    sa.Column('results', sa.JSON(), nullable=False),
     sa.Column('error', sa.Text(), nullable=False),
     sa.Column('log_tail', sa.Text(), nullable=False),
     sa.Column('requested_by_id', sa.Integer(), nullable=True),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('in_flight', sa.Boolean(), sa.Computed("CASE WHEN status IN ('queued', 'running') THEN TRUE END", persisted=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['base_policy_version_id'], ['policy_versions.id'], name=op.f('fk_training_rounds_base_policy_version_id_policy_versions')),
     sa.ForeignKeyConstraint(['policy_version_id'], ['policy_versions.id'], name=op.f('fk_training_rounds_policy_version_id_policy_versions')),
     sa.ForeignKeyConstraint(['requested_by_id'], ['users.id'], name=op.f('fk_training_rounds_requested_by_id_users')),
     sa.ForeignKeyConstraint(['reward_model_id'], ['reward_models.id'], name=op.f('fk_training_rounds_reward_model_id_reward_models')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_training_rounds'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_training_rounds')),
+    sa.UniqueConstraint('in_flight', name=op.f('uq_training_rounds_in_flight'))
     )
     with op.batch_alter_table('training_rounds', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_training_rounds_status'), ['status'], unique=False)
+
+    op.create_table('webhook_deliveries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('endpoint_id', sa.Integer(), nullable=False),
+    sa.Column('event', sa.String(length=64), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('status', sa.Enum('pending', 'delivered', 'failed', name='deliverystatus', native_enum=False, length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_status_code', sa.Integer(), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=False),
+    sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['endpoint_id'], ['webhook_endpoints.id'], name=op.f('fk_webhook_deliveries_endpoint_id_webhook_endpoints')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries'))
+    )
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_endpoint_id'), ['endpoint_id'], unique=False)
+        batch_op.create_index('ix_webhook_deliveries_status_next_attempt_at', ['status', 'next_attempt_at'], unique=False)
 
     op.create_table('comparisons',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -165,6 +197,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('comparisons', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_comparisons_prompt_id'), ['prompt_id'], unique=False)
+        batch_op.create_index('ix_comparisons_queue_order', ['status', 'is_gold', 'judgment_count', 'id'], unique=False)
         batch_op.create_index('ix_comparisons_status_id', ['status', 'id'], unique=False)
 
     op.create_table('round_metrics',
@@ -189,6 +222,7 @@ def upgrade() -> None:
     sa.Column('rationale', sa.Text(), nullable=False),
     sa.Column('shown_left', sa.String(length=1), nullable=False),
     sa.Column('time_spent_ms', sa.Integer(), nullable=True),
+    sa.Column('client_time_spent_ms', sa.Integer(), nullable=True),
     sa.Column('client_request_id', sa.String(length=100), nullable=True),
     sa.Column('channel', sa.String(length=16), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -208,6 +242,7 @@ def upgrade() -> None:
     sa.Column('annotator_id', sa.Integer(), nullable=False),
     sa.Column('left', sa.String(length=1), nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('shown_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['annotator_id'], ['users.id'], name=op.f('fk_queue_locks_annotator_id_users')),
     sa.ForeignKeyConstraint(['comparison_id'], ['comparisons.id'], name=op.f('fk_queue_locks_comparison_id_comparisons')),
@@ -261,9 +296,15 @@ def downgrade() -> None:
     op.drop_table('round_metrics')
     with op.batch_alter_table('comparisons', schema=None) as batch_op:
         batch_op.drop_index('ix_comparisons_status_id')
+        batch_op.drop_index('ix_comparisons_queue_order')
         batch_op.drop_index(batch_op.f('ix_comparisons_prompt_id'))
 
     op.drop_table('comparisons')
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_webhook_deliveries_status_next_attempt_at')
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_endpoint_id'))
+
+    op.drop_table('webhook_deliveries')
     with op.batch_alter_table('training_rounds', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_training_rounds_status'))
 
@@ -277,6 +318,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_api_tokens_user_id'))
 
     op.drop_table('api_tokens')
+    op.drop_table('webhook_endpoints')
     op.drop_table('users')
     op.drop_table('site_settings')
     op.drop_table('reward_models')

@@ -106,3 +106,14 @@ def test_browser_session_can_call_api_but_unsafe_methods_need_csrf_header(client
     assert client.post("/api/v1/tokens", json={"name": "x"}).status_code == 403
     csrf = csrf_from(client.get("/account").text)
     assert client.post("/api/v1/tokens", json={"name": "x"}, headers={"X-CSRF-Token": csrf}).status_code == 201
+
+
+def test_admin_creates_token_for_another_user(client, db, admin_token, annotator_token):
+    user_id = make_user(db, "vendor-bot")
+    created = client.post(f"/api/v1/users/{user_id}/tokens", json={"name": "vendor"}, headers=admin_token)
+    assert created.status_code == 201 and created.json()["user_id"] == user_id
+    me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {created.json()['token']}"})
+    assert me.json()["username"] == "vendor-bot"
+    assert client.post(f"/api/v1/users/{user_id}/tokens", json={}, headers=annotator_token).status_code == 403
+    missing = client.post("/api/v1/users/9999/tokens", json={}, headers=admin_token)
+    assert missing.status_code == 404 and missing.json()["detail"][0]["loc"] == ["path", "user_id"]

@@ -1,0 +1,134 @@
+"""Query parameters and response shapes of the raw-judgment list and the streamed export.
+
+Query parameters are pydantic models with extra="forbid", so a misspelled filter (`?rond=3`) is a
+422 naming it instead of being silently ignored and exporting everything.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.comparisons.models import Choice
+
+
+class JudgmentFilters(BaseModel):
+    """Which judgments a list page or an export covers; every filter is optional and they combine (AND)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: datetime | None = Field(None, description="Judgments created at or after this time (UTC if no offset).")
+    until: datetime | None = Field(None, description="Judgments created before this time (UTC if no offset).")
+    round: int | None = Field(
+        None, ge=1, le=2**31 - 1,
+        description="Training round id: the judgments that round's snapshot added (after the previous round's).",
+    )
+    policy_version: int | None = Field(
+        None, ge=0, le=2**31 - 1, description="Policy version number that sampled either completion."
+    )
+    annotator: str | None = Field(
+        None, min_length=1, max_length=64, description="Pseudonymous annotator id, as listed in judgments."
+    )
+    choice: list[Choice] = Field(default_factory=list, description="Keep only these choices (repeatable).")
+    gold: bool | None = Field(None, description="true: gold (known-answer) pairs only; false: none of them.")
+
+
+class JudgmentListQuery(JudgmentFilters):
+    cursor: str | None = Field(
+        None, max_length=200, description="Opaque cursor from the previous page's next_cursor; omit for the first."
+    )
+    limit: int = Field(100, ge=1, le=1000, description="Judgments per page.")
+
+
+class ExportFormat(enum.StrEnum):
+    trl = "trl"  # TRL preference rows: prompt / chosen / rejected
+    hh = "hh"  # Anthropic HH-RLHF transcript strings: chosen / rejected
+    raw = "raw"  # one row per judgment, ties and both-bad kept (Chatbot Arena battle rows)
+    kto = "kto"  # unpaired rows: prompt / completion / label
+
+
+class ExportStyle(enum.StrEnum):
+    conversational = "conversational"  # chat-message lists (TRL applies the chat template)
+    standard = "standard"  # plain strings
+
+
+class Aggregate(enum.StrEnum):
+    none = "none"  # one row (or pair) per judgment
+    majority = "majority"  # one per comparison: the most frequent choice; an even split counts as a tie
+
+
+class SplitName(enum.StrEnum):
+    all = "all"
+    train = "train"
+    test = "test"
+
+
+class FileFormat(enum.StrEnum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+class ExportQuery(JudgmentFilters):
+    format: ExportFormat = Field(ExportFormat.trl, description="Row layout: trl, hh, raw or kto.")
+    style: ExportStyle = Field(
+        ExportStyle.conversational, description="trl and kto: chat-message lists or plain strings."
+    )
+    aggregate: Aggregate = Field(
+        Aggregate.none, description="Comparisons judged by several annotators: every judgment, or the majority."
+    )
+    include_ties: bool = Field(
+        False,
+        description="trl/hh: also emit tie and both-bad judgments as pairs (chosen = completion a), marked by "
+                    "metadata.choice; kto: also emit both-bad as two label=false rows. raw always keeps them.",
+    )
+    include_inactive_annotators: bool = Field(
+        False, description="Keep judgments by deactivated annotators and by annotators excluded from training."
+    )
+    split: SplitName = Field(SplitName.all, description="Prompt-level split, stable across exports.")
+    test_fraction: float | None = Field(
+        None, ge=0, le=1, description="Share of prompts in the test split; default PREFLOOP_TRAINING_HELDOUT_FRACTION."
+    )
+    file_format: FileFormat = Field(FileFormat.jsonl, description="JSON Lines, or Parquet.")
+
+
+class PromptRef(BaseModel):
+    id: int
+    messages: list[dict[str, Any]]
+
+
+class CompletionRef(BaseModel):
+    id: int
+    text: str
+    policy_version: int = Field(description="Number of the policy version that sampled it.")
+    token_count: int
+    finish_reason: str
+
+
+class JudgmentRead(BaseModel):
+    """One stored judgment with what a client needs to use it: the pair, the verdict, and its context."""
+
+    id: int
+    comparison_id: int
+    prompt: PromptRef
+    completion_a: CompletionRef
+    completion_b: CompletionRef
+    choice: Choice = Field(description="In completion terms (a, b, tie, both_bad), never screen side.")
+    strength: int | None
+    rationale: str
+    shown_left: str = Field(description="Which completion ('a' or 'b') the annotator saw on the left.")
+    annotator: str = Field(description="Pseudonymous annotator id (a keyed hash, stable across lists and exports).")
+    time_spent_ms: int | None = Field(description="Measured by the server, from showing to submit.")
+    client_time_spent_ms: int | None = Field(description="The client's own measure, when it sent one.")
+    channel: str = Field(description="'browser' or 'api'.")
+    created_at: datetime
+    round_id: int | None = Field(description="The training round whose snapshot first included it.")
+    is_gold: bool
+    gold_choice: Choice | None
+
+
+class JudgmentPage(BaseModel):
+    items: list[JudgmentRead]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")

@@ -1,0 +1,132 @@
+"""JSON API for prompts: bulk import (JSON body, or a JSONL/CSV upload), list with filters, deactivate.
+
+Admins only. Every request body here is capped at UPLOAD_MAX_BYTES (a 413 that states the limit, read
+before anything is parsed or stored); an import stores all of its prompts or none of them, unless an
+upload asks to skip its bad lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Path, Query, Request, Response, UploadFile
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.deps import ApiAdmin, SessionDep, SettingsDep
+from app.core.errors import TooLarge, Unprocessable
+from app.prompts import service
+from app.prompts.schemas import ImportReport, PromptIn, PromptPage, PromptRead
+
+MAX_PROMPTS_PER_REQUEST = 10_000
+# Ids are 32-bit integer columns: a larger one is a 422 naming it, not a database overflow (a 500).
+DbId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+class BodyLimitRoute(APIRoute):
+    """Reads the request body up to UPLOAD_MAX_BYTES before FastAPI parses it; past that, a 413."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def limited(request: Request) -> Response:
+            limit = request.app.state.settings.UPLOAD_MAX_BYTES
+            too_large = TooLarge(f"The request body is larger than the limit of {limit} bytes "
+                                 "(PREFLOOP_UPLOAD_MAX_BYTES); split the import.", loc=("body",))
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise too_large
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise too_large
+            replayed = False
+
+            async def replay() -> dict:
+                nonlocal replayed
+                if replayed:
+                    return {"type": "http.disconnect"}
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+            return await handler(Request(request.scope, replay))
+
+        return limited
+
+
+router = APIRouter(prefix="/prompts", route_class=BodyLimitRoute)
+
+
+class PromptImport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: list[PromptIn] = Field(min_length=1, max_length=MAX_PROMPTS_PER_REQUEST)
+    source: str = Field("api", max_length=100, description="Recorded on each prompt that names no source.")
+
+
+class PromptListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    q: str | None = Field(None, max_length=500, description="Case-insensitive substring of the prompt text.")
+    tag: str | None = Field(None, max_length=50)
+    source: str | None = Field(None, max_length=100)
+    active: bool | None = None
+    offset: int = Field(0, ge=0, le=10**9)
+    limit: int = Field(50, ge=1, le=1000)
+
+
+@router.post("", response_model=ImportReport)
+def import_prompts(body: PromptImport, db: SessionDep, settings: SettingsDep, _admin: ApiAdmin) -> ImportReport:
+    """Import prompts from a JSON body, all or nothing: an invalid item is a 422 naming its index.
+    Prompts already stored (or repeated in the body) are counted as duplicates, not stored twice."""
+    try:
+        return service.import_prompts(db=db, rows=body.prompts, source=body.source,
+                                      max_chars=settings.PROMPT_MAX_CHARS)
+    except Unprocessable as exc:  # the service names the item as ("rows", i): here it is body.prompts[i]
+        raise Unprocessable(exc.msg, loc=("body", "prompts", *exc.loc[1:])) from exc
+
+
+@router.post("/import", response_model=ImportReport)
+def upload_prompts(
+    file: Annotated[UploadFile, File(description="JSONL ({\"prompt\"} or {\"messages\"} per line) or CSV.")],
+    db: SessionDep, settings: SettingsDep, _admin: ApiAdmin,
+    skip_bad_lines: Annotated[bool, Query(description="Import the good lines and report the bad ones.")] = False,
+    file_format: Annotated[Literal["jsonl", "csv"] | None, Query(description="By default from the name.")] = None,
+    source: Annotated[str | None, Query(max_length=100, description="Defaults to the file name.")] = None,
+) -> ImportReport:
+    """Import a prompt file. A bad line refuses the whole file (a 422 listing every bad line) unless
+    skip_bad_lines; the report lists the lines left out."""
+    content = service.decode_upload(file.file.read())
+    return service.import_text(
+        db=db, content=content, fmt=file_format or service.detect_format(file.filename, content),
+        source=source or file.filename or "upload", skip_bad_lines=skip_bad_lines,
+        max_chars=settings.PROMPT_MAX_CHARS,
+    )
+
+
+@router.get("", response_model=PromptPage)
+def list_prompts(query: Annotated[PromptListQuery, Query()], db: SessionDep, _admin: ApiAdmin) -> PromptPage:
+    """Prompts, newest first, with the total matching the filters."""
+    items, total = service.list_(db=db, q=query.q, tag=query.tag, source=query.source, active=query.active,
+                                 offset=query.offset, limit=query.limit)
+    return PromptPage(items=[PromptRead.model_validate(p) for p in items], total=total)
+
+
+@router.get("/{prompt_id}", response_model=PromptRead)
+def read_prompt(prompt_id: DbId, db: SessionDep, _admin: ApiAdmin) -> PromptRead:
+    """One prompt."""
+    return PromptRead.model_validate(service.get_or_raise(db=db, prompt_id=prompt_id))
+
+
+@router.post("/{prompt_id}/deactivate", response_model=PromptRead)
+def deactivate_prompt(prompt_id: DbId, db: SessionDep, _admin: ApiAdmin) -> PromptRead:
+    """Stop sampling a prompt and retire its ready pairs; its judgments are kept."""
+    return PromptRead.model_validate(service.deactivate(db=db, prompt_id=prompt_id))
+
+
+@router.post("/{prompt_id}/reactivate", response_model=PromptRead)
+def reactivate_prompt(prompt_id: DbId, db: SessionDep, _admin: ApiAdmin) -> PromptRead:
+    """Sample a deactivated prompt again."""
+    return PromptRead.model_validate(service.reactivate(db=db, prompt_id=prompt_id))

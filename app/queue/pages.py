@@ -1,0 +1,62 @@
+"""The annotator's page: one pair at a time, keyboard first; the next pair is prefetched as a fragment."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from app.admin import service as admin_service
+from app.core.config import Settings
+from app.core.db import utcnow
+from app.core.templates import render
+from app.judgments import service as judgment_service
+from app.queue import service
+from app.queue.deps import AppSettings, PageAnnotator, WriteSession
+from app.queue.schemas import ComparisonId
+
+router = APIRouter()
+
+SKIP_REASONS = (
+    "I can't judge this topic",
+    "The prompt is broken or unclear",
+    "The responses are the same",
+)
+
+
+def _pair_context(pair: service.Pair | None, settings: Settings) -> dict:
+    expires_in_s = int((pair.expires_at - utcnow()).total_seconds()) if pair else 0
+    return {"pair": pair, "expires_in_s": expires_in_s, "retry_s": settings.QUEUE_EMPTY_RETRY_S}
+
+
+def _next(db, user, settings: Settings, after: int | None) -> service.Pair | None:
+    return service.next_for(db=db, annotator_id=user.id, after=after,
+                            lock_ttl=timedelta(seconds=settings.QUEUE_LOCK_TTL_S),
+                            gold_rate=settings.QUEUE_GOLD_RATE)
+
+
+@router.get("/annotate")
+async def annotate_page(request: Request, db: WriteSession, user: PageAnnotator, settings: AppSettings) -> Response:
+    pair = _next(db, user, settings, after=None)
+    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    today, total = judgment_service.counts_for(db=db, annotator_id=user.id, since=midnight)
+    return render(request, "annotate/index.html", {
+        **_pair_context(pair, settings),
+        "today": today,
+        "total": total,
+        "guidelines": admin_service.get_guidelines(db=db),
+        "rationale_max": settings.JUDGMENT_RATIONALE_MAX_CHARS,
+        "skip_reasons": SKIP_REASONS,
+    })
+
+
+@router.get("/annotate/pair")
+async def pair_fragment(
+    request: Request, db: WriteSession, user: PageAnnotator, settings: AppSettings,
+    after: Annotated[ComparisonId | None, Query()] = None,
+) -> Response:
+    """The page's next pair as an HTML fragment (rendered by the same template as the first one)."""
+    pair = _next(db, user, settings, after=after)
+    return render(request, "annotate/_pair.html", _pair_context(pair, settings))

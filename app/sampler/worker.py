@@ -1,0 +1,303 @@
+"""The sampler loop: keep the pool of ready comparisons above the low-water mark with the active policy.
+
+It runs in a thread of the web process (a background component, see app.background) or as its own
+process (`prefloop sampler`, e.g. on a GPU box). Either way generation happens here, never on a request
+path: torch is imported only inside this loop, and database transactions are short and never span a
+generation. One sampler per data directory holds sampler.lock; others wait for it (several web
+workers each start a component, but only one loads the model).
+
+Each cycle:
+  1. Sync the model with the database: when another version became active, load it beside the one
+     serving; if the load fails, the old one keeps serving (and the pool is left alone) and the load is
+     retried after SAMPLER_RETRY_LOAD_S. After a successful switch, ready pairs without the new version
+     are retired per SAMPLER_RETIRE_ON_SWITCH.
+  2. While the pool is below SAMPLER_LOW_WATER: take the prompts that need pairs most, sample two
+     completions each (a SAMPLER_CROSS_VERSION_FRACTION of them: one from the active version and one
+     from the baseline version), store completions and comparisons.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from filelock import FileLock, Timeout
+
+from app.core.config import Settings
+from app.core.db import Database, utcnow
+from app.policies import service as policy_service
+from app.sampler import service
+
+if TYPE_CHECKING:
+    from trainer.generate import LoadedPolicy, Sample
+
+log = logging.getLogger("prefloop.sampler")
+# An unchanged status is saved again this often, so a stale one shows that no sampler is running.
+STATUS_EVERY_S = 30.0
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    id: int
+    number: int
+    path: str
+
+
+@dataclass(frozen=True)
+class _Job:
+    prompt_id: int
+    messages: list[dict]
+    cross: bool
+
+
+class SamplerWorker:
+    name = "sampler"
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loaded: dict[int, LoadedPolicy] = {}  # version id -> model: the serving one and the baseline
+        self._failed_at: dict[int, float] = {}  # version id -> when its load failed (monotonic)
+        self._too_long: set[int] = set()  # prompt ids the serving model's context cannot hold
+        self.serving: VersionRef | None = None
+        self.baseline: VersionRef | None = None
+        self.last_error = ""
+        self._last_note = ""
+        self._reported: dict = {}
+        self._reported_at = 0.0
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="prefloop-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Ask the loop to stop; a batch being generated is finished first."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.warning("sampler still finishing a batch after %.0f s; leaving it as a daemon", timeout_s)
+
+    def run(self) -> None:
+        """Loop until stopped: hold the data directory's sampler lock, then refill every SAMPLER_POLL_S."""
+        self.settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.settings.DATA_DIR / "sampler.lock")
+        if not self._acquire(lock):
+            return
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.run_once()
+                except Exception as exc:  # noqa: BLE001 - the loop must survive a bad cycle; the next retries
+                    log.exception("sampler cycle failed")
+                    self.last_error = f"sampler cycle failed: {exc}"
+                try:
+                    self.report()
+                except Exception:  # noqa: BLE001 - a missed report is retried next cycle
+                    log.exception("could not save the sampler status")
+                self._stop.wait(self.settings.SAMPLER_POLL_S)
+        finally:
+            lock.release()
+
+    def _acquire(self, lock: FileLock) -> bool:
+        """Wait for the lock (another sampler may hold it) until stopped; True once held."""
+        while not self._stop.is_set():
+            try:
+                lock.acquire(timeout=0)
+                return True
+            except Timeout:
+                self._note(f"another sampler holds {lock.lock_file}; waiting to take over")
+                self._stop.wait(self.settings.SAMPLER_POLL_S)
+        return False
+
+    def report(self) -> None:
+        """Save what this sampler serves when it changed, and as a heartbeat every STATUS_EVERY_S."""
+        status = {
+            "serving_version": self.serving.number if self.serving else None,
+            "baseline_version": self.baseline.number if self.baseline else None,
+            "last_error": self.last_error, "low_water": self.settings.SAMPLER_LOW_WATER,
+            "host": socket.gethostname(), "pid": os.getpid(),
+        }
+        if status == self._reported and time.monotonic() - self._reported_at < STATUS_EVERY_S:
+            return
+        with self.db.session() as db:
+            service.save_status(db=db, status={**status, "reported_at": utcnow().isoformat()})
+        self._reported, self._reported_at = status, time.monotonic()
+
+    # --- one cycle -------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Sync with the active version, then refill the pool up to the low-water mark; returns the
+        number of comparisons created."""
+        created = 0
+        while not self._stop.is_set():
+            self.sync_version()
+            if self.serving is None:
+                break
+            with self.db.session() as db:
+                missing = self.settings.SAMPLER_LOW_WATER - service.pool_size(db=db)
+            if missing <= 0:
+                break
+            made = self._fill(min(missing, self.settings.SAMPLER_BATCH_PROMPTS))
+            if made == 0:
+                break
+            created += made
+        return created
+
+    def sync_version(self) -> None:
+        """Serve the active version (loading it if needed) and load the cross-version baseline."""
+        with self.db.session() as db:
+            active = policy_service.get_active(db=db)
+            if active is None:
+                return
+            baseline = None
+            if self.settings.SAMPLER_CROSS_VERSION_FRACTION > 0:
+                baseline = service.baseline_version(db=db, active=active,
+                                                    number=self.settings.SAMPLER_BASELINE_VERSION)
+            active_ref = VersionRef(active.id, active.number, active.path)
+            baseline_ref = VersionRef(baseline.id, baseline.number, baseline.path) if baseline else None
+        if self.serving is None or active_ref.id != self.serving.id:
+            if self._load(active_ref):
+                self._switch_to(active_ref)
+        if baseline_ref is not None and self.serving is not None and baseline_ref.id != self.serving.id:
+            self.baseline = baseline_ref if self._load(baseline_ref) else None
+        else:
+            self.baseline = None
+        keep = {ref.id for ref in (self.serving, self.baseline) if ref is not None}
+        for version_id in set(self._loaded) - keep:
+            del self._loaded[version_id]
+
+    def _load(self, ref: VersionRef) -> bool:
+        if ref.id in self._loaded:
+            return True
+        failed_at = self._failed_at.get(ref.id)
+        if failed_at is not None and time.monotonic() - failed_at < self.settings.SAMPLER_RETRY_LOAD_S:
+            return False
+        from transformers.utils import logging as transformers_logging
+
+        from trainer import generate  # torch stays out of the web process until the sampler needs it
+
+        transformers_logging.disable_progress_bar()  # a bar per load is noise in a server log
+        started = time.perf_counter()
+        try:
+            self._loaded[ref.id] = generate.load_policy(ref.path, device=self.settings.SAMPLER_DEVICE)
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the serving model in place
+            self._failed_at[ref.id] = time.monotonic()
+            self.last_error = f"policy version {ref.number} failed to load: {exc}"
+            log.error("%s; %s", self.last_error,
+                      f"still serving version {self.serving.number}" if self.serving else "nothing to serve")
+            return False
+        self._failed_at.pop(ref.id, None)
+        log.info("loaded policy version %d from %s in %.1f s", ref.number, ref.path,
+                 time.perf_counter() - started)
+        return True
+
+    def _switch_to(self, ref: VersionRef) -> None:
+        previous, self.serving = self.serving, ref
+        self._too_long.clear()
+        self.last_error = ""
+        with self.db.session() as db:
+            retired = service.retire_superseded(db=db, active_version_id=ref.id,
+                                                mode=self.settings.SAMPLER_RETIRE_ON_SWITCH)
+        log.info("sampler now serving policy version %d%s; retired %d ready pairs without it", ref.number,
+                 f" (was {previous.number})" if previous else "", retired)
+
+    def _fill(self, n_prompts: int) -> int:
+        """Generate and store pairs for up to n_prompts prompts; returns how many were stored."""
+        from trainer import generate
+
+        settings = self.settings
+        with self.db.session() as db:
+            prompts = [(p.id, p.messages) for p in
+                       service.prompts_by_need(db=db, limit=n_prompts, exclude_ids=self._too_long)]
+            seed = service.next_seed(db=db, base_seed=settings.SAMPLER_SEED)
+        if not prompts:
+            self._note("no active prompts to sample for; import some with `prefloop prompts import`")
+            return 0
+        rng = random.Random(seed)
+        params = generate.SamplingParams(settings.SAMPLER_TEMPERATURE, settings.SAMPLER_TOP_P,
+                                         settings.SAMPLER_MAX_NEW_TOKENS)
+        jobs = self._plan(prompts, rng, params.max_new_tokens)
+        if not jobs:
+            return 0
+        serving = self._loaded[self.serving.id]
+        # One batch for the serving model: two rows for a same-version pair, one for a cross-version pair.
+        rows = [job.messages for job in jobs for _ in range(1 if job.cross else 2)]
+        served = iter([s for [s] in generate.generate(serving, rows, n_per_prompt=1, params=params,
+                                                      seed=seed)])
+        cross_rows = [job.messages for job in jobs if job.cross]
+        based = iter([s for [s] in generate.generate(self._loaded[self.baseline.id], cross_rows,
+                                                     n_per_prompt=1, params=params, seed=seed + 1)]
+                     if cross_rows else [])
+        sampling = {**params.as_dict(), "seed": seed}
+        with self.db.session() as db:
+            for job in jobs:
+                pair = [self._completion(next(served), self.serving, sampling),
+                        self._completion(next(based), self.baseline, sampling) if job.cross
+                        else self._completion(next(served), self.serving, sampling)]
+                if job.cross:
+                    rng.shuffle(pair)  # which version ends up as "a" must carry no information
+                overlap = service.overlap_target(rng=rng, target=settings.QUEUE_OVERLAP_TARGET,
+                                                 share=settings.QUEUE_OVERLAP_SHARE)
+                service.store_comparison(db=db, prompt_id=job.prompt_id, a=pair[0], b=pair[1],
+                                         overlap=overlap)
+        return len(jobs)
+
+    def _plan(self, prompts: list[tuple[int, list[dict]]], rng: random.Random,
+              max_new_tokens: int) -> list[_Job]:
+        """Leave out prompts the serving model cannot hold and draw which pairs are cross-version."""
+        from trainer import generate
+
+        serving = self._loaded[self.serving.id]
+        baseline = self._loaded[self.baseline.id] if self.baseline else None
+        jobs = []
+        lengths = generate.prompt_lengths(serving, [messages for _, messages in prompts])
+        for (prompt_id, messages), length in zip(prompts, lengths, strict=True):
+            if not generate.fits(serving, length, max_new_tokens):
+                log.warning("prompt %d (%d tokens) plus max_new_tokens %d does not fit the %s-token "
+                            "context of version %d; leaving it out", prompt_id, length, max_new_tokens,
+                            serving.context_length, self.serving.number)
+                self._too_long.add(prompt_id)
+                continue
+            cross = baseline is not None and rng.random() < self.settings.SAMPLER_CROSS_VERSION_FRACTION
+            if cross:
+                [baseline_length] = generate.prompt_lengths(baseline, [messages])
+                cross = generate.fits(baseline, baseline_length, max_new_tokens)
+            jobs.append(_Job(prompt_id, messages, cross))
+        return jobs
+
+    @staticmethod
+    def _completion(sample: Sample, ref: VersionRef, sampling: dict) -> service.NewCompletion:
+        return service.NewCompletion(policy_version_id=ref.id, text=sample.text,
+                                     token_count=sample.token_count, finish_reason=sample.finish_reason,
+                                     sampling=sampling)
+
+    def _note(self, message: str) -> None:
+        """Log a recurring condition once, not every poll."""
+        if message != self._last_note:
+            log.info(message)
+            self._last_note = message
+
+
+def run_process(settings: Settings) -> None:
+    """`prefloop sampler`: the loop in the foreground until SIGTERM or SIGINT."""
+    db = Database(settings.database_url)
+    worker = SamplerWorker(settings, db)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop())
+    try:
+        worker.run()
+    finally:
+        db.dispose()

@@ -1,0 +1,197 @@
+"""Webhook endpoints and the delivery outbox: the only module that writes those tables.
+
+Other domains call emit() inside their own unit of work, e.g. after storing a judgment:
+
+    webhook_service.emit(db=db, event=WebhookEvent.judgment_created,
+                         payload={"judgment_id": j.id, "comparison_id": j.comparison_id, "choice": j.choice})
+
+Payloads carry ids and small fields, not texts: a receiver fetches what it needs through the API.
+Every delivery is POSTed as JSON {"id", "type", "created_at", "data"} (see dispatcher.py for signing).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from app.core.db import utcnow
+from app.core.errors import NotFound
+
+from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+SECRET_PREFIX = "whsec_"
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def get_or_raise(*, db: Session, endpoint_id: int) -> WebhookEndpoint:
+    endpoint = db.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None:
+        raise NotFound(f"Webhook {endpoint_id} does not exist.", loc=("path", "webhook_id"))
+    return endpoint
+
+
+def list_(*, db: Session) -> list[WebhookEndpoint]:
+    return list(db.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+
+
+def create(*, db: Session, url: str, events: list[WebhookEvent], description: str = "") -> WebhookEndpoint:
+    """A new endpoint with a fresh signing secret (read it from the returned row once)."""
+    endpoint = WebhookEndpoint(url=url, events=sorted({e.value for e in events}), description=description,
+                               secret=new_secret())
+    db.add(endpoint)
+    db.flush()
+    return endpoint
+
+
+def update_endpoint(*, db: Session, endpoint: WebhookEndpoint, url: str | None = None,
+                    events: list[WebhookEvent] | None = None, description: str | None = None,
+                    is_active: bool | None = None) -> WebhookEndpoint:
+    """Change what was given; deliveries already queued keep the body they were queued with."""
+    if url is not None:
+        endpoint.url = url
+    if events is not None:
+        endpoint.events = sorted({e.value for e in events})
+    if description is not None:
+        endpoint.description = description
+    if is_active is not None:
+        endpoint.is_active = is_active
+    db.flush()
+    return endpoint
+
+
+def rotate_secret(*, db: Session, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    """Replace the signing secret; deliveries from now on (retries included) use the new one."""
+    endpoint.secret = new_secret()
+    db.flush()
+    return endpoint
+
+
+def delete_endpoint(*, db: Session, endpoint: WebhookEndpoint) -> None:
+    """Remove an endpoint and its outbox (pending deliveries are dropped)."""
+    db.execute(delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id))
+    db.delete(endpoint)
+    db.flush()
+
+
+def _body(event: WebhookEvent, payload: dict, at: datetime) -> str:
+    envelope = {"id": f"evt_{uuid.uuid4().hex}", "type": event.value,
+                "created_at": at.isoformat().replace("+00:00", "Z"), "data": payload}
+    return json.dumps(envelope, separators=(",", ":"), default=str)
+
+
+def _queue(db: Session, endpoint_id: int, event: WebhookEvent, body: str, now: datetime) -> WebhookDelivery:
+    delivery = WebhookDelivery(endpoint_id=endpoint_id, event=event.value, body=body, next_attempt_at=now)
+    db.add(delivery)
+    return delivery
+
+
+def emit(*, db: Session, event: WebhookEvent, payload: dict) -> int:
+    """Queue `event` for every active endpoint subscribed to it, in the caller's transaction.
+
+    Returns how many deliveries were queued. The body (and its event id) is the same for every endpoint.
+    """
+    now = utcnow()
+    endpoint_ids = [e.id for e in db.scalars(select(WebhookEndpoint).where(WebhookEndpoint.is_active.is_(True)))
+                    if event.value in e.events]
+    if not endpoint_ids:
+        return 0
+    body = _body(event, payload, now)
+    for endpoint_id in endpoint_ids:
+        _queue(db, endpoint_id, event, body, now)
+    db.flush()
+    return len(endpoint_ids)
+
+
+def send_test(*, db: Session, endpoint: WebhookEndpoint) -> WebhookDelivery:
+    """Queue a ping to this endpoint alone (whatever it subscribes to), to check URL and secret."""
+    now = utcnow()
+    delivery = _queue(db, endpoint.id, WebhookEvent.ping, _body(WebhookEvent.ping, {"webhook_id": endpoint.id}, now),
+                      now)
+    db.flush()
+    return delivery
+
+
+def list_deliveries(*, db: Session, endpoint: WebhookEndpoint, status: DeliveryStatus | None,
+                    limit: int) -> list[WebhookDelivery]:
+    """The endpoint's most recent deliveries first."""
+    stmt = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
+    if status is not None:
+        stmt = stmt.where(WebhookDelivery.status == status)
+    return list(db.scalars(stmt.order_by(WebhookDelivery.id.desc()).limit(limit)))
+
+
+def retry_delivery(*, db: Session, endpoint: WebhookEndpoint, delivery_id: int) -> WebhookDelivery:
+    """Send a delivery again now, with a fresh attempt budget (a failed one, or hurry a pending one)."""
+    delivery = db.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.endpoint_id != endpoint.id:
+        raise NotFound(f"Delivery {delivery_id} of webhook {endpoint.id} does not exist.",
+                       loc=("path", "delivery_id"))
+    if delivery.status != DeliveryStatus.delivered:
+        delivery.status, delivery.attempts, delivery.next_attempt_at = DeliveryStatus.pending, 0, utcnow()
+        db.flush()
+    return delivery
+
+
+# ---- the dispatcher's side of the outbox ------------------------------------------------------------
+
+
+class DueDelivery(NamedTuple):
+    id: int
+    event: str
+    url: str
+    secret: str
+    body: str
+
+
+def claim_due(*, db: Session, now: datetime, limit: int, lease: timedelta) -> list[DueDelivery]:
+    """Due deliveries of active endpoints, each leased by pushing its next_attempt_at past the attempt's
+    timeout, so a second dispatcher (another web process) skips it."""
+    due = db.execute(
+        select(WebhookDelivery.id, WebhookDelivery.next_attempt_at, WebhookDelivery.event, WebhookEndpoint.url,
+               WebhookEndpoint.secret, WebhookDelivery.body)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(WebhookDelivery.status == DeliveryStatus.pending, WebhookDelivery.next_attempt_at <= now,
+               WebhookEndpoint.is_active.is_(True))
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(limit)
+    ).all()
+    claimed = []
+    for delivery_id, due_at, event, url, secret, body in due:
+        taken = db.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == DeliveryStatus.pending,
+                   WebhookDelivery.next_attempt_at == due_at)
+            .values(next_attempt_at=now + lease)
+        )
+        if taken.rowcount == 1:
+            claimed.append(DueDelivery(delivery_id, event, url, secret, body))
+    return claimed
+
+
+def record_attempt(*, db: Session, delivery_id: int, now: datetime, status_code: int | None, error: str,
+                   max_attempts: int, retry_base_s: float, retry_max_s: float) -> WebhookDelivery | None:
+    """Store one attempt's outcome: delivered on a 2xx; otherwise retried after an exponentially growing
+    wait (base, 2 base, 4 base ... capped), or failed for good after max_attempts with the error kept."""
+    delivery = db.get(WebhookDelivery, delivery_id)
+    if delivery is None:  # the endpoint was deleted while the attempt was in flight
+        return None
+    delivery.attempts += 1
+    delivery.last_status_code = status_code
+    if status_code is not None and 200 <= status_code < 300:
+        delivery.status, delivery.delivered_at, delivery.last_error = DeliveryStatus.delivered, now, ""
+    elif delivery.attempts >= max_attempts:
+        delivery.status, delivery.last_error = DeliveryStatus.failed, error
+    else:
+        wait = min(retry_base_s * 2 ** (delivery.attempts - 1), retry_max_s)
+        delivery.next_attempt_at, delivery.last_error = now + timedelta(seconds=wait), error
+    db.flush()
+    return delivery

@@ -1,0 +1,105 @@
+/* prefloop console, one training round: polls GET /api/v1/rounds/{id} and
+   GET /api/v1/rounds/{id}/metrics?since=<next_since> while the round is queued or running, and keeps
+   the stage, the progress bar, the log tail and the metric charts current. When the round finishes,
+   the page reloads once to show its results as the server renders them. */
+(function () {
+  "use strict";
+  const C = window.PrefloopCharts;
+  const root = document.getElementById("round");
+  const id = root.dataset.roundId;
+  const LIVE = new Set(["queued", "running"]);
+  const PAGE = 5000;  // the metrics endpoint's largest page
+  const charts = JSON.parse(document.getElementById("chart-spec").textContent).map(spec => ({
+    spec, el: document.getElementById("chart-" + spec.id), plot: null,
+  }));
+  const byStage = new Map();  // stage -> points [{step, values}] in step order
+  let since = 0;
+
+  function addPoint(point) {
+    const points = byStage.get(point.stage) || [];
+    // A repeated step rewinds the stage: a trainer resumed from a checkpoint logs those steps again.
+    while (points.length && points[points.length - 1].step >= point.step) points.pop();
+    points.push(point);
+    byStage.set(point.stage, points);
+  }
+
+  function drawCharts() {
+    for (const chart of charts) {
+      const points = (byStage.get(chart.spec.stage) || [])
+        .filter(p => chart.spec.series.some(s => typeof p.values[s.key] === "number"));
+      if (!points.length) {
+        if (!chart.el.firstChild) {
+          const empty = document.createElement("p");
+          empty.className = "empty";
+          empty.textContent = "No points yet";
+          chart.el.append(empty);
+        }
+        continue;
+      }
+      if (!chart.plot) {
+        chart.el.replaceChildren();
+        chart.plot = C.stepLines(chart.el, chart.spec.series);
+      }
+      chart.plot.update(points.map(p => [p.step, p.values]));
+    }
+  }
+
+  const when = iso => (iso ? iso.slice(0, 16).replace("T", " ") : "—");
+  const pct = x => (typeof x === "number" ? Math.round(x * 100) + "%" : "—");
+
+  function renderNotes(r) {
+    for (const { spec } of charts) {
+      const note = spec.note && document.querySelector(`[data-note="${spec.id}"]`);
+      if (!note) continue;
+      const value = (r.results[spec.stage] || {})[spec.note.result];
+      const gate = (r.config.gates || {})[spec.note.gate];
+      note.textContent = typeof value === "number"
+        ? `${spec.note.label} ${pct(value)} · gate ≥ ${pct(gate)}` : `gate ≥ ${pct(gate)}`;
+    }
+  }
+
+  function renderRound(r) {
+    document.getElementById("round-status").replaceChildren(C.pill(r.status));
+    root.querySelectorAll("#stages li").forEach(li => {
+      const stage = li.dataset.stage;
+      li.className = r.completed_stages.includes(stage) ? "done"
+        : stage === r.stage && LIVE.has(r.status) ? "current"
+        : stage === r.stage && (r.status === "failed" || r.status === "rejected") ? "failed" : "";
+    });
+    C.setBar(root.querySelector(".bar"), r.progress);
+    document.getElementById("round-steps").textContent = r.stage
+      ? `${r.stage.replace(/_/g, " ")}: step ${r.step} / ${r.total_steps} (${Math.round(r.progress * 100)}%)`
+      : r.status === "queued" ? "waiting for a worker" : "—";
+    const error = document.getElementById("round-error");
+    error.textContent = r.error;
+    error.hidden = !r.error;
+    const log = document.getElementById("round-log");
+    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    log.textContent = r.log_tail || "No output yet.";
+    if (atBottom) log.scrollTop = log.scrollHeight;
+    document.getElementById("round-heartbeat").textContent = when(r.heartbeat_at);
+    renderNotes(r);
+  }
+
+  async function fetchMetrics() {
+    let page;
+    do {
+      page = await C.getJSON(`/api/v1/rounds/${id}/metrics?since=${since}&limit=${PAGE}`);
+      if (!page) return;
+      page.items.forEach(addPoint);
+      since = page.next_since;
+    } while (page.items.length === PAGE);
+  }
+
+  async function tick() {
+    const [round] = await Promise.all([C.getJSON(`/api/v1/rounds/${id}`), fetchMetrics()]);
+    drawCharts();
+    if (!round) return true;
+    renderRound(round);
+    if (LIVE.has(round.status)) return true;
+    if (LIVE.has(root.dataset.status)) location.reload();  // finished while we watched: show its results
+    return false;
+  }
+
+  tick().then(more => { if (more) C.poll(Number(root.dataset.pollMs), tick); });
+})();

@@ -1,0 +1,490 @@
+"""The console through HTTP on SQLite and PostgreSQL: who may open it, forms with CSRF and
+post/redirect/get, and bad input answered with the page, a clear message and a 4xx."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from app.auth.models import ApiToken, Role, User
+from app.comparisons.models import Choice, Comparison
+from app.policies import registry
+from app.policies import service as policies_service
+from app.policies.models import PolicyStatus
+from app.prompts.models import Prompt
+from app.training.models import RoundStatus, TrainingRound
+from tests.admin.seed import claim_round, finish_round, judge
+from tests.builders import make_comparisons
+from tests.helpers import csrf_from, login, make_user
+
+PAGES = [
+    "/admin",
+    "/admin/annotators",
+    "/admin/prompts",
+    "/admin/guidelines",
+    "/admin/users",
+    "/admin/gold",
+    "/admin/policies",
+    "/admin/rounds",
+]
+HTML = {"accept": "text/html"}
+
+
+def flash(html: str) -> str:
+    return re.search(r'class="alert success" role="status">([^<]*)<', html).group(1)
+
+
+def error(html: str) -> str:
+    return re.search(r'class="alert error" role="alert">([^<]*)<', html).group(1)
+
+
+@pytest.fixture
+def admin(client, db) -> int:
+    """An admin signed in on `client`; their user id."""
+    user_id = make_user(db, "boss", Role.admin)
+    assert login(client, "boss").status_code == 303
+    return user_id
+
+
+@pytest.fixture
+def submit(client, admin):
+    """Post a console form as the signed-in admin, with the session's CSRF token."""
+    csrf = csrf_from(client.get("/admin").text)
+
+    def post(path: str, data: dict | None = None, **kwargs):
+        return client.post(path, data={"csrf_token": csrf, **(data or {})}, **kwargs)
+
+    return post
+
+
+def count(db, model, *where) -> int:
+    with db.session() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+# --- who may open the console ------------------------------------------------------------------------
+
+
+def test_every_console_page_opens_for_an_admin(client, db, admin):
+    (comparison_id,) = make_comparisons(db, 1)
+    for path in [*PAGES, f"/admin/comparisons/{comparison_id}"]:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert 'aria-current="page"' in response.text  # the sub-navigation marks where we are
+
+
+def test_anonymous_browser_is_sent_to_sign_in(client):
+    for path in PAGES:
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == f"/login?next={path}"
+
+
+def test_annotator_gets_403_on_every_page_and_form(client, db):
+    make_user(db, "ann")
+    login(client, "ann")
+    csrf = csrf_from(client.get("/account").text)
+    for path in PAGES:
+        response = client.get(path, headers=HTML)
+        assert response.status_code == 403, path
+        assert "This page is for admins." in response.text
+    form = {"csrf_token": csrf, "username": "mallory", "password": "x" * 12, "role": "admin"}
+    refused = client.post("/admin/users", data=form, headers=HTML)
+    assert refused.status_code == 403
+    assert count(db, User, User.username == "mallory") == 0
+
+
+def test_forms_without_the_csrf_token_change_nothing(client, db, admin):
+    ann = make_user(db, "ann")
+    response = client.post(f"/admin/users/{ann}/active", data={"active": "false"}, headers=HTML)
+    assert response.status_code == 403 and "security token" in response.text
+    with db.session() as session:
+        assert session.get(User, ann).is_active
+
+
+def test_error_pages_keep_the_signed_in_layout(client, admin):
+    response = client.get("/admin/comparisons/999", headers=HTML)
+    assert response.status_code == 404
+    assert "Comparison 999 does not exist." in response.text and "boss" in response.text
+
+
+# --- users, tokens, annotators -----------------------------------------------------------------------
+
+
+def test_create_user_then_redirect_with_a_message(client, db, submit):
+    response = submit(
+        "/admin/users",
+        {"username": "vendor-bot", "password": "long enough pw", "role": "annotator"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/admin/users"
+    page = client.get("/admin/users").text
+    assert flash(page) == "Created annotator vendor-bot."
+    assert "vendor-bot" in page
+    assert "Created annotator" not in client.get("/admin/users").text  # shown once
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "message"),
+    [
+        (
+            {"username": "x", "password": "short", "role": "annotator"},
+            422,
+            "Password must be at least 8 characters.",
+        ),
+        (
+            {"username": "  ", "password": "long enough pw", "role": "annotator"},
+            422,
+            "Username must not be empty.",
+        ),
+        (
+            {"username": "x", "password": "long enough pw", "role": "superuser"},
+            422,
+            "Role must be admin or annotator (got &#39;superuser&#39;).",
+        ),
+        (
+            {"username": "boss", "password": "long enough pw", "role": "admin"},
+            409,
+            "Username &#39;boss&#39; is already taken.",
+        ),
+    ],
+)
+def test_create_user_with_bad_input_rerenders_the_form(client, db, submit, form, status, message):
+    response = submit("/admin/users", {**form})
+    assert response.status_code == status
+    assert error(response.text) == message
+    assert f'name="username" value="{form["username"]}"' in response.text  # what was typed is kept
+    assert count(db, User) == 1
+
+
+def test_deactivate_and_exclude_an_annotator_from_the_annotators_page(client, db, submit):
+    ann = make_user(db, "ann")
+    response = submit(
+        f"/admin/users/{ann}/active", {"active": "false", "next": "/admin/annotators"}, follow_redirects=False
+    )
+    assert response.headers["location"] == "/admin/annotators"
+    submit(f"/admin/users/{ann}/training", {"excluded": "true", "next": "/admin/annotators"})
+    with db.session() as session:
+        user = session.get(User, ann)
+        assert (user.is_active, user.excluded_from_training) == (False, True)
+    page = client.get("/admin/annotators").text
+    assert "Reactivate" in page and ">Include</button>" in page
+    # Only console pages are followed after a form.
+    offsite = submit(
+        f"/admin/users/{ann}/active",
+        {"active": "true", "next": "https://evil.example/"},
+        follow_redirects=False,
+    )
+    assert offsite.headers["location"] == "/admin/users"
+
+
+def test_admin_cannot_deactivate_their_own_account(client, db, admin, submit):
+    response = submit(f"/admin/users/{admin}/active", {"active": "false"})
+    assert response.status_code == 409
+    assert error(response.text) == "You cannot deactivate your own account."
+    with db.session() as session:
+        assert session.get(User, admin).is_active
+
+
+def test_admin_creates_a_token_for_another_user_and_revokes_it(client, db, submit):
+    vendor = make_user(db, "vendor")
+    created = submit(f"/admin/users/{vendor}/tokens", {"name": "labeling vendor"})
+    assert created.status_code == 201
+    token = re.search(r'id="new-token">([^<]+)<', created.text).group(1)
+    assert (
+        client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["username"] == "vendor"
+    )
+    assert token not in client.get("/admin/users").text  # shown once
+    with db.session() as session:
+        token_id = session.scalar(select(ApiToken.id).where(ApiToken.user_id == vendor))
+    assert submit(f"/admin/users/{vendor}/tokens", {"name": " "}).status_code == 422
+    revoked = submit(f"/admin/tokens/{token_id}/revoke")
+    assert "is revoked" in flash(revoked.text)
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_annotators_page_shows_the_statistics(client, db, admin):
+    u1, u2 = make_user(db, "u1"), make_user(db, "u2")
+    c1, c2, c3 = make_comparisons(db, 3, overlap_target=2)
+    for comparison_id, first, second in ((c1, "a", "a"), (c2, "b", "a"), (c3, "tie", "tie")):
+        judge(db, comparison_id, u1, first, time_spent_ms=4200)
+        judge(db, comparison_id, u2, second, time_spent_ms=800)
+    page = client.get("/admin/annotators").text
+    # u1/u2: 2 of 3 agree, kappa 0.5 (see test_stats). Alpha: o_aa = 2, o_ab = o_ba = 1, o_tt = 2,
+    # n = 6, n_a = 3, n_b = 1, n_tie = 2: 1 - 2 / ((36 - 14) / 5) = 6/11.
+    row = page.split('id="pair-table"')[1]
+    assert re.search(r"<td>u1</td><td>u2</td>\s*<td class=\"num\">3</td><td class=\"num\">67%</td>", row)
+    assert ">0.50</span>" in row
+    assert '<span class="stat-value" id="alpha">0.55</span>' in page
+    assert "4.2 s" in page and "800 ms" in page
+
+
+def test_annotators_page_without_overlap_shows_dashes(client, db, admin):
+    make_user(db, "u1")
+    page = client.get("/admin/annotators").text
+    assert '<span class="stat-value" id="alpha">—</span>' in page
+    assert "agreement is undefined (—)" in page
+
+
+# --- guidelines ---------------------------------------------------------------------------------------
+
+
+def test_guidelines_are_saved_and_rendered_without_raw_html(client, db, submit):
+    text = "## Prefer **correct** answers\n\n<script>alert(1)</script>"
+    response = submit("/admin/guidelines", {"markdown": text}, follow_redirects=False)
+    assert response.status_code == 303
+    page = client.get("/admin/guidelines").text
+    assert "<strong>correct</strong>" in page and "<script>alert(1)</script>" not in page
+
+
+def test_too_long_guidelines_are_refused_and_kept_in_the_form(client, db, submit):
+    submit("/admin/guidelines", {"markdown": "old"})
+    response = submit("/admin/guidelines", {"markdown": "x" * 50_001})
+    assert response.status_code == 422
+    assert error(response.text) == "Guidelines are limited to 50000 characters (got 50001)."
+    assert "x" * 50_001 in response.text
+    assert ">old</textarea>" in client.get("/admin/guidelines").text
+
+
+# --- gold ---------------------------------------------------------------------------------------------
+
+
+def test_mark_a_comparison_as_gold_and_see_accuracy(client, db, submit):
+    (comparison_id,) = make_comparisons(db, 1, overlap_target=3)
+    judge(db, comparison_id, make_user(db, "right"), "b")
+    judge(db, comparison_id, make_user(db, "wrong"), "a")
+    response = submit(
+        "/admin/gold",
+        {"comparison_id": str(comparison_id), "choice": "b", "next": f"/admin/comparisons/{comparison_id}"},
+        follow_redirects=False,
+    )
+    assert response.headers["location"] == f"/admin/comparisons/{comparison_id}"
+    with db.session() as session:
+        comparison = session.get(Comparison, comparison_id)
+        assert (comparison.is_gold, comparison.gold_choice) == (True, Choice.b)
+    page = client.get(f"/admin/comparisons/{comparison_id}").text
+    assert flash(page) == f"Comparison {comparison_id} is gold; expected answer: b."
+    assert "✓" in page and "✗" in page
+    gold = client.get("/admin/gold").text
+    assert re.search(r'<td class="num">2</td>\s*<td class="num">1</td>\s*<td class="num">50%</td>', gold)
+    annotators = {a["username"]: a for a in client.get("/api/v1/stats/annotators").json()}
+    assert (annotators["right"]["gold_accuracy"], annotators["wrong"]["gold_accuracy"]) == (1.0, 0.0)
+
+    submit(f"/admin/gold/{comparison_id}/clear")
+    with db.session() as session:
+        assert not session.get(Comparison, comparison_id).is_gold
+
+
+@pytest.mark.parametrize(
+    ("comparison_id", "choice", "status", "message"),
+    [
+        ("1", "left", 422, "Expected answer must be one of a, b, tie, both_bad (got &#39;left&#39;)."),
+        ("abc", "a", 422, "Comparison id must be a number."),
+        ("999", "a", 404, "Comparison 999 does not exist."),
+    ],
+)
+def test_bad_gold_input_rerenders_the_form(client, db, submit, comparison_id, choice, status, message):
+    make_comparisons(db, 1)
+    response = submit("/admin/gold", {"comparison_id": comparison_id, "choice": choice})
+    assert response.status_code == status
+    assert error(response.text) == message
+    assert count(db, Comparison, Comparison.is_gold.is_(True)) == 0
+
+
+# --- prompts -----------------------------------------------------------------------------------------
+
+
+def test_import_prompts_from_an_upload_then_search_and_deactivate(client, db, submit):
+    jsonl = (
+        b'{"prompt": "How do tides work?", "tags": ["science"]}\n{"prompt": "Write a haiku about rain."}\n'
+    )
+    response = submit(
+        "/admin/prompts/import",
+        {"source": "seed"},
+        files={"file": ("prompts.jsonl", jsonl, "application/json")},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert flash(client.get("/admin/prompts").text) == "Imported 2 prompts (0 duplicates)."
+    again = submit(
+        "/admin/prompts/import",
+        files={"file": ("prompts.csv", b"prompt\nHow do tides work?\nNew one\n", "text/csv")},
+    )
+    assert flash(again.text) == "Imported 1 prompts (1 duplicates)."
+
+    found = client.get("/admin/prompts", params={"q": "TIDES"}).text
+    assert "How do tides work?" in found and "haiku" not in found and ">science<" in found
+    with db.session() as session:
+        tides = session.scalar(select(Prompt.id).where(Prompt.text.like("%tides%")))
+    submit(f"/admin/prompts/{tides}/active", {"active": "false", "next": "/admin/prompts?status=inactive"})
+    assert "How do tides work?" in client.get("/admin/prompts", params={"status": "inactive"}).text
+    assert "How do tides work?" not in client.get("/admin/prompts", params={"status": "active"}).text
+
+
+def test_a_bad_prompt_file_is_refused_whole_with_its_line_numbers(client, db, submit):
+    bad = b'{"prompt": "fine"}\n{"prompt": ""}\nnot json\n'
+    response = submit("/admin/prompts/import", files={"file": ("bad.jsonl", bad, "application/json")})
+    assert response.status_code == 422
+    assert error(response.text).startswith("2 bad lines in the file: line 2: ")
+    assert count(db, Prompt) == 0
+    skipped = submit(
+        "/admin/prompts/import",
+        {"skip_bad_lines": "true"},
+        files={"file": ("bad.jsonl", bad, "application/json")},
+    )
+    assert flash(skipped.text).startswith("Imported 1 prompts (0 duplicates, 2 bad lines skipped: line 2: ")
+
+
+def test_prompt_import_without_a_file_or_with_a_binary_one_is_refused(client, db, submit):
+    missing = submit("/admin/prompts/import")
+    assert missing.status_code == 422 and error(missing.text) == "Choose a JSONL or CSV file to import."
+    binary = submit(
+        "/admin/prompts/import", files={"file": ("x.jsonl", b"\xff\xfe\x00", "application/octet-stream")}
+    )
+    assert binary.status_code == 422 and "not UTF-8" in error(binary.text)
+
+
+def test_an_oversized_prompt_file_is_refused_with_413(app, client, db, submit):
+    app.state.settings.UPLOAD_MAX_BYTES = 64
+    response = submit(
+        "/admin/prompts/import", files={"file": ("big.jsonl", b'{"prompt": "x"}\n' * 10, "application/json")}
+    )
+    assert response.status_code == 413 and "larger than" in error(response.text)
+    assert count(db, Prompt) == 0
+
+
+# --- policies -----------------------------------------------------------------------------------------
+
+
+def test_activate_a_newer_version_then_roll_back(
+    client, db, settings, submit, active_policy, tiny_policy_dir
+):
+    path = registry.publish(
+        registry_dir=settings.registry_dir,
+        kind="policy",
+        number=2,
+        source_dir=tiny_policy_dir,
+        manifest={"source": "test"},
+    )
+    with db.session() as session:
+        v2 = policies_service.record_policy_version(
+            db=session,
+            number=2,
+            path=path,
+            parent_id=active_policy,
+            source="test",
+            status=PolicyStatus.candidate,
+            metrics={"kl": 1.5},
+        )
+        v2_id = v2.id
+    page = client.get("/admin/policies").text
+    assert "v1 → </span>v2" in page.replace("\n", "") and ">Activate<" in page
+    activated = submit(f"/admin/policies/{v2_id}/activate", follow_redirects=True)
+    assert flash(activated.text) == "Policy v2 is active; the sampler switches to it."
+    assert "Roll back to this" in activated.text
+    submit(f"/admin/policies/{active_policy}/activate")
+    with db.session() as session:
+        assert policies_service.get_active(db=session).number == 1
+
+
+def test_activating_a_version_without_files_is_refused_with_409(client, db, submit, active_policy):
+    with db.session() as session:
+        broken = policies_service.record_policy_version(
+            db=session,
+            number=2,
+            path="/nowhere",
+            parent_id=None,
+            source="test",
+            status=PolicyStatus.candidate,
+            metrics={},
+        )
+        broken_id = broken.id
+    response = submit(f"/admin/policies/{broken_id}/activate")
+    assert response.status_code == 409
+    assert error(response.text).startswith("Policy version 2 cannot be activated: ")
+    with db.session() as session:
+        assert policies_service.get_active(db=session).number == 1
+
+
+# --- rounds -------------------------------------------------------------------------------------------
+
+
+def test_launch_a_round_with_settings_from_the_form(client, db, submit):
+    form = client.get("/admin/rounds").text
+    assert 'name="ppo.kl_coef"' in form and 'name="gates.min_rm_accuracy"' in form
+    response = submit(
+        "/admin/rounds",
+        {"ppo.kl_coef": "0.2", "ppo.batch_size": "16", "activate": "false", "ppo.total_episodes": ""},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    round_id = int(response.headers["location"].rsplit("/", 1)[1])
+    with db.session() as session:
+        config = session.get(TrainingRound, round_id).config
+    assert (config["ppo"]["kl_coef"], config["activate"], config["ppo"]["total_episodes"]) == (
+        0.2,
+        False,
+        None,
+    )
+    page = client.get(f"/admin/rounds/{round_id}").text
+    assert flash(page) == f"Round {round_id} is queued; a worker picks it up shortly."
+    assert 'data-status="queued"' in page and "Cancel round" in page
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"ppo.kl_coef": "lots"}, "ppo.kl_coef: Input should be a valid number"),
+        (
+            {"ppo.batch_size": "10", "ppo.num_mini_batches": "3"},
+            "ppo.num_mini_batches: num_mini_batches (3) must divide",
+        ),
+        ({"reference": "grandparent"}, "reference: Input should be &#39;base&#39; or &#39;previous&#39;"),
+    ],
+)
+def test_a_bad_round_setting_rerenders_the_form_with_422(client, db, submit, form, message):
+    response = submit("/admin/rounds", {**form})
+    assert response.status_code == 422
+    assert error(response.text).startswith(message)
+    assert '<details class="launch" open>' in response.text  # the settings stay open, as typed
+    assert count(db, TrainingRound) == 0
+
+
+def test_a_refused_round_form_keeps_what_was_typed(client, submit):
+    response = submit("/admin/rounds", {"ppo.kl_coef": "lots", "ppo.seed": "7"})
+    assert 'name="ppo.kl_coef" type="number" step="any" value="lots"' in response.text
+    assert 'name="ppo.seed" type="number" step="1" value="7"' in response.text
+
+
+def test_cancel_and_retry_a_round_from_its_page(client, db, submit):
+    submit("/admin/rounds")
+    second = submit("/admin/rounds")
+    assert second.status_code == 409 and "wait for it to finish or cancel it first" in error(second.text)
+
+    round_id = claim_round(db)
+    cancel = submit(f"/admin/rounds/{round_id}/cancel")
+    assert flash(cancel.text) == f"Round {round_id} is being cancelled; its worker stops it."
+    finish_round(db, round_id, RoundStatus.cancelled)
+    refused = submit(f"/admin/rounds/{round_id}/cancel")
+    assert refused.status_code == 409 and "only a queued or running round can be cancelled" in error(
+        refused.text
+    )
+    retried = submit(f"/admin/rounds/{round_id}/retry")
+    assert flash(retried.text) == f"Round {round_id} is queued again."
+    assert client.get("/admin/rounds/999", headers=HTML).status_code == 404
+
+
+def test_ids_beyond_the_integer_columns_are_422_not_a_database_error(client, submit):
+    too_big = 2**31
+    for path in (f"/admin/comparisons/{too_big}", f"/admin/rounds/{too_big}"):
+        assert client.get(path, headers=HTML).status_code == 422
+    for path in (
+        f"/admin/users/{too_big}/active",
+        f"/admin/policies/{too_big}/activate",
+        f"/admin/prompts/{too_big}/active",
+        f"/admin/rounds/{too_big}/cancel",
+    ):
+        assert submit(path, {"active": "true"}, headers=HTML).status_code == 422
+    gold = submit("/admin/gold", {"comparison_id": str(too_big), "choice": "a"})
+    assert gold.status_code == 422 and error(gold.text) == "Comparison id must be a number."

@@ -1,0 +1,81 @@
+"""Scripted annotators judge through the real HTTP API; errors make them back off, not stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from app.auth.models import Role
+from app.cli import cli
+from app.comparisons.models import Choice
+from app.judgments.models import Judgment
+from app.simulate import preferences
+from app.simulate.runner import AnnotatorSpec, simulate
+from tests.browser.conftest import live_server  # noqa: F401  (fixture)
+from tests.builders import make_comparisons
+from tests.helpers import make_token, make_user
+
+
+def prefers_good(_prompt: str, a: str, b: str) -> float:
+    return float("good" in a) - float("good" in b)
+
+
+def test_simulate_command_judges_through_the_api_with_the_left_right_mapping(live_server):
+    make_comparisons(live_server.db, 12, text_a="a good answer", text_b="a poor answer")
+    make_user(live_server.db, "boss", Role.admin)
+    result = CliRunner().invoke(cli, [
+        "simulate", "--url", live_server.url, "--admin-token", make_token(live_server.db, "boss"),
+        "--annotators", "3", "--judgments", "10", "--noise", "0",
+        "--preference", "tests.simulate.test_simulate:prefers_good",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "acknowledged 10 judgments" in result.output
+    with live_server.db.session() as session:
+        judgments = list(session.scalars(select(Judgment)))
+    assert len(judgments) == 10
+    assert {j.choice for j in judgments} == {Choice.a}          # preference read through the swap
+    assert {j.shown_left for j in judgments} == {"a", "b"}       # both screen orders occurred
+    assert len({j.annotator_id for j in judgments}) >= 2         # several accounts did the work
+    assert {j.channel for j in judgments} == {"api"}
+
+
+def test_unknown_preference_is_a_clear_error():
+    result = CliRunner().invoke(cli, ["simulate", "--admin-token", "x", "--preference", "nonsense"])
+    assert result.exit_code == 2 and "unknown preference 'nonsense'" in result.output
+
+
+def test_shipped_preferences_load_by_name():
+    assert preferences.load("on_topic")("Tell me about cats.", "Cats are great pets.", "Dogs bark.") > 0
+
+
+def test_annotator_backs_off_on_429_409_401_and_carries_on():
+    calls = {"next": 0, "submit": 0}
+    stored: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/queue/next":
+            calls["next"] += 1
+            if calls["next"] == 1:
+                return httpx.Response(429, headers={"Retry-After": "0"})
+            if calls["next"] == 2:
+                return httpx.Response(401)
+            pair_id = calls["next"]
+            return httpx.Response(200, json={"comparison_id": pair_id, "messages": [{"role": "user", "content": "q"}],
+                                             "left": "good", "right": "bad", "expires_at": "2030-01-01T00:00:00Z"})
+        calls["submit"] += 1
+        if calls["submit"] == 1:
+            return httpx.Response(409, json={"detail": [{"msg": "lock expired"}]})
+        stored.append(json.loads(request.content))
+        return httpx.Response(201, json={})
+
+    spec = AnnotatorSpec("sim", prefers_good)
+    stats = asyncio.run(simulate("http://test", {"sim": "t"}, [spec], judgments=3,
+                                 transport=httpx.MockTransport(handler)))
+    assert stats.acknowledged == 3 and len(stored) == 3
+    assert stats.backoffs[429] == 1 and stats.backoffs[401] == 1 and stats.backoffs[409] == 1
+    assert all(body["choice"] == "left" for body in stored)
+    assert len({body["client_request_id"] for body in stored}) == 3

@@ -1,0 +1,185 @@
+"""Embedded default policy: task corpus, text judge, and the offline build."""
+
+import json
+import re
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from trainer.embedded import task
+from trainer.embedded.build import build_policy, write_demo_prompts
+
+PROMPT = "Describe the penguin."
+GOOD = "Happy to help! The penguin is a playful animal that lives in the cold coasts of Antarctica. Hope this helps."
+
+
+# ---------------------------------------------------------------------------
+# task.py: pure Python, fast
+
+
+def test_task_does_not_import_torch():
+    src = open(task.__file__).read()
+    assert not re.search(r"^\s*(import|from)\s+(torch|transformers)\b", src, re.M)
+
+
+def test_features_on_hand_written_text():
+    assert task.features(PROMPT, GOOD) == {"on_topic": 1.0, "helpful": 1.0, "polite": 1.0, "complete": 1.0}
+    off = "The lion is a powerful animal that lives in the grasslands of Africa."
+    assert task.features(PROMPT, off)["on_topic"] == 0.0
+    evasive = "I'm not sure I can help with questions about the penguin."
+    assert task.features(PROMPT, evasive)["helpful"] == 0.0
+    assert task.features(PROMPT, evasive)["on_topic"] == 1.0
+    assert task.features(PROMPT, "Whatever. The penguin cannot fly.")["polite"] == 0.0
+    assert task.features(PROMPT, "The penguin lives in the cold coasts of")["complete"] == 0.0
+
+
+def test_features_work_on_foreign_prompts():
+    f = task.features("Write a haiku about autumn", "Autumn leaves are falling softly. Thanks for asking!")
+    assert f == {"on_topic": 1.0, "helpful": 1.0, "polite": 1.0, "complete": 1.0}
+    assert task.features("Write a haiku about autumn", "")["on_topic"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "name, better, worse",
+    [
+        ("on_topic", GOOD, GOOD.replace("penguin", "camel")),
+        ("polite", GOOD, "Whatever. " + GOOD.split("! ", 1)[1].replace(" Hope this helps.", " Next question.")),
+        ("complete", GOOD, GOOD.rsplit(" of ", 1)[0] + " of"),
+        ("helpful", GOOD, "Happy to help! I'm not sure I can help with questions about the penguin. Hope this helps."),
+        ("overall", GOOD, "Ugh. I can't answer that. Let's talk about"),
+    ],
+)
+def test_preferences_order_pairs(name, better, worse):
+    prefer = task.PREFERENCES[name]
+    assert prefer(PROMPT, better, worse) > 0
+    assert prefer(PROMPT, worse, better) < 0
+    assert prefer(PROMPT, better, better) == 0
+    assert -1 <= prefer(PROMPT, worse, better) <= 1
+
+
+def test_registry_has_the_scripted_annotators():
+    assert {"on_topic", "polite", "complete", "overall"} <= set(task.PREFERENCES)
+    assert task.PREFERENCES["overall"] is task.prefer_overall
+
+
+def test_corpus_qualities_are_balanced_and_judged_consistently():
+    corpus = task.make_corpus(2000, seed=1)
+    for q in task.QUALITIES:
+        rate = sum(e.labels[q] for e in corpus) / len(corpus)
+        assert 0.42 < rate < 0.58, (q, rate)
+    # the text judge recovers every generated label, so it is a faithful annotator
+    for e in corpus:
+        f = task.features(e.prompt, e.response)
+        assert {q: f[q] >= 0.5 for q in task.QUALITIES} == e.labels, (e.prompt, e.response)
+    assert len({e.response for e in corpus}) > 0.8 * len(corpus)  # varied text, not a handful of strings
+
+
+def test_corpus_is_deterministic():
+    assert task.make_corpus(50, seed=3) == task.make_corpus(50, seed=3)
+    assert task.make_corpus(50, seed=3) != task.make_corpus(50, seed=4)
+
+
+def test_subject_tables_never_name_another_subject():
+    for subject, family in task.SUBJECT_FAMILY.items():
+        text = " ".join(family.table[subject]).lower()
+        others = {m for m in task._mentions(task._SUBJECTS_RE, text)} - {subject.lower()}
+        assert not others, (subject, others)
+
+
+def test_heldout_prompts_never_appear_in_training():
+    train_text = " ".join(e.prompt + " " + e.response for e in task.make_corpus(3000, seed=0)).lower()
+    heldout = task.sample_prompts(200, seed=0, split="heldout")
+    assert not {p.subject.lower() for p in heldout} & set(task._mentions(task._SUBJECTS_RE, train_text))
+    assert not {p.text for p in heldout} & set(task.make_prompts(700, seed=0))
+    with pytest.raises(ValueError):
+        task.make_prompts(3, split="test")
+
+
+def test_prompts_are_distinct_and_seeded():
+    prompts = task.demo_prompts(200, seed=5)
+    assert len(set(prompts)) == 200
+    assert prompts == task.demo_prompts(200, seed=5) != task.demo_prompts(200, seed=6)
+
+
+def test_write_demo_prompts(tmp_path):
+    path = tmp_path / "demo" / "prompts.jsonl"
+    write_demo_prompts(path, n=20, seed=0)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == 20
+    assert all(r["prompt"] and r["tags"][0] in task.FAMILY for r in rows)
+
+
+# ---------------------------------------------------------------------------
+# build.py, "test" preset
+
+
+@pytest.fixture(scope="module")
+def test_policy(tmp_path_factory):
+    out = tmp_path_factory.mktemp("policy")
+    metrics = build_policy(out, preset="test", seed=0, progress=False)
+    return out, metrics
+
+
+def test_build_metrics(test_policy):
+    _, metrics = test_policy
+    assert metrics["n_params"] > 0 and metrics["n_examples"] > 0
+    assert 0 < metrics["final_loss"] < 7
+    assert metrics["seconds"] < 60
+
+
+def test_checkpoint_loads_and_chats(test_policy):
+    out, _ = test_policy
+    assert (out / "model.safetensors").exists()
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert tok.pad_token_id is not None and tok.pad_token_id != tok.eos_token_id
+    assert tok.padding_side == "left"
+    chat = [{"role": "user", "content": PROMPT}]
+    prompt = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    assert prompt == "<|user|>Describe the penguin.<|end|><|assistant|>"
+    full = tok.apply_chat_template(chat + [{"role": "assistant", "content": "Hi."}], tokenize=False)
+    assert full.endswith("Hi." + tok.eos_token)
+
+    gen = json.loads((out / "generation_config.json").read_text())
+    assert gen["eos_token_id"] == tok.eos_token_id and gen["pad_token_id"] == tok.pad_token_id
+
+    enc = tok([prompt, "<|user|>Hi<|end|><|assistant|>"], return_tensors="pt", padding=True, add_special_tokens=False)
+    assert enc["input_ids"][1, 0] == tok.pad_token_id  # left padding
+    torch.manual_seed(0)
+    out_ids = model.generate(**enc, do_sample=True, max_new_tokens=8)
+    assert out_ids.shape[0] == 2 and out_ids.shape[1] <= enc["input_ids"].shape[1] + 8
+
+
+def test_build_is_deterministic(test_policy, tmp_path):
+    out, _ = test_policy
+    build_policy(tmp_path, preset="test", seed=0, progress=False)
+    a, b = load_file(out / "model.safetensors"), load_file(tmp_path / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (out / "tokenizer.json").read_text() == (tmp_path / "tokenizer.json").read_text()
+
+
+# ---------------------------------------------------------------------------
+# build.py, the real default policy (about 3 minutes on 2 CPU cores)
+
+
+@pytest.mark.slow
+def test_default_policy_samples_are_varied_and_stop(tmp_path):
+    build_policy(tmp_path, preset="default", seed=0, progress=False)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path)
+    prompts = task.demo_prompts(40, seed=1)
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+             for p in prompts]
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = model.generate(**enc, do_sample=True, temperature=1.0, max_new_tokens=96)
+    new = out[:, enc["input_ids"].shape[1]:]
+    assert (new == tok.eos_token_id).any(dim=1).float().mean() >= 0.7
+    replies = tok.batch_decode(new, skip_special_tokens=True)
+    feats = [task.features(p, r) for p, r in zip(prompts, replies, strict=True)]
+    for q in task.QUALITIES:
+        assert {f[q] >= 0.5 for f in feats} == {True, False}, q

@@ -1,0 +1,1 @@
+"""prefloop trainer: reward-model training and PPO on stored preference judgments."""

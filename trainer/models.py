@@ -1,0 +1,185 @@
+"""Loading helpers for the four RLHF models (policy, reference, reward, value) and their tokenizer.
+
+Every model is a plain Hugging Face model loaded with `from_pretrained` and saved with
+`save_pretrained`, so any directory we write opens in transformers, TRL or vLLM as is:
+  * policy / reference: AutoModelForCausalLM.
+  * reward / value: AutoModelForSequenceClassification with num_labels=1, whose `score` head is applied
+    to every position (value model) or read at the last real token (reward model).
+Reward normalisation (mean/std of RM scores on policy samples) travels in the RM's config.json under
+REWARD_MEAN_KEY / REWARD_STD_KEY, like OpenRLHF's `normalize_reward` stats and N+'s `config.bias`.
+"""
+
+import os
+import warnings
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+REWARD_MEAN_KEY = "prefloop_reward_mean"
+REWARD_STD_KEY = "prefloop_reward_std"
+
+# Used only when a tokenizer ships without a chat template: plain "role: text" turns. It is saved
+# with every model we write, so sampler, RM and PPO keep rendering prompts identically.
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+)
+
+
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer directory exists but could not be loaded (corrupt or incomplete)."""
+
+
+def set_num_threads(num_threads: int | None = None) -> int:
+    """Use every core this process may run on (cgroup/affinity aware); returns the count used."""
+    n = num_threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+    return n
+
+
+def _check_local_dir(path: str, what: str) -> None:
+    """Turn the usual 'not a model directory' cases into errors that name the path."""
+    looks_local = os.path.isabs(path) or path.startswith((".", "~")) or os.path.exists(path)
+    if not looks_local:
+        return  # a Hub id such as "org/name": from_pretrained resolves it
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{what} directory {path!r} does not exist")
+    if not os.path.isfile(os.path.join(path, "config.json")) and what != "tokenizer":
+        raise ModelLoadError(f"{what} directory {path!r} has no config.json; is it a save_pretrained dir?")
+
+
+def load_tokenizer(path: str, padding_side: str = "left") -> PreTrainedTokenizerBase:
+    """Tokenizer with a dedicated pad token, left padding (for generation) and a chat template.
+
+    Raises ValueError when the tokenizer has no pad token: padding with EOS masks the EOS during
+    training and the policy never learns to stop (N implementation details, #2).
+    """
+    _check_local_dir(path, "tokenizer")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, padding_side=padding_side)
+    except Exception as e:  # noqa: BLE001 - re-raised with the path; nothing is swallowed
+        raise ModelLoadError(f"could not load a tokenizer from {path!r}: {e}") from e
+    if tokenizer.pad_token_id is None:
+        raise ValueError(
+            f"tokenizer at {path!r} has no pad token. Add a dedicated one (not EOS) and save both: "
+            "tokenizer.add_special_tokens({'pad_token': '[PAD]'}); "
+            "model.resize_token_embeddings(len(tokenizer)); model.config.pad_token_id = tokenizer.pad_token_id; "
+            "tokenizer.save_pretrained(dir); model.save_pretrained(dir)"
+        )
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"tokenizer at {path!r} has no EOS token; PPO needs one to end responses")
+    if tokenizer.pad_token_id == tokenizer.eos_token_id:
+        warnings.warn(
+            f"tokenizer at {path!r} pads with its EOS token; prefloop masks by EOS position so training "
+            "still works, but other tools may mask the EOS. Prefer a dedicated pad token.",
+            stacklevel=2,
+        )
+    if tokenizer.chat_template is None:
+        warnings.warn(f"tokenizer at {path!r} has no chat template; using plain 'role: text' turns", stacklevel=2)
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    return tokenizer
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Set every dropout probability to 0: dropout makes the PPO ratio != 1 on identical weights
+    and the RM scores noisy (N implementation details, #11; TRL `disable_dropout_in_model`)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+def load_policy(path: str, pad_token_id: int | None = None, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    """Causal LM from a local save_pretrained dir (or a Hub id), dropout disabled."""
+    _check_local_dir(path, "policy")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"could not load a causal LM from {path!r}: {e}") from e
+    if pad_token_id is not None:
+        model.config.pad_token_id = pad_token_id
+        model.generation_config.pad_token_id = pad_token_id
+    disable_dropout(model)
+    return model
+
+
+def load_scalar_model(path: str, pad_token_id: int, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    """Reward or value model: AutoModelForSequenceClassification(num_labels=1), dropout disabled.
+
+    From a policy dir (reward model init) the `score` head is new; it is initialised N(0, 1/sqrt(H+1))
+    with the N+ reference (detail #7) instead of HF's default std 0.02. From a reward model dir (value
+    init, as in TRL and N+) every weight is loaded, head included.
+    """
+    _check_local_dir(path, "reward/value model")
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, dtype=dtype, output_loading_info=True
+        )
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"could not load a sequence-classification model from {path!r}: {e}") from e
+    head = _score_head(model)
+    if any(key.startswith("score.") for key in info["missing_keys"]):
+        hidden_size = model.config.hidden_size
+        torch.nn.init.normal_(head.weight, std=1 / (hidden_size + 1) ** 0.5)
+        if head.bias is not None:
+            torch.nn.init.zeros_(head.bias)
+    model.config.pad_token_id = pad_token_id  # HF's own pooling refuses batches without it
+    disable_dropout(model)
+    return model
+
+
+def _score_head(model: PreTrainedModel) -> torch.nn.Linear:
+    head = getattr(model, "score", None)
+    if not isinstance(head, torch.nn.Linear):
+        raise ValueError(f"{type(model).__name__} has no linear `score` head; use a decoder-only model")
+    return head
+
+
+def max_positions(model: PreTrainedModel) -> int:
+    """Longest sequence the model's position embeddings cover (effectively unbounded for RoPE models)."""
+    return getattr(model.config, "max_position_embeddings", None) or 1_000_000
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that ignore left padding: 0 at each row's first real token (N detail #3). (B, T)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def scalar_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Score head applied at every position of a reward/value model: (B, T) -> (B, T).
+
+    attention_mask=None is allowed for right-padded batches: with causal attention no real token can
+    see the padding after it, and skipping the mask lets SDPA use its fast causal kernel.
+    """
+    position_ids = None if attention_mask is None else position_ids_from_mask(attention_mask)
+    hidden = model.base_model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+    ).last_hidden_state  # (B, T, H)
+    return _score_head(model)(hidden).squeeze(-1)  # (B, T)
+
+
+def last_token_scores(values: torch.Tensor, last_indices: torch.Tensor) -> torch.Tensor:
+    """values[b, last_indices[b]]: the RM score read at each row's last real token. (B, T) -> (B,)."""
+    return values[torch.arange(values.size(0), device=values.device), last_indices]
+
+
+def reward_norm_stats(model: PreTrainedModel) -> tuple[float, float]:
+    """(mean, std) stored by train_reward_model; (0, 1) for a reward model saved without them."""
+    return getattr(model.config, REWARD_MEAN_KEY, 0.0), getattr(model.config, REWARD_STD_KEY, 1.0)
+
+
+def render_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict] | str) -> list[int]:
+    """Token ids of a prompt rendered with the chat template, ending with the assistant header.
+
+    A bare string is treated as one user message. Responses are appended as token ids by the caller
+    (response tokens + EOS), so the reward model is trained on exactly the token layout PPO scores.
+    """
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
