@@ -61,35 +61,80 @@ ANNOTATORS = 16
 LABEL_STUDIO_ROWS_PER_S = 960  # its JSON export of 2,000 annotations on this machine (measured-anchors.md)
 
 DUMP_COLUMNS = [
-    ("judgment_id", "j.id"), ("comparison_id", "j.comparison_id"), ("annotator_id", "j.annotator_id"),
-    ("choice", "j.choice"), ("strength", "j.strength"), ("rationale", "j.rationale"),
-    ("shown_left", "j.shown_left"), ("time_spent_ms", "j.time_spent_ms"), ("created_at", "j.created_at"),
-    ("prompt_id", "c.prompt_id"), ("completion_a_id", "c.completion_a_id"), ("completion_b_id", "c.completion_b_id"),
-    ("is_gold", "c.is_gold"), ("prompt", "p.messages"), ("text_a", "ca.text"), ("text_b", "cb.text"),
-    ("policy_version_a", "va.number"), ("policy_version_b", "vb.number"),
+    ("judgment_id", "j.id"),
+    ("comparison_id", "j.comparison_id"),
+    ("annotator_id", "j.annotator_id"),
+    ("choice", "j.choice"),
+    ("strength", "j.strength"),
+    ("rationale", "j.rationale"),
+    ("shown_left", "j.shown_left"),
+    ("time_spent_ms", "j.time_spent_ms"),
+    ("created_at", "j.created_at"),
+    ("prompt_id", "c.prompt_id"),
+    ("completion_a_id", "c.completion_a_id"),
+    ("completion_b_id", "c.completion_b_id"),
+    ("is_gold", "c.is_gold"),
+    ("prompt", "p.messages"),
+    ("text_a", "ca.text"),
+    ("text_b", "cb.text"),
+    ("policy_version_a", "va.number"),
+    ("policy_version_b", "vb.number"),
 ]
-DUMP_FROM = """FROM judgments j JOIN comparisons c ON c.id = j.comparison_id JOIN prompts p ON p.id = c.prompt_id
+DUMP_FROM = """FROM judgments j JOIN comparisons c ON c.id = j.comparison_id
+JOIN prompts p ON p.id = c.prompt_id
 JOIN completions ca ON ca.id = c.completion_a_id JOIN completions cb ON cb.id = c.completion_b_id
-JOIN policy_versions va ON va.id = ca.policy_version_id JOIN policy_versions vb ON vb.id = cb.policy_version_id
+JOIN policy_versions va ON va.id = ca.policy_version_id
+JOIN policy_versions vb ON vb.id = cb.policy_version_id
 ORDER BY j.id"""
 
 
 # --- seeding ------------------------------------------------------------------------------------
 
+
 def seed_base(db: Database) -> str:
-    """Policy versions, annotators and an admin; returns the admin's API token."""
+    """An admin (user 1, made first: the explicit ids below do not move PostgreSQL's sequences), policy
+    versions and annotators 2 .. ANNOTATORS + 1; returns the admin's API token."""
     now = utcnow()
     with db.session() as session:
-        session.execute(insert(PolicyVersion), [
-            {"id": n, "number": n, "path": "/nonexistent", "status": PolicyStatus.archived, "source": "",
-             "metrics": {}, "created_at": now} for n in (1, 2)])
+        admin = auth_service.create(
+            db=session,
+            username="bench-admin",
+            password="bench password",
+            role=Role.admin,
+            min_password_length=8,
+        )
+        session.execute(
+            insert(PolicyVersion),
+            [
+                {
+                    "id": n,
+                    "number": n,
+                    "path": "/nonexistent",
+                    "status": PolicyStatus.archived,
+                    "source": "",
+                    "metrics": {},
+                    "created_at": now,
+                }
+                for n in (1, 2)
+            ],
+        )
         password_hash = hash_password("bench password")
-        session.execute(insert(User), [
-            {"id": i + 1, "username": f"annotator{i}", "password_hash": password_hash, "role": Role.annotator,
-             "is_active": True, "excluded_from_training": False, "failed_logins": 0, "created_at": now}
-            for i in range(ANNOTATORS)])
-        admin = auth_service.create(db=session, username="bench-admin", password="bench password",
-                                    role=Role.admin, min_password_length=8)
+        session.execute(
+            insert(User),
+            [
+                {
+                    "id": i + 2,
+                    "username": f"annotator{i}",
+                    "password_hash": password_hash,
+                    "role": Role.annotator,
+                    "is_active": True,
+                    "excluded_from_training": False,
+                    "failed_logins": 0,
+                    "created_at": now,
+                }
+                for i in range(ANNOTATORS)
+            ],
+        )
         return auth_service.create_token(db=session, user=admin, name="bench")[1]
 
 
@@ -104,36 +149,81 @@ def seed_judgments(db: Database, *, start: int, stop: int, rng: random.Random) -
             comparison_id += 1
             prompt_id = (comparison_id - 1) // 5 + 1
             if (comparison_id - 1) % 5 == 0:
-                content = f"Prompt {prompt_id}: explain item {rng.getrandbits(64):016x} in two short paragraphs."
-                prompts.append({"id": prompt_id, "messages": [{"role": "user", "content": content}], "text": content,
-                                "source": "bench", "tags": [], "content_hash": f"{prompt_id:064x}",
-                                "is_active": True, "created_at": now})
+                content = (
+                    f"Prompt {prompt_id}: explain item {rng.getrandbits(64):016x} in two short paragraphs."
+                )
+                prompts.append(
+                    {
+                        "id": prompt_id,
+                        "messages": [{"role": "user", "content": content}],
+                        "text": content,
+                        "source": "bench",
+                        "tags": [],
+                        "content_hash": f"{prompt_id:064x}",
+                        "is_active": True,
+                        "created_at": now,
+                    }
+                )
             a_id, b_id = 2 * comparison_id - 1, 2 * comparison_id
             for completion_id, version in ((a_id, 1), (b_id, 2)):
-                completions.append({"id": completion_id, "prompt_id": prompt_id, "policy_version_id": version,
-                                    "text": f"{answer}({completion_id})", "token_count": 90, "finish_reason": "eos",
-                                    "sampling": {}, "created_at": now})
-            comparisons.append({"id": comparison_id, "prompt_id": prompt_id, "completion_a_id": a_id,
-                                "completion_b_id": b_id, "status": ComparisonStatus.completed, "overlap_target": 1,
-                                "judgment_count": 1, "is_gold": False, "created_at": now})
-        first_annotator = (comparison_id % ANNOTATORS) + 1
-        annotator = first_annotator if judgment_id % 10 != 0 else first_annotator % ANNOTATORS + 1
+                completions.append(
+                    {
+                        "id": completion_id,
+                        "prompt_id": prompt_id,
+                        "policy_version_id": version,
+                        "text": f"{answer}({completion_id})",
+                        "token_count": 90,
+                        "finish_reason": "eos",
+                        "sampling": {},
+                        "created_at": now,
+                    }
+                )
+            comparisons.append(
+                {
+                    "id": comparison_id,
+                    "prompt_id": prompt_id,
+                    "completion_a_id": a_id,
+                    "completion_b_id": b_id,
+                    "status": ComparisonStatus.completed,
+                    "overlap_target": 1,
+                    "judgment_count": 1,
+                    "is_gold": False,
+                    "created_at": now,
+                }
+            )
+        first_annotator = comparison_id % ANNOTATORS  # a second opinion comes from the next annotator
+        annotator = 2 + (first_annotator if judgment_id % 10 != 0 else (first_annotator + 1) % ANNOTATORS)
         choice = rng.choice([Choice.a, Choice.a, Choice.b, Choice.b, Choice.tie, Choice.both_bad])
-        judgments.append({"id": judgment_id, "comparison_id": comparison_id, "annotator_id": annotator,
-                          "choice": choice, "strength": rng.choice([None, 1, 2, 3]) if choice in "ab" else None,
-                          "rationale": "", "shown_left": rng.choice("ab"), "time_spent_ms": rng.randrange(2_000, 60_000),
-                          "channel": "browser", "created_at": now - timedelta(seconds=stop - judgment_id)})
+        judgments.append(
+            {
+                "id": judgment_id,
+                "comparison_id": comparison_id,
+                "annotator_id": annotator,
+                "choice": choice,
+                "strength": rng.choice([None, 1, 2, 3]) if choice in "ab" else None,
+                "rationale": "",
+                "shown_left": rng.choice("ab"),
+                "time_spent_ms": rng.randrange(2_000, 60_000),
+                "channel": "browser",
+                "created_at": now - timedelta(seconds=stop - judgment_id),
+            }
+        )
     with db.session() as session:
-        for model, rows in ((Prompt, prompts), (Completion, completions), (Comparison, comparisons),
-                            (Judgment, judgments)):
+        for model, rows in (
+            (Prompt, prompts),
+            (Completion, completions),
+            (Comparison, comparisons),
+            (Judgment, judgments),
+        ):
             for offset in range(0, len(rows), CHUNK):
-                session.execute(insert(model), rows[offset:offset + CHUNK])
+                session.execute(insert(model), rows[offset : offset + CHUNK])
     if db.engine.dialect.name == "postgresql":
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE"))
 
 
 # --- measuring ----------------------------------------------------------------------------------
+
 
 class PeakRss:
     """Samples the resident memory of a process and its children until stopped; keeps the highest."""
@@ -172,13 +262,20 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed_export(base_url: str, token: str, params: dict, out: Path, server_pid: int) -> tuple[float, float, int, int]:
+def timed_export(
+    base_url: str, token: str, params: dict, out: Path, server_pid: int
+) -> tuple[float, float, int, int]:
     """(wall seconds, server CPU seconds, bytes, peak server RSS) for one streamed export written to `out`."""
     with PeakRss(server_pid) as rss, out.open("wb") as file:
         cpu_before = cpu_seconds(rss.process)
         started = time.perf_counter()
-        with httpx.stream("GET", f"{base_url}/api/v1/export", params=params, timeout=600,
-                          headers={"Authorization": f"Bearer {token}"}) as response:
+        with httpx.stream(
+            "GET",
+            f"{base_url}/api/v1/export",
+            params=params,
+            timeout=600,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response:
             response.raise_for_status()
             for chunk in response.iter_bytes():
                 file.write(chunk)
@@ -195,16 +292,31 @@ def timed_dump(database_url: str, out: Path) -> tuple[float, float]:
     started = time.perf_counter()
     with out.open("wb") as file:
         if url.get_backend_name() == "sqlite":
-            fields = ", ".join(f"'{name}', {('json(' + expr + ')') if name == 'prompt' else expr}"
-                               for name, expr in DUMP_COLUMNS)
-            subprocess.run(["sqlite3", url.database, f"SELECT json_object({fields}) {DUMP_FROM};"], stdout=file,
-                           check=True)
+            fields = ", ".join(
+                f"'{name}', {('json(' + expr + ')') if name == 'prompt' else expr}"
+                for name, expr in DUMP_COLUMNS
+            )
+            subprocess.run(
+                ["sqlite3", url.database, f"SELECT json_object({fields}) {DUMP_FROM};"],
+                stdout=file,
+                check=True,
+            )
         else:
             fields = ", ".join(f"'{name}', {expr}" for name, expr in DUMP_COLUMNS)
+            one_line = DUMP_FROM.replace("\n", " ")
             libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
-            subprocess.run(["psql", libpq, "-X", "-q", "-c",
-                            f"\\copy (SELECT json_build_object({fields}) {DUMP_FROM.replace(chr(10), ' ')}) TO STDOUT"],
-                           stdout=file, check=True)
+            subprocess.run(
+                [
+                    "psql",
+                    libpq,
+                    "-X",
+                    "-q",
+                    "-c",
+                    f"\\copy (SELECT json_build_object({fields}) {one_line}) TO STDOUT",
+                ],
+                stdout=file,
+                check=True,
+            )
     return time.perf_counter() - started, children_cpu_seconds() - cpu_before
 
 
@@ -213,27 +325,45 @@ def count_lines(path: Path) -> int:
         return sum(1 for _ in file)
 
 
-def measure(base_url: str, token: str, database_url: str, server_pid: int, workdir: Path, repeats: int) -> dict:
+def measure(
+    base_url: str, token: str, database_url: str, server_pid: int, workdir: Path, repeats: int
+) -> dict:
     results = {}
     for name, params in (("trl", {"format": "trl"}), ("raw", {"format": "raw"})):
-        runs = [timed_export(base_url, token, params, workdir / f"export-{name}.jsonl", server_pid)
-                for _ in range(repeats)]
-        results[name] = {"seconds": statistics.median(r[0] for r in runs), "cpu": statistics.median(r[1] for r in runs),
-                         "bytes": runs[0][2], "rows": count_lines(workdir / f"export-{name}.jsonl"),
-                         "peak_rss": max(r[3] for r in runs)}
+        runs = [
+            timed_export(base_url, token, params, workdir / f"export-{name}.jsonl", server_pid)
+            for _ in range(repeats)
+        ]
+        results[name] = {
+            "seconds": statistics.median(r[0] for r in runs),
+            "cpu": statistics.median(r[1] for r in runs),
+            "bytes": runs[0][2],
+            "rows": count_lines(workdir / f"export-{name}.jsonl"),
+            "peak_rss": max(r[3] for r in runs),
+        }
     dumps = [timed_dump(database_url, workdir / "dump.jsonl") for _ in range(repeats)]
-    results["dump"] = {"seconds": statistics.median(d[0] for d in dumps), "cpu": statistics.median(d[1] for d in dumps),
-                       "bytes": (workdir / "dump.jsonl").stat().st_size, "rows": count_lines(workdir / "dump.jsonl")}
+    results["dump"] = {
+        "seconds": statistics.median(d[0] for d in dumps),
+        "cpu": statistics.median(d[1] for d in dumps),
+        "bytes": (workdir / "dump.jsonl").stat().st_size,
+        "rows": count_lines(workdir / "dump.jsonl"),
+    }
     return results
 
 
 # --- the run ------------------------------------------------------------------------------------
 
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--postgres-url", default="postgresql+psycopg://root@127.0.0.1:5432/postgres",
-                        help="A server (and a database to connect to) where a throw-away database is created.")
+    parser.add_argument(
+        "--postgres-url",
+        default="postgresql+psycopg://root@127.0.0.1:5432/postgres",
+        help="A server (and a database to connect to) where a throw-away database is created.",
+    )
     parser.add_argument("--sizes", default="10000,100000", help="Judgment counts to measure at, ascending.")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
@@ -253,8 +383,12 @@ def main() -> None:
         port = free_port()
         server = start_server(database_url, workdir / "data", port, workdir / "server.log")
         base_url = f"http://127.0.0.1:{port}"
-        httpx.get(f"{base_url}/api/v1/export", params={"format": "trl"}, timeout=60,
-                  headers={"Authorization": f"Bearer {token}"}).raise_for_status()  # warm: imports, connections
+        httpx.get(
+            f"{base_url}/api/v1/export",
+            params={"format": "trl"},
+            timeout=60,
+            headers={"Authorization": f"Bearer {token}"},
+        ).raise_for_status()  # warm: imports, connections
         seeded = 0
         for size in sizes:
             started = time.perf_counter()
@@ -262,8 +396,10 @@ def main() -> None:
             seeded = size
             print(f"seeded {size:,} judgments ({time.perf_counter() - started:.1f} s)", flush=True)
             idle = PeakRss(server.pid).now()
-            table[size] = {"idle_rss": idle, **measure(base_url, token, database_url, server.pid, workdir,
-                                                       args.repeats)}
+            table[size] = {
+                "idle_rss": idle,
+                **measure(base_url, token, database_url, server.pid, workdir, args.repeats),
+            }
         db.dispose()
     finally:
         if server is not None:
@@ -272,10 +408,14 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
     mib = 1024 * 1024
-    print(f"\n{args.db}: median of {args.repeats}; memory = server process RSS (peak during the export); "
-          f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print("| judgments | what | rows out | MB | wall (s) | judgments/s | wall vs dump | CPU (s) | CPU vs dump "
-          "| vs Label Studio (960/s) | server RSS idle → peak (MiB) |")
+    print(
+        f"\n{args.db}: median of {args.repeats}; memory = server process RSS (peak during the export); "
+        f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(
+        "| judgments | what | rows out | MB | wall (s) | judgments/s | wall vs dump | CPU (s) | CPU vs dump "
+        "| vs Label Studio (960/s) | server RSS idle → peak (MiB) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for size, r in table.items():
         dump = r["dump"]["seconds"]
@@ -285,9 +425,12 @@ def main() -> None:
             memory = f"{r['idle_rss'] / mib:.0f} → {row['peak_rss'] / mib:.0f}" if "peak_rss" in row else "—"
             ratio = "1.00x" if name == "dump" else f"{row['seconds'] / dump:.2f}x"
             cpu_ratio = "1.00x" if name == "dump" else f"{row['cpu'] / r['dump']['cpu']:.2f}x"
-            print(f"| {size:,} | {'SQL dump' if name == 'dump' else 'export ' + name} | {row['rows']:,} | "
-                  f"{row['bytes'] / 1e6:.1f} | {row['seconds']:.2f} | {rate:,.0f} | {ratio} | {row['cpu']:.2f} | "
-                  f"{cpu_ratio} | {rate / LABEL_STUDIO_ROWS_PER_S:.0f}x | {memory} |")
+            print(
+                f"| {size:,} | {'SQL dump' if name == 'dump' else 'export ' + name} | {row['rows']:,} | "
+                f"{row['bytes'] / 1e6:.1f} | {row['seconds']:.2f} | {rate:,.0f} | {ratio} | "
+                f"{row['cpu']:.2f} | "
+                f"{cpu_ratio} | {rate / LABEL_STUDIO_ROWS_PER_S:.0f}x | {memory} |"
+            )
     if args.json:
         print(json.dumps({"db": args.db, "sizes": table}))
 

@@ -58,8 +58,8 @@ def make_comparisons(
             session.add(prompt)
             session.flush()
             completions = [
-                Completion(prompt_id=prompt.id, policy_version_id=version_id, text=text or f"{tag} answer {side}",
-                           token_count=4, finish_reason="eos")
+                Completion(prompt_id=prompt.id, policy_version_id=version_id,
+                           text=text or f"{tag} answer {side}", token_count=4, finish_reason="eos")
                 for side, text in (("a", text_a), ("b", text_b))
             ]
             session.add_all(completions)

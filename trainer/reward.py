@@ -242,8 +242,8 @@ def train_reward_model(
     lengths = [max(len(c), len(r)) for c, r, _ in train]
     total_steps = math.ceil(len(train) / args.batch_size) * args.num_epochs
 
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=args.learning_rate, eps=args.adam_eps, weight_decay=args.weight_decay
+    optimizer = torch.optim.AdamW(  # fused: one kernel for all tensors instead of ~10 ops per tensor
+        model.parameters(), lr=args.learning_rate, eps=args.adam_eps, weight_decay=args.weight_decay, fused=True
     )
     writer = M.MetricWriter(f"{out_dir}/metrics.jsonl")
     writer.write(0, {"args": asdict(args), "num_threads": num_threads})

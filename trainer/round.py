@@ -15,8 +15,8 @@ Output (app/training/workdir.py reads it; this process never touches the databas
 Stages: `reward_model` (Bradley-Terry on the train pairs, accuracy on the held-out pairs), `ppo` (from
 the version the round starts from, reference = config ref_policy_dir, value model from the new reward
 model), `evaluate` (old vs new policy sampled on held-out prompts and scored by the new reward model,
-KL of the new policy to the reference). A stage with a marker is skipped, so a rerun after a crash
-resumes after the last completed stage, and PPO resumes from its checkpoint.
+KL of the new policy to the reference). A stage with a marker (and its output) is skipped, so a rerun
+after a crash resumes after the last completed stage, and PPO resumes from its checkpoint.
 
 Gates: held-out reward-model accuracy >= gates.min_rm_accuracy (checked before PPO, which is not run
 for a reward model that failed), no NaN/inf in PPO, held-out KL <= gates.max_kl and held-out EOS rate
@@ -41,27 +41,18 @@ import traceback
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig
 
 from trainer import metrics as M
-from trainer.models import (
-    ModelLoadError,
-    last_token_scores,
-    load_policy,
-    load_scalar_model,
-    load_tokenizer,
-    render_prompt_ids,
-    scalar_forward,
-    set_num_threads,
-)
-from trainer.ppo import PPOArgs, derive_sizes, left_pad, response_logits, train_ppo
-from trainer.ppo_math import last_true_indices
+from trainer.evaluate import compare_policies
+from trainer.models import ModelLoadError
+from trainer.ppo import PPOArgs, derive_sizes, train_ppo
 from trainer.reward import RewardArgs, train_reward_model
-from trainer.tensor_utils import logprobs_from_logits, response_mask_from_eos, truncate_after_eos
 
 log = logging.getLogger("trainer.round")
 
 STAGES = ("reward_model", "ppo", "evaluate")
+# The directory under outputs/ each stage leaves (moved out by the worker when it publishes).
+STAGE_OUTPUT = {"reward_model": "reward_model", "ppo": "policy", "evaluate": None}
 EXIT_VERDICT, EXIT_FAILED, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 75, 143
 
 
@@ -117,8 +108,9 @@ class Status:
 
     def __init__(self, path: Path, completed: list[str], results: dict) -> None:
         self.path = path
-        self.data = {"state": "running", "stage": "", "step": 0, "total_steps": 0, "completed_stages": completed,
-                     "latest_metrics": {}, "results": results, "rejected_reasons": [], "error": ""}
+        self.data = {"state": "running", "stage": "", "step": 0, "total_steps": 0,
+                     "completed_stages": completed, "latest_metrics": {}, "results": results,
+                     "rejected_reasons": [], "error": ""}  # fmt: skip
 
     def update(self, **fields) -> None:
         self.data |= fields
@@ -126,15 +118,20 @@ class Status:
 
 
 class Round:
-    """Paths, config and snapshot data of the round in `workdir`, and its progress reporting."""
+    """Paths and results of the round in `workdir`, and its progress reporting."""
 
     def __init__(self, workdir: Path) -> None:
-        self.dir = workdir
         self.work = workdir / "work"
         self.outputs = workdir / "outputs"
         self.work.mkdir(exist_ok=True)
         self.outputs.mkdir(exist_ok=True)
-        self.results = {s: json.loads(self.marker(s).read_text()) for s in STAGES if self.marker(s).exists()}
+        self.results = {}
+        for stage in STAGES:  # done = its marker, its output and every earlier stage's
+            output = STAGE_OUTPUT[stage]
+            missing = output is not None and not (self.outputs / output / "config.json").exists()
+            if missing or not self.marker(stage).exists():
+                break
+            self.results[stage] = json.loads(self.marker(stage).read_text())
         self.status = Status(workdir / "status.json", [s for s in STAGES if s in self.results], self.results)
         self._metrics = (workdir / "metrics.jsonl").open("a", encoding="utf-8")
 
@@ -153,8 +150,9 @@ class Round:
             self._metrics.write(json.dumps({"stage": stage, "step": step, "values": values}) + "\n")
             self._metrics.flush()
             self.status.update(stage=stage, step=step, total_steps=total, latest_metrics=values)
-            log.info("%s %d/%d %s", stage, step, total,
-                     " ".join(f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, float)))
+            shown = " ".join(f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, float))
+            log.info("%s %d/%d %s", stage, step, total, shown)
+
         return report
 
 
@@ -195,7 +193,8 @@ def load_snapshot(workdir: Path) -> Snapshot:
     if not train:
         raise RoundFailed("the snapshot has no usable training pairs")
     if not held_out:
-        raise RoundFailed("the snapshot has no held-out pairs, so the reward model's accuracy cannot be measured")
+        raise RoundFailed("the snapshot has no held-out pairs, so the reward model's accuracy cannot be "
+                          "measured")
     ppo_prompts = [p["prompt"] for p in prompts if p["split"] == "train"]
     if not ppo_prompts:
         raise RoundFailed("the snapshot has no training-split prompts for PPO rollouts")
@@ -204,8 +203,8 @@ def load_snapshot(workdir: Path) -> Snapshot:
         ppo_args = derive_sizes(_args(PPOArgs, config["ppo"], "ppo"), len(ppo_prompts))
     except ValueError as exc:
         raise RoundFailed(f"inconsistent PPO batch sizes: {exc}") from exc
-    return Snapshot(config, train, held_out, ppo_prompts, [p["prompt"] for p in prompts if p["split"] == "eval"],
-                    reward_args, ppo_args)
+    eval_prompts = [p["prompt"] for p in prompts if p["split"] == "eval"]
+    return Snapshot(config, train, held_out, ppo_prompts, eval_prompts, reward_args, ppo_args)
 
 
 # ---- stages --------------------------------------------------------------------------------------------
@@ -241,70 +240,16 @@ def stage_ppo(rnd: Round, snap: Snapshot, stop: StopFlag) -> dict:
     return result
 
 
-@torch.inference_mode()
 def stage_evaluate(rnd: Round, snap: Snapshot) -> dict:
-    """Sample old and new policy on held-out prompts; score both with the new RM; KL(new || reference).
-
-    Same sampling as PPO's rollouts (its temperature and response length, top_k=0, top_p=1), so the KL
-    here is comparable with objective/kl, but on prompts PPO never trained on.
-    """
-    set_num_threads()
-    args, cfg = snap.ppo_args, snap.config["evaluate"]
-    tokenizer = load_tokenizer(snap.config["policy_dir"])
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    reward_model = load_scalar_model(str(rnd.outputs / "reward_model"), pad).eval()
-    reference = load_policy(snap.config["ref_policy_dir"], pad).eval()
-    prompts = snap.eval_prompts[: cfg["max_prompts"]]
-    queries = [render_prompt_ids(tokenizer, p)[-args.max_prompt_length :] for p in prompts
-               for _ in range(cfg["samples_per_prompt"])]  # fmt: skip
-    sides = {}
-    for name, path in (("old", snap.config["policy_dir"]), ("new", str(rnd.outputs / "policy"))):
-        policy = load_policy(path, pad).eval()
-        torch.manual_seed(cfg["seed"])
-        sides[name] = _sample_and_score(policy, reference, reward_model, queries, args, cfg["batch_size"], eos, pad)
-        rnd.status.update(step=len(sides), total_steps=2)
-    old, new = sides["old"], sides["new"]
-    return {
-        "eval/num_prompts": len(prompts),
-        "eval/num_samples": len(queries),
-        "eval/score_old": old["scores"].mean().item(),
-        "eval/score_new": new["scores"].mean().item(),
-        "eval/score_gain": (new["scores"] - old["scores"]).mean().item(),
-        "eval/kl": new["kl"].mean().item(),
-        "eval/kl_old": old["kl"].mean().item(),
-        "eval/eos_rate": new["eos"].float().mean().item(),
-        "eval/eos_rate_old": old["eos"].float().mean().item(),
-        "eval/response_length": new["length"].float().mean().item(),
-        "eval/response_length_old": old["length"].float().mean().item(),
-    }
-
-
-def _sample_and_score(policy, reference, reward_model, queries: list[list[int]], args: PPOArgs, batch_size: int,
-                      eos: int, pad: int) -> dict[str, torch.Tensor]:
-    """Per sample: raw RM score, summed k1 KL to the reference, whether it ended with EOS, its length."""
-    generation_config = GenerationConfig(max_new_tokens=args.response_length, do_sample=True,
-                                         temperature=args.temperature, top_k=0, top_p=1.0,
-                                         eos_token_id=eos, pad_token_id=pad)  # fmt: skip
-    out: dict[str, list[torch.Tensor]] = {"scores": [], "kl": [], "eos": [], "length": []}
-    for start in range(0, len(queries), batch_size):
-        ids, mask = left_pad(queries[start : start + batch_size], pad)  # (B, P)
-        P = ids.size(1)
-        responses = policy.generate(input_ids=ids, attention_mask=mask, generation_config=generation_config)[:, P:]
-        responses = truncate_after_eos(responses, eos, pad)  # (B, T)
-        response_mask = response_mask_from_eos(responses, eos)  # (B, T) bool
-        query_responses = torch.cat([ids, responses], 1)  # (B, P + T)
-        attention_mask = torch.cat([mask, response_mask.long()], 1)
-        logprobs = logprobs_from_logits(response_logits(policy, query_responses, attention_mask, P,
-                                                        args.temperature), responses)  # (B, T)
-        ref_logprobs = logprobs_from_logits(response_logits(reference, query_responses, attention_mask, P,
-                                                            args.temperature), responses)  # (B, T)
-        last_index = P + last_true_indices(response_mask)  # (B,)
-        out["scores"].append(last_token_scores(scalar_forward(reward_model, query_responses, attention_mask),
-                                               last_index))  # fmt: skip
-        out["kl"].append(torch.where(response_mask, logprobs - ref_logprobs, 0.0).sum(1))
-        out["eos"].append((responses == eos).any(1))
-        out["length"].append(response_mask.sum(1))
-    return {k: torch.cat(v) for k, v in out.items()}
+    """The policy the round started from against the new one, on held-out prompts (trainer/evaluate.py)."""
+    cfg = snap.config["evaluate"]
+    return compare_policies(
+        old_dir=snap.config["policy_dir"], new_dir=str(rnd.outputs / "policy"),
+        ref_dir=snap.config["ref_policy_dir"], reward_model_dir=str(rnd.outputs / "reward_model"),
+        prompts=snap.eval_prompts[: cfg["max_prompts"]], args=snap.ppo_args,
+        samples_per_prompt=cfg["samples_per_prompt"], batch_size=cfg["batch_size"], seed=cfg["seed"],
+        on_policy_done=lambda done: rnd.status.update(step=done, total_steps=2),
+    )  # fmt: skip
 
 
 # ---- gates ---------------------------------------------------------------------------------------------
@@ -313,7 +258,7 @@ def _sample_and_score(policy, reference, reward_model, queries: list[list[int]],
 def gate_verdicts(results: dict, gates: dict) -> dict[str, dict]:
     """Every gate whose inputs exist: {"value", "limit", "passed", "reason"}. A missing or non-finite
     value fails its gate."""
-    checks = []
+    checks = []  # (name, value, op, limit, what it measures, the setting or cause to name)
     if "reward_model" in results:
         checks.append(("rm_accuracy", results["reward_model"].get(M.RM_EVAL_ACCURACY), ">=",
                        gates["min_rm_accuracy"], "reward model held-out accuracy", "gates.min_rm_accuracy"))
@@ -324,14 +269,14 @@ def gate_verdicts(results: dict, gates: dict) -> dict[str, dict]:
         checks.append(("kl", results["evaluate"].get("eval/kl"), "<=", gates["max_kl"],
                        "KL of the new policy to the reference on held-out prompts (nats)", "gates.max_kl"))
         checks.append(("eos_rate", results["evaluate"].get("eval/eos_rate"), ">=", gates["min_eos_rate"],
-                       "share of held-out answers that end with EOS", "gates.min_eos_rate"))
+                       "share of held-out answers that end with EOS", "gates.min_eos_rate"))  # fmt: skip
     verdicts = {}
     for name, value, op, limit, what, setting in checks:
         finite = isinstance(value, int | float) and math.isfinite(value)
         passed = finite and (value >= limit if op == ">=" else value <= limit)
         shown = f"{value:.4g}" if finite else str(value)
-        verdicts[name] = {"value": value, "limit": limit, "passed": passed,
-                          "reason": "" if passed else f"{what} is {shown}, the gate is {op} {limit:g} ({setting})"}
+        reason = "" if passed else f"{what} is {shown}, the gate is {op} {limit:g} ({setting})"
+        verdicts[name] = {"value": value, "limit": limit, "passed": passed, "reason": reason}
     return verdicts
 
 
@@ -340,7 +285,8 @@ def _rejected(rnd: Round, gates: dict) -> bool:
     verdicts = gate_verdicts(rnd.results, gates)
     reasons = [v["reason"] for v in verdicts.values() if not v["passed"]]
     rnd.results["gates"] = verdicts
-    rnd.status.update(results=rnd.results, rejected_reasons=reasons, state="rejected" if reasons else "running")
+    state = "rejected" if reasons else "running"
+    rnd.status.update(results=rnd.results, rejected_reasons=reasons, state=state)
     return bool(reasons)
 
 
@@ -351,8 +297,9 @@ def explain(exc: BaseException, stage: str) -> str:
     """The admin-facing reason for an exception raised in `stage`."""
     text = str(exc)
     if isinstance(exc, torch.OutOfMemoryError | MemoryError) or "can't allocate memory" in text:
-        return (f"out of memory in stage {stage}: lower ppo.batch_size (or raise ppo.gradient_accumulation_steps), "
-                f"reward.batch_size, ppo.response_length or reward.max_length. ({type(exc).__name__}: {text[:300]})")
+        return (f"out of memory in stage {stage}: lower ppo.batch_size (or raise "
+                "ppo.gradient_accumulation_steps), reward.batch_size, ppo.response_length or "
+                f"reward.max_length. ({type(exc).__name__}: {text[:300]})")  # fmt: skip
     if isinstance(exc, ModelLoadError | FileNotFoundError):
         return f"could not load a model in stage {stage}: {text}"
     if isinstance(exc, RoundFailed | ValueError):
@@ -366,7 +313,6 @@ def run_round(workdir: Path, stop: StopFlag) -> int:
     stage = "snapshot"
     try:
         snap = load_snapshot(workdir)
-        gates = snap.config["gates"]
         for stage in STAGES:
             if stage not in rnd.results:
                 rnd.status.update(stage=stage, step=0, total_steps=0, latest_metrics={})
@@ -377,7 +323,7 @@ def run_round(workdir: Path, stop: StopFlag) -> int:
                     rnd.complete(stage, stage_ppo(rnd, snap, stop))
                 else:
                     rnd.complete(stage, stage_evaluate(rnd, snap))
-            if _rejected(rnd, gates):
+            if _rejected(rnd, snap.config["gates"]):
                 log.info("rejected: %s", rnd.status.data["rejected_reasons"])
                 return EXIT_VERDICT
         rnd.status.update(state="succeeded",
@@ -385,7 +331,7 @@ def run_round(workdir: Path, stop: StopFlag) -> int:
         log.info("succeeded")
         return EXIT_VERDICT
     except Interrupted:
-        rnd.status.update(state="interrupted", error=f"stopped by SIGTERM during stage {stage}; a rerun resumes it")
+        rnd.status.update(state="interrupted", error=f"stopped by SIGTERM in stage {stage}; a rerun resumes")
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the boundary: every failure becomes a reason in status.json
         log.error("round failed in stage %s\n%s", stage, traceback.format_exc())

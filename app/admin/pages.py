@@ -14,12 +14,12 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.admin import round_form, service
-from app.api.deps import CsrfChecked, PageAdmin, SessionDep, SettingsDep, page_admin
+from app.api.deps import MAX_DB_ID, CsrfChecked, IdPath, PageAdmin, SessionDep, SettingsDep, page_admin
 from app.auth import service as auth_service
 from app.auth.models import Role
 from app.comparisons.models import Choice
@@ -39,9 +39,6 @@ from trainer import metrics as M
 router = APIRouter(prefix="/admin", dependencies=[Depends(page_admin)])
 
 RECENT_COMPARISONS = 20
-MAX_ID = 2**31 - 1
-# Ids are 32-bit integer columns: a larger one is a 422 naming it, not a database overflow (a 500).
-DbId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def _page(request: Request, name: str, context: dict[str, Any], *, status_code: int = 200,
@@ -101,7 +98,7 @@ def annotators(request: Request, db: SessionDep) -> Response:
 
 @router.post("/users/{user_id}/active", dependencies=[CsrfChecked])
 def set_user_active(
-    request: Request, user_id: DbId, db: SessionDep, admin: PageAdmin,
+    request: Request, user_id: IdPath, db: SessionDep, admin: PageAdmin,
     active: Annotated[bool, Form()], next: Annotated[str, Form(max_length=200)] = "/admin/users",
 ) -> Response:
     try:
@@ -114,7 +111,7 @@ def set_user_active(
 
 @router.post("/users/{user_id}/training", dependencies=[CsrfChecked])
 def set_user_training(
-    request: Request, user_id: DbId, db: SessionDep,
+    request: Request, user_id: IdPath, db: SessionDep,
     excluded: Annotated[bool, Form()], next: Annotated[str, Form(max_length=200)] = "/admin/users",
 ) -> Response:
     user = auth_service.get_or_raise(db=db, user_id=user_id)
@@ -161,7 +158,7 @@ def create_user(
 
 @router.post("/users/{user_id}/tokens", dependencies=[CsrfChecked])
 def create_token(
-    request: Request, user_id: DbId, db: SessionDep, name: Annotated[str, Form(max_length=100)] = "",
+    request: Request, user_id: IdPath, db: SessionDep, name: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     user = auth_service.get_or_raise(db=db, user_id=user_id)
     if not name.strip():
@@ -174,7 +171,7 @@ def create_token(
 
 
 @router.post("/tokens/{token_id}/revoke", dependencies=[CsrfChecked])
-def revoke_token(request: Request, token_id: DbId, db: SessionDep) -> Response:
+def revoke_token(request: Request, token_id: IdPath, db: SessionDep) -> Response:
     api_token = auth_service.revoke_token(db=db, token_id=token_id)
     return _done(request, "/admin/users", f"Token {api_token.name} (pfl_{api_token.prefix}_…) is revoked.")
 
@@ -236,7 +233,7 @@ def import_prompts(
 
 @router.post("/prompts/{prompt_id}/active", dependencies=[CsrfChecked])
 def set_prompt_active(
-    request: Request, prompt_id: DbId, db: SessionDep, active: Annotated[bool, Form()],
+    request: Request, prompt_id: IdPath, db: SessionDep, active: Annotated[bool, Form()],
     next: Annotated[str, Form(max_length=2000)] = "/admin/prompts",
 ) -> Response:
     if active:
@@ -286,7 +283,7 @@ def mark_gold(
 ) -> Response:
     form = {"comparison_id": comparison_id, "choice": choice}
     try:
-        if not comparison_id.strip().isdigit() or not 1 <= int(comparison_id) <= MAX_ID:
+        if not comparison_id.strip().isdigit() or not 1 <= int(comparison_id) <= MAX_DB_ID:
             raise Unprocessable("Comparison id must be a number.", loc=("comparison_id",))
         comparison = service.set_gold(db=db, comparison_id=int(comparison_id), choice=choice)
     except DomainError as exc:
@@ -296,14 +293,14 @@ def mark_gold(
 
 
 @router.post("/gold/{comparison_id}/clear", dependencies=[CsrfChecked])
-def clear_gold(request: Request, comparison_id: DbId, db: SessionDep,
+def clear_gold(request: Request, comparison_id: IdPath, db: SessionDep,
                next: Annotated[str, Form(max_length=200)] = "/admin/gold") -> Response:
     service.clear_gold(db=db, comparison_id=comparison_id)
     return _done(request, _back(next, "/admin/gold"), f"Comparison {comparison_id} is no longer gold.")
 
 
 @router.get("/comparisons/{comparison_id}")
-def comparison(request: Request, comparison_id: DbId, db: SessionDep) -> Response:
+def comparison(request: Request, comparison_id: IdPath, db: SessionDep) -> Response:
     found = service.get_comparison_or_raise(db=db, comparison_id=comparison_id)
     return _page(request, "comparison", {
         "comparison": found, "judgments": service.list_judgments(db=db, comparison_id=comparison_id),
@@ -339,7 +336,7 @@ def policies(request: Request, db: SessionDep) -> Response:
 
 
 @router.post("/policies/{version_id}/activate", dependencies=[CsrfChecked])
-def activate_policy(request: Request, version_id: DbId, db: SessionDep) -> Response:
+def activate_policy(request: Request, version_id: IdPath, db: SessionDep) -> Response:
     try:
         version = policies_service.activate(db=db, version_id=version_id)
     except DomainError as exc:
@@ -409,7 +406,7 @@ async def launch_round(request: Request, db: SessionDep, settings: SettingsDep, 
 
 
 @router.get("/rounds/{round_id}")
-def round_detail(request: Request, round_id: DbId, db: SessionDep, settings: SettingsDep) -> Response:
+def round_detail(request: Request, round_id: IdPath, db: SessionDep, settings: SettingsDep) -> Response:
     return _page(request, "round", _round_context(db, settings, round_id), section="rounds")
 
 
@@ -426,7 +423,7 @@ def _round_context(db: Session, settings: Settings, round_id: int) -> dict[str, 
 
 
 @router.post("/rounds/{round_id}/cancel", dependencies=[CsrfChecked])
-def cancel_round(request: Request, round_id: DbId, db: SessionDep, settings: SettingsDep) -> Response:
+def cancel_round(request: Request, round_id: IdPath, db: SessionDep, settings: SettingsDep) -> Response:
     try:
         round_ = training_service.request_cancel(db=db, round_id=round_id, now=utcnow())
     except InvalidState as exc:
@@ -438,7 +435,7 @@ def cancel_round(request: Request, round_id: DbId, db: SessionDep, settings: Set
 
 
 @router.post("/rounds/{round_id}/retry", dependencies=[CsrfChecked])
-def retry_round(request: Request, round_id: DbId, db: SessionDep, settings: SettingsDep) -> Response:
+def retry_round(request: Request, round_id: IdPath, db: SessionDep, settings: SettingsDep) -> Response:
     try:
         training_service.retry(db=db, round_id=round_id)
     except (InvalidState, Conflict) as exc:

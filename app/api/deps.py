@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth_service
@@ -132,3 +132,8 @@ ApiAdmin = Annotated[User, Depends(api_admin)]
 PageUser = Annotated[User, Depends(page_user)]
 PageAdmin = Annotated[User, Depends(page_admin)]
 CsrfChecked = Depends(csrf_checked)
+
+# Ids are 32-bit integers in the database; a larger one names nothing and must be a 422, not a
+# database overflow error (PostgreSQL rejects it with a 500 otherwise).
+MAX_DB_ID = 2**31 - 1
+IdPath = Annotated[int, Path(ge=1, le=MAX_DB_ID)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from pydantic import BaseModel
 
-from app.api.deps import ApiAdmin, ApiUser, SessionDep, SettingsDep
+from app.api.deps import ApiAdmin, ApiUser, IdPath, SessionDep, SettingsDep
 from app.auth import service
 from app.auth.schemas import TokenCreate, TokenCreated, TokenRead, UserCreate, UserRead
 
@@ -40,7 +40,7 @@ def create_user(body: UserCreate, db: SessionDep, settings: SettingsDep, _admin:
 
 
 @router.patch("/users/{user_id}", response_model=UserRead)
-def update_user(user_id: int, body: UserUpdate, db: SessionDep, _admin: ApiAdmin) -> UserRead:
+def update_user(user_id: IdPath, body: UserUpdate, db: SessionDep, _admin: ApiAdmin) -> UserRead:
     """Deactivate or reactivate an account, or exclude its judgments from training."""
     user = service.get_or_raise(db=db, user_id=user_id)
     if body.is_active is not None:
@@ -65,7 +65,9 @@ def create_token(body: TokenCreate, db: SessionDep, user: ApiUser) -> TokenCreat
 
 
 @router.post("/users/{user_id}/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED)
-def create_token_for_user(user_id: int, body: TokenCreate, db: SessionDep, _admin: ApiAdmin) -> TokenCreated:
+def create_token_for_user(
+    user_id: IdPath, body: TokenCreate, db: SessionDep, _admin: ApiAdmin
+) -> TokenCreated:
     """Create an API token for another account (e.g. a labeling vendor's or a scripted judge's)."""
     user = service.get_or_raise(db=db, user_id=user_id)
     api_token, token = service.create_token(db=db, user=user, name=body.name)
@@ -73,7 +75,7 @@ def create_token_for_user(user_id: int, body: TokenCreate, db: SessionDep, _admi
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenRead)
-def revoke_token(token_id: int, db: SessionDep, user: ApiUser) -> TokenRead:
+def revoke_token(token_id: IdPath, db: SessionDep, user: ApiUser) -> TokenRead:
     """Revoke a token: it stops working at once. Admins may revoke anyone's."""
     owner = None if user.is_admin else user
     return TokenRead.model_validate(service.revoke_token(db=db, token_id=token_id, owner=owner))

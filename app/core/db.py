@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names, so Alembic migrations name the same thing on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -24,9 +25,31 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UtcDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend.
+
+    PostgreSQL keeps the zone; SQLite stores text without one and hands back naive values. Every
+    datetime prefloop stores is UTC, so naive values read back are marked UTC here, once, instead of
+    in each service that compares or serializes them.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, _dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, _dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: DateTime(timezone=True), dict: JSON, list: JSON}
+    type_annotation_map = {datetime: UtcDateTime(), dict: JSON, list: JSON}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} id={getattr(self, 'id', '?')}>"

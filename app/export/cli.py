@@ -32,42 +32,70 @@ def export(
     out: Annotated[Path, typer.Option("--out", help="File to write; .parquet picks Parquet.")],
     fmt: Annotated[ExportFormat, typer.Option("--format", help="trl, hh, raw or kto.")] = ExportFormat.trl,
     style: Annotated[ExportStyle, typer.Option(help="trl/kto: chat messages or plain strings.")] = (
-        ExportStyle.conversational),
+        ExportStyle.conversational
+    ),
     aggregate: Annotated[Aggregate, typer.Option(help="none: a row per judgment; majority: per pair.")] = (
-        Aggregate.none),
+        Aggregate.none
+    ),
     include_ties: Annotated[bool, typer.Option(help="trl/hh/kto: keep ties and both-bad too.")] = False,
-    include_inactive_annotators: Annotated[bool, typer.Option(
-        help="Keep deactivated annotators and those excluded from training.")] = False,
-    split: Annotated[SplitName, typer.Option(help="Prompt-level split, stable across exports.")] = SplitName.all,
+    include_inactive_annotators: Annotated[
+        bool, typer.Option(help="Keep deactivated annotators and those excluded from training.")
+    ] = False,
+    split: Annotated[
+        SplitName, typer.Option(help="Prompt-level split, stable across exports.")
+    ] = SplitName.all,
     test_fraction: Annotated[float | None, typer.Option(help="Share of prompts in the test split.")] = None,
-    file_format: Annotated[FileFormat | None, typer.Option(help="By default from the --out extension.")] = None,
+    file_format: Annotated[
+        FileFormat | None, typer.Option(help="By default from the --out extension.")
+    ] = None,
     since: Annotated[str | None, typer.Option(help="ISO time: judgments created at or after it.")] = None,
     until: Annotated[str | None, typer.Option(help="ISO time: judgments created before it.")] = None,
     round_id: Annotated[int | None, typer.Option("--round", help="Training round id.")] = None,
-    policy_version: Annotated[int | None, typer.Option(help="Policy version number of either completion.")] = None,
+    policy_version: Annotated[
+        int | None, typer.Option(help="Policy version number of either completion.")
+    ] = None,
     annotator: Annotated[str | None, typer.Option(help="Pseudonymous annotator id.")] = None,
     choice: Annotated[list[Choice] | None, typer.Option(help="Keep only this choice (repeatable).")] = None,
     gold: Annotated[bool | None, typer.Option("--gold/--no-gold", help="Only, or no, gold pairs.")] = None,
 ) -> None:
     """Export preference data (TRL, HH-RLHF, raw battles, KTO) to a file, with a progress bar."""
     try:
-        query = ExportQuery.model_validate({
-            "format": fmt, "style": style, "aggregate": aggregate, "include_ties": include_ties,
-            "include_inactive_annotators": include_inactive_annotators, "split": split,
-            "test_fraction": test_fraction, "since": since, "until": until, "round": round_id,
-            "policy_version": policy_version, "annotator": annotator, "choice": choice or [], "gold": gold,
-            "file_format": file_format or (FileFormat.parquet if out.suffix == ".parquet" else FileFormat.jsonl),
-        })
+        query = ExportQuery.model_validate(
+            {
+                "format": fmt,
+                "style": style,
+                "aggregate": aggregate,
+                "include_ties": include_ties,
+                "include_inactive_annotators": include_inactive_annotators,
+                "split": split,
+                "test_fraction": test_fraction,
+                "since": since,
+                "until": until,
+                "round": round_id,
+                "policy_version": policy_version,
+                "annotator": annotator,
+                "choice": choice or [],
+                "gold": gold,
+                "file_format": file_format
+                or (FileFormat.parquet if out.suffix == ".parquet" else FileFormat.jsonl),
+            }
+        )
     except ValidationError as exc:
-        _fail("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()))
+        _fail(
+            "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        )
     settings = get_settings()
     database = Database(settings.database_url)
     partial = out.with_name(f".{out.name}.partial")
     try:
         with database.session() as db:
-            plan = service.plan_export(db=db, query=query, secret=settings.secret_key,
-                                       default_test_fraction=settings.TRAINING_HELDOUT_FRACTION,
-                                       batch_size=settings.EXPORT_BATCH_SIZE)
+            plan = service.plan_export(
+                db=db,
+                query=query,
+                secret=settings.secret_key,
+                default_test_fraction=settings.TRAINING_HELDOUT_FRACTION,
+                batch_size=settings.EXPORT_BATCH_SIZE,
+            )
             total = service.count_judgments(db=db, filters=plan.filters, max_id=plan.max_judgment_id)
         with tqdm(total=total, unit="judgment", disable=None) as bar, partial.open("wb") as file:
             for chunk in service.export_chunks(database=database, plan=plan, on_progress=bar.update):

@@ -52,7 +52,7 @@ def _heldout(content_hash: str, test_fraction: float) -> bool:
 
 
 def split_of(*, content_hash: str, test_fraction: float) -> str:
-    """"train" or "test" for a prompt: the test split is exactly the prompts training rounds hold out
+    """A prompt's split, "train" or "test": the test split is exactly the prompts training rounds hold out
     (same content hash, same fraction), so a model trained here can be evaluated on an export's test
     split without leakage. Stable across exports and databases."""
     return "test" if _heldout(content_hash, test_fraction) else "train"
@@ -76,8 +76,10 @@ def prompt_string(messages: list[dict]) -> str:
 
 def hh_transcript(messages: list[dict], completion: str) -> str:
     """Anthropic HH-RLHF form: "\\n\\nHuman: ...\\n\\nAssistant: ..." ending in the completion."""
-    turns = "".join(f"\n\n{HH_SPEAKERS.get(m.get('role'), str(m.get('role', '')).title())}: {m.get('content', '')}"
-                    for m in messages)
+    turns = "".join(
+        f"\n\n{HH_SPEAKERS.get(m.get('role'), str(m.get('role', '')).title())}: {m.get('content', '')}"
+        for m in messages
+    )
     return f"{turns}\n\nAssistant: {completion}"
 
 
@@ -87,8 +89,14 @@ class RowBuilder:
 
     This is the export's hot loop (every row of every export): plain tuples, strings and dicts only."""
 
-    def __init__(self, query: ExportQuery, *, pseudonyms: Callable[[int], str],
-                 round_of: Callable[[int], int | None], test_fraction: float) -> None:
+    def __init__(
+        self,
+        query: ExportQuery,
+        *,
+        pseudonyms: Callable[[int], str],
+        round_of: Callable[[int], int | None],
+        test_fraction: float,
+    ) -> None:
         self.query = query
         self.pseudonyms = pseudonyms
         self.round_of = round_of
@@ -117,7 +125,7 @@ class RowBuilder:
 
     def _rows(self, group: Sequence[Record]) -> list[dict]:
         first = group[0]
-        split = "test" if _heldout(first.content_hash, self.test_fraction) else "train"
+        split = split_of(content_hash=first.content_hash, test_fraction=self.test_fraction)
         if self.only_split is not None and split != self.only_split:
             return []
         messages = orjson.loads(first.messages_json)
@@ -125,8 +133,12 @@ class RowBuilder:
         if fmt == ExportFormat.raw:
             return [self._raw(record, split, messages) for record in group]
         choice = majority(r.choice for r in group) if len(group) > 1 else first.choice
-        tail = {"choice": choice, "split": split, "is_gold": first.is_gold,
-                "judgments": [self._judgment(r) for r in group]}
+        tail = {
+            "choice": choice,
+            "split": split,
+            "is_gold": first.is_gold,
+            "judgments": [self._judgment(r) for r in group],
+        }
         a = (first.completion_a_id, first.a_version, first.a_text)
         b = (first.completion_b_id, first.b_version, first.b_text)
         if fmt == ExportFormat.kto:
@@ -134,55 +146,112 @@ class RowBuilder:
         if choice in NOT_A_PAIR and not self.query.include_ties:
             return []
         chosen, rejected = (b, a) if choice == "b" else (a, b)
-        metadata = {"comparison_id": first.comparison_id, "prompt_id": first.prompt_id,
-                    "chosen_completion_id": chosen[0], "rejected_completion_id": rejected[0],
-                    "chosen_policy_version": chosen[1], "rejected_policy_version": rejected[1], **tail}
+        metadata = {
+            "comparison_id": first.comparison_id,
+            "prompt_id": first.prompt_id,
+            "chosen_completion_id": chosen[0],
+            "rejected_completion_id": rejected[0],
+            "chosen_policy_version": chosen[1],
+            "rejected_policy_version": rejected[1],
+            **tail,
+        }
         if fmt == ExportFormat.hh:
-            return [{"chosen": hh_transcript(messages, chosen[2]), "rejected": hh_transcript(messages, rejected[2]),
-                     "metadata": metadata}]
+            return [
+                {
+                    "chosen": hh_transcript(messages, chosen[2]),
+                    "rejected": hh_transcript(messages, rejected[2]),
+                    "metadata": metadata,
+                }
+            ]
         if self.conversational:
-            return [{"prompt": messages, "chosen": [{"role": "assistant", "content": chosen[2]}],
-                     "rejected": [{"role": "assistant", "content": rejected[2]}], "metadata": metadata}]
-        return [{"prompt": prompt_string(messages), "chosen": chosen[2], "rejected": rejected[2],
-                 "metadata": metadata}]
+            return [
+                {
+                    "prompt": messages,
+                    "chosen": [{"role": "assistant", "content": chosen[2]}],
+                    "rejected": [{"role": "assistant", "content": rejected[2]}],
+                    "metadata": metadata,
+                }
+            ]
+        return [
+            {
+                "prompt": prompt_string(messages),
+                "chosen": chosen[2],
+                "rejected": rejected[2],
+                "metadata": metadata,
+            }
+        ]
 
-    def _kto(self, first: Record, messages: list[dict], choice: str, a: tuple, b: tuple, tail: dict) -> list[dict]:
+    def _kto(
+        self, first: Record, messages: list[dict], choice: str, a: tuple, b: tuple, tail: dict
+    ) -> list[dict]:
         # A tie says nothing about either answer on its own, so it never becomes unpaired rows;
         # both-bad says both are bad (label false), emitted with include_ties.
         if choice == "tie" or (choice == "both_bad" and not self.query.include_ties):
             return []
         prompt = messages if self.conversational else prompt_string(messages)
         return [
-            {"prompt": prompt,
-             "completion": [{"role": "assistant", "content": text}] if self.conversational else text,
-             "label": choice == side,
-             "metadata": {"comparison_id": first.comparison_id, "prompt_id": first.prompt_id,
-                          "completion_id": completion_id, "policy_version": version, **tail}}
+            {
+                "prompt": prompt,
+                "completion": [{"role": "assistant", "content": text}] if self.conversational else text,
+                "label": choice == side,
+                "metadata": {
+                    "comparison_id": first.comparison_id,
+                    "prompt_id": first.prompt_id,
+                    "completion_id": completion_id,
+                    "policy_version": version,
+                    **tail,
+                },
+            }
             for side, (completion_id, version, text) in (("a", a), ("b", b))
         ]
 
     def _judgment(self, r: Record) -> dict:
-        return {"id": r.id, "annotator": self.pseudonyms(r.annotator_id), "choice": r.choice,
-                "strength": r.strength, "shown_left": r.shown_left, "time_spent_ms": r.time_spent_ms,
-                "client_time_spent_ms": r.client_time_spent_ms, "rationale": r.rationale,
-                "round_id": self.round_of(r.id), "created_at": iso(naive_utc(r.created_at))}
+        return {
+            "id": r.id,
+            "annotator": self.pseudonyms(r.annotator_id),
+            "choice": r.choice,
+            "strength": r.strength,
+            "shown_left": r.shown_left,
+            "time_spent_ms": r.time_spent_ms,
+            "client_time_spent_ms": r.client_time_spent_ms,
+            "rationale": r.rationale,
+            "round_id": self.round_of(r.id),
+            "created_at": iso(naive_utc(r.created_at)),
+        }
 
     def _raw(self, r: Record, split: str, messages: list[dict]) -> dict:
         created = naive_utc(r.created_at)
         return {
-            "question_id": r.comparison_id, "judgment_id": r.id,
-            "model_a": f"v{r.a_version}", "model_b": f"v{r.b_version}", "winner": ARENA_WINNER[r.choice],
+            "question_id": r.comparison_id,
+            "judgment_id": r.id,
+            "model_a": f"v{r.a_version}",
+            "model_b": f"v{r.b_version}",
+            "winner": ARENA_WINNER[r.choice],
             "judge": self.pseudonyms(r.annotator_id),
             "conversation_a": [*messages, {"role": "assistant", "content": r.a_text}],
             "conversation_b": [*messages, {"role": "assistant", "content": r.b_text}],
-            "turn": sum(m.get("role") == "user" for m in messages), "anony": True,
-            "tstamp": (created - EPOCH).total_seconds(), "created_at": iso(created),
-            "choice": r.choice, "strength": r.strength, "rationale": r.rationale, "shown_left": r.shown_left,
-            "time_spent_ms": r.time_spent_ms, "client_time_spent_ms": r.client_time_spent_ms, "channel": r.channel,
-            "metadata": {"prompt_id": r.prompt_id, "completion_a_id": r.completion_a_id,
-                         "completion_b_id": r.completion_b_id, "policy_version_a": r.a_version,
-                         "policy_version_b": r.b_version, "round_id": self.round_of(r.id), "split": split,
-                         "is_gold": r.is_gold, "gold_choice": r.gold_choice},
+            "turn": sum(m.get("role") == "user" for m in messages),
+            "anony": True,
+            "tstamp": (created - EPOCH).total_seconds(),
+            "created_at": iso(created),
+            "choice": r.choice,
+            "strength": r.strength,
+            "rationale": r.rationale,
+            "shown_left": r.shown_left,
+            "time_spent_ms": r.time_spent_ms,
+            "client_time_spent_ms": r.client_time_spent_ms,
+            "channel": r.channel,
+            "metadata": {
+                "prompt_id": r.prompt_id,
+                "completion_a_id": r.completion_a_id,
+                "completion_b_id": r.completion_b_id,
+                "policy_version_a": r.a_version,
+                "policy_version_b": r.b_version,
+                "round_id": self.round_of(r.id),
+                "split": split,
+                "is_gold": r.is_gold,
+                "gold_choice": r.gold_choice,
+            },
         }
 
 
@@ -246,31 +315,74 @@ class ParquetEncoder:
 
 
 _MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-_JUDGMENTS = pa.list_(pa.struct([
-    ("id", pa.int64()), ("annotator", pa.string()), ("choice", pa.string()), ("strength", pa.int64()),
-    ("shown_left", pa.string()), ("time_spent_ms", pa.int64()), ("client_time_spent_ms", pa.int64()),
-    ("rationale", pa.string()),
-    ("round_id", pa.int64()), ("created_at", pa.string()),
-]))
+_JUDGMENTS = pa.list_(
+    pa.struct(
+        [
+            ("id", pa.int64()),
+            ("annotator", pa.string()),
+            ("choice", pa.string()),
+            ("strength", pa.int64()),
+            ("shown_left", pa.string()),
+            ("time_spent_ms", pa.int64()),
+            ("client_time_spent_ms", pa.int64()),
+            ("rationale", pa.string()),
+            ("round_id", pa.int64()),
+            ("created_at", pa.string()),
+        ]
+    )
+)
 _COMMON = [("comparison_id", pa.int64()), ("prompt_id", pa.int64())]
 _TAIL = [("choice", pa.string()), ("split", pa.string()), ("is_gold", pa.bool_()), ("judgments", _JUDGMENTS)]
-_PAIR_METADATA = pa.struct([
-    *_COMMON, ("chosen_completion_id", pa.int64()), ("rejected_completion_id", pa.int64()),
-    ("chosen_policy_version", pa.int64()), ("rejected_policy_version", pa.int64()), *_TAIL,
-])
+_PAIR_METADATA = pa.struct(
+    [
+        *_COMMON,
+        ("chosen_completion_id", pa.int64()),
+        ("rejected_completion_id", pa.int64()),
+        ("chosen_policy_version", pa.int64()),
+        ("rejected_policy_version", pa.int64()),
+        *_TAIL,
+    ]
+)
 _KTO_METADATA = pa.struct([*_COMMON, ("completion_id", pa.int64()), ("policy_version", pa.int64()), *_TAIL])
-_RAW = pa.schema([
-    ("question_id", pa.int64()), ("judgment_id", pa.int64()), ("model_a", pa.string()), ("model_b", pa.string()),
-    ("winner", pa.string()), ("judge", pa.string()), ("conversation_a", _MESSAGES), ("conversation_b", _MESSAGES),
-    ("turn", pa.int64()), ("anony", pa.bool_()), ("tstamp", pa.float64()), ("created_at", pa.string()),
-    ("choice", pa.string()), ("strength", pa.int64()), ("rationale", pa.string()), ("shown_left", pa.string()),
-    ("time_spent_ms", pa.int64()), ("client_time_spent_ms", pa.int64()), ("channel", pa.string()),
-    ("metadata", pa.struct([
-        ("prompt_id", pa.int64()), ("completion_a_id", pa.int64()), ("completion_b_id", pa.int64()),
-        ("policy_version_a", pa.int64()), ("policy_version_b", pa.int64()), ("round_id", pa.int64()),
-        ("split", pa.string()), ("is_gold", pa.bool_()), ("gold_choice", pa.string()),
-    ])),
-])
+_RAW = pa.schema(
+    [
+        ("question_id", pa.int64()),
+        ("judgment_id", pa.int64()),
+        ("model_a", pa.string()),
+        ("model_b", pa.string()),
+        ("winner", pa.string()),
+        ("judge", pa.string()),
+        ("conversation_a", _MESSAGES),
+        ("conversation_b", _MESSAGES),
+        ("turn", pa.int64()),
+        ("anony", pa.bool_()),
+        ("tstamp", pa.float64()),
+        ("created_at", pa.string()),
+        ("choice", pa.string()),
+        ("strength", pa.int64()),
+        ("rationale", pa.string()),
+        ("shown_left", pa.string()),
+        ("time_spent_ms", pa.int64()),
+        ("client_time_spent_ms", pa.int64()),
+        ("channel", pa.string()),
+        (
+            "metadata",
+            pa.struct(
+                [
+                    ("prompt_id", pa.int64()),
+                    ("completion_a_id", pa.int64()),
+                    ("completion_b_id", pa.int64()),
+                    ("policy_version_a", pa.int64()),
+                    ("policy_version_b", pa.int64()),
+                    ("round_id", pa.int64()),
+                    ("split", pa.string()),
+                    ("is_gold", pa.bool_()),
+                    ("gold_choice", pa.string()),
+                ]
+            ),
+        ),
+    ]
+)
 
 
 def parquet_schema(query: ExportQuery) -> pa.Schema:
@@ -280,7 +392,9 @@ def parquet_schema(query: ExportQuery) -> pa.Schema:
     if query.format == ExportFormat.hh:
         return pa.schema([("chosen", pa.string()), ("rejected", pa.string()), ("metadata", _PAIR_METADATA)])
     if query.format == ExportFormat.kto:
-        return pa.schema([("prompt", text), ("completion", text), ("label", pa.bool_()), ("metadata", _KTO_METADATA)])
+        return pa.schema(
+            [("prompt", text), ("completion", text), ("label", pa.bool_()), ("metadata", _KTO_METADATA)]
+        )
     return pa.schema([("prompt", text), ("chosen", text), ("rejected", text), ("metadata", _PAIR_METADATA)])
 
 
@@ -292,4 +406,3 @@ def encoder_for(query: ExportQuery) -> JsonlEncoder | ParquetEncoder:
 
 def media_type(query: ExportQuery) -> str:
     return ParquetEncoder.media_type if query.file_format == FileFormat.parquet else JsonlEncoder.media_type
-

@@ -20,11 +20,15 @@ class JudgmentFilters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    since: datetime | None = Field(None, description="Judgments created at or after this time (UTC if no offset).")
+    since: datetime | None = Field(
+        None, description="Judgments created at or after this time (UTC if no offset)."
+    )
     until: datetime | None = Field(None, description="Judgments created before this time (UTC if no offset).")
     round: int | None = Field(
-        None, ge=1, le=2**31 - 1,
-        description="Training round id: the judgments that round's snapshot added (after the previous round's).",
+        None,
+        ge=1,
+        le=2**31 - 1,
+        description="Training round id: the judgments its snapshot added (after the previous round's).",
     )
     policy_version: int | None = Field(
         None, ge=0, le=2**31 - 1, description="Policy version number that sampled either completion."
@@ -38,7 +42,9 @@ class JudgmentFilters(BaseModel):
 
 class JudgmentListQuery(JudgmentFilters):
     cursor: str | None = Field(
-        None, max_length=200, description="Opaque cursor from the previous page's next_cursor; omit for the first."
+        None,
+        max_length=200,
+        description="Opaque cursor from the previous page's next_cursor; omit for the first.",
     )
     limit: int = Field(100, ge=1, le=1000, description="Judgments per page.")
 
@@ -77,19 +83,25 @@ class ExportQuery(JudgmentFilters):
         ExportStyle.conversational, description="trl and kto: chat-message lists or plain strings."
     )
     aggregate: Aggregate = Field(
-        Aggregate.none, description="Comparisons judged by several annotators: every judgment, or the majority."
+        Aggregate.none,
+        description="Comparisons judged by several annotators: every judgment, or the majority.",
     )
     include_ties: bool = Field(
         False,
-        description="trl/hh: also emit tie and both-bad judgments as pairs (chosen = completion a), marked by "
-                    "metadata.choice; kto: also emit both-bad as two label=false rows. raw always keeps them.",
+        description="trl/hh: also emit tie and both-bad judgments as pairs (chosen = completion a), marked "
+        "by "
+        "metadata.choice; kto: also emit both-bad as two label=false rows. raw always keeps them.",
     )
     include_inactive_annotators: bool = Field(
-        False, description="Keep judgments by deactivated annotators and by annotators excluded from training."
+        False,
+        description="Keep judgments by deactivated annotators and by annotators excluded from training.",
     )
     split: SplitName = Field(SplitName.all, description="Prompt-level split, stable across exports.")
     test_fraction: float | None = Field(
-        None, ge=0, le=1, description="Share of prompts in the test split; default PREFLOOP_TRAINING_HELDOUT_FRACTION."
+        None,
+        ge=0,
+        le=1,
+        description="Share of prompts in the test split; default PREFLOOP_TRAINING_HELDOUT_FRACTION.",
     )
     file_format: FileFormat = Field(FileFormat.jsonl, description="JSON Lines, or Parquet.")
 
@@ -119,7 +131,9 @@ class JudgmentRead(BaseModel):
     strength: int | None
     rationale: str
     shown_left: str = Field(description="Which completion ('a' or 'b') the annotator saw on the left.")
-    annotator: str = Field(description="Pseudonymous annotator id (a keyed hash, stable across lists and exports).")
+    annotator: str = Field(
+        description="Pseudonymous annotator id (a keyed hash, stable across lists and exports)."
+    )
     time_spent_ms: int | None = Field(description="Measured by the server, from showing to submit.")
     client_time_spent_ms: int | None = Field(description="The client's own measure, when it sent one.")
     channel: str = Field(description="'browser' or 'api'.")

@@ -7,7 +7,8 @@ the list: same pseudonymous annotator id, same judgment id, same round.
 Export layouts (one JSON object per line; Parquet files have the same columns, see formats.py):
   trl  {"prompt", "chosen", "rejected", "metadata"}: chat-message lists (style=conversational) or
        strings (style=standard), TRL's explicit-prompt preference rows.
-  hh   {"chosen", "rejected", "metadata"}: Anthropic HH-RLHF transcripts ("\\n\\nHuman: ...\\n\\nAssistant: ...").
+  hh   {"chosen", "rejected", "metadata"}: Anthropic HH-RLHF transcripts
+       ("\\n\\nHuman: ...\\n\\nAssistant: ...").
   raw  one Chatbot-Arena battle row per judgment (ties and both-bad kept), plus every stored field.
   kto  {"prompt", "completion", "label", "metadata"}: unpaired rows, winner true and loser false.
 "metadata" carries the comparison, prompt and completion ids, the policy versions, the prompt-level
@@ -77,14 +78,19 @@ def encode_cursor(*, secret: str, last_id: int) -> str:
 
 def decode_cursor(*, secret: str, cursor: str) -> int:
     """The judgment id a cursor stands for; a 422 naming `cursor` if it was not issued by this server."""
-    invalid = Unprocessable("Invalid cursor: pass next_cursor from a previous page unchanged.",
-                            loc=("query", "cursor"))
+    invalid = Unprocessable(
+        "Invalid cursor: pass next_cursor from a previous page unchanged.", loc=("query", "cursor")
+    )
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise invalid from None
     last_id, _, mac = raw.partition(".")
-    if not last_id.isdigit() or len(last_id) > 18 or not hmac.compare_digest(mac, _cursor_mac(secret, int(last_id))):
+    if (
+        not last_id.isdigit()
+        or len(last_id) > 18
+        or not hmac.compare_digest(mac, _cursor_mac(secret, int(last_id)))
+    ):
         raise invalid
     return int(last_id)
 
@@ -158,8 +164,14 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def resolve_filters(*, db: Session, filters: JudgmentFilters, secret: str, rounds: RoundRanges,
-                    active_annotators_only: bool = False) -> ResolvedFilters:
+def resolve_filters(
+    *,
+    db: Session,
+    filters: JudgmentFilters,
+    secret: str,
+    rounds: RoundRanges,
+    active_annotators_only: bool = False,
+) -> ResolvedFilters:
     """Validate the filters (unknown round, version or annotator: 422 naming it)."""
     since, until = _utc(filters.since), _utc(filters.until)
     if since and until and until <= since:
@@ -169,47 +181,84 @@ def resolve_filters(*, db: Session, filters: JudgmentFilters, secret: str, round
         if filters.round not in rounds.ranges:
             exists = db.get(TrainingRound, filters.round) is not None
             raise Unprocessable(
-                f"Round {filters.round} has no snapshot yet." if exists else f"Round {filters.round} does not exist.",
+                f"Round {filters.round} has no snapshot yet."
+                if exists
+                else f"Round {filters.round} does not exist.",
                 loc=("query", "round"),
             )
         id_low, id_high = rounds.ranges[filters.round]
-    if filters.policy_version is not None and db.scalar(
-        select(PolicyVersion.id).where(PolicyVersion.number == filters.policy_version)
-    ) is None:
-        raise Unprocessable(f"Policy version {filters.policy_version} does not exist.",
-                            loc=("query", "policy_version"))
+    if (
+        filters.policy_version is not None
+        and db.scalar(select(PolicyVersion.id).where(PolicyVersion.number == filters.policy_version)) is None
+    ):
+        raise Unprocessable(
+            f"Policy version {filters.policy_version} does not exist.", loc=("query", "policy_version")
+        )
     annotator_id = None
     if filters.annotator is not None:
-        annotator_id = next((uid for uid in db.scalars(select(User.id))
-                             if pseudonym(secret=secret, user_id=uid) == filters.annotator), None)
+        annotator_id = next(
+            (
+                uid
+                for uid in db.scalars(select(User.id))
+                if pseudonym(secret=secret, user_id=uid) == filters.annotator
+            ),
+            None,
+        )
         if annotator_id is None:
             raise Unprocessable(f"No annotator has the id '{filters.annotator}'.", loc=("query", "annotator"))
-    return ResolvedFilters(since, until, id_low, id_high, filters.policy_version, annotator_id,
-                           tuple(filters.choice), filters.gold, active_annotators_only)
+    return ResolvedFilters(
+        since,
+        until,
+        id_low,
+        id_high,
+        filters.policy_version,
+        annotator_id,
+        tuple(filters.choice),
+        filters.gold,
+        active_annotators_only,
+    )
 
 
 # ---- the one joined query ---------------------------------------------------------------------------
 
-_completion_a, _completion_b = aliased(Completion, name="completion_a"), aliased(Completion, name="completion_b")
+_completion_a, _completion_b = (
+    aliased(Completion, name="completion_a"),
+    aliased(Completion, name="completion_b"),
+)
 _version_a, _version_b = aliased(PolicyVersion, name="version_a"), aliased(PolicyVersion, name="version_b")
 
 
 # Every column a list item or an export row needs, one row per judgment, in Record's field order.
 _COLUMNS = {
-    "id": Judgment.id, "comparison_id": Judgment.comparison_id, "annotator_id": Judgment.annotator_id,
-    # Choices and times read raw (plain strings; SQLite's text time is parsed by formats.utc), not through
-    # the column types' converters: these run for every row of every export.
-    "choice": type_coerce(Judgment.choice, String), "strength": Judgment.strength, "rationale": Judgment.rationale,
-    "shown_left": Judgment.shown_left, "time_spent_ms": Judgment.time_spent_ms,
-    "client_time_spent_ms": Judgment.client_time_spent_ms, "channel": Judgment.channel,
-    "created_at": type_coerce(Judgment.created_at, String), "prompt_id": Comparison.prompt_id,
-    "completion_a_id": Comparison.completion_a_id, "completion_b_id": Comparison.completion_b_id,
-    "is_gold": Comparison.is_gold, "gold_choice": type_coerce(Comparison.gold_choice, String), "content_hash": Prompt.content_hash,
+    "id": Judgment.id,
+    "comparison_id": Judgment.comparison_id,
+    "annotator_id": Judgment.annotator_id,
+    # Choices and times read raw (plain strings; SQLite's text time is parsed by formats.naive_utc), not
+    # through the column types' converters: those would run for every row of every export.
+    "choice": type_coerce(Judgment.choice, String),
+    "strength": Judgment.strength,
+    "rationale": Judgment.rationale,
+    "shown_left": Judgment.shown_left,
+    "time_spent_ms": Judgment.time_spent_ms,
+    "client_time_spent_ms": Judgment.client_time_spent_ms,
+    "channel": Judgment.channel,
+    "created_at": type_coerce(Judgment.created_at, String),
+    "prompt_id": Comparison.prompt_id,
+    "completion_a_id": Comparison.completion_a_id,
+    "completion_b_id": Comparison.completion_b_id,
+    "is_gold": Comparison.is_gold,
+    "gold_choice": type_coerce(Comparison.gold_choice, String),
+    "content_hash": Prompt.content_hash,
     # The JSON text itself, decoded once per row by the reader (orjson) rather than by the column type.
     "messages_json": cast(Prompt.messages, Text),
-    "a_text": _completion_a.text, "a_version": _version_a.number, "a_tokens": _completion_a.token_count,
-    "a_finish": _completion_a.finish_reason, "b_text": _completion_b.text, "b_version": _version_b.number,
-    "b_tokens": _completion_b.token_count, "b_finish": _completion_b.finish_reason,
+    "a_text": _completion_a.text,
+    "a_version": _version_a.number,
+    "a_tokens": _completion_a.token_count,
+    "a_finish": _completion_a.finish_reason,
+    "b_text": _completion_b.text,
+    "b_version": _version_b.number,
+    "b_tokens": _completion_b.token_count,
+    "b_finish": _completion_b.finish_reason,
 }
 # A plain named tuple: reading a field is ~50x cheaper than a SQLAlchemy Row's attribute lookup, which
 # matters at ~20 fields x 100,000 rows per export.
@@ -265,22 +314,41 @@ def count_judgments(*, db: Session, filters: ResolvedFilters, max_id: int | None
 
 def _read(row: Record, *, annotator: str, round_id: int | None) -> JudgmentRead:
     return JudgmentRead(
-        id=row.id, comparison_id=row.comparison_id,
+        id=row.id,
+        comparison_id=row.comparison_id,
         prompt=PromptRef(id=row.prompt_id, messages=orjson.loads(row.messages_json)),
-        completion_a=CompletionRef(id=row.completion_a_id, text=row.a_text, policy_version=row.a_version,
-                                   token_count=row.a_tokens, finish_reason=row.a_finish),
-        completion_b=CompletionRef(id=row.completion_b_id, text=row.b_text, policy_version=row.b_version,
-                                   token_count=row.b_tokens, finish_reason=row.b_finish),
-        choice=row.choice, strength=row.strength, rationale=row.rationale, shown_left=row.shown_left,
-        annotator=annotator, time_spent_ms=row.time_spent_ms,
-        client_time_spent_ms=row.client_time_spent_ms, channel=row.channel,
-        created_at=formats.iso(formats.naive_utc(row.created_at)), round_id=round_id, is_gold=row.is_gold,
+        completion_a=CompletionRef(
+            id=row.completion_a_id,
+            text=row.a_text,
+            policy_version=row.a_version,
+            token_count=row.a_tokens,
+            finish_reason=row.a_finish,
+        ),
+        completion_b=CompletionRef(
+            id=row.completion_b_id,
+            text=row.b_text,
+            policy_version=row.b_version,
+            token_count=row.b_tokens,
+            finish_reason=row.b_finish,
+        ),
+        choice=row.choice,
+        strength=row.strength,
+        rationale=row.rationale,
+        shown_left=row.shown_left,
+        annotator=annotator,
+        time_spent_ms=row.time_spent_ms,
+        client_time_spent_ms=row.client_time_spent_ms,
+        channel=row.channel,
+        created_at=formats.iso(formats.naive_utc(row.created_at)),
+        round_id=round_id,
+        is_gold=row.is_gold,
         gold_choice=row.gold_choice,
     )
 
 
-def list_judgments(*, db: Session, filters: JudgmentFilters, cursor: str | None, limit: int,
-                   secret: str) -> JudgmentPage:
+def list_judgments(
+    *, db: Session, filters: JudgmentFilters, cursor: str | None, limit: int, secret: str
+) -> JudgmentPage:
     """One page of judgments in id order, after the cursor's position."""
     after = decode_cursor(secret=secret, cursor=cursor) if cursor is not None else 0
     rounds = RoundRanges.load(db=db)
@@ -313,20 +381,30 @@ class ExportPlan:
         return self.query.aggregate == Aggregate.majority
 
 
-def plan_export(*, db: Session, query: ExportQuery, secret: str, default_test_fraction: float,
-                batch_size: int) -> ExportPlan:
+def plan_export(
+    *, db: Session, query: ExportQuery, secret: str, default_test_fraction: float, batch_size: int
+) -> ExportPlan:
     """Check an export request before any byte is streamed (bad input is a 4xx, never a cut-off file)."""
     if query.format == ExportFormat.raw and query.aggregate != Aggregate.none:
-        raise Unprocessable("format=raw has one row per judgment; aggregate applies to trl, hh and kto.",
-                            loc=("query", "aggregate"))
+        raise Unprocessable(
+            "format=raw has one row per judgment; aggregate applies to trl, hh and kto.",
+            loc=("query", "aggregate"),
+        )
     if query.split != SplitName.all and query.test_fraction in (0.0, 1.0):
         empty = "test" if query.test_fraction == 0.0 else "train"
         if query.split.value == empty:
-            raise Unprocessable(f"test_fraction={query.test_fraction} leaves the {empty} split empty.",
-                                loc=("query", "test_fraction"))
+            raise Unprocessable(
+                f"test_fraction={query.test_fraction} leaves the {empty} split empty.",
+                loc=("query", "test_fraction"),
+            )
     rounds = RoundRanges.load(db=db)
-    filters = resolve_filters(db=db, filters=query, secret=secret, rounds=rounds,
-                              active_annotators_only=not query.include_inactive_annotators)
+    filters = resolve_filters(
+        db=db,
+        filters=query,
+        secret=secret,
+        rounds=rounds,
+        active_annotators_only=not query.include_inactive_annotators,
+    )
     max_id = db.scalar(select(func.max(Judgment.id))) or 0
     fraction = default_test_fraction if query.test_fraction is None else query.test_fraction
     return ExportPlan(query, filters, rounds, secret, fraction, max_id, batch_size)
@@ -351,14 +429,19 @@ def iter_record_batches(*, db: Session, plan: ExportPlan) -> Iterator[list[Recor
         position = (last.comparison_id, last.id) if plan.by_comparison else (last.id,)
 
 
-def export_chunks(*, database: Database, plan: ExportPlan,
-                  on_progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
+def export_chunks(
+    *, database: Database, plan: ExportPlan, on_progress: Callable[[int], None] | None = None
+) -> Iterator[bytes]:
     """The export file as a stream of byte chunks, one per batch; opens (and closes) its own session.
 
     on_progress receives the number of judgments read after each batch (the CLI's progress bar).
     """
-    builder = formats.RowBuilder(plan.query, pseudonyms=Pseudonyms(plan.secret), round_of=plan.rounds.round_of,
-                                 test_fraction=plan.test_fraction)
+    builder = formats.RowBuilder(
+        plan.query,
+        pseudonyms=Pseudonyms(plan.secret),
+        round_of=plan.rounds.round_of,
+        test_fraction=plan.test_fraction,
+    )
     encoder = formats.encoder_for(plan.query)
     with database.session() as db:
         for records in iter_record_batches(db=db, plan=plan):

@@ -19,25 +19,41 @@ EXPORT_MEDIA_TYPES = {formats.JsonlEncoder.media_type: {}, formats.ParquetEncode
 
 
 @router.get("/judgments", response_model=JudgmentPage)
-def list_judgments(query: Annotated[JudgmentListQuery, Query()], db: SessionDep, settings: SettingsDep,
-                   _admin: ApiAdmin) -> JudgmentPage:
-    """Every stored judgment with its prompt and pair, in id order, cursor-paginated (ties and both-bad kept)."""
-    return service.list_judgments(db=db, filters=query, cursor=query.cursor, limit=query.limit,
-                                  secret=settings.secret_key)
+def list_judgments(
+    query: Annotated[JudgmentListQuery, Query()], db: SessionDep, settings: SettingsDep, _admin: ApiAdmin
+) -> JudgmentPage:
+    """Every stored judgment with its prompt and pair, in id order, cursor-paginated (ties kept)."""
+    return service.list_judgments(
+        db=db, filters=query, cursor=query.cursor, limit=query.limit, secret=settings.secret_key
+    )
 
 
-@router.get("/export", response_class=StreamingResponse,
-            responses={200: {"content": EXPORT_MEDIA_TYPES, "description": "The export file, streamed."}})
-def export_preferences(query: Annotated[ExportQuery, Query()], request: Request, db: SessionDep,
-                       settings: SettingsDep, _admin: ApiAdmin) -> StreamingResponse:
-    """Download preference data for a training library (TRL, HH-RLHF, Arena-style raw log, KTO) as a stream."""
-    plan = service.plan_export(db=db, query=query, secret=settings.secret_key,
-                               default_test_fraction=settings.TRAINING_HELDOUT_FRACTION,
-                               batch_size=settings.EXPORT_BATCH_SIZE)
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": EXPORT_MEDIA_TYPES, "description": "The export file, streamed."}},
+)
+def export_preferences(
+    query: Annotated[ExportQuery, Query()],
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    _admin: ApiAdmin,
+) -> StreamingResponse:
+    """Stream preference data for a training library: TRL, HH-RLHF, Arena-style raw log, or KTO."""
+    plan = service.plan_export(
+        db=db,
+        query=query,
+        secret=settings.secret_key,
+        default_test_fraction=settings.TRAINING_HELDOUT_FRACTION,
+        batch_size=settings.EXPORT_BATCH_SIZE,
+    )
     filename = service.filename_for(query, at=utcnow())
     return StreamingResponse(
         service.export_chunks(database=request.app.state.db, plan=plan),
         media_type=formats.media_type(query),
-        headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                 "X-Prefloop-Max-Judgment-Id": str(plan.max_judgment_id)},
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "X-Prefloop-Max-Judgment-Id": str(plan.max_judgment_id),
+        },
     )

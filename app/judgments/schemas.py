@@ -24,7 +24,7 @@ class JudgmentCreate(BaseModel):
     rationale: str = Field("", description="Why, in a few words (optional; the server limits its length).")
     client_request_id: str | None = Field(
         None, min_length=1, max_length=100,
-        description="Idempotency key: a retry with the same id returns the first judgment and stores nothing.",
+        description="Idempotency key: a retry with the same id returns the first judgment, storing nothing.",
     )
     time_spent_ms: int | None = Field(None, ge=0, le=7 * 24 * 3600 * 1000,
                                       description="Your own measure of the time spent on this pair.")
@@ -33,7 +33,7 @@ class JudgmentCreate(BaseModel):
 class JudgmentRead(BaseModel):
     id: int
     comparison_id: int
-    choice: Choice = Field(description="In terms of the pair's completions a/b, after the left/right mapping.")
+    choice: Choice = Field(description="In terms of the pair's completions a/b (left/right mapped).")
     strength: StrengthName | None
     shown_left: str = Field(description="Which completion (a or b) was shown on the left.")
     rationale: str
@@ -48,7 +48,8 @@ class JudgmentRead(BaseModel):
         strength = Strength(judgment.strength).name if judgment.strength is not None else None
         return cls(
             id=judgment.id, comparison_id=judgment.comparison_id, choice=judgment.choice, strength=strength,
-            shown_left=judgment.shown_left, rationale=judgment.rationale, time_spent_ms=judgment.time_spent_ms,
+            shown_left=judgment.shown_left, rationale=judgment.rationale,
+            time_spent_ms=judgment.time_spent_ms,
             client_time_spent_ms=judgment.client_time_spent_ms, client_request_id=judgment.client_request_id,
             channel=judgment.channel, created_at=as_utc(judgment.created_at),
         )

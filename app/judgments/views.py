@@ -7,23 +7,24 @@ from fastapi import APIRouter, Request, Response, status
 from app.judgments import service
 from app.judgments.models import Strength
 from app.judgments.schemas import JudgmentCreate, JudgmentRead
-from app.queue.deps import ApiAnnotator, AppSettings, WriteSession
+from app.queue.deps import ApiWork, AppSettings
 
 router = APIRouter(prefix="/judgments", tags=["judgments"])
 
 
-@router.post("", response_model=JudgmentRead, status_code=status.HTTP_201_CREATED,
-             responses={200: {"description": "A retry (same client_request_id): the judgment stored the first time."}})
+@router.post(
+    "", response_model=JudgmentRead, status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "A retry (same client_request_id): the judgment stored the first time."}},
+)
 async def create_judgment(
-    body: JudgmentCreate, request: Request, response: Response, db: WriteSession, user: ApiAnnotator,
-    settings: AppSettings,
+    body: JudgmentCreate, request: Request, response: Response, work: ApiWork, settings: AppSettings
 ) -> JudgmentRead:
     """Judge a pair reserved for you (from GET /api/v1/queue/next)."""
-    judgment, created = service.submit(
-        db=db, annotator_id=user.id, comparison_id=body.comparison_id, side=body.choice,
+    judgment, created = await work.run(
+        service.submit, comparison_id=body.comparison_id, side=body.choice,
         strength=Strength[body.strength] if body.strength else None, rationale=body.rationale,
         client_request_id=body.client_request_id, client_time_spent_ms=body.time_spent_ms,
-        # api_user accepted either a bearer token or the browser's session.
+        # Authenticated either by a bearer token or by the browser's session (see ApiUser).
         channel="api" if request.headers.get("authorization") else "browser",
         rationale_max_chars=settings.JUDGMENT_RATIONALE_MAX_CHARS,
     )

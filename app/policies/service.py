@@ -112,7 +112,7 @@ def producing_rounds(*, db: Session, version_ids: list[int]) -> dict[int, int]:
             TrainingRound.policy_version_id.in_(version_ids)
         )
     )
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 def activate(*, db: Session, version_id: int, check_files: bool = True) -> PolicyVersion:

@@ -1,56 +1,77 @@
-"""Dependencies of the annotation routes (queue, judgments, the /annotate page): one write unit of work
-per request, and the signed-in user read inside it.
+"""How the annotation routes (queue, judgments, /annotate) run their work: one write unit of work per
+request, with the signed-in annotator, in a single trip to the thread pool.
 
-These routes run on the event loop, not in the thread pool. Their work is a handful of short
-statements (2-4 ms), never a wait on anything slow, and with sync dependencies each request crossed
-between the loop and worker threads seven times; on a busy 2-core machine each crossing waits for the
-OS scheduler, which made a 3 ms request take 30 ms (bench/bench_annotation.py). Running inline also
-means one worker process handles these units of work strictly one after another, which is what SQLite
-needs anyway (one writer) and leaves no half-done transaction of this process for another to wait on.
+Why not the usual SessionDep + ApiUser + sync handler: every sync dependency and its exit is its own
+trip between the event loop and a worker thread (seven per request here), and on a busy 2-core machine
+each trip waits for the OS scheduler: a 3 ms unit of work took 30 ms (bench/bench_annotation.py). The
+work is not run on the event loop itself either: it may wait for a database lock held by a request
+whose commit needs the loop, which would stall the whole process.
+
+SQLite has one writer at a time, and its own busy handler waits for the lock by sleeping and polling
+(1, 2, 5 ... 100 ms), which under 32 concurrent annotators turns a 2 ms transaction into a 100 ms
+wait. So on SQLite these units of work take turns, first come first served, for a single thread-pool
+slot (anyio's CapacityLimiter queues fairly): each starts the moment the previous one has committed.
+They begin with BEGIN IMMEDIATE, taking SQLite's write lock before anything is read, so the queue's
+pick (read, then lock) is exact and a read never fails to upgrade to a write ("database is locked")
+against writers outside this path. PostgreSQL needs neither; the services take the row locks they need.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, Request
-from sqlalchemy.orm import Session
+import anyio
+from fastapi import Depends, FastAPI, Request
 
 from app.api.deps import api_user, page_user
-from app.auth.models import User
 from app.core.config import Settings
 
-
-async def write_session(request: Request) -> AsyncIterator[Session]:
-    """A unit of work begun for writing before anything is read; committed before the response is sent.
-
-    On SQLite it begins with BEGIN IMMEDIATE: the write lock is taken up front, so the queue's pick
-    (read, then lock) is exact and a read can never fail to upgrade to a write ("database is locked").
-    On PostgreSQL it is an ordinary transaction; the services take the row locks they need.
-    """
-    with request.app.state.db.session() as session:
-        session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
-        yield session
+T = TypeVar("T")
 
 
-WriteSession = Annotated[Session, Depends(write_session, scope="function")]
+def _sqlite_turns(app: FastAPI) -> anyio.CapacityLimiter:
+    """The app's single slot for SQLite units of work (created on first use, on the event loop)."""
+    if getattr(app.state, "annotation_sqlite_turns", None) is None:
+        app.state.annotation_sqlite_turns = anyio.CapacityLimiter(1)
+    return app.state.annotation_sqlite_turns
 
 
-async def _api_annotator(request: Request, db: WriteSession) -> User:
-    """The API's rules (bearer token, or the browser session plus its CSRF header), inside the unit of work."""
-    return api_user(request, db)
+@dataclass(frozen=True)
+class AnnotatorWork:
+    """Runs a service call for the request's annotator: `await work.run(service.fn, **kwargs)`."""
+
+    request: Request
+    page: bool  # a browser page (redirect to the login page) rather than the JSON API (401/403)
+
+    async def run(self, fn: Callable[..., T], /, **kwargs) -> T:
+        """fn(db=..., annotator_id=..., **kwargs) in a worker thread, committed before it returns."""
+        app = self.request.app
+        turns = _sqlite_turns(app) if app.state.db.is_sqlite else None
+        return await anyio.to_thread.run_sync(partial(self._run, fn, kwargs), limiter=turns)
+
+    def _run(self, fn: Callable[..., T], kwargs: dict) -> T:
+        with self.request.app.state.db.session() as db:
+            db.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+            # The same rules as ApiUser (bearer token, or the session plus its CSRF header) / PageUser.
+            user = page_user(self.request, db) if self.page else api_user(self.request, db)
+            return fn(db=db, annotator_id=user.id, **kwargs)
 
 
-async def _page_annotator(request: Request, db: WriteSession) -> User:
-    """A signed-in browser (else a redirect to the login page), inside the unit of work."""
-    return page_user(request, db)
+async def _api_work(request: Request) -> AnnotatorWork:
+    return AnnotatorWork(request, page=False)
+
+
+async def _page_work(request: Request) -> AnnotatorWork:
+    return AnnotatorWork(request, page=True)
 
 
 async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-ApiAnnotator = Annotated[User, Depends(_api_annotator)]
-PageAnnotator = Annotated[User, Depends(_page_annotator)]
+ApiWork = Annotated[AnnotatorWork, Depends(_api_work)]
+PageWork = Annotated[AnnotatorWork, Depends(_page_work)]
 AppSettings = Annotated[Settings, Depends(_settings)]

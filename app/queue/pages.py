@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from app.admin import service as admin_service
 from app.core.config import Settings
@@ -14,7 +15,7 @@ from app.core.db import utcnow
 from app.core.templates import render
 from app.judgments import service as judgment_service
 from app.queue import service
-from app.queue.deps import AppSettings, PageAnnotator, WriteSession
+from app.queue.deps import AppSettings, PageWork
 from app.queue.schemas import ComparisonId
 
 router = APIRouter()
@@ -26,37 +27,38 @@ SKIP_REASONS = (
 )
 
 
-def _pair_context(pair: service.Pair | None, settings: Settings) -> dict:
+def _pair_context(*, db: Session, annotator_id: int, settings: Settings, after: int | None) -> dict:
+    """The pair to show (see queue_service.next_for) and what the template needs to show it."""
+    pair = service.next_for(db=db, annotator_id=annotator_id, after=after,
+                            lock_ttl=timedelta(seconds=settings.QUEUE_LOCK_TTL_S),
+                            gold_rate=settings.QUEUE_GOLD_RATE)
     expires_in_s = int((pair.expires_at - utcnow()).total_seconds()) if pair else 0
     return {"pair": pair, "expires_in_s": expires_in_s, "retry_s": settings.QUEUE_EMPTY_RETRY_S}
 
 
-def _next(db, user, settings: Settings, after: int | None) -> service.Pair | None:
-    return service.next_for(db=db, annotator_id=user.id, after=after,
-                            lock_ttl=timedelta(seconds=settings.QUEUE_LOCK_TTL_S),
-                            gold_rate=settings.QUEUE_GOLD_RATE)
-
-
-@router.get("/annotate")
-async def annotate_page(request: Request, db: WriteSession, user: PageAnnotator, settings: AppSettings) -> Response:
-    pair = _next(db, user, settings, after=None)
+def _page_context(*, db: Session, annotator_id: int, settings: Settings) -> dict:
     midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-    today, total = judgment_service.counts_for(db=db, annotator_id=user.id, since=midnight)
-    return render(request, "annotate/index.html", {
-        **_pair_context(pair, settings),
+    today, total = judgment_service.counts_for(db=db, annotator_id=annotator_id, since=midnight)
+    return {
+        **_pair_context(db=db, annotator_id=annotator_id, settings=settings, after=None),
         "today": today,
         "total": total,
         "guidelines": admin_service.get_guidelines(db=db),
         "rationale_max": settings.JUDGMENT_RATIONALE_MAX_CHARS,
         "skip_reasons": SKIP_REASONS,
-    })
+    }
+
+
+@router.get("/annotate")
+async def annotate_page(request: Request, work: PageWork, settings: AppSettings) -> Response:
+    return render(request, "annotate/index.html", await work.run(_page_context, settings=settings))
 
 
 @router.get("/annotate/pair")
 async def pair_fragment(
-    request: Request, db: WriteSession, user: PageAnnotator, settings: AppSettings,
+    request: Request, work: PageWork, settings: AppSettings,
     after: Annotated[ComparisonId | None, Query()] = None,
 ) -> Response:
     """The page's next pair as an HTML fragment (rendered by the same template as the first one)."""
-    pair = _next(db, user, settings, after=after)
-    return render(request, "annotate/_pair.html", _pair_context(pair, settings))
+    context = await work.run(_pair_context, settings=settings, after=after)
+    return render(request, "annotate/_pair.html", context)

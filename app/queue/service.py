@@ -27,7 +27,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Select, bindparam, delete, exists, func, select
+from sqlalchemy import Row, Select, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.comparisons.models import Comparison, ComparisonStatus, Completion
@@ -74,46 +74,53 @@ def next_for(
     """
     now = utcnow()
     live, stale = _own_locks(db=db, annotator_id=annotator_id, now=now)
-    current = next((lock for lock in live if lock.comparison_id == after), None)
-    if current is not None and current.shown_at is None:
-        current.shown_at, current.expires_at = now, now + lock_ttl
     waiting = [lock for lock in live if lock.comparison_id != after]
-    if waiting:
-        lock = waiting[0]
-        if after is None and lock.shown_at is None:
-            lock.shown_at, lock.expires_at = now, now + lock_ttl
-    else:
-        # Pick before dropping stale locks: on PostgreSQL the pick may wait for a row lock, and a
-        # transaction that waits must not hold rows (here: deleted lock rows) others may wait for.
+    comparison_id = None
+    if not waiting:
         comparison_id = _pick(db=db, annotator_id=annotator_id, now=now, gold_rate=gold_rate,
                               held=[lock.comparison_id for lock in live])
-        lock = None
-        if comparison_id is not None:
-            lock = QueueLock(comparison_id=comparison_id, annotator_id=annotator_id, left=random.choice("ab"),
-                             expires_at=now + lock_ttl, shown_at=now if after is None else None)
+    # Writes come only after the pick: on PostgreSQL the pick may wait for a row lock, and a
+    # transaction that waits must hold no rows (updated or deleted locks) that others could wait for.
+    on_screen = next((lock for lock in live if lock.comparison_id == after), None)
+    if on_screen is not None and on_screen.shown_at is None:
+        _start_clock(db=db, lock_id=on_screen.id, now=now, lock_ttl=lock_ttl)
     if stale:
         db.execute(_DELETE_LOCKS, {"ids": stale})
-    if lock is None:
-        db.flush()
+    if waiting:
+        lock, expires_at = waiting[0], as_utc(waiting[0].expires_at)
+        if after is None and lock.shown_at is None:
+            expires_at = _start_clock(db=db, lock_id=lock.id, now=now, lock_ttl=lock_ttl)
+        return _pair(db=db, comparison_id=lock.comparison_id, left=lock.left, expires_at=expires_at)
+    if comparison_id is None:
         return None
-    db.add(lock)
-    db.flush()
-    return _pair(db=db, lock=lock)
+    left, expires_at = random.choice("ab"), now + lock_ttl
+    db.execute(_INSERT_LOCK, {"comparison_id": comparison_id, "annotator_id": annotator_id, "left": left,
+                              "expires_at": expires_at, "shown_at": now if after is None else None,
+                              "created_at": now})
+    return _pair(db=db, comparison_id=comparison_id, left=left, expires_at=expires_at)
 
 
 # --- statements, built once ----------------------------------------------------------------------
 # Building a SQLAlchemy statement costs more than running these on SQLite, so the hot path's
 # statements are made once, with bound parameters, and reused.
 
+_LOCKS = QueueLock.__table__
 _OWN_LOCKS = (
-    select(QueueLock, Comparison.status, Prompt.is_active)
-    .join(Comparison, Comparison.id == QueueLock.comparison_id)
+    select(_LOCKS.c.id, _LOCKS.c.comparison_id, _LOCKS.c.left, _LOCKS.c.expires_at, _LOCKS.c.shown_at,
+           Comparison.status, Prompt.is_active)
+    .join(Comparison, Comparison.id == _LOCKS.c.comparison_id)
     .join(Prompt, Prompt.id == Comparison.prompt_id)
-    .where(QueueLock.annotator_id == bindparam("annotator_id"))
-    .order_by(QueueLock.id)
+    .where(_LOCKS.c.annotator_id == bindparam("annotator_id"))
+    .order_by(_LOCKS.c.id)
 )
-_DELETE_LOCKS = delete(QueueLock).where(QueueLock.id.in_(bindparam("ids", expanding=True))).execution_options(
-    synchronize_session=False)
+# Locks are read and written through the table, not the ORM: no unit-of-work bookkeeping.
+_START_CLOCK = update(_LOCKS).where(_LOCKS.c.id == bindparam("lock_id")).values(
+    shown_at=bindparam("now"), expires_at=bindparam("new_expires_at"))
+_INSERT_LOCK = insert(_LOCKS)
+_DELETE_LOCKS = delete(_LOCKS).where(_LOCKS.c.id.in_(bindparam("ids", expanding=True)))
+_RELEASE = delete(_LOCKS).where(
+    _LOCKS.c.comparison_id == bindparam("comparison_id"), _LOCKS.c.annotator_id == bindparam("annotator_id"))
+_DELETE_LOCKS_OF = delete(_LOCKS).where(_LOCKS.c.comparison_id == bindparam("comparison_id"))
 
 
 def _open_for(tier, lock: str | None) -> Select:
@@ -169,25 +176,31 @@ _FOR_UPDATE = (
     select(Comparison).where(Comparison.id == bindparam("comparison_id"))
     .with_for_update().execution_options(populate_existing=True)
 )
-_LOCK_OF = select(QueueLock).where(
-    QueueLock.comparison_id == bindparam("comparison_id"), QueueLock.annotator_id == bindparam("annotator_id"))
+_LOCK_OF = select(QueueLock).where(QueueLock.comparison_id == bindparam("comparison_id"),
+                                   QueueLock.annotator_id == bindparam("annotator_id"))
 _SKIP_OF = select(Skip).where(
     Skip.comparison_id == bindparam("comparison_id"), Skip.annotator_id == bindparam("annotator_id"))
 _JUDGED = select(Judgment.id).where(
     Judgment.comparison_id == bindparam("comparison_id"), Judgment.annotator_id == bindparam("annotator_id"))
-_RELEASE = delete(QueueLock).where(
-    QueueLock.comparison_id == bindparam("comparison_id"), QueueLock.annotator_id == bindparam("annotator_id"))
-_DELETE_ALL_LOCKS_OF = delete(QueueLock).where(QueueLock.comparison_id == bindparam("comparison_id"))
 
 
-def _own_locks(*, db: Session, annotator_id: int, now: datetime) -> tuple[list[QueueLock], list[int]]:
+def _own_locks(*, db: Session, annotator_id: int, now: datetime) -> tuple[list[Row], list[int]]:
     """The annotator's usable locks, oldest first, and the ids of the ones to drop (expired, or their
     pair is no longer ready or its prompt inactive)."""
     live, stale = [], []
-    for lock, status, active in db.execute(_OWN_LOCKS, {"annotator_id": annotator_id}):
-        usable = active and status == ComparisonStatus.ready and as_utc(lock.expires_at) > now
-        (live if usable else stale).append(lock if usable else lock.id)
+    for lock in db.execute(_OWN_LOCKS, {"annotator_id": annotator_id}):
+        if lock.is_active and lock.status == ComparisonStatus.ready and as_utc(lock.expires_at) > now:
+            live.append(lock)
+        else:
+            stale.append(lock.id)
     return live, stale
+
+
+def _start_clock(*, db: Session, lock_id: int, now: datetime, lock_ttl: timedelta) -> datetime:
+    """A pair goes on screen: its time spent counts from now, and its TTL starts afresh."""
+    expires_at = now + lock_ttl
+    db.execute(_START_CLOCK, {"lock_id": lock_id, "now": now, "new_expires_at": expires_at})
+    return expires_at
 
 
 def _pick(*, db: Session, annotator_id: int, now: datetime, gold_rate: float, held: list[int]) -> int | None:
@@ -223,7 +236,9 @@ def _pick(*, db: Session, annotator_id: int, now: datetime, gold_rate: float, he
     return None
 
 
-def _first_open(*, db: Session, tiers: list[str], lock: str | None, params: dict) -> tuple[int, int, int] | None:
+def _first_open(
+    *, db: Session, tiers: list[str], lock: str | None, params: dict
+) -> tuple[int, int, int] | None:
     """(id, judgment_count, overlap_target) of the first open comparison of the first tier that has one."""
     for tier in tiers:
         if (row := db.execute(_OPEN[tier, lock], params).first()) is not None:
@@ -237,11 +252,11 @@ def _live_lock_count(*, db: Session, comparison_id: int, now: datetime, except_a
                                         "except_annotator": except_annotator}) or 0
 
 
-def _pair(*, db: Session, lock: QueueLock) -> Pair:
-    messages, text_a, text_b = db.execute(_PAIR_CONTENT, {"comparison_id": lock.comparison_id}).one()
-    left_text, right_text = (text_a, text_b) if lock.left == "a" else (text_b, text_a)
-    return Pair(comparison_id=lock.comparison_id, messages=messages, left_text=left_text,
-                right_text=right_text, left=lock.left, expires_at=as_utc(lock.expires_at))
+def _pair(*, db: Session, comparison_id: int, left: str, expires_at: datetime) -> Pair:
+    messages, text_a, text_b = db.execute(_PAIR_CONTENT, {"comparison_id": comparison_id}).one()
+    left_text, right_text = (text_a, text_b) if left == "a" else (text_b, text_a)
+    return Pair(comparison_id=comparison_id, messages=messages, left_text=left_text, right_text=right_text,
+                left=left, expires_at=expires_at)
 
 
 def get_for_update_or_raise(*, db: Session, comparison_id: int) -> Comparison:
@@ -283,21 +298,18 @@ def lock_for_judgment(*, db: Session, comparison: Comparison, annotator_id: int)
     return lock
 
 
-def finish(*, db: Session, comparison: Comparison, lock: QueueLock) -> None:
-    """After a judgment: the annotator's lock goes; a completed comparison keeps no locks at all.
-    (Left to the caller's flush, which stores the judgment at the same time.)"""
-    if comparison.status == ComparisonStatus.completed:
-        db.execute(_DELETE_ALL_LOCKS_OF, {"comparison_id": comparison.id},
-                   execution_options={"synchronize_session": False})
+def finish(*, db: Session, comparison_id: int, lock_id: int, completed: bool) -> None:
+    """After a judgment: the annotator's lock goes, and a completed comparison keeps no locks at all."""
+    if completed:
+        db.execute(_DELETE_LOCKS_OF, {"comparison_id": comparison_id})
     else:
-        db.delete(lock)
+        db.execute(_DELETE_LOCKS, {"ids": [lock_id]})
 
 
 def release(*, db: Session, annotator_id: int, comparison_id: int) -> bool:
     """Hand a pair back to the pool without judging it (the page does this with its prefetched pair
     when it is closed). Returns whether the annotator held it; releasing twice is harmless."""
-    result = db.execute(_RELEASE, {"comparison_id": comparison_id, "annotator_id": annotator_id},
-                        execution_options={"synchronize_session": False})
+    result = db.execute(_RELEASE, {"comparison_id": comparison_id, "annotator_id": annotator_id})
     return result.rowcount > 0
 
 

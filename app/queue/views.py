@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from app.queue import service
-from app.queue.deps import ApiAnnotator, AppSettings, WriteSession
+from app.queue.deps import ApiWork, AppSettings
 from app.queue.schemas import ComparisonId, PairRead, SkipCreate, SkipRead
 
 router = APIRouter(prefix="/queue", tags=["queue"])
@@ -23,8 +23,7 @@ PathComparisonId = Annotated[int, Path(gt=0, le=2**31 - 1, description="The pair
                                     "no body; ask again after the Retry-After header's seconds."}},
 )
 async def read_next_pair(
-    db: WriteSession,
-    user: ApiAnnotator,
+    work: ApiWork,
     settings: AppSettings,
     after: Annotated[ComparisonId | None, Query(
         description="Prefetch: the pair to show after this one (on screen now) instead of the current one."
@@ -34,9 +33,8 @@ async def read_next_pair(
 
     Left/right order is random per showing; submit your choice as left/right/tie/both_bad.
     """
-    pair = service.next_for(db=db, annotator_id=user.id, after=after,
-                            lock_ttl=timedelta(seconds=settings.QUEUE_LOCK_TTL_S),
-                            gold_rate=settings.QUEUE_GOLD_RATE)
+    pair = await work.run(service.next_for, after=after, gold_rate=settings.QUEUE_GOLD_RATE,
+                          lock_ttl=timedelta(seconds=settings.QUEUE_LOCK_TTL_S))
     if pair is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT,
                         headers={"Retry-After": str(settings.QUEUE_EMPTY_RETRY_S)})
@@ -46,17 +44,17 @@ async def read_next_pair(
 @router.post("/{comparison_id}/skip", response_model=SkipRead, status_code=status.HTTP_201_CREATED,
              responses={200: {"description": "You had already skipped this pair; the first skip stands."}})
 async def skip_pair(
-    comparison_id: PathComparisonId, body: SkipCreate, response: Response, db: WriteSession, user: ApiAnnotator
+    comparison_id: PathComparisonId, body: SkipCreate, response: Response, work: ApiWork
 ) -> SkipRead:
     """Pass on a pair reserved for you, with a reason; it will not be offered to you again."""
-    skip, created = service.skip(db=db, annotator_id=user.id, comparison_id=comparison_id, reason=body.reason)
+    skip, created = await work.run(service.skip, comparison_id=comparison_id, reason=body.reason)
     if not created:
         response.status_code = status.HTTP_200_OK
     return SkipRead.from_skip(skip)
 
 
 @router.post("/{comparison_id}/release", status_code=status.HTTP_204_NO_CONTENT)
-async def release_pair(comparison_id: PathComparisonId, db: WriteSession, user: ApiAnnotator) -> Response:
+async def release_pair(comparison_id: PathComparisonId, work: ApiWork) -> Response:
     """Hand a pair reserved for you back to the pool without judging it (harmless if you hold none)."""
-    service.release(db=db, annotator_id=user.id, comparison_id=comparison_id)
+    await work.run(service.release, comparison_id=comparison_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

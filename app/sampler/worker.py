@@ -66,14 +66,20 @@ class SamplerWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loaded: dict[int, LoadedPolicy] = {}  # version id -> model: the serving one and the baseline
-        self._failed_at: dict[int, float] = {}  # version id -> when its load failed (monotonic)
+        self._failures: dict[int, tuple[float, str]] = {}  # version id -> (when its load failed, why)
+        self._cycle_error = ""
         self._too_long: set[int] = set()  # prompt ids the serving model's context cannot hold
         self.serving: VersionRef | None = None
         self.baseline: VersionRef | None = None
-        self.last_error = ""
         self._last_note = ""
         self._reported: dict = {}
         self._reported_at = 0.0
+
+    @property
+    def last_error(self) -> str:
+        """Why a wanted version is not loaded, and why the last cycle failed; empty when all is well."""
+        errors = [why for _, why in self._failures.values()]
+        return "; ".join([*errors, self._cycle_error] if self._cycle_error else errors)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -100,9 +106,10 @@ class SamplerWorker:
             while not self._stop.is_set():
                 try:
                     self.run_once()
+                    self._cycle_error = ""
                 except Exception as exc:  # noqa: BLE001 - the loop must survive a bad cycle; the next retries
                     log.exception("sampler cycle failed")
-                    self.last_error = f"sampler cycle failed: {exc}"
+                    self._cycle_error = f"sampler cycle failed: {exc}"
                 try:
                     self.report()
                 except Exception:  # noqa: BLE001 - a missed report is retried next cycle
@@ -168,6 +175,8 @@ class SamplerWorker:
                                                     number=self.settings.SAMPLER_BASELINE_VERSION)
             active_ref = VersionRef(active.id, active.number, active.path)
             baseline_ref = VersionRef(baseline.id, baseline.number, baseline.path) if baseline else None
+        wanted = {active_ref.id, baseline_ref.id if baseline_ref else None}
+        self._failures = {k: v for k, v in self._failures.items() if k in wanted}
         if self.serving is None or active_ref.id != self.serving.id:
             if self._load(active_ref):
                 self._switch_to(active_ref)
@@ -182,7 +191,7 @@ class SamplerWorker:
     def _load(self, ref: VersionRef) -> bool:
         if ref.id in self._loaded:
             return True
-        failed_at = self._failed_at.get(ref.id)
+        failed_at, _why = self._failures.get(ref.id, (None, ""))
         if failed_at is not None and time.monotonic() - failed_at < self.settings.SAMPLER_RETRY_LOAD_S:
             return False
         from transformers.utils import logging as transformers_logging
@@ -194,12 +203,12 @@ class SamplerWorker:
         try:
             self._loaded[ref.id] = generate.load_policy(ref.path, device=self.settings.SAMPLER_DEVICE)
         except Exception as exc:  # noqa: BLE001 - any failure leaves the serving model in place
-            self._failed_at[ref.id] = time.monotonic()
-            self.last_error = f"policy version {ref.number} failed to load: {exc}"
-            log.error("%s; %s", self.last_error,
+            why = f"policy version {ref.number} failed to load: {exc}"
+            self._failures[ref.id] = (time.monotonic(), why)
+            log.error("%s; %s", why,
                       f"still serving version {self.serving.number}" if self.serving else "nothing to serve")
             return False
-        self._failed_at.pop(ref.id, None)
+        self._failures.pop(ref.id, None)
         log.info("loaded policy version %d from %s in %.1f s", ref.number, ref.path,
                  time.perf_counter() - started)
         return True
@@ -207,7 +216,6 @@ class SamplerWorker:
     def _switch_to(self, ref: VersionRef) -> None:
         previous, self.serving = self.serving, ref
         self._too_long.clear()
-        self.last_error = ""
         with self.db.session() as db:
             retired = service.retire_superseded(db=db, active_version_id=ref.id,
                                                 mode=self.settings.SAMPLER_RETIRE_ON_SWITCH)

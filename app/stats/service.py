@@ -71,7 +71,7 @@ def progress(*, db: Session, now: datetime | None = None) -> Progress:
         ],
         annotators_active=_count(db, select(func.count(func.distinct(Judgment.annotator_id))).where(
             Judgment.created_at >= now - timedelta(hours=24))),
-        active_policy=ActivePolicy(id=active.id, number=active.number, activated_at=active.activated_at)
+        active_policy=ActivePolicy(id=active.id, number=active.number, activated_at=_utc(active.activated_at))
         if active else None,
         current_round=_current_round(db),
         generated_at=now,
@@ -84,7 +84,7 @@ def _current_round(db: Session) -> RoundProgress | None:
         return None
     return RoundProgress(
         id=found.id, status=found.status.value, stage=found.stage, completed_stages=found.completed_stages,
-        step=found.step, total_steps=found.total_steps, started_at=found.started_at,
+        step=found.step, total_steps=found.total_steps, started_at=_utc(found.started_at),
         fraction=metrics.rate(min(found.step, found.total_steps), found.total_steps),
     )
 

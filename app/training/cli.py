@@ -6,6 +6,7 @@ import json
 import signal
 import threading
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -28,7 +29,9 @@ def _fail(message: str) -> None:
 
 def worker_command(
     once: bool = typer.Option(False, "--once", help="Run one pass (and the round it claims), then exit."),
-    poll_s: float = typer.Option(None, "--poll-s", help="Seconds between looks for queued rounds (WORKER_POLL_S)."),
+    poll_s: float = typer.Option(
+        None, "--poll-s", help="Seconds between looks for queued rounds (WORKER_POLL_S)."
+    ),
     parent_pid: int = typer.Option(None, "--parent-pid", hidden=True, help="Exit when this process dies."),
 ) -> None:
     """Run training rounds: claim queued (and scheduled) rounds and run them one at a time until stopped."""
@@ -70,21 +73,31 @@ def _overrides(pairs: list[str], config_file: Path | None) -> dict:
 def _line(round_: RoundRead) -> str:
     progress = f"{round_.stage} {round_.step}/{round_.total_steps}" if round_.stage else ""
     made = f" -> policy v{round_.policy_number}" if round_.policy_number else ""
-    return f"#{round_.id:<4} {round_.status.value:<10} {progress:<22} {round_.created_at:%Y-%m-%d %H:%M}{made}"
+    return (
+        f"#{round_.id:<4} {round_.status.value:<10} {progress:<22} {round_.created_at:%Y-%m-%d %H:%M}{made}"
+    )
 
 
 @rounds_cli.command("launch")
 def rounds_launch(
-    set_: list[str] = typer.Option([], "--set", help="Override a setting, e.g. --set ppo.learning_rate=3e-5"),
-    config_file: Path = typer.Option(None, "--config", exists=True, dir_okay=False, help="JSON file of overrides."),
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a setting, e.g. --set ppo.learning_rate=3e-5")
+    ] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", exists=True, dir_okay=False, help="JSON file of overrides.")
+    ] = None,
 ) -> None:
     """Queue a training round (a worker runs it)."""
     settings = get_settings()
     db = Database(settings.database_url)
     try:
         with db.session() as session:
-            round_id = service.launch(db=session, settings=settings, requested_by=None,
-                                      config_overrides=_overrides(set_, config_file)).id
+            round_id = service.launch(
+                db=session,
+                settings=settings,
+                requested_by=None,
+                config_overrides=_overrides(set_ or [], config_file),
+            ).id
     except DomainError as exc:
         _fail(exc.msg)
     finally:
@@ -93,8 +106,10 @@ def rounds_launch(
 
 
 @rounds_cli.command("list")
-def rounds_list(status: RoundStatus = typer.Option(None, help="Only rounds in this status."),
-                limit: int = typer.Option(20, min=1)) -> None:
+def rounds_list(
+    status: Annotated[RoundStatus | None, typer.Option(help="Only rounds in this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 20,
+) -> None:
     """Recent rounds, newest first."""
     db = Database(get_settings().database_url)
     with db.session() as session:
@@ -131,8 +146,11 @@ def rounds_cancel(round_id: int) -> None:
         _fail(exc.msg)
     finally:
         db.dispose()
-    typer.echo(f"round {round_id} cancelled" if status == RoundStatus.cancelled else
-               f"round {round_id}: cancel requested; its worker stops it within seconds")
+    typer.echo(
+        f"round {round_id} cancelled"
+        if status == RoundStatus.cancelled
+        else f"round {round_id}: cancel requested; its worker stops it within seconds"
+    )
 
 
 @rounds_cli.command("retry")

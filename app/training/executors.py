@@ -48,8 +48,12 @@ class LocalExecutor:
         with (workdir / LOG).open("ab") as log:
             process = subprocess.Popen(
                 [*self.command, "--workdir", str(workdir), "--parent-pid", str(os.getpid())],
-                cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env=os.environ | {"PYTHONUNBUFFERED": "1"},
+                cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=os.environ | {"PYTHONUNBUFFERED": "1"},
             )
         handle = str(process.pid)
         self._processes[handle] = process
@@ -90,6 +94,8 @@ def describe_exit(code: int) -> str:
     except ValueError:
         name = f"signal {-code}"
     if -code == signal.SIGKILL:
-        return (f"killed by {name}; when nobody cancelled it this is usually the out-of-memory killer: "
-                "lower ppo.batch_size / reward.batch_size, ppo.response_length or the model size")
+        return (
+            f"killed by {name}; when nobody cancelled it this is usually the out-of-memory killer: "
+            "lower ppo.batch_size / reward.batch_size, ppo.response_length or the model size"
+        )
     return f"killed by {name}"

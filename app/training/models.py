@@ -55,7 +55,9 @@ class TrainingRound(CreatedAtMixin, Base):
     # TRUE while queued or running, NULL otherwise; being unique, the database itself refuses a second
     # round in flight, whichever path (API, CLI, schedule, retry) tries to queue it.
     in_flight: Mapped[bool | None] = mapped_column(
-        Boolean, Computed("CASE WHEN status IN ('queued', 'running') THEN TRUE END", persisted=True), unique=True
+        Boolean,
+        Computed("CASE WHEN status IN ('queued', 'running') THEN TRUE END", persisted=True),
+        unique=True,
     )
 
 

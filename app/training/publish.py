@@ -2,7 +2,8 @@
 
 Files first, rows second (app/policies/service.py explains why): a crash in between leaves at worst an
 unlisted registry directory, never a listed version without files, and the active version changes
-only in the same transaction that records the new one.
+only in the same transaction that records the new one. The round's outputs are moved, not copied (the
+registry is under the same DATA_DIR): publishing a large model is a rename, not minutes of copying.
 """
 
 from __future__ import annotations
@@ -33,25 +34,29 @@ def publish_round(*, db: Session, settings: Settings, round_: TrainingRound, wor
 
     rm_metrics = results["reward_model"]
     rm_number = policy_service.next_reward_number(db=db, registry_dir=settings.registry_dir)
-    rm_path = registry.publish(registry_dir=settings.registry_dir, kind="reward", number=rm_number,
-                               source_dir=workdir / OUTPUTS / "reward_model",
-                               manifest=lineage | {"base_policy_version": snapshot["base_policy_version"],
-                                                   "metrics": rm_metrics})
+    rm_path = registry.publish(
+        registry_dir=settings.registry_dir, kind="reward", number=rm_number, move=True,
+        source_dir=workdir / OUTPUTS / "reward_model",
+        manifest=lineage | {"base_policy_version": snapshot["base_policy_version"], "metrics": rm_metrics},
+    )
     reward_model = policy_service.record_reward_model(
         db=db, number=rm_number, path=rm_path, metrics=rm_metrics,
         score_mean=rm_metrics["rm/norm/mean"], score_std=rm_metrics["rm/norm/std"],
     )
 
     ppo_metrics = results["ppo"]["metrics"]
-    metrics = results["evaluate"] | {k: ppo_metrics[k] for k in POLICY_METRIC_KEYS if k in ppo_metrics} | {
-        "reward_model": rm_number, "rm/eval/accuracy": rm_metrics.get("rm/eval/accuracy")}
+    metrics = results["evaluate"] | {k: ppo_metrics[k] for k in POLICY_METRIC_KEYS if k in ppo_metrics}
+    metrics |= {"reward_model": rm_number, "rm/eval/accuracy": rm_metrics.get("rm/eval/accuracy")}
     number = policy_service.next_policy_number(db=db, registry_dir=settings.registry_dir)
-    path = registry.publish(registry_dir=settings.registry_dir, kind="policy", number=number,
-                            source_dir=workdir / OUTPUTS / "policy",
-                            manifest=lineage | {"parent_version": parent.number if parent else None,
-                                                "reward_model_version": rm_number, "metrics": metrics})
+    path = registry.publish(
+        registry_dir=settings.registry_dir, kind="policy", number=number, move=True,
+        source_dir=workdir / OUTPUTS / "policy",
+        manifest=lineage | {"parent_version": parent.number if parent else None,
+                            "reward_model_version": rm_number, "metrics": metrics},
+    )
+    status = PolicyStatus.active if round_.config.get("activate") else PolicyStatus.candidate
     policy = policy_service.record_policy_version(
         db=db, number=number, path=path, parent_id=round_.base_policy_version_id, source=f"round {round_.id}",
-        status=PolicyStatus.active if round_.config.get("activate") else PolicyStatus.candidate, metrics=metrics,
+        status=status, metrics=metrics,
     )
     return reward_model, policy

@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.core.config import Settings
+from app.core.errors import Unprocessable
 from app.training.models import RoundStatus
 
 
@@ -33,7 +34,9 @@ class RewardConfig(_Section):
     num_epochs: int = Field(1, ge=1, le=100)
     learning_rate: float = Field(3e-4, gt=0, le=1)
     batch_size: int = Field(16, ge=1, le=4096, description="Pairs per optimizer step.")
-    max_length: int = Field(256, ge=8, le=65536, description="Longest prompt + response (tokens); longer pairs are dropped.")
+    max_length: int = Field(
+        256, ge=8, le=65536, description="Longest prompt + response (tokens); longer pairs are dropped."
+    )
     use_margin: bool = Field(False, description="Use the annotators' strength as a margin in the loss.")
     center_rewards_coefficient: float | None = Field(0.01, ge=0)
     seed: int = Field(0, ge=0)
@@ -41,11 +44,15 @@ class RewardConfig(_Section):
 
 class PPOConfig(_Section):
     total_episodes: int | None = Field(
-        None, ge=1, description="Episodes in the whole run (a multiple of batch_size); None: num_prompt_epochs."
+        None,
+        ge=1,
+        description="Episodes in the whole run (a multiple of batch_size); None: num_prompt_epochs.",
     )
     num_prompt_epochs: float = Field(1.0, gt=0, le=1000, description="Passes over the training prompts.")
     batch_size: int = Field(16, ge=1, le=65536, description="Episodes per PPO update.")
-    num_mini_batches: int = Field(1, ge=1, description="Optimizer steps per PPO epoch; must divide batch_size.")
+    num_mini_batches: int = Field(
+        1, ge=1, description="Optimizer steps per PPO epoch; must divide batch_size."
+    )
     gradient_accumulation_steps: int = Field(
         1, ge=1, description="Micro-batches per minibatch; must divide batch_size / num_mini_batches."
     )
@@ -67,8 +74,9 @@ class PPOConfig(_Section):
     def batch_size_problem(self) -> tuple[str, str] | None:
         """(field, message) for sizes that do not tile exactly, checked before any process starts."""
         if self.batch_size % self.num_mini_batches:
-            return "num_mini_batches", (f"num_mini_batches ({self.num_mini_batches}) must divide "
-                                        f"batch_size ({self.batch_size}).")
+            return "num_mini_batches", (
+                f"num_mini_batches ({self.num_mini_batches}) must divide batch_size ({self.batch_size})."
+            )
         mini_batch = self.batch_size // self.num_mini_batches
         if mini_batch % self.gradient_accumulation_steps:
             return "gradient_accumulation_steps", (
@@ -76,15 +84,19 @@ class PPOConfig(_Section):
                 f"size batch_size / num_mini_batches ({mini_batch})."
             )
         if self.total_episodes is not None and self.total_episodes % self.batch_size:
-            return "total_episodes", (f"total_episodes ({self.total_episodes}) must be a multiple of "
-                                      f"batch_size ({self.batch_size}).")
+            return "total_episodes", (
+                f"total_episodes ({self.total_episodes}) must be a multiple of "
+                f"batch_size ({self.batch_size})."
+            )
         if self.whiten_rewards and self.batch_size < 8:
             return "whiten_rewards", "whiten_rewards needs batch_size >= 8 for a meaningful variance."
         return None
 
 
 class EvaluateConfig(_Section):
-    max_prompts: int = Field(64, ge=1, le=10000, description="Held-out prompts sampled to compare old and new policy.")
+    max_prompts: int = Field(
+        64, ge=1, le=10000, description="Held-out prompts sampled to compare old and new policy."
+    )
     samples_per_prompt: int = Field(2, ge=1, le=64)
     batch_size: int = Field(64, ge=1, le=4096, description="Sequences generated per batch.")
     seed: int = Field(0, ge=0)
@@ -93,7 +105,9 @@ class EvaluateConfig(_Section):
 class GateConfig(_Section):
     min_rm_accuracy: float = Field(ge=0, le=1, description="Reward model accuracy on held-out pairs.")
     max_kl: float = Field(gt=0, description="Mean per-answer KL (nats) to the reference on held-out prompts.")
-    min_eos_rate: float = Field(ge=0, le=1, description="Share of held-out answers the new policy ends itself.")
+    min_eos_rate: float = Field(
+        ge=0, le=1, description="Share of held-out answers the new policy ends itself."
+    )
 
 
 class RoundConfig(_Section):
@@ -113,12 +127,44 @@ def default_config(settings: Settings) -> dict:
     return RoundConfig(
         reference=settings.TRAINING_REFERENCE,
         activate=settings.TRAINING_AUTO_ACTIVATE,
-        data=DataConfig(include_ties=settings.TRAINING_INCLUDE_TIES,
-                        heldout_fraction=settings.TRAINING_HELDOUT_FRACTION,
-                        min_heldout_pairs=settings.TRAINING_MIN_HELDOUT_PAIRS),
-        gates=GateConfig(min_rm_accuracy=settings.TRAINING_MIN_RM_ACCURACY, max_kl=settings.TRAINING_MAX_KL,
-                         min_eos_rate=settings.TRAINING_MIN_EOS_RATE),
+        data=DataConfig(
+            include_ties=settings.TRAINING_INCLUDE_TIES,
+            heldout_fraction=settings.TRAINING_HELDOUT_FRACTION,
+            min_heldout_pairs=settings.TRAINING_MIN_HELDOUT_PAIRS,
+        ),
+        gates=GateConfig(
+            min_rm_accuracy=settings.TRAINING_MIN_RM_ACCURACY,
+            max_kl=settings.TRAINING_MAX_KL,
+            min_eos_rate=settings.TRAINING_MIN_EOS_RATE,
+        ),
     ).model_dump()
+
+
+def resolve_config(*, settings: Settings, overrides: dict) -> RoundConfig:
+    """Defaults (trainer defaults and TRAINING_* settings) with `overrides` merged in, validated."""
+    if not isinstance(overrides, dict):
+        raise Unprocessable("The round configuration must be a JSON object.", loc=("body",))
+    try:
+        config = RoundConfig.model_validate(_merge(default_config(settings), overrides))
+    except ValidationError as exc:
+        errors = exc.errors()
+        where = lambda e: ".".join(str(p) for p in e["loc"]) or "body"  # noqa: E731
+        raise Unprocessable(
+            "; ".join(f"{where(e)}: {e['msg']}" for e in errors), loc=("body", *errors[0]["loc"])
+        ) from exc
+    if problem := config.ppo.batch_size_problem():
+        field, msg = problem
+        raise Unprocessable(f"ppo.{field}: {msg}", loc=("body", "ppo", field))
+    return config
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = (
+            _merge(base[key], value) if isinstance(base.get(key), dict) and isinstance(value, dict) else value
+        )
+    return merged
 
 
 # ---- API shapes -----------------------------------------------------------------------------------------
@@ -131,13 +177,17 @@ class RoundRead(BaseModel):
 
     id: int
     status: RoundStatus
-    stage: str = Field(description="snapshot | reward_model | ppo | evaluate | publish, or '' before it starts.")
+    stage: str = Field(
+        description="snapshot | reward_model | ppo | evaluate | publish, or '' before it starts."
+    )
     completed_stages: list[str]
     step: int
     total_steps: int
     progress: float = Field(0.0, description="step / total_steps of the current stage, 0..1.")
     latest_metrics: dict
-    results: dict = Field(description="Final metrics per stage, the gate verdicts and the held-out evaluation.")
+    results: dict = Field(
+        description="Final metrics per stage, the gate verdicts and the held-out evaluation."
+    )
     error: str = Field(description="Why the round failed, was rejected or was cancelled.")
     log_tail: str = Field(description="The end of the trainer's log.")
     config: dict
@@ -149,7 +199,9 @@ class RoundRead(BaseModel):
     cancel_requested: bool
     requested_by_id: int | None = Field(description="The admin who launched it; None when the schedule did.")
     trigger: Literal["admin", "schedule"] = "admin"
-    base_policy_version_id: int | None = Field(description="The version the round started from (the new one's parent).")
+    base_policy_version_id: int | None = Field(
+        description="The version the round started from (the new one's parent)."
+    )
     base_policy_number: int | None = None
     policy_version_id: int | None = Field(description="The policy version the round published.")
     policy_number: int | None = None

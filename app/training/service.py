@@ -12,18 +12,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from pydantic import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.core.config import Settings
-from app.core.errors import Conflict, InvalidState, NotFound, Unprocessable
+from app.core.errors import Conflict, InvalidState, NotFound
 from app.judgments.models import Judgment
 from app.policies.models import PolicyVersion, RewardModel
 from app.training.models import RoundMetric, RoundStatus, TrainingRound
-from app.training.schemas import RoundConfig, RoundRead, default_config
+from app.training.schemas import RoundRead, resolve_config
 from app.training.snapshot import usable_conditions
 
 S = RoundStatus
@@ -46,8 +45,10 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 def _move(round_: TrainingRound, to: RoundStatus, *, now: datetime | None = None) -> None:
     if to not in TRANSITIONS[round_.status]:
-        raise InvalidState(f"Round {round_.id} is {round_.status.value}; it cannot become {to.value}.",
-                           loc=("path", "round_id"))
+        raise InvalidState(
+            f"Round {round_.id} is {round_.status.value}; it cannot become {to.value}.",
+            loc=("path", "round_id"),
+        )
     round_.status = to
     round_.finished_at = now if to in FINISHED else None
 
@@ -59,20 +60,24 @@ def get(*, db: Session, round_id: int) -> TrainingRound | None:
     return db.get(TrainingRound, round_id)
 
 
-def get_or_raise(*, db: Session, round_id: int) -> TrainingRound:
-    round_ = db.get(TrainingRound, round_id)
+def get_or_raise(*, db: Session, round_id: int, lock: bool = False) -> TrainingRound:
+    """The round (404 otherwise). lock: hold its row until the transaction ends, so a decision taken on
+    its status (cancel, retry) cannot race a worker changing it."""
+    round_ = db.get(TrainingRound, round_id, with_for_update=lock, populate_existing=lock)
     if round_ is None:
         raise NotFound(f"Training round {round_id} does not exist.", loc=("path", "round_id"))
     return round_
 
 
-def list_(*, db: Session, status: RoundStatus | None = None, limit: int = 50, offset: int = 0
-          ) -> tuple[list[TrainingRound], int]:
+def list_(
+    *, db: Session, status: RoundStatus | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[TrainingRound], int]:
     """Rounds newest first, and how many match in all."""
     where = [TrainingRound.status == status] if status is not None else []
     total = db.scalar(select(func.count()).select_from(TrainingRound).where(*where)) or 0
-    rows = db.scalars(select(TrainingRound).where(*where).order_by(TrainingRound.id.desc())
-                      .limit(limit).offset(offset))
+    rows = db.scalars(
+        select(TrainingRound).where(*where).order_by(TrainingRound.id.desc()).limit(limit).offset(offset)
+    )
     return list(rows), total
 
 
@@ -80,7 +85,9 @@ def in_flight(*, db: Session) -> TrainingRound | None:
     return db.scalar(select(TrainingRound).where(TrainingRound.in_flight.is_(True)))
 
 
-def metric_history(*, db: Session, round_id: int, since_id: int | None = None, limit: int = 5000) -> list[RoundMetric]:
+def metric_history(
+    *, db: Session, round_id: int, since_id: int | None = None, limit: int = 5000
+) -> list[RoundMetric]:
     """Logged points of a round in the order they arrived, only those after `since_id` when given."""
     get_or_raise(db=db, round_id=round_id)
     where = [RoundMetric.round_id == round_id]
@@ -91,58 +98,46 @@ def metric_history(*, db: Session, round_id: int, since_id: int | None = None, l
 
 def to_read(*, db: Session, round_: TrainingRound) -> RoundRead:
     """The API/CLI view of a round: its row plus progress and the numbers of the versions it touched."""
+
     def number(model, row_id: int | None) -> int | None:
         return db.get(model, row_id).number if row_id is not None else None
 
-    return RoundRead.model_validate(round_).model_copy(update={
-        "progress": min(1.0, round_.step / round_.total_steps) if round_.total_steps else 0.0,
-        "trigger": "admin" if round_.requested_by_id is not None else "schedule",
-        "base_policy_number": number(PolicyVersion, round_.base_policy_version_id),
-        "policy_number": number(PolicyVersion, round_.policy_version_id),
-        "reward_model_number": number(RewardModel, round_.reward_model_id),
-    })
+    return RoundRead.model_validate(round_).model_copy(
+        update={
+            "progress": min(1.0, round_.step / round_.total_steps) if round_.total_steps else 0.0,
+            "trigger": "admin" if round_.requested_by_id is not None else "schedule",
+            "base_policy_number": number(PolicyVersion, round_.base_policy_version_id),
+            "policy_number": number(PolicyVersion, round_.policy_version_id),
+            "reward_model_number": number(RewardModel, round_.reward_model_id),
+        }
+    )
 
 
 def count_usable_judgments(*, db: Session, after_id: int = 0, include_ties: bool = False) -> int:
     """Judgments a round would train on (see snapshot.usable_conditions) with an id above `after_id`."""
-    return db.scalar(
-        select(func.count()).select_from(Judgment).join(User, Judgment.annotator_id == User.id)
-        .where(Judgment.id > after_id, *usable_conditions(include_ties))
-    ) or 0
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(Judgment)
+            .join(User, Judgment.annotator_id == User.id)
+            .where(Judgment.id > after_id, *usable_conditions(include_ties))
+        )
+        or 0
+    )
 
 
 # ---- launching ----------------------------------------------------------------------------------------
 
 
-def resolve_config(*, settings: Settings, overrides: dict) -> RoundConfig:
-    """Defaults (trainer defaults and TRAINING_* settings) with `overrides` merged in, validated."""
-    if not isinstance(overrides, dict):
-        raise Unprocessable("The round configuration must be a JSON object.", loc=("body",))
-    try:
-        config = RoundConfig.model_validate(_merge(default_config(settings), overrides))
-    except ValidationError as exc:
-        errors = exc.errors()
-        where = lambda e: ".".join(str(p) for p in e["loc"]) or "body"  # noqa: E731
-        raise Unprocessable("; ".join(f"{where(e)}: {e['msg']}" for e in errors),
-                            loc=("body", *errors[0]["loc"])) from exc
-    if problem := config.ppo.batch_size_problem():
-        field, msg = problem
-        raise Unprocessable(f"ppo.{field}: {msg}", loc=("body", "ppo", field))
-    return config
-
-
-def _merge(base: dict, overrides: dict) -> dict:
-    merged = dict(base)
-    for key, value in overrides.items():
-        merged[key] = _merge(base[key], value) if isinstance(base.get(key), dict) and isinstance(value, dict) else value
-    return merged
-
-
-def launch(*, db: Session, settings: Settings, requested_by: User | None, config_overrides: dict) -> TrainingRound:
+def launch(
+    *, db: Session, settings: Settings, requested_by: User | None, config_overrides: dict
+) -> TrainingRound:
     """Queue a round (requested_by None: the schedule). 422 for a bad config, 409 while one is in flight."""
     config = resolve_config(settings=settings, overrides=config_overrides)
     _refuse_if_in_flight(db)
-    round_ = TrainingRound(config=config.model_dump(), requested_by_id=requested_by.id if requested_by else None)
+    round_ = TrainingRound(
+        config=config.model_dump(), requested_by_id=requested_by.id if requested_by else None
+    )
     try:
         with db.begin_nested():
             db.add(round_)
@@ -156,7 +151,9 @@ def launch(*, db: Session, settings: Settings, requested_by: User | None, config
 def _refuse_if_in_flight(db: Session) -> None:
     current = in_flight(db=db)
     if current is not None:
-        raise Conflict(f"Round {current.id} is {current.status.value}; wait for it to finish or cancel it first.")
+        raise Conflict(
+            f"Round {current.id} is {current.status.value}; wait for it to finish or cancel it first."
+        )
 
 
 def maybe_schedule(*, db: Session, settings: Settings) -> TrainingRound | None:
@@ -167,7 +164,10 @@ def maybe_schedule(*, db: Session, settings: Settings) -> TrainingRound | None:
     if needed <= 0 or in_flight(db=db) is not None:
         return None
     last_bound = db.scalar(select(func.max(TrainingRound.snapshot_max_judgment_id))) or 0
-    if count_usable_judgments(db=db, after_id=last_bound, include_ties=settings.TRAINING_INCLUDE_TIES) < needed:
+    if (
+        count_usable_judgments(db=db, after_id=last_bound, include_ties=settings.TRAINING_INCLUDE_TIES)
+        < needed
+    ):
         return None
     try:
         return launch(db=db, settings=settings, requested_by=None, config_overrides={})
@@ -185,8 +185,13 @@ def claim_next(*, db: Session, worker_id: str, executor: str, now: datetime) -> 
     write lock up front; on PostgreSQL the row lock with SKIP LOCKED makes a racing worker pass it by.
     """
     db.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
-    round_ = db.scalar(select(TrainingRound).where(TrainingRound.status == S.queued).order_by(TrainingRound.id)
-                       .limit(1).with_for_update(skip_locked=True))
+    round_ = db.scalar(
+        select(TrainingRound)
+        .where(TrainingRound.status == S.queued)
+        .order_by(TrainingRound.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
     if round_ is None:
         return None
     _move(round_, S.running)
@@ -197,24 +202,28 @@ def claim_next(*, db: Session, worker_id: str, executor: str, now: datetime) -> 
     return round_
 
 
-def _owned(db: Session, round_id: int, worker_id: str) -> TrainingRound:
+def _owned(db: Session, round_id: int, worker_id: str, *, lock: bool = False) -> TrainingRound:
     """The round, if `worker_id` still runs it; InvalidState once it was taken away (stale, cancelled)."""
-    round_ = get_or_raise(db=db, round_id=round_id)
+    round_ = get_or_raise(db=db, round_id=round_id, lock=lock)
     if round_.status != S.running or round_.worker_id != worker_id:
-        raise InvalidState(f"Round {round_id} is no longer run by worker {worker_id} ({round_.status.value}).")
+        raise InvalidState(
+            f"Round {round_id} is no longer run by worker {worker_id} ({round_.status.value})."
+        )
     return round_
 
 
 def heartbeat(*, db: Session, round_id: int, worker_id: str, now: datetime) -> TrainingRound:
-    """Prove the worker is alive; the returned row tells it whether a cancel was requested."""
-    round_ = _owned(db, round_id, worker_id)
+    """Prove the worker is alive, and lock the row until the transaction ends: no other worker can
+    declare the round stale meanwhile (the worker publishes inside such a transaction)."""
+    round_ = _owned(db, round_id, worker_id, lock=True)
     round_.heartbeat_at = now
     db.flush()
     return round_
 
 
-def record_snapshot(*, db: Session, round_id: int, worker_id: str, max_judgment_id: int,
-                    policy_version_id: int, counts: dict) -> TrainingRound:
+def record_snapshot(
+    *, db: Session, round_id: int, worker_id: str, max_judgment_id: int, policy_version_id: int, counts: dict
+) -> TrainingRound:
     """The data bound and starting version of a round whose snapshot directory was written."""
     round_ = _owned(db, round_id, worker_id)
     round_.snapshot_max_judgment_id = max_judgment_id
@@ -227,8 +236,9 @@ def record_snapshot(*, db: Session, round_id: int, worker_id: str, max_judgment_
     return round_
 
 
-def fail_snapshot(*, db: Session, round_id: int, worker_id: str, max_judgment_id: int | None, error: str,
-                  now: datetime) -> TrainingRound:
+def fail_snapshot(
+    *, db: Session, round_id: int, worker_id: str, max_judgment_id: int | None, error: str, now: datetime
+) -> TrainingRound:
     """The data could not make a round; the bound it was read at still counts for the schedule."""
     round_ = _owned(db, round_id, worker_id)
     round_.snapshot_max_judgment_id = max_judgment_id
@@ -242,8 +252,16 @@ def record_launch(*, db: Session, round_id: int, worker_id: str, handle: str) ->
     return round_
 
 
-def record_progress(*, db: Session, round_id: int, worker_id: str, now: datetime, status: dict,
-                    points: list[dict], log_tail: str) -> TrainingRound:
+def record_progress(
+    *,
+    db: Session,
+    round_id: int,
+    worker_id: str,
+    now: datetime,
+    status: dict,
+    points: list[dict],
+    log_tail: str,
+) -> TrainingRound:
     """Copy the trainer's status.json and new metric points into the round (also a heartbeat).
 
     A point replaces an earlier one with the same (stage, step) and every later one of that stage: a
@@ -261,9 +279,17 @@ def record_progress(*, db: Session, round_id: int, worker_id: str, now: datetime
         round_.completed_stages = [s for s in STAGE_ORDER if s in done]
         round_.results = round_.results | status.get("results", {})
     for stage, stage_points in _fold(points).items():
-        db.execute(delete(RoundMetric).where(RoundMetric.round_id == round_id, RoundMetric.stage == stage,
-                                             RoundMetric.step >= stage_points[0]["step"]))
-        db.add_all(RoundMetric(round_id=round_id, stage=stage, step=p["step"], values=p["values"]) for p in stage_points)
+        db.execute(
+            delete(RoundMetric).where(
+                RoundMetric.round_id == round_id,
+                RoundMetric.stage == stage,
+                RoundMetric.step >= stage_points[0]["step"],
+            )
+        )
+        db.add_all(
+            RoundMetric(round_id=round_id, stage=stage, step=p["step"], values=p["values"])
+            for p in stage_points
+        )
     db.flush()
     return round_
 
@@ -279,8 +305,17 @@ def _fold(points: list[dict]) -> dict[str, list[dict]]:
     return stages
 
 
-def finish(*, db: Session, round_id: int, worker_id: str, status: RoundStatus, now: datetime, error: str = "",
-           reward_model_id: int | None = None, policy_version_id: int | None = None) -> TrainingRound:
+def finish(
+    *,
+    db: Session,
+    round_id: int,
+    worker_id: str,
+    status: RoundStatus,
+    now: datetime,
+    error: str = "",
+    reward_model_id: int | None = None,
+    policy_version_id: int | None = None,
+) -> TrainingRound:
     """Record how a running round ended: succeeded (with its versions), rejected, failed or cancelled."""
     round_ = _owned(db, round_id, worker_id)
     _move(round_, status, now=now)
@@ -309,13 +344,18 @@ def requeue(*, db: Session, round_id: int, worker_id: str, reason: str) -> Train
 def fail_stale(*, db: Session, now: datetime, timeout_s: float) -> list[TrainingRound]:
     """Mark running rounds whose worker stopped heartbeating as failed (an admin may retry them)."""
     cutoff = now - timedelta(seconds=timeout_s)
-    stale = [r for r in db.scalars(select(TrainingRound).where(TrainingRound.status == S.running).with_for_update())
-             if (_aware(r.heartbeat_at) or now) < cutoff]
+    stale = [
+        r
+        for r in db.scalars(select(TrainingRound).where(TrainingRound.status == S.running).with_for_update())
+        if (_aware(r.heartbeat_at) or now) < cutoff
+    ]
     for round_ in stale:
         silent_s = (now - _aware(round_.heartbeat_at)).total_seconds()
         _move(round_, S.failed, now=now)
-        round_.error = (f"Worker {round_.worker_id or '?'} stopped reporting (no heartbeat for {silent_s:.0f} s, "
-                        f"limit {timeout_s:.0f} s); it probably died. Retry the round to resume it.")
+        round_.error = (
+            f"Worker {round_.worker_id or '?'} stopped reporting (no heartbeat for {silent_s:.0f} s, "
+            f"limit {timeout_s:.0f} s); it probably died. Retry the round to resume it."
+        )
     db.flush()
     return stale
 
@@ -325,15 +365,17 @@ def fail_stale(*, db: Session, now: datetime, timeout_s: float) -> list[Training
 
 def request_cancel(*, db: Session, round_id: int, now: datetime) -> TrainingRound:
     """A queued round is cancelled at once; a running one when its worker sees the request (seconds)."""
-    round_ = get_or_raise(db=db, round_id=round_id)
+    round_ = get_or_raise(db=db, round_id=round_id, lock=True)
     if round_.status == S.queued:
         _move(round_, S.cancelled, now=now)
         round_.error = "Cancelled before it started."
     elif round_.status == S.running:
         round_.cancel_requested = True
     else:
-        raise InvalidState(f"Round {round_id} is {round_.status.value}; only a queued or running round can be "
-                           "cancelled.", loc=("path", "round_id"))
+        raise InvalidState(
+            f"Round {round_id} is {round_.status.value}; only a queued or running round can be cancelled.",
+            loc=("path", "round_id"),
+        )
     db.flush()
     return round_
 
@@ -341,10 +383,12 @@ def request_cancel(*, db: Session, round_id: int, now: datetime) -> TrainingRoun
 def retry(*, db: Session, round_id: int) -> TrainingRound:
     """Queue a failed or cancelled round again. A failed one resumes after its last completed stage (its
     snapshot, and PPO from its last checkpoint); a cancelled one starts over from a new snapshot."""
-    round_ = get_or_raise(db=db, round_id=round_id)
+    round_ = get_or_raise(db=db, round_id=round_id, lock=True)
     if round_.status not in (S.failed, S.cancelled):
-        raise InvalidState(f"Round {round_id} is {round_.status.value}; only a failed or cancelled round can be "
-                           "retried.", loc=("path", "round_id"))
+        raise InvalidState(
+            f"Round {round_id} is {round_.status.value}; only a failed or cancelled round can be retried.",
+            loc=("path", "round_id"),
+        )
     _refuse_if_in_flight(db)
     try:
         with db.begin_nested():

@@ -84,10 +84,13 @@ def write_snapshot(*, db: Session, round_id: int, config: RoundConfig, out_dir: 
     try:
         policy, base = _policies(db)
         pairs, counts = _pairs(db, max_id=max_id, config=config)
-        prompts = _prompts(db, config=config,
-                           eval_prompt_ids={p["prompt_id"] for p in pairs if p["split"] == "eval"})
-        counts |= {"ppo_prompts": sum(p["split"] == "train" for p in prompts),
-                   "eval_prompts": sum(p["split"] == "eval" for p in prompts)}
+        prompts = _prompts(
+            db, config=config, eval_prompt_ids={p["prompt_id"] for p in pairs if p["split"] == "eval"}
+        )
+        counts |= {
+            "ppo_prompts": sum(p["split"] == "train" for p in prompts),
+            "eval_prompts": sum(p["split"] == "eval" for p in prompts),
+        }
         _check(counts, config)
     except SnapshotError as exc:
         exc.max_judgment_id = max_id
@@ -97,11 +100,25 @@ def write_snapshot(*, db: Session, round_id: int, config: RoundConfig, out_dir: 
     files = {
         "pairs.jsonl": "".join(json.dumps(p) + "\n" for p in pairs),
         "prompts.jsonl": "".join(json.dumps(p) + "\n" for p in prompts),
-        "config.json": json.dumps(config.model_dump() | {
-            "round_id": round_id, "policy_dir": policy.path, "base_policy_dir": base.path, "ref_policy_dir": ref.path,
-        }, indent=2),
-        "manifest.json": json.dumps({"max_judgment_id": max_id, "counts": counts, "policy_version": policy.number,
-                                     "base_policy_version": base.number}, indent=2),
+        "config.json": json.dumps(
+            config.model_dump()
+            | {
+                "round_id": round_id,
+                "policy_dir": policy.path,
+                "base_policy_dir": base.path,
+                "ref_policy_dir": ref.path,
+            },
+            indent=2,
+        ),
+        "manifest.json": json.dumps(
+            {
+                "max_judgment_id": max_id,
+                "counts": counts,
+                "policy_version": policy.number,
+                "base_policy_version": base.number,
+            },
+            indent=2,
+        ),
     }
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -133,8 +150,16 @@ def _policies(db: Session) -> tuple[PolicyVersion, PolicyVersion]:
 def _pairs(db: Session, *, max_id: int, config: RoundConfig) -> tuple[list[dict], dict]:
     completion_a, completion_b = aliased(Completion), aliased(Completion)
     rows = db.execute(
-        select(Judgment.id, Judgment.choice, Judgment.strength, Prompt.id, Prompt.messages, Prompt.content_hash,
-               completion_a.text, completion_b.text)
+        select(
+            Judgment.id,
+            Judgment.choice,
+            Judgment.strength,
+            Prompt.id,
+            Prompt.messages,
+            Prompt.content_hash,
+            completion_a.text,
+            completion_b.text,
+        )
         .join(Comparison, Judgment.comparison_id == Comparison.id)
         .join(Prompt, Comparison.prompt_id == Prompt.id)
         .join(completion_a, Comparison.completion_a_id == completion_a.id)
@@ -149,7 +174,10 @@ def _pairs(db: Session, *, max_id: int, config: RoundConfig) -> tuple[list[dict]
         common = {"judgment_id": judgment_id, "prompt_id": prompt_id, "prompt": messages, "split": split}
         if choice in STRICT_CHOICES:
             chosen, rejected = (text_a, text_b) if choice == Choice.a else (text_b, text_a)
-            pairs.append(common | {"chosen": chosen, "rejected": rejected, "margin": STRENGTH_MARGIN.get(strength, 0.0)})
+            pairs.append(
+                common
+                | {"chosen": chosen, "rejected": rejected, "margin": STRENGTH_MARGIN.get(strength, 0.0)}
+            )
         elif split == "train":
             # A tie trains as both orders, whose losses together pull the two scores together. Held-out
             # ties are left out: accuracy (chosen scored higher) means nothing for them.
@@ -159,10 +187,14 @@ def _pairs(db: Session, *, max_id: int, config: RoundConfig) -> tuple[list[dict]
 
 
 def _counts(db: Session, *, max_id: int, pairs: list[dict]) -> dict:
-    by_choice = dict(db.execute(
-        select(Judgment.choice, func.count()).join(User, Judgment.annotator_id == User.id)
-        .where(Judgment.id <= max_id, *_trusted_annotator()).group_by(Judgment.choice)
-    ).all())
+    by_choice = dict(
+        db.execute(
+            select(Judgment.choice, func.count())
+            .join(User, Judgment.annotator_id == User.id)
+            .where(Judgment.id <= max_id, *_trusted_annotator())
+            .group_by(Judgment.choice)
+        ).all()
+    )
     return {
         "judgments": db.scalar(select(func.count()).select_from(Judgment).where(Judgment.id <= max_id)) or 0,
         "from_usable_annotators": sum(by_choice.values()),
@@ -176,10 +208,17 @@ def _counts(db: Session, *, max_id: int, pairs: list[dict]) -> dict:
 def _prompts(db: Session, *, config: RoundConfig, eval_prompt_ids: set[int]) -> list[dict]:
     rows = db.execute(
         select(Prompt.id, Prompt.messages, Prompt.content_hash)
-        .where(Prompt.is_active.is_(True) | Prompt.id.in_(eval_prompt_ids)).order_by(Prompt.id)
+        .where(Prompt.is_active.is_(True) | Prompt.id.in_(eval_prompt_ids))
+        .order_by(Prompt.id)
     )
-    return [{"prompt_id": prompt_id, "prompt": messages, "split": split_of(content_hash, config.data.heldout_fraction)}
-            for prompt_id, messages, content_hash in rows]
+    return [
+        {
+            "prompt_id": prompt_id,
+            "prompt": messages,
+            "split": split_of(content_hash, config.data.heldout_fraction),
+        }
+        for prompt_id, messages, content_hash in rows
+    ]
 
 
 def _check(counts: dict, config: RoundConfig) -> None:
@@ -187,19 +226,27 @@ def _check(counts: dict, config: RoundConfig) -> None:
     if counts["judgments"] == 0:
         raise SnapshotError("No judgments yet: annotate some pairs before training.")
     if counts["from_usable_annotators"] == 0:
-        raise SnapshotError(f"All {counts['judgments']} judgments come from deactivated annotators or annotators "
-                            "excluded from training.")
+        raise SnapshotError(
+            f"All {counts['judgments']} judgments come from deactivated annotators or annotators "
+            "excluded from training."
+        )
     if counts["strict"] == 0:
-        raise SnapshotError(f"All {counts['ties']} usable judgments are ties or both-bad, which say nothing about "
-                            "which answer is better; collect judgments that prefer one answer.")
+        raise SnapshotError(
+            f"All {counts['ties']} usable judgments are ties or both-bad, which say nothing about "
+            "which answer is better; collect judgments that prefer one answer."
+        )
     if counts["eval_pairs"] < config.data.min_heldout_pairs:
         raise SnapshotError(
             f"Too few judgments for a held-out set: {counts['eval_pairs']} held-out pairs, at least "
-            f"{config.data.min_heldout_pairs} needed (data.min_heldout_pairs). {config.data.heldout_fraction:.0%} "
-            "of prompts are held out; collect judgments on more prompts."
+            f"{config.data.min_heldout_pairs} needed (data.min_heldout_pairs). "
+            f"{config.data.heldout_fraction:.0%} of prompts are held out; collect judgments on more prompts."
         )
     if counts["train_pairs"] == 0:
-        raise SnapshotError("No training pairs: every usable judgment is on a held-out prompt; collect judgments "
-                            "on more prompts.")
+        raise SnapshotError(
+            "No training pairs: every usable judgment is on a held-out prompt; collect judgments "
+            "on more prompts."
+        )
     if counts["ppo_prompts"] == 0:
-        raise SnapshotError("No active prompts in the training split for PPO to sample; import or activate prompts.")
+        raise SnapshotError(
+            "No active prompts in the training split for PPO to sample; import or activate prompts."
+        )

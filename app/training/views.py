@@ -7,21 +7,55 @@ metrics, error, produced versions) and GET /rounds/{id}/metrics?since=<next_sinc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import APIRouter, Body, Depends, Query, Request, status
+from sqlalchemy.orm import Session
 
-from app.api.deps import ApiAdmin, SessionDep, SettingsDep
+from app.api.deps import MAX_DB_ID, ApiAdmin, IdPath, SessionDep, SettingsDep, api_admin, api_user
+from app.auth.models import User
 from app.core.db import utcnow
 from app.training import service
 from app.training.models import RoundStatus
-from app.training.schemas import ConfigInfo, MetricHistory, MetricPointRead, RoundConfig, RoundPage, RoundRead
-from app.training.schemas import default_config
+from app.training.schemas import (
+    ConfigInfo,
+    MetricHistory,
+    MetricPointRead,
+    RoundConfig,
+    RoundPage,
+    RoundRead,
+    default_config,
+)
 
 router = APIRouter()
 
-OVERRIDES_EXAMPLE = {"reward": {"learning_rate": 1e-4}, "ppo": {"batch_size": 32, "kl_coef": 0.1},
-                     "gates": {"min_rm_accuracy": 0.65}, "activate": False}
+
+def _write_session(request: Request) -> Iterator[Session]:
+    """The unit of work of a request that changes a round. On SQLite it takes the write lock before its
+    first read: the worker commits progress every second, and a transaction that read before another
+    writer committed can no longer write ("database is locked")."""
+    with request.app.state.db.session() as session:
+        session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+        yield session
+
+
+WriteSession = Annotated[Session, Depends(_write_session, scope="function")]
+
+
+def _write_admin(request: Request, db: WriteSession) -> User:
+    # The admin is looked up in the same unit of work: a second one would wait on this one's lock.
+    return api_admin(api_user(request, db))
+
+
+WriteAdmin = Annotated[User, Depends(_write_admin)]
+
+OVERRIDES_EXAMPLE = {
+    "reward": {"learning_rate": 1e-4},
+    "ppo": {"batch_size": 32, "kl_coef": 0.1},
+    "gates": {"min_rm_accuracy": 0.65},
+    "activate": False,
+}
 
 
 @router.get("/rounds/config", response_model=ConfigInfo)
@@ -32,7 +66,9 @@ def read_round_config(settings: SettingsDep, _admin: ApiAdmin) -> ConfigInfo:
 
 @router.post("/rounds", response_model=RoundRead, status_code=status.HTTP_201_CREATED)
 def launch_round(
-    db: SessionDep, settings: SettingsDep, admin: ApiAdmin,
+    db: WriteSession,
+    settings: SettingsDep,
+    admin: WriteAdmin,
     overrides: Annotated[dict, Body(examples=[OVERRIDES_EXAMPLE])] = None,
 ) -> RoundRead:
     """Queue a training round. The body overrides any part of GET /rounds/config's defaults (422 names a
@@ -43,8 +79,11 @@ def launch_round(
 
 @router.get("/rounds", response_model=RoundPage)
 def list_rounds(
-    db: SessionDep, _admin: ApiAdmin, status: RoundStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+    db: SessionDep,
+    _admin: ApiAdmin,
+    status: RoundStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> RoundPage:
     """Rounds, newest first."""
     rounds, total = service.list_(db=db, status=status, limit=limit, offset=offset)
@@ -52,31 +91,38 @@ def list_rounds(
 
 
 @router.get("/rounds/{round_id}", response_model=RoundRead)
-def read_round(round_id: int, db: SessionDep, _admin: ApiAdmin) -> RoundRead:
+def read_round(round_id: IdPath, db: SessionDep, _admin: ApiAdmin) -> RoundRead:
     """One round, with live progress while it runs."""
     return service.to_read(db=db, round_=service.get_or_raise(db=db, round_id=round_id))
 
 
 @router.get("/rounds/{round_id}/metrics", response_model=MetricHistory)
 def read_round_metrics(
-    round_id: int, db: SessionDep, _admin: ApiAdmin,
-    since: Annotated[int | None, Query(ge=0, description="Only points with a larger id (next_since).")] = None,
+    round_id: IdPath,
+    db: SessionDep,
+    _admin: ApiAdmin,
+    since: Annotated[
+        int | None, Query(ge=0, le=MAX_DB_ID, description="Only points with a larger id (next_since).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 5000,
 ) -> MetricHistory:
     """Logged points (reward-model steps, PPO updates) for the live charts."""
     points = service.metric_history(db=db, round_id=round_id, since_id=since, limit=limit)
-    return MetricHistory(round_id=round_id, items=[MetricPointRead.model_validate(p) for p in points],
-                         next_since=points[-1].id if points else (since or 0))
+    return MetricHistory(
+        round_id=round_id,
+        items=[MetricPointRead.model_validate(p) for p in points],
+        next_since=points[-1].id if points else (since or 0),
+    )
 
 
 @router.post("/rounds/{round_id}/cancel", response_model=RoundRead)
-def cancel_round(round_id: int, db: SessionDep, _admin: ApiAdmin) -> RoundRead:
+def cancel_round(round_id: IdPath, db: WriteSession, _admin: WriteAdmin) -> RoundRead:
     """Cancel a queued round at once, or a running one within seconds (its trainer is killed, its files
     deleted, nothing is published). 409 for a finished round."""
     return service.to_read(db=db, round_=service.request_cancel(db=db, round_id=round_id, now=utcnow()))
 
 
 @router.post("/rounds/{round_id}/retry", response_model=RoundRead)
-def retry_round(round_id: int, db: SessionDep, _admin: ApiAdmin) -> RoundRead:
+def retry_round(round_id: IdPath, db: WriteSession, _admin: WriteAdmin) -> RoundRead:
     """Queue a failed or cancelled round again; a failed one resumes after its last completed stage."""
     return service.to_read(db=db, round_=service.retry(db=db, round_id=round_id))

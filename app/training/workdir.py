@@ -69,9 +69,18 @@ class MetricsTail:
                 row = json.loads(line)
             except ValueError:
                 continue  # a line torn by a killed trainer; the resumed run logs that step again
-            if isinstance(row, dict) and isinstance(row.get("step"), int) and isinstance(row.get("values"), dict):
-                points.append({"stage": str(row.get("stage", "")), "step": row["step"],
-                               "values": json_safe(row["values"])})
+            if (
+                isinstance(row, dict)
+                and isinstance(row.get("step"), int)
+                and isinstance(row.get("values"), dict)
+            ):
+                points.append(
+                    {
+                        "stage": str(row.get("stage", "")),
+                        "step": row["step"],
+                        "values": json_safe(row["values"]),
+                    }
+                )
         return points
 
 

@@ -50,8 +50,15 @@ STOP_GRACE_S = 30.0
 
 
 class Worker:
-    def __init__(self, *, settings: Settings, db: Database, executor: Executor, tick_s: float = 1.0,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        executor: Executor,
+        tick_s: float = 1.0,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.settings, self.db, self.executor = settings, db, executor
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.tick_s = tick_s
@@ -85,12 +92,16 @@ class Worker:
         """One pass of the loop; returns the id of the round it ran, if any."""
         now = utcnow()
         with self._session() as session:
-            for round_ in service.fail_stale(db=session, now=now, timeout_s=self.settings.TRAINING_HEARTBEAT_TIMEOUT_S):
+            for round_ in service.fail_stale(
+                db=session, now=now, timeout_s=self.settings.TRAINING_HEARTBEAT_TIMEOUT_S
+            ):
                 log.warning("round %d failed: %s", round_.id, round_.error)
             if (scheduled := service.maybe_schedule(db=session, settings=self.settings)) is not None:
                 log.info("schedule queued round %d", scheduled.id)
         with self.db.session() as session:
-            round_ = service.claim_next(db=session, worker_id=self.worker_id, executor=self.executor.name, now=now)
+            round_ = service.claim_next(
+                db=session, worker_id=self.worker_id, executor=self.executor.name, now=now
+            )
             round_id = round_.id if round_ is not None else None
         if round_id is not None:
             log.info("claimed round %d", round_id)
@@ -116,7 +127,9 @@ class Worker:
             log.warning("round %d: %s", round_id, exc.msg)
         except Exception as exc:  # noqa: BLE001 - the boundary: any bug becomes a failed round, logged
             log.exception("round %d: worker error", round_id)
-            self._record(round_id, RoundStatus.failed, f"Internal error in the worker: {type(exc).__name__}: {exc}")
+            self._record(
+                round_id, RoundStatus.failed, f"Internal error in the worker: {type(exc).__name__}: {exc}"
+            )
         finally:
             if handle is not None:
                 self.executor.cancel(handle, grace_s=0)
@@ -132,21 +145,36 @@ class Worker:
             shutil.rmtree(workdir, ignore_errors=True)
             workdir.mkdir(parents=True)
             try:
-                snapshot = write_snapshot(db=session, round_id=round_id, out_dir=workdir / SNAPSHOT,
-                                          config=RoundConfig.model_validate(round_.config))
+                snapshot = write_snapshot(
+                    db=session,
+                    round_id=round_id,
+                    out_dir=workdir / SNAPSHOT,
+                    config=RoundConfig.model_validate(round_.config),
+                )
             except SnapshotError as exc:
                 failure = exc
             else:
                 failure = None
         with self._session() as session:
             if failure is not None:
-                service.fail_snapshot(db=session, round_id=round_id, worker_id=self.worker_id, error=str(failure),
-                                      max_judgment_id=failure.max_judgment_id, now=utcnow())
+                service.fail_snapshot(
+                    db=session,
+                    round_id=round_id,
+                    worker_id=self.worker_id,
+                    error=str(failure),
+                    max_judgment_id=failure.max_judgment_id,
+                    now=utcnow(),
+                )
                 log.info("round %d failed at its snapshot: %s", round_id, failure)
                 return False
-            service.record_snapshot(db=session, round_id=round_id, worker_id=self.worker_id,
-                                    max_judgment_id=snapshot.max_judgment_id,
-                                    policy_version_id=snapshot.policy_version_id, counts=snapshot.counts)
+            service.record_snapshot(
+                db=session,
+                round_id=round_id,
+                worker_id=self.worker_id,
+                max_judgment_id=snapshot.max_judgment_id,
+                policy_version_id=snapshot.policy_version_id,
+                counts=snapshot.counts,
+            )
         return True
 
     def _supervise(self, round_id: int, workdir: Path, handle: str) -> int | None:
@@ -155,9 +183,15 @@ class Worker:
         while True:
             code = self.executor.poll(handle)  # before reading, so the last read sees the final files
             with self._session() as session:
-                round_ = service.record_progress(db=session, round_id=round_id, worker_id=self.worker_id,
-                                                 now=utcnow(), status=read_status(workdir),
-                                                 points=tail.read_new(), log_tail=log_tail(workdir))
+                round_ = service.record_progress(
+                    db=session,
+                    round_id=round_id,
+                    worker_id=self.worker_id,
+                    now=utcnow(),
+                    status=read_status(workdir),
+                    points=tail.read_new(),
+                    log_tail=log_tail(workdir),
+                )
                 cancel, stage = round_.cancel_requested, round_.stage
             if code is not None:
                 return code
@@ -169,9 +203,13 @@ class Worker:
             if self.stop.is_set():
                 self.executor.cancel(handle, grace_s=STOP_GRACE_S)
                 with self._session() as session:
-                    service.requeue(db=session, round_id=round_id, worker_id=self.worker_id,
-                                    reason=f"Worker {self.worker_id} shut down during stage {stage}; "
-                                           "the round resumes when a worker claims it again.")
+                    service.requeue(
+                        db=session,
+                        round_id=round_id,
+                        worker_id=self.worker_id,
+                        reason=f"Worker {self.worker_id} shut down during stage {stage}; "
+                        "the round resumes when a worker claims it again.",
+                    )
                 return None
             self.stop.wait(self.tick_s)
 
@@ -180,24 +218,46 @@ class Worker:
         state = status.get("state")
         if code == 0 and state == "rejected":
             remove_outputs(workdir)
-            self._record(round_id, RoundStatus.rejected, "Rejected by a gate: " + "; ".join(status["rejected_reasons"]))
+            self._record(
+                round_id, RoundStatus.rejected, "Rejected by a gate: " + "; ".join(status["rejected_reasons"])
+            )
         elif code == 0 and state == "succeeded":
             self._publish(round_id, workdir, status)
         else:
             reason = status.get("error") or "the trainer stopped without saying why; see its log"
-            self._record(round_id, RoundStatus.failed,
-                         f"Training failed ({describe_exit(code)}): {reason}. Nothing was published; "
-                         "retry to resume from the last completed stage.")
+            self._record(
+                round_id,
+                RoundStatus.failed,
+                f"Training failed ({describe_exit(code)}): {reason}. Nothing was published; "
+                "retry to resume from the last completed stage.",
+            )
 
     def _publish(self, round_id: int, workdir: Path, status: dict) -> None:
         try:
             with self._session() as session:
-                round_ = service.get_or_raise(db=session, round_id=round_id)
-                reward_model, policy = publish_round(db=session, settings=self.settings, round_=round_,
-                                                     workdir=workdir, results=status["results"])
-                service.finish(db=session, round_id=round_id, worker_id=self.worker_id, status=RoundStatus.succeeded,
-                               now=utcnow(), reward_model_id=reward_model.id, policy_version_id=policy.id)
-                log.info("round %d published policy version %d (%s)", round_id, policy.number, policy.status.value)
+                # Locks the row: no other worker can declare the round stale while it is published.
+                round_ = service.heartbeat(
+                    db=session, round_id=round_id, worker_id=self.worker_id, now=utcnow()
+                )
+                reward_model, policy = publish_round(
+                    db=session,
+                    settings=self.settings,
+                    round_=round_,
+                    workdir=workdir,
+                    results=status["results"],
+                )
+                service.finish(
+                    db=session,
+                    round_id=round_id,
+                    worker_id=self.worker_id,
+                    status=RoundStatus.succeeded,
+                    now=utcnow(),
+                    reward_model_id=reward_model.id,
+                    policy_version_id=policy.id,
+                )
+                log.info(
+                    "round %d published policy version %d (%s)", round_id, policy.number, policy.status.value
+                )
         except DomainError as exc:  # an incomplete output directory, a version number taken meanwhile
             self._record(round_id, RoundStatus.failed, f"Publishing failed: {exc.msg}")
             return
@@ -205,8 +265,14 @@ class Worker:
 
     def _record(self, round_id: int, status: RoundStatus, error: str) -> None:
         with self._session() as session:
-            service.finish(db=session, round_id=round_id, worker_id=self.worker_id, status=status, now=utcnow(),
-                           error=error)
+            service.finish(
+                db=session,
+                round_id=round_id,
+                worker_id=self.worker_id,
+                status=status,
+                now=utcnow(),
+                error=error,
+            )
         log.info("round %d %s: %s", round_id, status.value, error)
 
 
@@ -234,9 +300,21 @@ class LocalWorker:
 
     def _spawn(self) -> subprocess.Popen:
         # The child reads the same settings from the environment, whatever way this process got them.
-        env = os.environ | {f"PREFLOOP_{k}": str(v) for k, v in self.settings.model_dump().items() if v is not None}
-        return subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "worker",
-                                 "--parent-pid", str(os.getpid())], env=env, stdin=subprocess.DEVNULL)
+        env = os.environ | {
+            f"PREFLOOP_{k}": str(v) for k, v in self.settings.model_dump().items() if v is not None
+        }
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from app.cli import main; main()",
+                "worker",
+                "--parent-pid",
+                str(os.getpid()),
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
 
     def start(self) -> None:
         self._process = self._spawn()

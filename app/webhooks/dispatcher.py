@@ -55,10 +55,13 @@ def post(client: httpx.Client, delivery: service.DueDelivery) -> tuple[int | Non
     return response.status_code, f"HTTP {response.status_code}: {response.text[:500]}"
 
 
-def deliver_due(*, database: Database, settings: Settings, client: httpx.Client,
-                clock: Callable[[], datetime] = utcnow) -> int:
+def deliver_due(
+    *, database: Database, settings: Settings, client: httpx.Client, clock: Callable[[], datetime] = utcnow
+) -> int:
     """One pass over the outbox: claim what is due, send it, record each outcome. Returns attempts made."""
-    lease = timedelta(seconds=settings.WEBHOOK_TIMEOUT_S * 2 + 30)
+    # Claimed deliveries are sent one after another: the lease outlasts the whole batch timing out, so
+    # another process's dispatcher never re-sends one that is still waiting its turn here.
+    lease = timedelta(seconds=settings.WEBHOOK_TIMEOUT_S * (CLAIM_BATCH + 1) + 30)
     with database.session() as db:
         claimed = service.claim_due(db=db, now=clock(), limit=CLAIM_BATCH, lease=lease)
     for delivery in claimed:
@@ -67,8 +70,13 @@ def deliver_due(*, database: Database, settings: Settings, client: httpx.Client,
             log.warning("webhook delivery %d to %s failed: %s", delivery.id, delivery.url, error)
         with database.session() as db:
             service.record_attempt(
-                db=db, delivery_id=delivery.id, now=clock(), status_code=status_code,
-                error=error, max_attempts=settings.WEBHOOK_MAX_ATTEMPTS, retry_base_s=settings.WEBHOOK_RETRY_BASE_S,
+                db=db,
+                delivery_id=delivery.id,
+                now=clock(),
+                status_code=status_code,
+                error=error,
+                max_attempts=settings.WEBHOOK_MAX_ATTEMPTS,
+                retry_base_s=settings.WEBHOOK_RETRY_BASE_S,
                 retry_max_s=settings.WEBHOOK_RETRY_MAX_S,
             )
     return len(claimed)

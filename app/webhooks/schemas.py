@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
@@ -14,17 +14,18 @@ SUBSCRIBABLE = [e for e in WebhookEvent if e != WebhookEvent.ping]
 
 def _subscribable(events: list[WebhookEvent]) -> list[WebhookEvent]:
     if WebhookEvent.ping in events:
-        raise ValueError("'ping' is sent by the test action only; subscribe to: "
-                         + ", ".join(e.value for e in SUBSCRIBABLE))
+        raise ValueError(
+            "'ping' is sent by the test action only; subscribe to: "
+            + ", ".join(e.value for e in SUBSCRIBABLE)
+        )
     return events
 
 
-Events = Annotated[list[WebhookEvent], AfterValidator(_subscribable),
-                   Field(min_length=1, max_length=len(SUBSCRIBABLE), description="Event types to receive.")]
-
-
-# SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC.
-UtcDatetime = Annotated[datetime, AfterValidator(lambda v: v.replace(tzinfo=UTC) if v.tzinfo is None else v)]
+Events = Annotated[
+    list[WebhookEvent],
+    AfterValidator(_subscribable),
+    Field(min_length=1, max_length=len(SUBSCRIBABLE), description="Event types to receive."),
+]
 
 
 class WebhookCreate(BaseModel):
@@ -50,7 +51,7 @@ class WebhookRead(BaseModel):
     events: list[str]
     description: str
     is_active: bool
-    created_at: UtcDatetime
+    created_at: datetime
     secret_prefix: str = Field(description="The secret's first characters, to tell secrets apart.")
 
 
@@ -65,8 +66,8 @@ class DeliveryRead(BaseModel):
     event: str
     status: DeliveryStatus
     attempts: int
-    next_attempt_at: UtcDatetime
+    next_attempt_at: datetime
     last_status_code: int | None
     last_error: str
-    created_at: UtcDatetime
-    delivered_at: UtcDatetime | None
+    created_at: datetime
+    delivered_at: datetime | None

@@ -45,16 +45,23 @@ def list_(*, db: Session) -> list[WebhookEndpoint]:
 
 def create(*, db: Session, url: str, events: list[WebhookEvent], description: str = "") -> WebhookEndpoint:
     """A new endpoint with a fresh signing secret (read it from the returned row once)."""
-    endpoint = WebhookEndpoint(url=url, events=sorted({e.value for e in events}), description=description,
-                               secret=new_secret())
+    endpoint = WebhookEndpoint(
+        url=url, events=sorted({e.value for e in events}), description=description, secret=new_secret()
+    )
     db.add(endpoint)
     db.flush()
     return endpoint
 
 
-def update_endpoint(*, db: Session, endpoint: WebhookEndpoint, url: str | None = None,
-                    events: list[WebhookEvent] | None = None, description: str | None = None,
-                    is_active: bool | None = None) -> WebhookEndpoint:
+def update_endpoint(
+    *,
+    db: Session,
+    endpoint: WebhookEndpoint,
+    url: str | None = None,
+    events: list[WebhookEvent] | None = None,
+    description: str | None = None,
+    is_active: bool | None = None,
+) -> WebhookEndpoint:
     """Change what was given; deliveries already queued keep the body they were queued with."""
     if url is not None:
         endpoint.url = url
@@ -83,8 +90,12 @@ def delete_endpoint(*, db: Session, endpoint: WebhookEndpoint) -> None:
 
 
 def _body(event: WebhookEvent, payload: dict, at: datetime) -> str:
-    envelope = {"id": f"evt_{uuid.uuid4().hex}", "type": event.value,
-                "created_at": at.isoformat().replace("+00:00", "Z"), "data": payload}
+    envelope = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": event.value,
+        "created_at": at.isoformat().replace("+00:00", "Z"),
+        "data": payload,
+    }
     return json.dumps(envelope, separators=(",", ":"), default=str)
 
 
@@ -100,8 +111,11 @@ def emit(*, db: Session, event: WebhookEvent, payload: dict) -> int:
     Returns how many deliveries were queued. The body (and its event id) is the same for every endpoint.
     """
     now = utcnow()
-    endpoint_ids = [e.id for e in db.scalars(select(WebhookEndpoint).where(WebhookEndpoint.is_active.is_(True)))
-                    if event.value in e.events]
+    endpoint_ids = [
+        e.id
+        for e in db.scalars(select(WebhookEndpoint).where(WebhookEndpoint.is_active.is_(True)))
+        if event.value in e.events
+    ]
     if not endpoint_ids:
         return 0
     body = _body(event, payload, now)
@@ -114,14 +128,16 @@ def emit(*, db: Session, event: WebhookEvent, payload: dict) -> int:
 def send_test(*, db: Session, endpoint: WebhookEndpoint) -> WebhookDelivery:
     """Queue a ping to this endpoint alone (whatever it subscribes to), to check URL and secret."""
     now = utcnow()
-    delivery = _queue(db, endpoint.id, WebhookEvent.ping, _body(WebhookEvent.ping, {"webhook_id": endpoint.id}, now),
-                      now)
+    delivery = _queue(
+        db, endpoint.id, WebhookEvent.ping, _body(WebhookEvent.ping, {"webhook_id": endpoint.id}, now), now
+    )
     db.flush()
     return delivery
 
 
-def list_deliveries(*, db: Session, endpoint: WebhookEndpoint, status: DeliveryStatus | None,
-                    limit: int) -> list[WebhookDelivery]:
+def list_deliveries(
+    *, db: Session, endpoint: WebhookEndpoint, status: DeliveryStatus | None, limit: int
+) -> list[WebhookDelivery]:
     """The endpoint's most recent deliveries first."""
     stmt = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
     if status is not None:
@@ -133,8 +149,9 @@ def retry_delivery(*, db: Session, endpoint: WebhookEndpoint, delivery_id: int) 
     """Send a delivery again now, with a fresh attempt budget (a failed one, or hurry a pending one)."""
     delivery = db.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.endpoint_id != endpoint.id:
-        raise NotFound(f"Delivery {delivery_id} of webhook {endpoint.id} does not exist.",
-                       loc=("path", "delivery_id"))
+        raise NotFound(
+            f"Delivery {delivery_id} of webhook {endpoint.id} does not exist.", loc=("path", "delivery_id")
+        )
     if delivery.status != DeliveryStatus.delivered:
         delivery.status, delivery.attempts, delivery.next_attempt_at = DeliveryStatus.pending, 0, utcnow()
         db.flush()
@@ -156,11 +173,20 @@ def claim_due(*, db: Session, now: datetime, limit: int, lease: timedelta) -> li
     """Due deliveries of active endpoints, each leased by pushing its next_attempt_at past the attempt's
     timeout, so a second dispatcher (another web process) skips it."""
     due = db.execute(
-        select(WebhookDelivery.id, WebhookDelivery.next_attempt_at, WebhookDelivery.event, WebhookEndpoint.url,
-               WebhookEndpoint.secret, WebhookDelivery.body)
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.next_attempt_at,
+            WebhookDelivery.event,
+            WebhookEndpoint.url,
+            WebhookEndpoint.secret,
+            WebhookDelivery.body,
+        )
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .where(WebhookDelivery.status == DeliveryStatus.pending, WebhookDelivery.next_attempt_at <= now,
-               WebhookEndpoint.is_active.is_(True))
+        .where(
+            WebhookDelivery.status == DeliveryStatus.pending,
+            WebhookDelivery.next_attempt_at <= now,
+            WebhookEndpoint.is_active.is_(True),
+        )
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
         .limit(limit)
     ).all()
@@ -168,8 +194,11 @@ def claim_due(*, db: Session, now: datetime, limit: int, lease: timedelta) -> li
     for delivery_id, due_at, event, url, secret, body in due:
         taken = db.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == DeliveryStatus.pending,
-                   WebhookDelivery.next_attempt_at == due_at)
+            .where(
+                WebhookDelivery.id == delivery_id,
+                WebhookDelivery.status == DeliveryStatus.pending,
+                WebhookDelivery.next_attempt_at == due_at,
+            )
             .values(next_attempt_at=now + lease)
         )
         if taken.rowcount == 1:
@@ -177,8 +206,17 @@ def claim_due(*, db: Session, now: datetime, limit: int, lease: timedelta) -> li
     return claimed
 
 
-def record_attempt(*, db: Session, delivery_id: int, now: datetime, status_code: int | None, error: str,
-                   max_attempts: int, retry_base_s: float, retry_max_s: float) -> WebhookDelivery | None:
+def record_attempt(
+    *,
+    db: Session,
+    delivery_id: int,
+    now: datetime,
+    status_code: int | None,
+    error: str,
+    max_attempts: int,
+    retry_base_s: float,
+    retry_max_s: float,
+) -> WebhookDelivery | None:
     """Store one attempt's outcome: delivered on a 2xx; otherwise retried after an exponentially growing
     wait (base, 2 base, 4 base ... capped), or failed for good after max_attempts with the error kept."""
     delivery = db.get(WebhookDelivery, delivery_id)

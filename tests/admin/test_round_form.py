@@ -1,4 +1,4 @@
-"""The round launch form: built from the training domain's defaults and JSON Schema, read back as overrides."""
+"""The round launch form: built from the training defaults and JSON Schema, read back as overrides."""
 
 from __future__ import annotations
 

@@ -139,6 +139,7 @@ def test_progress_shows_the_round_in_flight(db, settings, dataset):
     with db.session() as session:
         current = service.progress(db=session).current_round
     assert (current.status, current.stage, current.fraction) == ("queued", "", None)
+    assert current.started_at is None
     assert current.completed_stages == []
 
 
@@ -154,6 +155,7 @@ def test_stats_api_returns_the_service_numbers_to_admins_only(client, dataset, a
     assert annotators["u1"]["kappa_vs_others"] == pytest.approx(0.375)
     assert annotators["u1"]["position_bias"]["p_value"] == pytest.approx(0.25)
     assert annotators["u2"]["skip_rate"] == 0.25
+    assert annotators["u1"]["last_judgment_at"].endswith(("Z", "+00:00"))  # UTC, on SQLite too
     progress = client.get("/api/v1/stats/progress", headers=admin_token).json()
     assert progress["judgments_total"] == 10 and progress["comparisons_gold"] == 1
     assert len(progress["judgments_per_hour"]) == 24

@@ -12,7 +12,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from tests.export.conftest import build_world
+from tests.export.builders import build_world
 
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 EXAMPLES_PER_MODE = 10
@@ -25,9 +25,15 @@ def _fuzz(operation, mode: GenerationMode, headers: dict[str, str], keep: dict[s
     deactivating those would turn every later request into a 401 and end the fuzzing unnoticed."""
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=EXAMPLES_PER_MODE, deadline=None, derandomize=True, database=None,
-              phases=[Phase.explicit, Phase.generate], print_blob=False,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES_PER_MODE,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        print_blob=False,
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case) -> None:
         assume(all(case.path_parameters.get(name) != value for name, value in keep.items()))
         case.call_and_validate(headers=headers, checks=CHECKS)
@@ -50,8 +56,11 @@ def test_api_has_no_server_errors_and_honours_its_schema(app, client, db, admin_
     assert len(operations) > 30
     me = client.get("/api/v1/me", headers=admin_token).json()["id"]
     own = {"user_id": me, "token_id": client.get("/api/v1/tokens", headers=admin_token).json()[0]["id"]}
-    failures = [failure for operation in operations
-                for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-                if (failure := _fuzz(operation, mode, admin_token, own))]
+    failures = [
+        failure
+        for operation in operations
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+        if (failure := _fuzz(operation, mode, admin_token, own))
+    ]
     assert not failures, "\n\n".join(failures)
     assert client.get("/api/v1/me", headers=admin_token).status_code == 200  # still fuzzing as the admin

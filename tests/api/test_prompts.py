@@ -22,9 +22,14 @@ def _jsonl(*rows) -> bytes:
 
 
 def test_json_import_deduplicates(client, db, admin_token):
-    body = {"prompts": [{"prompt": "Say hi."}, {"prompt": "  Say hi.  "},
-                        {"messages": [{"role": "user", "content": "Count."}], "tags": ["math"]}],
-            "source": "notebook"}
+    body = {
+        "prompts": [
+            {"prompt": "Say hi."},
+            {"prompt": "  Say hi.  "},
+            {"messages": [{"role": "user", "content": "Count."}], "tags": ["math"]},
+        ],
+        "source": "notebook",
+    }
     first = client.post(URL, json=body, headers=admin_token)
     assert first.status_code == 200 and first.json() == {"created": 2, "duplicates": 1, "errors": []}
     again = client.post(URL, json=body, headers=admin_token)
@@ -42,19 +47,23 @@ def test_json_import_is_all_or_nothing_naming_the_bad_item(client, db, admin_tok
 
 def test_json_import_of_a_too_long_prompt_names_its_index(client, app, db, admin_token):
     app.state.settings.PROMPT_MAX_CHARS = 10
-    response = client.post(URL, json={"prompts": [{"prompt": "short"}, {"prompt": "far too long here"}]},
-                           headers=admin_token)
+    response = client.post(
+        URL, json={"prompts": [{"prompt": "short"}, {"prompt": "far too long here"}]}, headers=admin_token
+    )
     assert response.status_code == 422
     error = response.json()["detail"][0]
     assert error["loc"] == ["body", "prompts", 1] and "at most 10" in error["msg"]
     assert _count(db) == 0
 
 
-@pytest.mark.parametrize(("payload", "loc"), [
-    (b'{"prompts": [{"prompt": "x"}', ["body", 28]),  # malformed JSON: where it broke
-    (b'{"prompts": []}', ["body", "prompts"]),
-    (b'{"prompts": [{"prompt": "x"}], "sauce": "typo"}', ["body", "sauce"]),
-])
+@pytest.mark.parametrize(
+    ("payload", "loc"),
+    [
+        (b'{"prompts": [{"prompt": "x"}', ["body", 28]),  # malformed JSON: where it broke
+        (b'{"prompts": []}', ["body", "prompts"]),
+        (b'{"prompts": [{"prompt": "x"}], "sauce": "typo"}', ["body", "sauce"]),
+    ],
+)
 def test_malformed_json_bodies_are_422(client, db, admin_token, payload, loc):
     response = client.post(URL, content=payload, headers={**admin_token, "Content-Type": "application/json"})
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == loc
@@ -62,7 +71,9 @@ def test_malformed_json_bodies_are_422(client, db, admin_token, payload, loc):
 
 
 def test_upload_imports_a_jsonl_file(client, db, admin_token):
-    data = _jsonl({"prompt": "One?"}, {"messages": [{"role": "user", "content": "Two?"}]}, "", {"prompt": "One?"})
+    data = _jsonl(
+        {"prompt": "One?"}, {"messages": [{"role": "user", "content": "Two?"}]}, "", {"prompt": "One?"}
+    )
     response = client.post(f"{URL}/import", files={"file": ("batch.jsonl", data)}, headers=admin_token)
     assert response.status_code == 200 and response.json() == {"created": 2, "duplicates": 1, "errors": []}
     listed = client.get(URL, params={"source": "batch.jsonl"}, headers=admin_token).json()
@@ -76,16 +87,21 @@ def test_upload_with_bad_lines_stores_nothing_unless_asked_to_skip(client, db, a
     error = refused.json()["detail"][0]
     assert error["loc"] == ["file"] and "line 2" in error["msg"] and "line 3" in error["msg"]
     assert _count(db) == 0
-    skipped = client.post(f"{URL}/import", params={"skip_bad_lines": "true"}, files={"file": ("p.jsonl", data)},
-                          headers=admin_token)
+    skipped = client.post(
+        f"{URL}/import",
+        params={"skip_bad_lines": "true"},
+        files={"file": ("p.jsonl", data)},
+        headers=admin_token,
+    )
     assert skipped.status_code == 200
     assert skipped.json()["created"] == 2 and [e["line"] for e in skipped.json()["errors"]] == [2, 3]
 
 
 def test_upload_csv(client, admin_token):
     data = b"prompt,tags\nWhat is 2+2?,math|easy\n"
-    response = client.post(f"{URL}/import", params={"source": "sheet"}, files={"file": ("p.csv", data)},
-                           headers=admin_token)
+    response = client.post(
+        f"{URL}/import", params={"source": "sheet"}, files={"file": ("p.csv", data)}, headers=admin_token
+    )
     assert response.json()["created"] == 1
     item = client.get(URL, params={"tag": "easy"}, headers=admin_token).json()["items"][0]
     assert (item["text"], item["tags"], item["source"]) == ("What is 2+2?", ["math", "easy"], "sheet")
@@ -96,12 +112,23 @@ def test_oversized_upload_is_413_stating_the_limit(client, app, db, admin_token)
     data = _jsonl(*({"prompt": f"prompt number {i}"} for i in range(200)))
     upload = client.post(f"{URL}/import", files={"file": ("big.jsonl", data)}, headers=admin_token)
     assert upload.status_code == 413
-    assert upload.json()["detail"] == [{"loc": ["body"], "type": "too_large", "msg": (
-        "The request body is larger than the limit of 2048 bytes (PREFLOOP_UPLOAD_MAX_BYTES); split the import.")}]
+    assert upload.json()["detail"] == [
+        {
+            "loc": ["body"],
+            "type": "too_large",
+            "msg": (
+                "The request body is larger than the limit of 2048 bytes (PREFLOOP_UPLOAD_MAX_BYTES); "
+                "split the import."
+            ),
+        }
+    ]
     body = {"prompts": [{"prompt": f"prompt number {i}"} for i in range(200)]}
     assert client.post(URL, json=body, headers=admin_token).status_code == 413
-    chunked = client.post(URL, content=iter([json.dumps(body).encode()[i:i + 500] for i in range(0, 6000, 500)]),
-                          headers={**admin_token, "Content-Type": "application/json"})
+    chunked = client.post(
+        URL,
+        content=iter([json.dumps(body).encode()[i : i + 500] for i in range(0, 6000, 500)]),
+        headers={**admin_token, "Content-Type": "application/json"},
+    )
     assert "content-length" not in chunked.request.headers and chunked.status_code == 413
     assert _count(db) == 0
 

@@ -3,6 +3,8 @@ text, the empty pool, and what an annotator may not open. Screenshots land in te
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
@@ -10,9 +12,9 @@ from sqlalchemy import select
 from app.admin import service as admin_service
 from app.comparisons.models import Choice
 from app.judgments.models import Judgment
-from app.queue.models import Skip
-from tests.builders import make_comparisons
+from app.queue.models import QueueLock, Skip
 from tests.browser.conftest import screenshot, sign_in
+from tests.builders import make_comparisons
 from tests.helpers import make_user
 
 pytestmark = pytest.mark.browser
@@ -22,6 +24,15 @@ PAIR = "#pair-slot section.pair"
 
 def pair_on_screen(page: Page) -> int:
     return int(page.get_attribute(PAIR, "data-comparison-id"))
+
+
+def eventually(condition, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def wait_for_pair_after(page: Page, comparison_id: int) -> None:
@@ -88,9 +99,26 @@ def test_a_double_submit_and_a_resent_request_store_one_judgment(browser_page: P
     )
     assert statuses == [201, 200]
     with live_server.db.session() as session:
-        stored = [(j.comparison_id, j.choice) for j in session.scalars(select(Judgment).order_by(Judgment.id))]
+        stored = [(j.comparison_id, j.choice)
+                  for j in session.scalars(select(Judgment).order_by(Judgment.id))]
     assert [comparison_id for comparison_id, _ in stored] == [first, second]
     assert stored[1][1] == Choice.tie
+
+
+def test_the_prefetched_pair_is_handed_back_when_the_page_closes(browser_page: Page, live_server):
+    page = browser_page
+    make_user(live_server.db, "alice")
+    make_comparisons(live_server.db, 3)
+    sign_in(page, live_server, "alice", next="/annotate")
+    on_screen = pair_on_screen(page)
+
+    def held() -> list[int]:
+        with live_server.db.session() as session:
+            return sorted(session.scalars(select(QueueLock.comparison_id)))
+
+    assert eventually(lambda: len(held()) == 2)  # the pair on screen, and the one prefetched behind it
+    page.goto(f"{live_server.url}/account")
+    assert eventually(lambda: held() == [on_screen])
 
 
 def test_skip_with_the_keyboard_records_the_reason(browser_page: Page, live_server):
@@ -118,7 +146,8 @@ def test_model_text_cannot_run_script_even_when_it_arrives_prefetched(browser_pa
         live_server.db, 1,
         messages=[{"role": "user", "content": "<script>window.__pwned = 'prompt'</script>"}],
         text_a="<img src=x onerror=\"window.__pwned = 'img'\">",
-        text_b="<svg onload=\"window.__pwned = 'svg'\"></svg>\n\n```html\n<script>window.__pwned = 1</script>\n```",
+        text_b=("<svg onload=\"window.__pwned = 'svg'\"></svg>\n\n"
+                "```html\n<script>window.__pwned = 1</script>\n```"),
     )
     sign_in(page, live_server, "alice", next="/annotate")
     first = pair_on_screen(page)
@@ -170,7 +199,8 @@ def test_screenshots_of_a_realistic_pair(browser_page: Page, live_server):
         text_a=("Use slicing, which returns a new list:\n\n```python\nitems = [1, 2, 3]\n"
                 "reversed_items = items[::-1]\n```\n\n`items` stays `[1, 2, 3]`."),
         text_b=("You can call `reverse()`:\n\n```python\nitems.reverse()\n```\n\n"
-                "Other options:\n- `reversed(items)` gives an iterator\n- `sorted(items, reverse=True)` sorts"),
+                "Other options:\n- `reversed(items)` gives an iterator\n"
+                "- `sorted(items, reverse=True)` sorts"),
     )
     sign_in(page, live_server, "alice", next="/annotate")
     page.click("#guidelines summary")
@@ -183,5 +213,6 @@ def test_screenshots_of_a_realistic_pair(browser_page: Page, live_server):
     screenshot(page, "annotate")
     page.set_viewport_size({"width": 420, "height": 900})
     screenshot(page, "annotate-narrow")
-    left, right = (page.locator(f"{PAIR} .response[data-side={side}]").bounding_box() for side in ("left", "right"))
+    left, right = (page.locator(f"{PAIR} .response[data-side={side}]").bounding_box()
+                   for side in ("left", "right"))
     assert right["y"] >= left["y"] + left["height"]  # stacked on a narrow screen

@@ -57,11 +57,16 @@ def test_include_ties_keeps_ties_and_both_bad_marked(client, world, admin_token)
 def test_majority_aggregates_each_comparison(client, world, admin_token):
     rows = export(client, admin_token, aggregate="majority")
     # c1: a, a, b -> a; c2: b; c3 tie and c4 both-bad are not pairs; c5 split 1-1 -> a tie.
-    assert [r["metadata"]["comparison_id"] for r in rows] == [world.comparisons["c1"], world.comparisons["c2"]]
+    assert [r["metadata"]["comparison_id"] for r in rows] == [
+        world.comparisons["c1"],
+        world.comparisons["c2"],
+    ]
     assert judgment_ids(rows)[0] == [world.judgments[0], world.judgments[1], world.judgments[3]]
     assert rows[0]["chosen"][0]["content"] == "Blue." and rows[0]["metadata"]["choice"] == "a"
     with_ties = export(client, admin_token, aggregate="majority", include_ties="true")
-    assert {r["metadata"]["comparison_id"]: r["metadata"]["choice"] for r in with_ties}[world.comparisons["c5"]] == "tie"
+    assert {r["metadata"]["comparison_id"]: r["metadata"]["choice"] for r in with_ties}[
+        world.comparisons["c5"]
+    ] == "tie"
 
 
 def test_inactive_and_excluded_annotators_are_left_out_unless_asked(client, db, world, admin_token):
@@ -85,7 +90,9 @@ def test_split_is_by_prompt_stable_and_matches_training_heldout(client, db, worl
         prompt_id = row["metadata"]["prompt_id"]
         heldout = training_snapshot.split_of(hashes[prompt_id], 0.5) == "eval"
         assert row["metadata"]["split"] == ("test" if heldout else "train")
-    assert {r["metadata"]["split"] for r in export(client, admin_token, format="raw", test_fraction=1)} == {"test"}
+    assert {r["metadata"]["split"] for r in export(client, admin_token, format="raw", test_fraction=1)} == {
+        "test"
+    }
 
 
 def test_split_of_only_moves_prompts_into_test_as_the_fraction_grows():
@@ -97,15 +104,21 @@ def test_split_of_only_moves_prompts_into_test_as_the_fraction_grows():
 
 def test_standard_style_and_hh_are_strings(client, world, admin_token):
     standard = export(client, admin_token, style="standard")
-    assert (standard[0]["prompt"], standard[0]["chosen"], standard[0]["rejected"]) == ("Name a colour.", "Blue.",
-                                                                                        "Green.")
-    assert standard[4]["prompt"] == ("system: Be brief.\n\nuser: Tell a story.\n\nassistant: Once upon a time.\n\n"
-                                     "user: And then?")
+    assert (standard[0]["prompt"], standard[0]["chosen"], standard[0]["rejected"]) == (
+        "Name a colour.",
+        "Blue.",
+        "Green.",
+    )
+    assert standard[4]["prompt"] == (
+        "system: Be brief.\n\nuser: Tell a story.\n\nassistant: Once upon a time.\n\nuser: And then?"
+    )
     hh = export(client, admin_token, format="hh")
     assert hh[0]["chosen"] == "\n\nHuman: Name a colour.\n\nAssistant: Blue."
     assert hh[0]["rejected"] == "\n\nHuman: Name a colour.\n\nAssistant: Green."
-    assert hh[4]["chosen"] == ("\n\nSystem: Be brief.\n\nHuman: Tell a story.\n\nAssistant: Once upon a time."
-                               "\n\nHuman: And then?\n\nAssistant: They lived.")
+    assert hh[4]["chosen"] == (
+        "\n\nSystem: Be brief.\n\nHuman: Tell a story.\n\nAssistant: Once upon a time."
+        "\n\nHuman: And then?\n\nAssistant: They lived."
+    )
     assert set(hh[0]) == {"chosen", "rejected", "metadata"}
 
 
@@ -124,22 +137,38 @@ def test_kto_rows_are_unpaired_winner_true_loser_false(client, world, admin_toke
 def test_raw_keeps_every_judgment_arena_style(client, world, admin_token, settings):
     rows = export(client, admin_token, format="raw")
     assert [r["judgment_id"] for r in rows] == world.judgments
-    assert [r["winner"] for r in rows] == ["model_a", "model_a", "model_b", "model_b", "tie", "tie (bothbad)",
-                                           "model_a", "model_b"]
+    assert [r["winner"] for r in rows] == [
+        "model_a",
+        "model_a",
+        "model_b",
+        "model_b",
+        "tie",
+        "tie (bothbad)",
+        "model_a",
+        "model_b",
+    ]
     tie = rows[4]
     assert (tie["model_a"], tie["model_b"], tie["turn"], tie["anony"]) == ("v2", "v3", 1, True)
-    assert tie["conversation_a"] == [{"role": "user", "content": "Count to three."},
-                                     {"role": "assistant", "content": "1 2 3"}]
+    assert tie["conversation_a"] == [
+        {"role": "user", "content": "Count to three."},
+        {"role": "assistant", "content": "1 2 3"},
+    ]
     assert rows[5]["metadata"]["is_gold"] and rows[5]["metadata"]["gold_choice"] == "a"
     assert rows[6]["turn"] == 2
     listed = client.get("/api/v1/judgments", params={"limit": 1000}, headers=admin_token).json()["items"]
     assert [r["judge"] for r in rows] == [i["annotator"] for i in listed]
 
 
-@pytest.mark.parametrize("params", [
-    {"format": "trl"}, {"format": "trl", "style": "standard", "aggregate": "majority"},
-    {"format": "hh", "include_ties": "true"}, {"format": "raw"}, {"format": "kto", "style": "standard"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"format": "trl"},
+        {"format": "trl", "style": "standard", "aggregate": "majority"},
+        {"format": "hh", "include_ties": "true"},
+        {"format": "raw"},
+        {"format": "kto", "style": "standard"},
+    ],
+)
 def test_parquet_holds_the_same_rows_as_jsonl(client, world, admin_token, params):
     jsonl = export(client, admin_token, **params)
     response = client.get(URL, params={**params, "file_format": "parquet"}, headers=admin_token)
@@ -156,8 +185,15 @@ def test_download_headers(client, world, admin_token):
     assert response.headers["x-prefloop-max-judgment-id"] == str(world.judgments[-1])
 
 
-@pytest.mark.parametrize("params", [{"format": "trl"}, {"format": "raw"}, {"format": "kto", "include_ties": "true"},
-                                    {"format": "trl", "aggregate": "majority", "include_ties": "true"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"format": "trl"},
+        {"format": "raw"},
+        {"format": "kto", "include_ties": "true"},
+        {"format": "trl", "aggregate": "majority", "include_ties": "true"},
+    ],
+)
 def test_small_batches_give_the_same_export(client, app, world, admin_token, params):
     whole = client.get(URL, params=params, headers=admin_token).text
     for batch_size in (1, 2, 3):
@@ -171,18 +207,21 @@ def test_empty_export_is_an_empty_file(client, admin_token):
     assert pq.read_table(io.BytesIO(parquet.content)).num_rows == 0
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"format": "csv"}, "format"),
-    ({"file_format": "xlsx"}, "file_format"),
-    ({"aggregate": "mean"}, "aggregate"),
-    ({"format": "raw", "aggregate": "majority"}, "aggregate"),
-    ({"test_fraction": "1.5"}, "test_fraction"),
-    ({"split": "test", "test_fraction": "0"}, "test_fraction"),
-    ({"split": "validation"}, "split"),
-    ({"include_ties": "maybe"}, "include_ties"),
-    ({"shuffle": "true"}, "shuffle"),
-    ({"round": "0"}, "round"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"format": "csv"}, "format"),
+        ({"file_format": "xlsx"}, "file_format"),
+        ({"aggregate": "mean"}, "aggregate"),
+        ({"format": "raw", "aggregate": "majority"}, "aggregate"),
+        ({"test_fraction": "1.5"}, "test_fraction"),
+        ({"split": "test", "test_fraction": "0"}, "test_fraction"),
+        ({"split": "validation"}, "split"),
+        ({"include_ties": "maybe"}, "include_ties"),
+        ({"shuffle": "true"}, "shuffle"),
+        ({"round": "0"}, "round"),
+    ],
+)
 def test_bad_options_are_422_naming_the_field(client, world, admin_token, params, field):
     response = client.get(URL, params=params, headers=admin_token)
     assert response.status_code == 422, response.text

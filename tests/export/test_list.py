@@ -33,16 +33,35 @@ def test_pages_cover_every_judgment_once_in_id_order(client, world, admin_token)
 def test_item_carries_every_field_a_client_needs(client, world, admin_token, settings):
     first = client.get(URL, params={"limit": 1}, headers=admin_token).json()["items"][0]
     assert first == {
-        "id": world.judgments[0], "comparison_id": world.comparisons["c1"],
+        "id": world.judgments[0],
+        "comparison_id": world.comparisons["c1"],
         "prompt": {"id": first["prompt"]["id"], "messages": [{"role": "user", "content": "Name a colour."}]},
-        "completion_a": {"id": first["completion_a"]["id"], "text": "Blue.", "policy_version": 1,
-                         "token_count": 1, "finish_reason": "eos"},
-        "completion_b": {"id": first["completion_b"]["id"], "text": "Green.", "policy_version": 2,
-                         "token_count": 1, "finish_reason": "length"},
-        "choice": "a", "strength": 3, "rationale": "clearer", "shown_left": "b",
+        "completion_a": {
+            "id": first["completion_a"]["id"],
+            "text": "Blue.",
+            "policy_version": 1,
+            "token_count": 1,
+            "finish_reason": "eos",
+        },
+        "completion_b": {
+            "id": first["completion_b"]["id"],
+            "text": "Green.",
+            "policy_version": 2,
+            "token_count": 1,
+            "finish_reason": "length",
+        },
+        "choice": "a",
+        "strength": 3,
+        "rationale": "clearer",
+        "shown_left": "b",
         "annotator": pseudonym(secret=settings.secret_key, user_id=world.users["alice"]),
-        "time_spent_ms": 1500, "client_time_spent_ms": None, "channel": "api",
-        "created_at": "2026-01-01T00:00:00Z", "round_id": world.rounds["r1"], "is_gold": False, "gold_choice": None,
+        "time_spent_ms": 1500,
+        "client_time_spent_ms": None,
+        "channel": "api",
+        "created_at": "2026-01-01T00:00:00Z",
+        "round_id": world.rounds["r1"],
+        "is_gold": False,
+        "gold_choice": None,
     }
 
 
@@ -59,16 +78,19 @@ def test_rounds_are_assigned_by_snapshot_bounds(client, world, admin_token):
     assert [i["round_id"] for i in items] == [world.rounds["r1"]] * 3 + [world.rounds["r2"]] * 3 + [None] * 2
 
 
-@pytest.mark.parametrize(("params", "expected"), [
-    ({"since": "2026-01-01T02:00:00Z", "until": "2026-01-01T05:00:00Z"}, [2, 3, 4]),
-    ({"since": "2026-01-01T03:00:00+01:00"}, [2, 3, 4, 5, 6, 7]),  # 02:00 UTC
-    ({"until": "2026-01-01T01:00:00"}, [0]),  # no offset: UTC
-    ({"choice": ["tie", "both_bad"]}, [4, 5]),
-    ({"gold": "true"}, [5]),
-    ({"gold": "false", "choice": "a"}, [0, 1, 6]),
-    ({"policy_version": 3}, [4, 5, 6, 7]),
-    ({"policy_version": 1, "choice": "b"}, [2, 3, 7]),
-])
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"since": "2026-01-01T02:00:00Z", "until": "2026-01-01T05:00:00Z"}, [2, 3, 4]),
+        ({"since": "2026-01-01T03:00:00+01:00"}, [2, 3, 4, 5, 6, 7]),  # 02:00 UTC
+        ({"until": "2026-01-01T01:00:00"}, [0]),  # no offset: UTC
+        ({"choice": ["tie", "both_bad"]}, [4, 5]),
+        ({"gold": "true"}, [5]),
+        ({"gold": "false", "choice": "a"}, [0, 1, 6]),
+        ({"policy_version": 3}, [4, 5, 6, 7]),
+        ({"policy_version": 1, "choice": "b"}, [2, 3, 7]),
+    ],
+)
 def test_filters(client, world, admin_token, params, expected):
     items, _ = _all_pages(client, admin_token, **params)
     assert [i["id"] for i in items] == [world.judgments[k] for k in expected]
@@ -88,10 +110,15 @@ def _error(response) -> dict:
     return body["detail"][0]
 
 
-@pytest.mark.parametrize("cursor", [
-    "garbage!!", "", "bm90LWEtY3Vyc29y",  # base64 of "not-a-cursor"
-    base64.urlsafe_b64encode(b"5.0000000000000000").decode(),  # right shape, forged signature
-])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage!!",
+        "",
+        "bm90LWEtY3Vyc29y",  # base64 of "not-a-cursor"
+        base64.urlsafe_b64encode(b"5.0000000000000000").decode(),  # right shape, forged signature
+    ],
+)
 def test_invalid_cursor_is_422_naming_cursor(client, world, admin_token, cursor):
     response = client.get(URL, params={"cursor": cursor}, headers=admin_token)
     assert response.status_code == 422
@@ -110,15 +137,22 @@ def test_limit_out_of_range_is_422_naming_limit(client, admin_token, limit):
     assert response.status_code == 422 and _error(response)["loc"] == ["query", "limit"]
 
 
-@pytest.mark.parametrize(("params", "field", "message"), [
-    ({"rond": "1"}, "rond", "Extra inputs are not permitted"),
-    ({"choice": "left"}, "choice", "Input should be"),
-    ({"round": "999"}, "round", "Round 999 does not exist."),
-    ({"policy_version": "42"}, "policy_version", "Policy version 42 does not exist."),
-    ({"annotator": "ann_0000"}, "annotator", "No annotator has the id 'ann_0000'."),
-    ({"since": "yesterday"}, "since", "Input should be a valid datetime"),
-    ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until", "'until' must be later"),
-])
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        ({"rond": "1"}, "rond", "Extra inputs are not permitted"),
+        ({"choice": "left"}, "choice", "Input should be"),
+        ({"round": "999"}, "round", "Round 999 does not exist."),
+        ({"policy_version": "42"}, "policy_version", "Policy version 42 does not exist."),
+        ({"annotator": "ann_0000"}, "annotator", "No annotator has the id 'ann_0000'."),
+        ({"since": "yesterday"}, "since", "Input should be a valid datetime"),
+        (
+            {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+            "until",
+            "'until' must be later",
+        ),
+    ],
+)
 def test_bad_filters_are_422_naming_the_field(client, world, admin_token, params, field, message):
     response = client.get(URL, params=params, headers=admin_token)
     assert response.status_code == 422
@@ -129,8 +163,11 @@ def test_bad_filters_are_422_naming_the_field(client, world, admin_token, params
 def test_round_without_snapshot_is_422(client, world, admin_token):
     response = client.get(URL, params={"round": world.rounds["r3"]}, headers=admin_token)
     assert response.status_code == 422
-    assert _error(response) == {"loc": ["query", "round"], "msg": f"Round {world.rounds['r3']} has no snapshot yet.",
-                                "type": "invalid"}
+    assert _error(response) == {
+        "loc": ["query", "round"],
+        "msg": f"Round {world.rounds['r3']} has no snapshot yet.",
+        "type": "invalid",
+    }
 
 
 def test_annotators_cannot_read_the_log(client, annotator_token):

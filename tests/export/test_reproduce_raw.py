@@ -24,7 +24,8 @@ from tests.export import builders
 WINNER = {"a": "model_a", "b": "model_b", "tie": "tie", "both_bad": "tie (bothbad)"}
 
 RAW_SQL = """
-SELECT j.id, j.comparison_id, j.annotator_id, j.choice, j.strength, j.rationale, j.shown_left, j.time_spent_ms,
+SELECT j.id, j.comparison_id, j.annotator_id, j.choice, j.strength, j.rationale, j.shown_left,
+       j.time_spent_ms,
        j.client_time_spent_ms, j.channel, j.created_at, c.prompt_id, c.completion_a_id, c.completion_b_id,
        c.is_gold, c.gold_choice, p.messages, p.content_hash, ca.text AS a_text, cb.text AS b_text,
        va.number AS a_version, vb.number AS b_version,
@@ -55,28 +56,47 @@ def _reproduce(db, *, secret: str, everyone: bool, test_fraction: float) -> list
     for r in rows:
         messages = json.loads(r["messages"]) if isinstance(r["messages"], str) else r["messages"]
         created = _utc(r["created_at"])
-        judge = "ann_" + hmac.new(secret.encode(), f"annotator:{r['annotator_id']}".encode(),
-                                  hashlib.sha256).hexdigest()[:16]
+        judge = (
+            "ann_"
+            + hmac.new(
+                secret.encode(), f"annotator:{r['annotator_id']}".encode(), hashlib.sha256
+            ).hexdigest()[:16]
+        )
         heldout = training_snapshot.split_of(r["content_hash"], test_fraction) == "eval"
-        out.append({
-            "question_id": r["comparison_id"], "judgment_id": r["id"],
-            "model_a": f"v{r['a_version']}", "model_b": f"v{r['b_version']}", "winner": WINNER[r["choice"]],
-            "judge": judge,
-            "conversation_a": [*messages, {"role": "assistant", "content": r["a_text"]}],
-            "conversation_b": [*messages, {"role": "assistant", "content": r["b_text"]}],
-            "turn": sum(m["role"] == "user" for m in messages), "anony": True,
-            "tstamp": created.timestamp(), "created_at": created.isoformat().replace("+00:00", "Z"),
-            "choice": r["choice"], "strength": r["strength"], "rationale": r["rationale"],
-            "shown_left": r["shown_left"], "time_spent_ms": r["time_spent_ms"],
-            "client_time_spent_ms": r["client_time_spent_ms"], "channel": r["channel"],
-            "metadata": {
-                "prompt_id": r["prompt_id"], "completion_a_id": r["completion_a_id"],
-                "completion_b_id": r["completion_b_id"], "policy_version_a": r["a_version"],
-                "policy_version_b": r["b_version"], "round_id": r["round_id"],
-                "split": "test" if heldout else "train", "is_gold": bool(r["is_gold"]),
-                "gold_choice": r["gold_choice"],
-            },
-        })
+        out.append(
+            {
+                "question_id": r["comparison_id"],
+                "judgment_id": r["id"],
+                "model_a": f"v{r['a_version']}",
+                "model_b": f"v{r['b_version']}",
+                "winner": WINNER[r["choice"]],
+                "judge": judge,
+                "conversation_a": [*messages, {"role": "assistant", "content": r["a_text"]}],
+                "conversation_b": [*messages, {"role": "assistant", "content": r["b_text"]}],
+                "turn": sum(m["role"] == "user" for m in messages),
+                "anony": True,
+                "tstamp": created.timestamp(),
+                "created_at": created.isoformat().replace("+00:00", "Z"),
+                "choice": r["choice"],
+                "strength": r["strength"],
+                "rationale": r["rationale"],
+                "shown_left": r["shown_left"],
+                "time_spent_ms": r["time_spent_ms"],
+                "client_time_spent_ms": r["client_time_spent_ms"],
+                "channel": r["channel"],
+                "metadata": {
+                    "prompt_id": r["prompt_id"],
+                    "completion_a_id": r["completion_a_id"],
+                    "completion_b_id": r["completion_b_id"],
+                    "policy_version_a": r["a_version"],
+                    "policy_version_b": r["b_version"],
+                    "round_id": r["round_id"],
+                    "split": "test" if heldout else "train",
+                    "is_gold": bool(r["is_gold"]),
+                    "gold_choice": r["gold_choice"],
+                },
+            }
+        )
     return out
 
 
@@ -94,21 +114,36 @@ def _random_world(db, seed: int = 7) -> None:
             for _ in range(rng.choice((1, 2))):
                 va, vb = rng.sample((1, 2, 3), 2)
                 gold = rng.random() < 0.15
-                comparisons.append(builders.comparison(
-                    s, prompt, text_a=f"answer {rng.random():.4f} ✓", text_b=f"réponse {rng.random():.4f}",
-                    version_a=va, version_b=vb, is_gold=gold, gold_choice=rng.choice(list(Choice)) if gold else None,
-                ))
+                comparisons.append(
+                    builders.comparison(
+                        s,
+                        prompt,
+                        text_a=f"answer {rng.random():.4f} ✓",
+                        text_b=f"réponse {rng.random():.4f}",
+                        version_a=va,
+                        version_b=vb,
+                        is_gold=gold,
+                        gold_choice=rng.choice(list(Choice)) if gold else None,
+                    )
+                )
         ids = []
         for n, comparison in enumerate(comparisons):
             for annotator in rng.sample(annotators, rng.choice((1, 1, 2, 3))):
                 choice = rng.choice(list(Choice))
-                ids.append(builders.judgment(
-                    s, comparison, annotator, choice, shown_left=rng.choice("ab"),
-                    strength=rng.choice((None, 1, 2, 3)) if choice in (Choice.a, Choice.b) else None,
-                    rationale=rng.choice(("", "more accurate", 'says "no"\nthen yes')),
-                    time_spent_ms=rng.choice((None, rng.randrange(300, 90_000))),
-                    created_at=t0 + timedelta(minutes=n, seconds=rng.randrange(60), microseconds=rng.randrange(10**6)),
-                ).id)
+                ids.append(
+                    builders.judgment(
+                        s,
+                        comparison,
+                        annotator,
+                        choice,
+                        shown_left=rng.choice("ab"),
+                        strength=rng.choice((None, 1, 2, 3)) if choice in (Choice.a, Choice.b) else None,
+                        rationale=rng.choice(("", "more accurate", 'says "no"\nthen yes')),
+                        time_spent_ms=rng.choice((None, rng.randrange(300, 90_000))),
+                        created_at=t0
+                        + timedelta(minutes=n, seconds=rng.randrange(60), microseconds=rng.randrange(10**6)),
+                    ).id
+                )
         ids.sort()
         builders.training_round(s, ids[len(ids) // 3])
         builders.training_round(s, ids[2 * len(ids) // 3])

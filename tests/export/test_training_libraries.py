@@ -20,8 +20,9 @@ def _load(client, headers, tmp_path, **params):
 def _is_conversational_preference(row: dict) -> bool:
     # What trl.data_utils.is_conversational checks, plus the explicit-prompt shape: the prompt is a
     # chat ending with a user turn, chosen/rejected are the assistant's answer alone.
-    return (row["prompt"][-1]["role"] == "user"
-            and all(len(row[k]) == 1 and row[k][0]["role"] == "assistant" for k in ("chosen", "rejected")))
+    return row["prompt"][-1]["role"] == "user" and all(
+        len(row[k]) == 1 and row[k][0]["role"] == "assistant" for k in ("chosen", "rejected")
+    )
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -43,7 +44,10 @@ def test_trl_conversational_loads_with_the_preference_columns(client, world, adm
 def test_trl_standard_loads_as_strings(client, world, admin_token, tmp_path):
     dataset = _load(client, admin_token, tmp_path, format="trl", style="standard", aggregate="majority")
     assert {k: dataset.features[k] for k in ("prompt", "chosen", "rejected")} == {
-        "prompt": Value("string"), "chosen": Value("string"), "rejected": Value("string")}
+        "prompt": Value("string"),
+        "chosen": Value("string"),
+        "rejected": Value("string"),
+    }
     assert dataset[0]["chosen"] == "Blue." and dataset[0]["rejected"] == "Green."
 
 
@@ -61,23 +65,55 @@ def test_trl_reward_and_dpo_trainers_train_on_the_export(client, world, admin_to
     """The real thing: TRL's RewardTrainer and DPOTrainer prepare (chat template, tokenize) and take a
     step on the exported file, metadata column included. Tiny models from config; ~20 s, mostly imports."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import (
+        GPT2Config,
+        GPT2ForSequenceClassification,
+        GPT2LMHeadModel,
+        PreTrainedTokenizerFast,
+    )
     from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer
 
     dataset = _load(client, admin_token, tmp_path, format="trl")
     word_level = Tokenizer(models.WordLevel({"[UNK]": 0, "[PAD]": 1, "[EOS]": 2}, unk_token="[UNK]"))
     word_level.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=word_level, unk_token="[UNK]", pad_token="[PAD]",
-                                        eos_token="[EOS]")
-    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                               "{% if add_generation_prompt %}assistant:{% endif %}")
-    config = GPT2Config(vocab_size=3, n_layer=1, n_embd=8, n_head=2, n_positions=128, pad_token_id=1,
-                        eos_token_id=2, bos_token_id=2, num_labels=1)
-    common = {"output_dir": str(tmp_path / "out"), "use_cpu": True, "max_steps": 1, "report_to": [],
-              "per_device_train_batch_size": 2, "save_strategy": "no"}
-    reward = RewardTrainer(model=GPT2ForSequenceClassification(config), args=RewardConfig(**common),
-                           train_dataset=dataset, processing_class=tokenizer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=word_level, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]"
+    )
+    tokenizer.chat_template = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    config = GPT2Config(
+        vocab_size=3,
+        n_layer=1,
+        n_embd=8,
+        n_head=2,
+        n_positions=128,
+        pad_token_id=1,
+        eos_token_id=2,
+        bos_token_id=2,
+        num_labels=1,
+    )
+    common = {
+        "output_dir": str(tmp_path / "out"),
+        "use_cpu": True,
+        "max_steps": 1,
+        "report_to": [],
+        "per_device_train_batch_size": 2,
+        "save_strategy": "no",
+    }
+    reward = RewardTrainer(
+        model=GPT2ForSequenceClassification(config),
+        args=RewardConfig(**common),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
     assert reward.train().global_step == 1
-    dpo = DPOTrainer(model=GPT2LMHeadModel(config), ref_model=GPT2LMHeadModel(config), args=DPOConfig(**common),
-                     train_dataset=dataset, processing_class=tokenizer)
+    dpo = DPOTrainer(
+        model=GPT2LMHeadModel(config),
+        ref_model=GPT2LMHeadModel(config),
+        args=DPOConfig(**common),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
     assert dpo.train().global_step == 1

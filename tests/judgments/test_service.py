@@ -1,4 +1,5 @@
-"""Where a judgment is stored: the lock rule, the left/right mapping, idempotency, counting (both backends)."""
+"""Where a judgment is stored: the lock rule, the left/right mapping, idempotency and counting, on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -101,9 +102,11 @@ def test_a_pair_with_overlap_two_stays_ready_after_one_judgment(db, annotators):
     take(db, annotators[0])
     take(db, annotators[1])
     submit(db, annotators[0], pair_id)
-    assert (comparison(db, pair_id).judgment_count, comparison(db, pair_id).status) == (1, ComparisonStatus.ready)
+    stored_pair = comparison(db, pair_id)
+    assert (stored_pair.judgment_count, stored_pair.status) == (1, ComparisonStatus.ready)
     submit(db, annotators[1], pair_id)
-    assert (comparison(db, pair_id).judgment_count, comparison(db, pair_id).status) == (2, ComparisonStatus.completed)
+    stored_pair = comparison(db, pair_id)
+    assert (stored_pair.judgment_count, stored_pair.status) == (2, ComparisonStatus.completed)
 
 
 def test_a_retry_with_the_same_request_id_returns_the_first_judgment(db, annotators):
@@ -156,7 +159,8 @@ def test_a_pair_no_longer_ready_is_refused_even_with_a_lock(db, annotators, stat
     pair_id = take(db, annotators[0])
     with db.session() as session:
         session.execute(update(Comparison).where(Comparison.id == pair_id).values(status=status))
-    with pytest.raises(InvalidState, match="retired" if status == ComparisonStatus.retired else "all the judgments"):
+    message = "retired" if status == ComparisonStatus.retired else "all the judgments"
+    with pytest.raises(InvalidState, match=message):
         submit(db, annotators[0], pair_id)
     assert stored(db) == []
 
@@ -203,7 +207,8 @@ def test_counts_today_and_in_total(db, annotators):
     for _ in range(3):
         submit(db, annotators[0], take(db, annotators[0]))
     with db.session() as session:
-        session.execute(update(Judgment).where(Judgment.id == 1).values(created_at=utcnow() - timedelta(days=2)))
+        two_days_ago = utcnow() - timedelta(days=2)
+        session.execute(update(Judgment).where(Judgment.id == 1).values(created_at=two_days_ago))
         midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
         assert service.counts_for(db=session, annotator_id=annotators[0], since=midnight) == (2, 3)
         assert service.counts_for(db=session, annotator_id=annotators[1], since=midnight) == (0, 0)

@@ -50,7 +50,8 @@ def test_an_unknown_choice_is_422_and_the_annotator_can_continue(client, db, ann
     error = response.json()["detail"][0]
     assert error["loc"] == ["body", "choice"] and "'left', 'right', 'tie' or 'both_bad'" in error["msg"]
     assert judgments(db) == []
-    ok = client.post("/api/v1/judgments", json={"comparison_id": pair_id, "choice": "tie"}, headers=annotator_token)
+    ok = client.post("/api/v1/judgments", json={"comparison_id": pair_id, "choice": "tie"},
+                     headers=annotator_token)
     assert ok.status_code == 201
 
 
@@ -61,8 +62,8 @@ def test_an_over_long_rationale_is_422_with_the_limit(client, db, annotator_toke
     response = client.post("/api/v1/judgments", headers=annotator_token, json={
         "comparison_id": pair_id, "choice": "left", "rationale": "x" * (limit + 1)})
     assert response.status_code == 422
-    assert response.json()["detail"] == [{"loc": ["body", "rationale"], "type": "invalid",
-                                          "msg": f"Rationale is limited to {limit} characters (got {limit + 1})."}]
+    message = f"Rationale is limited to {limit} characters (got {limit + 1})."
+    assert response.json()["detail"] == [{"loc": ["body", "rationale"], "type": "invalid", "msg": message}]
     assert judgments(db) == []
 
 
@@ -71,7 +72,8 @@ def test_refusals_name_the_problem_and_store_nothing(client, db, annotator_token
     assert client.get("/api/v1/queue/next", headers=annotator_token).json()["comparison_id"] == held
     me = client.get("/api/v1/me", headers=annotator_token).json()["id"]
     with db.session() as session:
-        session.execute(update(Comparison).where(Comparison.id == retired).values(status=ComparisonStatus.retired))
+        session.execute(update(Comparison).where(Comparison.id == retired)
+                        .values(status=ComparisonStatus.retired))
         session.add(QueueLock(comparison_id=retired, annotator_id=me, left="a",
                               expires_at=utcnow() + timedelta(minutes=5)))
     cases = {
@@ -89,7 +91,8 @@ def test_refusals_name_the_problem_and_store_nothing(client, db, annotator_token
     assert judgments(db) == []
     assert client.post("/api/v1/judgments", json={"comparison_id": held, "choice": "left"},
                        headers=annotator_token).status_code == 201
-    again = client.post("/api/v1/judgments", json={"comparison_id": held, "choice": "left"}, headers=annotator_token)
+    again = client.post("/api/v1/judgments", json={"comparison_id": held, "choice": "left"},
+                        headers=annotator_token)
     assert again.status_code == 409 and "You already judged pair" in again.json()["detail"][0]["msg"]
     assert len(judgments(db)) == 1
 

@@ -8,16 +8,7 @@ from sqlalchemy import select
 from app.core.errors import Conflict, InvalidState, NotFound
 from app.policies import registry, service
 from app.policies.models import PolicyStatus, PolicyVersion
-
-
-def publish_version(settings, db, source_dir, number, *, parent_id=None,
-                    status=PolicyStatus.candidate) -> int:
-    path = registry.publish(registry_dir=settings.registry_dir, kind="policy", number=number,
-                            source_dir=source_dir, manifest={"parent": parent_id})
-    with db.session() as session:
-        return service.record_policy_version(db=session, number=number, path=path, parent_id=parent_id,
-                                             source=f"round {number}", status=status,
-                                             metrics={"n": number}).id
+from tests.policies.helpers import publish_version
 
 
 def statuses(db) -> dict[int, str]:

@@ -7,7 +7,7 @@ import json
 from app.policies import registry
 from app.policies import service as policy_service
 from app.training.models import TrainingRound
-from tests.policies.test_service import publish_version
+from tests.policies.helpers import publish_version
 
 
 def test_list_and_read_versions_with_lineage(client, settings, db, admin_token, tiny_policy_dir,

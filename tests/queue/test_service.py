@@ -1,4 +1,5 @@
-"""Where the next pair is chosen: order, exclusions, overlap, locks and their expiry (SQLite and PostgreSQL)."""
+"""Where the next pair is chosen: order, exclusions, overlap, locks and their expiry, on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def locks(db, **where):
 
 def expire_locks(db, **where):
     with db.session() as session:
-        session.execute(update(QueueLock).filter_by(**where).values(expires_at=utcnow() - timedelta(seconds=1)))
+        past = utcnow() - timedelta(seconds=1)
+        session.execute(update(QueueLock).filter_by(**where).values(expires_at=past))
 
 
 @pytest.fixture
@@ -130,7 +132,8 @@ def test_retired_pairs_and_pairs_of_inactive_prompts_are_never_handed_out(db, an
     [retired] = make_comparisons(db, 1)
     make_comparisons(db, 1, prompt_active=False)
     with db.session() as session:
-        session.execute(update(Comparison).where(Comparison.id == retired).values(status=ComparisonStatus.retired))
+        session.execute(update(Comparison).where(Comparison.id == retired)
+                        .values(status=ComparisonStatus.retired))
     assert next_for(db, annotators[0]) is None
 
 
@@ -138,7 +141,8 @@ def test_a_lock_on_a_pair_retired_meanwhile_is_dropped(db, annotators):
     first, second = make_comparisons(db, 2)
     assert next_for(db, annotators[0]).comparison_id == first
     with db.session() as session:
-        session.execute(update(Comparison).where(Comparison.id == first).values(status=ComparisonStatus.retired))
+        session.execute(update(Comparison).where(Comparison.id == first)
+                        .values(status=ComparisonStatus.retired))
     assert next_for(db, annotators[0]).comparison_id == second
     assert [lock.comparison_id for lock in locks(db, annotator_id=annotators[0])] == [second]
 
@@ -213,7 +217,8 @@ def test_skip_records_the_reason_frees_the_pair_and_is_idempotent(db, annotators
                                      reason="  I can't judge this topic ")
         assert (skip.reason, created) == ("I can't judge this topic", True)
     with write_session(db) as session:
-        again, created = service.skip(db=session, annotator_id=annotators[0], comparison_id=pair_id, reason="x")
+        again, created = service.skip(db=session, annotator_id=annotators[0], comparison_id=pair_id,
+                                      reason="x")
         assert (again.id, again.reason, created) == (skip.id, "I can't judge this topic", False)
     assert locks(db) == []
     assert next_for(db, annotators[1]).comparison_id == pair_id

@@ -11,7 +11,7 @@ from app.comparisons.models import Comparison, ComparisonStatus
 from app.policies import service as policy_service
 from app.prompts import service as prompt_service
 from app.sampler import service
-from tests.policies.test_service import publish_version
+from tests.policies.helpers import publish_version
 from tests.sampler.helpers import add_pair, add_prompts
 
 

@@ -25,7 +25,7 @@ from app.policies import registry
 from app.policies import service as policy_service
 from app.sampler import service
 from app.sampler.worker import SamplerWorker
-from tests.policies.test_service import publish_version
+from tests.policies.helpers import publish_version
 from tests.sampler.helpers import add_prompts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,6 +249,12 @@ def test_sampler_command_without_a_policy_fails(settings, db):
     assert result.stderr.strip() == "error: no policy to sample with: no version is active"
 
 
+# Process-level and wiring tests do not depend on the database engine: SQLite only, to save time.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.mark.slow
+@SQLITE_ONLY
 def test_sampler_process_fills_the_pool_and_stops_on_sigterm(settings, db, active_policy):
     topics(db)
     env = {**os.environ, **cli_env(settings), "PYTHONPATH": str(ROOT)}
@@ -269,6 +275,7 @@ def test_sampler_process_fills_the_pool_and_stops_on_sigterm(settings, db, activ
         assert service.pool_size(db=session) >= 4
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("enabled", [True, False])
 def test_the_web_app_runs_the_sampler_component_when_enabled(settings, enabled):
     app = create_app(settings.model_copy(update={"RUN_BACKGROUND": True, "SAMPLER_ENABLED": enabled,
@@ -277,6 +284,7 @@ def test_the_web_app_runs_the_sampler_component_when_enabled(settings, enabled):
     app.state.db.dispose()
 
 
+@SQLITE_ONLY
 def test_the_web_process_does_not_import_torch(settings):
     script = (
         "import sys\n"
@@ -292,3 +300,20 @@ def test_the_web_process_does_not_import_torch(settings):
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@SQLITE_ONLY
+def test_a_failing_cycle_is_reported_and_the_loop_goes_on(settings, db, active_policy, monkeypatch):
+    topics(db)
+    worker = SamplerWorker(tuned(settings), db)
+    real_fill = worker._fill
+    monkeypatch.setattr(worker, "_fill", lambda n: (_ for _ in ()).throw(RuntimeError("disk full")))
+    worker.start()
+    try:
+        wait_for(lambda: worker.last_error == "sampler cycle failed: disk full", what="the failure")
+        with db.session() as session:
+            assert service.load_status(db=session)[0]["last_error"] == "sampler cycle failed: disk full"
+        monkeypatch.setattr(worker, "_fill", real_fill)
+        wait_for(lambda: worker.last_error == "" and len(pairs(db)) >= 6, what="the recovery")
+    finally:
+        worker.stop()

@@ -76,6 +76,13 @@ def test_corpus_qualities_are_balanced_and_judged_consistently():
     assert len({e.response for e in corpus}) > 0.8 * len(corpus)  # varied text, not a handful of strings
 
 
+def test_subject_is_always_written_the_same_way():
+    # " lion" in the prompt and " lion" in the reply are one BPE token: staying on topic is a copy
+    for e in task.make_corpus(500, seed=2):
+        for text in (e.prompt, e.response):
+            assert text.count(e.subject) == text.count(" " + e.subject), text
+
+
 def test_corpus_is_deterministic():
     assert task.make_corpus(50, seed=3) == task.make_corpus(50, seed=3)
     assert task.make_corpus(50, seed=3) != task.make_corpus(50, seed=4)

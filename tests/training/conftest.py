@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import struct
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
 from app.auth.models import Role, User
 from app.comparisons.models import Comparison, Completion
@@ -39,10 +42,20 @@ def fake_model_dir(path: Path) -> Path:
     return path
 
 
+@contextmanager
+def write_session(db: Database) -> Iterator[Session]:
+    """A unit of work that takes SQLite's write lock first, as the worker's do: with a worker thread
+    committing progress, a transaction that reads before writing may otherwise fail to write."""
+    with db.session() as session:
+        session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+        yield session
+
+
 def register_policy(settings: Settings, db: Database, source_dir: Path) -> PolicyVersion:
     """Publish `source_dir` as a base version; it becomes the active one if none is."""
-    return publish_base(settings, db, source_dir=source_dir, source=str(source_dir), activate=False,
-                        metrics={}, move=False)
+    return publish_base(
+        settings, db, source_dir=source_dir, source=str(source_dir), activate=False, metrics={}, move=False
+    )
 
 
 def make_annotator(db: Database, username: str = "ann", **flags) -> int:
@@ -53,43 +66,86 @@ def make_annotator(db: Database, username: str = "ann", **flags) -> int:
         return user.id
 
 
-def add_judgment(db: Database, *, annotator_id: int, policy_version_id: int, prompt: str, a: str, b: str,
-                 choice: str = "a", strength: int | None = None, active: bool = True) -> int:
+def add_judgment(
+    db: Database,
+    *,
+    annotator_id: int,
+    policy_version_id: int,
+    prompt: str,
+    a: str,
+    b: str,
+    choice: str = "a",
+    strength: int | None = None,
+    active: bool = True,
+) -> int:
     """A judgment on a new comparison (the prompt is reused when it exists); returns the judgment id."""
     with db.session() as session:
         return _judgment(session, annotator_id, policy_version_id, prompt, a, b, choice, strength, active)
 
 
-def _judgment(session, annotator_id, policy_version_id, prompt, a, b, choice="a", strength=None, active=True) -> int:
+def _judgment(
+    session, annotator_id, policy_version_id, prompt, a, b, choice="a", strength=None, active=True
+) -> int:
     messages = [{"role": "user", "content": prompt}]
     row = session.query(Prompt).filter_by(content_hash=content_hash(messages)).one_or_none()
     if row is None:
         row = Prompt(messages=messages, text=prompt, content_hash=content_hash(messages), is_active=active)
         session.add(row)
         session.flush()
-    completions = [Completion(prompt_id=row.id, policy_version_id=policy_version_id, text=text, token_count=1,
-                              finish_reason="eos") for text in (a, b)]
+    completions = [
+        Completion(
+            prompt_id=row.id,
+            policy_version_id=policy_version_id,
+            text=text,
+            token_count=1,
+            finish_reason="eos",
+        )
+        for text in (a, b)
+    ]
     session.add_all(completions)
     session.flush()
-    comparison = Comparison(prompt_id=row.id, completion_a_id=completions[0].id, completion_b_id=completions[1].id)
+    comparison = Comparison(
+        prompt_id=row.id, completion_a_id=completions[0].id, completion_b_id=completions[1].id
+    )
     session.add(comparison)
     session.flush()
-    judgment = Judgment(comparison_id=comparison.id, annotator_id=annotator_id, choice=choice, strength=strength,
-                        shown_left="a")
+    judgment = Judgment(
+        comparison_id=comparison.id,
+        annotator_id=annotator_id,
+        choice=choice,
+        strength=strength,
+        shown_left="a",
+    )
     session.add(judgment)
     session.flush()
     return judgment.id
 
 
-def add_preferences(db: Database, *, annotator_id: int, policy_version_id: int, n_prompts: int = 60,
-                    per_prompt: int = 3, choice: str = "a", active: bool = True) -> None:
+def add_preferences(
+    db: Database,
+    *,
+    annotator_id: int,
+    policy_version_id: int,
+    n_prompts: int = 60,
+    per_prompt: int = 3,
+    choice: str = "a",
+    active: bool = True,
+) -> None:
     """Clear-cut judgments (a polite answer against a rude one) on n_prompts distinct prompts. The
     defaults give 12 held-out pairs, above the default minimum of 10."""
     with db.session() as session:
         for i in range(n_prompts):
             for j in range(per_prompt):
-                _judgment(session, annotator_id, policy_version_id, f"question number {i}",
-                          f"thank you, answer {j}.", f"go away {j}", choice, active=active)
+                _judgment(
+                    session,
+                    annotator_id,
+                    policy_version_id,
+                    f"question number {i}",
+                    f"thank you, answer {j}.",
+                    f"go away {j}",
+                    choice,
+                    active=active,
+                )
 
 
 @pytest.fixture

@@ -16,8 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_POINTS = [["reward_model", 1, 2, {"rm/train/loss": 0.7}], ["reward_model", 2, 2, {"rm/train/loss": 0.5}],
-                  ["ppo", 1, 2, {"objective/kl": 0.1}], ["ppo", 2, 2, {"objective/kl": float("nan")}]]
+DEFAULT_POINTS = [
+    ["reward_model", 1, 2, {"rm/train/loss": 0.7}],
+    ["reward_model", 2, 2, {"rm/train/loss": 0.5}],
+    ["ppo", 1, 2, {"objective/kl": 0.1}],
+    ["ppo", 2, 2, {"objective/kl": float("nan")}],
+]
 RESULTS = {
     "reward_model": {"rm/eval/accuracy": 0.9, "rm/norm/mean": 0.5, "rm/norm/std": 2.0},
     "ppo": {"metrics": {"objective/kl": 0.2, "rollout/eos_rate": 1.0}, "gates": {"nan_or_inf": False}},
@@ -40,8 +44,9 @@ def main() -> int:
     parser.add_argument("--parent-pid", type=int, required=True)
     args = parser.parse_args()
     script, workdir = json.loads(args.script), args.workdir
-    (workdir / "fake_args.json").write_text(json.dumps({"pid": os.getpid(), "parent_pid": args.parent_pid,
-                                                        "cwd": os.getcwd()}))
+    (workdir / "fake_args.json").write_text(
+        json.dumps({"pid": os.getpid(), "parent_pid": args.parent_pid, "cwd": os.getcwd()})
+    )
     config = json.loads((workdir / "snapshot" / "config.json").read_text())
     print("fake trainer starting", flush=True)
     write_status(workdir, state="running", completed_stages=[], results={})
@@ -53,9 +58,11 @@ def main() -> int:
             time.sleep(script.get("sleep_s", 0))
     end = script.get("end", "succeeded")
     if end == "hang":
+
         def interrupted(*_):
             write_status(workdir, state="interrupted", error="stopped by SIGTERM")
             sys.exit(143)
+
         signal.signal(signal.SIGTERM, interrupted)
         while True:
             time.sleep(0.05)
@@ -68,8 +75,13 @@ def main() -> int:
     for name in ("reward_model", "policy"):
         shutil.copytree(config["policy_dir"], workdir / "outputs" / name, dirs_exist_ok=True)
     results = RESULTS | {"gates": {"kl": {"passed": end == "succeeded"}}}
-    write_status(workdir, state=end, completed_stages=["reward_model", "ppo", "evaluate"], results=results,
-                 rejected_reasons=script.get("rejected_reasons", []))
+    write_status(
+        workdir,
+        state=end,
+        completed_stages=["reward_model", "ppo", "evaluate"],
+        results=results,
+        rejected_reasons=script.get("rejected_reasons", []),
+    )
     return 0
 
 

@@ -22,8 +22,22 @@ def test_launch_with_overrides_list_show_cancel_retry(settings, db, tmp_path):
     env = _env(settings)
     config = tmp_path / "overrides.json"
     config.write_text(json.dumps({"reward": {"num_epochs": 2}}))
-    launched = runner.invoke(cli, ["rounds", "launch", "--config", str(config), "--set", "ppo.kl_coef=0.2",
-                                   "--set", "reference=previous", "--set", "activate=false"], env=env)
+    launched = runner.invoke(
+        cli,
+        [
+            "rounds",
+            "launch",
+            "--config",
+            str(config),
+            "--set",
+            "ppo.kl_coef=0.2",
+            "--set",
+            "reference=previous",
+            "--set",
+            "activate=false",
+        ],
+        env=env,
+    )
     assert launched.exit_code == 0, launched.output
     assert launched.output.strip() == "queued round 1"
 
@@ -42,7 +56,10 @@ def test_launch_with_overrides_list_show_cancel_retry(settings, db, tmp_path):
 def test_bad_input_is_a_clear_error(settings, db):
     env = _env(settings)
     bad = runner.invoke(cli, ["rounds", "launch", "--set", "ppo.num_mini_batches=3"], env=env)
-    assert bad.exit_code == 2 and "ppo.num_mini_batches: num_mini_batches (3) must divide batch_size (16)" in bad.output
+    assert (
+        bad.exit_code == 2
+        and "ppo.num_mini_batches: num_mini_batches (3) must divide batch_size (16)" in bad.output
+    )
     assert runner.invoke(cli, ["rounds", "launch", "--set", "nokey"], env=env).exit_code == 2
     missing = runner.invoke(cli, ["rounds", "show", "5"], env=env)
     assert missing.exit_code == 2 and "Training round 5 does not exist" in missing.output
@@ -53,8 +70,13 @@ def test_worker_once_runs_the_queued_round(settings, db):
     """In its own process, as deployed: no active policy, so the round fails at its snapshot."""
     env = _env(settings)
     assert runner.invoke(cli, ["rounds", "launch"], env=env).exit_code == 0
-    done = subprocess.run([sys.executable, "-c", "from app.cli import main; main()", "worker", "--once"],
-                          env=os.environ | env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", "worker", "--once"],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     shown = json.loads(runner.invoke(cli, ["rounds", "show", "1"], env=env).output)
     assert shown["status"] == "failed"

@@ -11,12 +11,11 @@ import pytest
 import torch
 
 from app.core.config import Settings
-from app.training.schemas import PPOConfig, RewardConfig
-from app.training.service import resolve_config
+from app.training.schemas import PPOConfig, RewardConfig, resolve_config
 from trainer.models import ModelLoadError
 from trainer.ppo import PPOArgs
 from trainer.reward import RewardArgs
-from trainer.round import StopFlag, explain, gate_verdicts, run_round
+from trainer.round import STAGES, Round, StopFlag, explain, gate_verdicts, run_round
 
 
 @pytest.mark.parametrize(("section", "args"), [(RewardConfig, RewardArgs), (PPOConfig, PPOArgs)])
@@ -25,7 +24,9 @@ def test_the_apps_config_sections_match_the_trainers_args(section, args):
     defaults = {f.name: f.default for f in dataclasses.fields(args)}
     for name, field in section.model_fields.items():
         assert name in defaults, f"{section.__name__}.{name} is not a field of {args.__name__}"
-        assert field.default == defaults[name], f"{name}: app default {field.default} != trainer {defaults[name]}"
+        assert field.default == defaults[name], (
+            f"{name}: app default {field.default} != trainer {defaults[name]}"
+        )
 
 
 @pytest.fixture
@@ -39,16 +40,34 @@ def _snapshot(workdir, settings, policy_dir, *, pairs=None, **overrides):
     snap = workdir / "snapshot"
     snap.mkdir(parents=True)
     config = resolve_config(settings=settings, overrides=overrides).model_dump()
-    config |= {"round_id": 1, "policy_dir": str(policy_dir), "base_policy_dir": str(policy_dir),
-               "ref_policy_dir": str(policy_dir)}
+    config |= {
+        "round_id": 1,
+        "policy_dir": str(policy_dir),
+        "base_policy_dir": str(policy_dir),
+        "ref_policy_dir": str(policy_dir),
+    }
     prompt = [{"role": "user", "content": "Tell me about owls."}]
     if pairs is None:
-        pairs = [{"judgment_id": i, "prompt_id": i, "prompt": prompt, "chosen": "Owls hunt at night.",
-                  "rejected": "no", "margin": 0.0, "split": "eval" if i % 4 == 0 else "train"} for i in range(16)]
+        pairs = [
+            {
+                "judgment_id": i,
+                "prompt_id": i,
+                "prompt": prompt,
+                "chosen": "Owls hunt at night.",
+                "rejected": "no",
+                "margin": 0.0,
+                "split": "eval" if i % 4 == 0 else "train",
+            }
+            for i in range(16)
+        ]
     (snap / "config.json").write_text(json.dumps(config))
     (snap / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
-    (snap / "prompts.jsonl").write_text(json.dumps({"prompt_id": 1, "prompt": prompt, "split": "train"}) + "\n"
-                                        + json.dumps({"prompt_id": 2, "prompt": prompt, "split": "eval"}) + "\n")
+    (snap / "prompts.jsonl").write_text(
+        json.dumps({"prompt_id": 1, "prompt": prompt, "split": "train"})
+        + "\n"
+        + json.dumps({"prompt_id": 2, "prompt": prompt, "split": "eval"})
+        + "\n"
+    )
     (snap / "manifest.json").write_text("{}")
 
 
@@ -80,13 +99,23 @@ def test_an_unknown_trainer_setting_fails_with_the_known_ones(tmp_path, plain_se
 
 
 def test_a_snapshot_without_held_out_pairs_fails(tmp_path, plain_settings):
-    pairs = [{"judgment_id": 1, "prompt_id": 1, "prompt": [{"role": "user", "content": "q"}], "chosen": "a",
-              "rejected": "b", "margin": 0.0, "split": "train"}]
+    pairs = [
+        {
+            "judgment_id": 1,
+            "prompt_id": 1,
+            "prompt": [{"role": "user", "content": "q"}],
+            "chosen": "a",
+            "rejected": "b",
+            "margin": 0.0,
+            "split": "train",
+        }
+    ]
     _snapshot(tmp_path, plain_settings, tmp_path / "none", pairs=pairs)
     code, status = _run(tmp_path)
     assert code == 1
-    assert status["error"] == ("snapshot: the snapshot has no held-out pairs, so the reward model's accuracy "
-                               "cannot be measured")
+    assert status["error"] == (
+        "snapshot: the snapshot has no held-out pairs, so the reward model's accuracy cannot be measured"
+    )
 
 
 def test_an_unloadable_base_model_fails_the_reward_model_stage(tmp_path, plain_settings, tiny_policy_dir):
@@ -103,8 +132,9 @@ def test_an_unloadable_base_model_fails_the_reward_model_stage(tmp_path, plain_s
     assert status["completed_stages"] == [] and not (tmp_path / "round" / "outputs" / "reward_model").exists()
 
 
-def test_an_impossible_accuracy_gate_rejects_after_the_reward_model_and_skips_ppo(tmp_path, plain_settings,
-                                                                                  tiny_policy_dir):
+def test_an_impossible_accuracy_gate_rejects_after_the_reward_model_and_skips_ppo(
+    tmp_path, plain_settings, tiny_policy_dir
+):
     _snapshot(tmp_path, plain_settings, tiny_policy_dir, gates={"min_rm_accuracy": 1.0})
     # Contradictory held-out pairs: no reward model can score "chosen" higher on both.
     pairs = [json.loads(line) for line in (tmp_path / "snapshot" / "pairs.jsonl").read_text().splitlines()]
@@ -115,42 +145,75 @@ def test_an_impossible_accuracy_gate_rejects_after_the_reward_model_and_skips_pp
     assert code == 0 and status["state"] == "rejected"
     assert status["completed_stages"] == ["reward_model"]
     [reason] = status["rejected_reasons"]
-    assert reason.startswith("reward model held-out accuracy is 0.5, the gate is >= 1 (gates.min_rm_accuracy)")
+    assert reason.startswith(
+        "reward model held-out accuracy is 0.5, the gate is >= 1 (gates.min_rm_accuracy)"
+    )
     assert not (tmp_path / "work" / "ppo").exists() and not (tmp_path / "outputs" / "policy").exists()
+
+
+def test_a_stage_counts_as_done_only_with_its_marker_its_output_and_every_earlier_stage(tmp_path):
+    (tmp_path / "work").mkdir()
+    for stage in STAGES:
+        (tmp_path / "work" / f"{stage}.json").write_text(json.dumps({"stage": stage}))
+    (tmp_path / "outputs" / "reward_model").mkdir(parents=True)
+    (tmp_path / "outputs" / "reward_model" / "config.json").write_text("{}")
+    # outputs/policy is gone (a publish moved it into the registry, then failed): PPO and evaluate rerun.
+    assert Round(tmp_path).results == {"reward_model": {"stage": "reward_model"}}
 
 
 def test_gate_verdicts():
     gates = {"min_rm_accuracy": 0.6, "max_kl": 5.0, "min_eos_rate": 0.5}
-    results = {"reward_model": {"rm/eval/accuracy": 0.8}, "ppo": {"gates": {"nan_or_inf": True}},
-               "evaluate": {"eval/kl": "nan", "eval/eos_rate": 0.5}}
+    results = {
+        "reward_model": {"rm/eval/accuracy": 0.8},
+        "ppo": {"gates": {"nan_or_inf": True}},
+        "evaluate": {"eval/kl": "nan", "eval/eos_rate": 0.5},
+    }
     verdicts = gate_verdicts(results, gates)
-    assert {k: v["passed"] for k, v in verdicts.items()} == {"rm_accuracy": True, "finite": False, "kl": False,
-                                                            "eos_rate": True}
-    assert verdicts["kl"]["reason"] == ("KL of the new policy to the reference on held-out prompts (nats) is nan, "
-                                        "the gate is <= 5 (gates.max_kl)")
+    assert {k: v["passed"] for k, v in verdicts.items()} == {
+        "rm_accuracy": True,
+        "finite": False,
+        "kl": False,
+        "eos_rate": True,
+    }
+    assert verdicts["kl"]["reason"] == (
+        "KL of the new policy to the reference on held-out prompts (nats) is nan, "
+        "the gate is <= 5 (gates.max_kl)"
+    )
     assert verdicts["finite"]["reason"].endswith("(NaN/inf during PPO)")
-    assert gate_verdicts({"reward_model": {"rm/eval/accuracy": None}}, gates)["rm_accuracy"]["passed"] is False
+    assert (
+        gate_verdicts({"reward_model": {"rm/eval/accuracy": None}}, gates)["rm_accuracy"]["passed"] is False
+    )
 
 
-@pytest.mark.parametrize("exc", [
-    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
-    RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
-                 "allocate 1099511627776 bytes."),
-    MemoryError(),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
+            "allocate 1099511627776 bytes."
+        ),
+        MemoryError(),
+    ],
+)
 def test_out_of_memory_is_explained_with_what_to_lower(exc):
     message = explain(exc, "ppo")
     assert message.startswith("out of memory in stage ppo: lower ppo.batch_size")
 
 
 def test_other_errors_are_named_by_stage():
-    assert explain(ModelLoadError("no config.json"), "evaluate") == "could not load a model in stage evaluate: no config.json"
+    assert (
+        explain(ModelLoadError("no config.json"), "evaluate")
+        == "could not load a model in stage evaluate: no config.json"
+    )
     assert explain(KeyError("x"), "ppo") == "ppo: unexpected KeyError: 'x'"
 
 
 def test_the_web_app_and_the_worker_never_import_torch():
     import subprocess
 
-    code = ("import sys; import app.main, app.cli, app.training.worker, app.training.views; "
-            "app.main.create_app; assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
+    code = (
+        "import sys; import app.main, app.cli, app.training.worker, app.training.views; "
+        "app.main.create_app; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

@@ -19,8 +19,8 @@ from app.policies.models import PolicyVersion
 from app.training import service
 from app.training.executors import LocalExecutor
 from app.training.models import RoundMetric, RoundStatus
-from app.training.worker import Worker
 from app.training.workdir import round_dir
+from app.training.worker import Worker
 from tests.training.conftest import _judgment, make_annotator, register_policy
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
@@ -28,7 +28,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite
 # Small budgets: a round of a few minutes on 2 CPU cores (most of it PPO's generation).
 OVERRIDES = {
     "data": {"heldout_fraction": 0.2},
-    "ppo": {"learning_rate": 5e-5, "total_episodes": 96, "response_length": 48},
+    "reward": {"num_epochs": 2},
+    "ppo": {"learning_rate": 1e-4, "total_episodes": 96, "response_length": 48},
     "evaluate": {"max_prompts": 16, "samples_per_prompt": 2},
 }
 
@@ -41,8 +42,13 @@ def policy_samples(tiny_policy_dir) -> list[tuple[str, str, str]]:
 
     policy = generate.load_policy(str(tiny_policy_dir))
     prompts = [p.text for p in task.sample_prompts(100, seed=3, split="train")]
-    samples = generate.generate(policy, [[{"role": "user", "content": p}] for p in prompts], n_per_prompt=2,
-                                params=generate.SamplingParams(1.0, 1.0, 48), seed=0)
+    samples = generate.generate(
+        policy,
+        [[{"role": "user", "content": p}] for p in prompts],
+        n_per_prompt=2,
+        params=generate.SamplingParams(1.0, 1.0, 48),
+        seed=0,
+    )
     return [(p, a.text, b.text) for p, (a, b) in zip(prompts, samples, strict=True)]
 
 
@@ -66,11 +72,15 @@ def _round(db, round_id):
 
 def _versions(db) -> list[tuple[int, str, int | None]]:
     with db.session() as session:
-        return [(v.number, v.status.value, v.parent_id) for v in session.query(PolicyVersion).order_by(PolicyVersion.number)]
+        return [
+            (v.number, v.status.value, v.parent_id)
+            for v in session.query(PolicyVersion).order_by(PolicyVersion.number)
+        ]
 
 
-def test_a_round_publishes_a_policy_that_scores_higher_on_held_out_prompts(settings, db, tiny_policy_dir,
-                                                                            policy_samples):
+def test_a_round_publishes_a_policy_that_scores_higher_on_held_out_prompts(
+    settings, db, tiny_policy_dir, policy_samples
+):
     base = register_policy(settings, db, tiny_policy_dir)
     _judge_shorter(db, base.id, policy_samples)
     round_id = _launch(db, settings, OVERRIDES)
@@ -99,12 +109,15 @@ def test_a_round_publishes_a_policy_that_scores_higher_on_held_out_prompts(setti
     print(f"\nround wall time {wall_s:.0f} s; evaluation {evaluation}")
 
 
-def test_a_round_killed_mid_ppo_publishes_nothing_and_its_retry_resumes_and_completes(settings, db, tiny_policy_dir,
-                                                                                     policy_samples):
+def test_a_round_killed_mid_ppo_publishes_nothing_and_its_retry_resumes_and_completes(
+    settings, db, tiny_policy_dir, policy_samples
+):
     base = register_policy(settings, db, tiny_policy_dir)
     _judge_shorter(db, base.id, policy_samples)
-    overrides = OVERRIDES | {"ppo": OVERRIDES["ppo"] | {"total_episodes": 64, "checkpoint_every": 1},
-                             "evaluate": {"max_prompts": 8, "samples_per_prompt": 1}}
+    overrides = OVERRIDES | {
+        "ppo": OVERRIDES["ppo"] | {"total_episodes": 64, "checkpoint_every": 1},
+        "evaluate": {"max_prompts": 8, "samples_per_prompt": 1},
+    }
     round_id = _launch(db, settings, overrides)
     checkpoint = round_dir(settings, round_id) / "work" / "ppo" / "checkpoint" / "state.pt"
 
@@ -136,6 +149,10 @@ def test_a_round_killed_mid_ppo_publishes_nothing_and_its_retry_resumes_and_comp
     assert resumed.results["reward_model"] == crashed.results["reward_model"]
     assert _versions(db) == [(1, "archived", None), (2, "active", base.id)]
     with db.session() as session:
-        steps = [s for (s,) in session.query(RoundMetric.step).filter_by(round_id=round_id, stage="ppo")
-                 .order_by(RoundMetric.step)]
+        steps = [
+            s
+            for (s,) in session.query(RoundMetric.step)
+            .filter_by(round_id=round_id, stage="ppo")
+            .order_by(RoundMetric.step)
+        ]
     assert steps == [1, 2, 3, 4]  # the steps logged again after the resume replaced the killed run's

@@ -32,8 +32,12 @@ def _status(db, round_id) -> RoundStatus:
 
 def test_launch_resolves_defaults_from_settings_and_overrides(db, settings):
     with db.session() as session:
-        round_ = service.launch(db=session, settings=settings, requested_by=None,
-                                config_overrides={"ppo": {"learning_rate": 3e-5}, "activate": False})
+        round_ = service.launch(
+            db=session,
+            settings=settings,
+            requested_by=None,
+            config_overrides={"ppo": {"learning_rate": 3e-5}, "activate": False},
+        )
         config = round_.config
     assert config["ppo"]["learning_rate"] == 3e-5
     assert config["ppo"]["batch_size"] == 16  # untouched defaults stay
@@ -42,16 +46,30 @@ def test_launch_resolves_defaults_from_settings_and_overrides(db, settings):
     assert config["data"]["heldout_fraction"] == settings.TRAINING_HELDOUT_FRACTION
 
 
-@pytest.mark.parametrize(("overrides", "loc", "words"), [
-    ({"ppo": {"lr": 1e-5}}, ["body", "ppo", "lr"], "Extra inputs are not permitted"),
-    ({"nonsense": 1}, ["body", "nonsense"], "Extra inputs are not permitted"),
-    ({"ppo": {"batch_size": 16, "num_mini_batches": 3}}, ["body", "ppo", "num_mini_batches"], "must divide batch_size"),
-    ({"ppo": {"num_mini_batches": 2, "gradient_accumulation_steps": 3}},
-     ["body", "ppo", "gradient_accumulation_steps"], "must divide the minibatch"),
-    ({"ppo": {"total_episodes": 40}}, ["body", "ppo", "total_episodes"], "multiple of batch_size"),
-    ({"gates": {"min_rm_accuracy": 1.5}}, ["body", "gates", "min_rm_accuracy"], "less than or equal to 1"),
-    ({"reward": "fast"}, ["body", "reward"], "valid dictionary"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "loc", "words"),
+    [
+        ({"ppo": {"lr": 1e-5}}, ["body", "ppo", "lr"], "Extra inputs are not permitted"),
+        ({"nonsense": 1}, ["body", "nonsense"], "Extra inputs are not permitted"),
+        (
+            {"ppo": {"batch_size": 16, "num_mini_batches": 3}},
+            ["body", "ppo", "num_mini_batches"],
+            "must divide batch_size",
+        ),
+        (
+            {"ppo": {"num_mini_batches": 2, "gradient_accumulation_steps": 3}},
+            ["body", "ppo", "gradient_accumulation_steps"],
+            "must divide the minibatch",
+        ),
+        ({"ppo": {"total_episodes": 40}}, ["body", "ppo", "total_episodes"], "multiple of batch_size"),
+        (
+            {"gates": {"min_rm_accuracy": 1.5}},
+            ["body", "gates", "min_rm_accuracy"],
+            "less than or equal to 1",
+        ),
+        ({"reward": "fast"}, ["body", "reward"], "valid dictionary"),
+    ],
+)
 def test_launch_refuses_a_bad_config_naming_the_field(db, settings, overrides, loc, words):
     with db.session() as session, pytest.raises(Unprocessable) as caught:
         service.launch(db=session, settings=settings, requested_by=None, config_overrides=overrides)
@@ -111,8 +129,14 @@ def test_transitions_outside_the_state_machine_are_refused(db, settings):
         service.retry(db=session, round_id=round_id)
     _claim(db)
     with db.session() as session:
-        service.finish(db=session, round_id=round_id, worker_id="w1", status=RoundStatus.rejected, now=utcnow(),
-                       error="Rejected by a gate")
+        service.finish(
+            db=session,
+            round_id=round_id,
+            worker_id="w1",
+            status=RoundStatus.rejected,
+            now=utcnow(),
+            error="Rejected by a gate",
+        )
     with db.session() as session, pytest.raises(InvalidState, match="rejected; only a queued or running"):
         service.request_cancel(db=session, round_id=round_id, now=utcnow())
     with db.session() as session, pytest.raises(InvalidState, match="rejected; only a failed or cancelled"):
@@ -122,7 +146,9 @@ def test_transitions_outside_the_state_machine_are_refused(db, settings):
 def test_cancel_of_a_queued_round_is_immediate_of_a_running_one_a_request(db, settings):
     first = _launch(db, settings)
     with db.session() as session:
-        assert service.request_cancel(db=session, round_id=first, now=utcnow()).status == RoundStatus.cancelled
+        assert (
+            service.request_cancel(db=session, round_id=first, now=utcnow()).status == RoundStatus.cancelled
+        )
     second = _launch(db, settings)  # the cancelled one is no longer in flight
     _claim(db)
     with db.session() as session:
@@ -169,17 +195,37 @@ def test_retry_waits_for_the_round_in_flight(db, settings):
 def test_progress_is_recorded_and_a_rewound_step_replaces_later_points(db, settings):
     round_id = _launch(db, settings)
     _claim(db, "w1")
-    status = {"stage": "ppo", "step": 3, "total_steps": 8, "latest_metrics": {"objective/kl": 0.3},
-              "completed_stages": ["reward_model"], "results": {"reward_model": {"rm/eval/accuracy": 0.8}}}
+    status = {
+        "stage": "ppo",
+        "step": 3,
+        "total_steps": 8,
+        "latest_metrics": {"objective/kl": 0.3},
+        "completed_stages": ["reward_model"],
+        "results": {"reward_model": {"rm/eval/accuracy": 0.8}},
+    }
     points = [{"stage": "ppo", "step": s, "values": {"objective/kl": s / 10}} for s in (1, 2, 3)]
     with db.session() as session:
-        service.record_progress(db=session, round_id=round_id, worker_id="w1", now=utcnow(), status=status,
-                                points=points, log_tail="log")
+        service.record_progress(
+            db=session,
+            round_id=round_id,
+            worker_id="w1",
+            now=utcnow(),
+            status=status,
+            points=points,
+            log_tail="log",
+        )
     # Resumed from the checkpoint after update 1: updates 2.. are logged again, with new values.
     again = [{"stage": "ppo", "step": s, "values": {"objective/kl": s}} for s in (2, 3, 4)]
     with db.session() as session:
-        round_ = service.record_progress(db=session, round_id=round_id, worker_id="w1", now=utcnow(),
-                                         status=status | {"step": 4}, points=again, log_tail="more log")
+        round_ = service.record_progress(
+            db=session,
+            round_id=round_id,
+            worker_id="w1",
+            now=utcnow(),
+            status=status | {"step": 4},
+            points=again,
+            log_tail="more log",
+        )
         assert (round_.stage, round_.step, round_.total_steps, round_.log_tail) == ("ppo", 4, 8, "more log")
         assert round_.completed_stages == ["reward_model"]
         assert round_.results["reward_model"] == {"rm/eval/accuracy": 0.8}
@@ -192,11 +238,15 @@ def test_progress_is_recorded_and_a_rewound_step_replaces_later_points(db, setti
 def test_a_rewind_inside_one_batch_keeps_the_later_run(db, settings):
     round_id = _launch(db, settings)
     _claim(db, "w1")
-    points = [{"stage": "ppo", "step": s, "values": {"run": run}} for run, steps in ((1, (1, 2, 3)), (2, (2, 3)))
-              for s in steps]
+    points = [
+        {"stage": "ppo", "step": s, "values": {"run": run}}
+        for run, steps in ((1, (1, 2, 3)), (2, (2, 3)))
+        for s in steps
+    ]
     with db.session() as session:
-        service.record_progress(db=session, round_id=round_id, worker_id="w1", now=utcnow(), status={},
-                                points=points, log_tail="")
+        service.record_progress(
+            db=session, round_id=round_id, worker_id="w1", now=utcnow(), status={}, points=points, log_tail=""
+        )
         rows = session.query(RoundMetric).order_by(RoundMetric.step).all()
         assert [(r.step, r.values["run"]) for r in rows] == [(1, 1), (2, 2), (3, 2)]
 
@@ -205,7 +255,7 @@ def test_schedule_launches_after_enough_new_usable_judgments(db, settings, fake_
     settings.TRAINING_SCHEDULE_MIN_NEW_JUDGMENTS = 3
     annotator = make_annotator(db)
     excluded = make_annotator(db, "excluded", excluded_from_training=True)
-    judge = dict(policy_version_id=fake_policy.id, a="x", b="y")
+    judge = {"policy_version_id": fake_policy.id, "a": "x", "b": "y"}
     add_judgment(db, annotator_id=annotator, prompt="p1", **judge)
     add_judgment(db, annotator_id=annotator, prompt="p2", choice="tie", **judge)  # not usable by default
     add_judgment(db, annotator_id=excluded, prompt="p3", **judge)  # not usable

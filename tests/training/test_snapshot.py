@@ -10,29 +10,32 @@ import pytest
 from app.policies import service as policy_service
 from app.policies.models import PolicyVersion
 from app.prompts.service import content_hash
-from app.training import service
-from app.training.schemas import RoundConfig
+from app.training.schemas import RoundConfig, resolve_config
 from app.training.snapshot import SnapshotError, split_of, write_snapshot
 from tests.training.conftest import add_judgment, add_preferences, make_annotator
 
 
 def _config(settings, **overrides) -> RoundConfig:
-    return service.resolve_config(settings=settings, overrides=overrides)
+    return resolve_config(settings=settings, overrides=overrides)
 
 
 def _snapshot(db, settings, tmp_path, name="snap", **overrides):
     with db.session() as session:
-        snapshot = write_snapshot(db=session, round_id=7, config=_config(settings, **overrides), out_dir=tmp_path / name)
+        snapshot = write_snapshot(
+            db=session, round_id=7, config=_config(settings, **overrides), out_dir=tmp_path / name
+        )
     pairs = [json.loads(line) for line in (tmp_path / name / "pairs.jsonl").read_text().splitlines()]
     return snapshot, pairs
 
 
-def test_pairs_exclude_inactive_and_excluded_annotators_ties_and_both_bad(db, settings, fake_policy, tmp_path):
+def test_pairs_exclude_inactive_and_excluded_annotators_ties_and_both_bad(
+    db, settings, fake_policy, tmp_path
+):
     add_preferences(db, annotator_id=make_annotator(db), policy_version_id=fake_policy.id)  # 180 judgments
     inactive = make_annotator(db, "gone", is_active=False)
     excluded = make_annotator(db, "excluded", excluded_from_training=True)
     ann = make_annotator(db, "ann2")
-    judge = dict(policy_version_id=fake_policy.id, prompt="question number 1")
+    judge = {"policy_version_id": fake_policy.id, "prompt": "question number 1"}
     dropped = [
         add_judgment(db, annotator_id=inactive, a="A1", b="B1", **judge),
         add_judgment(db, annotator_id=excluded, a="A2", b="B2", **judge),
@@ -45,22 +48,39 @@ def test_pairs_exclude_inactive_and_excluded_annotators_ties_and_both_bad(db, se
     by_id = {p["judgment_id"]: p for p in pairs}
     assert len(pairs) == 181 and not set(dropped) & set(by_id)
     assert by_id[chose_b] | {"prompt_id": 0} == {
-        "judgment_id": chose_b, "prompt_id": 0, "prompt": [{"role": "user", "content": "question number 1"}],
-        "chosen": "better", "rejected": "worse", "margin": 1.0, "split": by_id[chose_b]["split"]}
+        "judgment_id": chose_b,
+        "prompt_id": 0,
+        "prompt": [{"role": "user", "content": "question number 1"}],
+        "chosen": "better",
+        "rejected": "worse",
+        "margin": 1.0,
+        "split": by_id[chose_b]["split"],
+    }
     assert snapshot.max_judgment_id == chose_b
-    assert snapshot.counts == {"judgments": 185, "from_usable_annotators": 183, "strict": 181, "ties": 2,
-                               "train_pairs": 169, "eval_pairs": 12, "ppo_prompts": 56, "eval_prompts": 4}
+    assert snapshot.counts == {
+        "judgments": 185,
+        "from_usable_annotators": 183,
+        "strict": 181,
+        "ties": 2,
+        "train_pairs": 169,
+        "eval_pairs": 12,
+        "ppo_prompts": 56,
+        "eval_prompts": 4,
+    }
 
 
-def test_ties_train_in_both_orders_when_included_but_never_count_as_held_out(db, settings, fake_policy, tmp_path):
+def test_ties_train_in_both_orders_when_included_but_never_count_as_held_out(
+    db, settings, fake_policy, tmp_path
+):
     ann = make_annotator(db)
     add_preferences(db, annotator_id=ann, policy_version_id=fake_policy.id)
     texts = [f"question number {i}" for i in range(60)]
     on_train = next(t for t in texts if split_of_prompt(t) == "train")
     on_eval = next(t for t in texts if split_of_prompt(t) == "eval")
     for prompt in (on_train, on_eval):
-        add_judgment(db, annotator_id=ann, policy_version_id=fake_policy.id, prompt=prompt, a="A", b="B",
-                     choice="tie")
+        add_judgment(
+            db, annotator_id=ann, policy_version_id=fake_policy.id, prompt=prompt, a="A", b="B", choice="tie"
+        )
     _snapshot_, pairs = _snapshot(db, settings, tmp_path, data={"include_ties": True})
     ties = [p for p in pairs if p["chosen"] in ("A", "B")]
     assert sorted((p["chosen"], p["rejected"]) for p in ties) == [("A", "B"), ("B", "A")]
@@ -71,7 +91,9 @@ def split_of_prompt(text: str, fraction: float = 0.1) -> str:
     return split_of(content_hash([{"role": "user", "content": text}]), fraction)
 
 
-def test_split_is_stable_across_snapshots_and_only_grows_with_the_fraction(db, settings, fake_policy, tmp_path):
+def test_split_is_stable_across_snapshots_and_only_grows_with_the_fraction(
+    db, settings, fake_policy, tmp_path
+):
     ann = make_annotator(db)
     add_preferences(db, annotator_id=ann, policy_version_id=fake_policy.id)
     _, first = _snapshot(db, settings, tmp_path, "first")
@@ -88,9 +110,13 @@ def test_split_is_stable_across_snapshots_and_only_grows_with_the_fraction(db, s
 def test_snapshot_files_carry_the_config_the_models_and_the_bound(db, settings, fake_policy, tmp_path):
     add_preferences(db, annotator_id=make_annotator(db), policy_version_id=fake_policy.id)
     with db.session() as session:
-        session.add(PolicyVersion(number=2, path=fake_policy.path, parent_id=fake_policy.id, status="candidate"))
+        session.add(
+            PolicyVersion(number=2, path=fake_policy.path, parent_id=fake_policy.id, status="candidate")
+        )
         session.flush()
-        policy_service.activate(db=session, version_id=session.query(PolicyVersion).filter_by(number=2).one().id)
+        policy_service.activate(
+            db=session, version_id=session.query(PolicyVersion).filter_by(number=2).one().id
+        )
     snapshot, _ = _snapshot(db, settings, tmp_path, reference="previous")
     out = tmp_path / "snap"
     config = json.loads((out / "config.json").read_text())
@@ -104,37 +130,57 @@ def test_snapshot_files_carry_the_config_the_models_and_the_bound(db, settings, 
     assert {p["split"] for p in prompts} == {"train", "eval"} and len(prompts) == 60
 
 
-@pytest.mark.parametrize(("case", "message"), [
-    ("nothing", "No judgments yet"),
-    ("only_ties", "All 12 usable judgments are ties or both-bad"),
-    ("excluded", "All 180 judgments come from deactivated annotators or annotators excluded from training"),
-    ("few", "Too few judgments for a held-out set: 3 held-out pairs, at least 10 needed"),
-    ("no_prompts", "No active prompts in the training split"),
-])
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("nothing", "No judgments yet"),
+        ("only_ties", "All 12 usable judgments are ties or both-bad"),
+        (
+            "excluded",
+            "All 180 judgments come from deactivated annotators or annotators excluded from training",
+        ),
+        ("few", "Too few judgments for a held-out set: 3 held-out pairs, at least 10 needed"),
+        ("no_prompts", "No active prompts in the training split"),
+    ],
+)
 def test_bad_data_fails_with_a_reason(db, settings, fake_policy, tmp_path, case, message):
     if case == "only_ties":
         for i in range(12):
-            add_judgment(db, annotator_id=make_annotator(db, f"a{i}"), policy_version_id=fake_policy.id,
-                         prompt=f"p{i}", a="A", b="B", choice="tie" if i % 2 else "both_bad")
+            add_judgment(
+                db,
+                annotator_id=make_annotator(db, f"a{i}"),
+                policy_version_id=fake_policy.id,
+                prompt=f"p{i}",
+                a="A",
+                b="B",
+                choice="tie" if i % 2 else "both_bad",
+            )
     elif case == "excluded":
-        add_preferences(db, annotator_id=make_annotator(db, excluded_from_training=True),
-                        policy_version_id=fake_policy.id)
+        add_preferences(
+            db, annotator_id=make_annotator(db, excluded_from_training=True), policy_version_id=fake_policy.id
+        )
     elif case == "few":
-        add_preferences(db, annotator_id=make_annotator(db), policy_version_id=fake_policy.id, n_prompts=40,
-                        per_prompt=1)
+        add_preferences(
+            db, annotator_id=make_annotator(db), policy_version_id=fake_policy.id, n_prompts=40, per_prompt=1
+        )
     elif case == "no_prompts":  # judged prompts that were deactivated since
         add_preferences(db, annotator_id=make_annotator(db), policy_version_id=fake_policy.id, active=False)
     with db.session() as session, pytest.raises(SnapshotError, match=message) as caught:
         write_snapshot(db=session, round_id=1, config=_config(settings), out_dir=tmp_path / "snap")
     assert not (tmp_path / "snap").exists()
-    assert caught.value.max_judgment_id == {"nothing": 0, "only_ties": 12, "excluded": 180, "few": 40,
-                                            "no_prompts": 180}[case]
+    assert (
+        caught.value.max_judgment_id
+        == {"nothing": 0, "only_ties": 12, "excluded": 180, "few": 40, "no_prompts": 180}[case]
+    )
 
 
 def test_no_active_policy_or_a_broken_one_fails_with_a_reason(db, settings, fake_policy, tmp_path):
     add_preferences(db, annotator_id=make_annotator(db), policy_version_id=fake_policy.id)
     (Path(fake_policy.path) / "model.safetensors").write_bytes(b"truncated")
-    with db.session() as session, pytest.raises(SnapshotError, match="Policy version 1 cannot be trained from"):
+    with (
+        db.session() as session,
+        pytest.raises(SnapshotError, match="Policy version 1 cannot be trained from"),
+    ):
         write_snapshot(db=session, round_id=1, config=_config(settings), out_dir=tmp_path / "snap")
     with db.session() as session:
         session.get(PolicyVersion, fake_policy.id).status = "archived"

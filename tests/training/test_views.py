@@ -9,11 +9,18 @@ from app.training import service
 from tests.training.conftest import fake_worker
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("get", "/api/v1/rounds"), ("post", "/api/v1/rounds"), ("get", "/api/v1/rounds/config"),
-    ("get", "/api/v1/rounds/1"), ("get", "/api/v1/rounds/1/metrics"),
-    ("post", "/api/v1/rounds/1/cancel"), ("post", "/api/v1/rounds/1/retry"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/rounds"),
+        ("post", "/api/v1/rounds"),
+        ("get", "/api/v1/rounds/config"),
+        ("get", "/api/v1/rounds/1"),
+        ("get", "/api/v1/rounds/1/metrics"),
+        ("post", "/api/v1/rounds/1/cancel"),
+        ("post", "/api/v1/rounds/1/retry"),
+    ],
+)
 def test_rounds_are_for_admins_only(client, annotator_token, method, path):
     response = getattr(client, method)(path, headers=annotator_token)
     assert response.status_code == 403
@@ -49,13 +56,26 @@ def test_launch_without_a_body_uses_the_defaults(client, admin_token):
     assert defaults["json_schema"]["properties"]["ppo"]["$ref"].endswith("PPOConfig")
 
 
-@pytest.mark.parametrize(("body", "loc", "msg"), [
-    ({"ppo": {"batch_size": 10, "num_mini_batches": 4}}, ["body", "ppo", "num_mini_batches"],
-     "ppo.num_mini_batches: num_mini_batches (4) must divide batch_size (10)."),
-    ({"reward": {"learing_rate": 1e-4}}, ["body", "reward", "learing_rate"],
-     "reward.learing_rate: Extra inputs are not permitted"),
-    ({"reference": "grandparent"}, ["body", "reference"], "reference: Input should be 'base' or 'previous'"),
-])
+@pytest.mark.parametrize(
+    ("body", "loc", "msg"),
+    [
+        (
+            {"ppo": {"batch_size": 10, "num_mini_batches": 4}},
+            ["body", "ppo", "num_mini_batches"],
+            "ppo.num_mini_batches: num_mini_batches (4) must divide batch_size (10).",
+        ),
+        (
+            {"reward": {"learing_rate": 1e-4}},
+            ["body", "reward", "learing_rate"],
+            "reward.learing_rate: Extra inputs are not permitted",
+        ),
+        (
+            {"reference": "grandparent"},
+            ["body", "reference"],
+            "reference: Input should be 'base' or 'previous'",
+        ),
+    ],
+)
 def test_launch_with_a_bad_config_is_a_422_naming_the_field(client, admin_token, body, loc, msg):
     response = client.post("/api/v1/rounds", json=body, headers=admin_token)
     assert response.status_code == 422
@@ -73,19 +93,25 @@ def test_a_second_launch_while_one_is_in_flight_is_a_409(client, admin_token):
     first = client.post("/api/v1/rounds", headers=admin_token).json()["id"]
     response = client.post("/api/v1/rounds", headers=admin_token)
     assert response.status_code == 409
-    assert response.json()["detail"][0]["msg"] == (f"Round {first} is queued; wait for it to finish or cancel "
-                                                   "it first.")
+    assert response.json()["detail"][0]["msg"] == (
+        f"Round {first} is queued; wait for it to finish or cancel it first."
+    )
 
 
-def test_unknown_round_is_a_404(client, admin_token):
+def test_unknown_round_is_a_404_and_an_impossible_id_a_422(client, admin_token):
     for path in ("/api/v1/rounds/99", "/api/v1/rounds/99/metrics"):
         response = client.get(path, headers=admin_token)
         assert response.status_code == 404
         assert response.json()["detail"][0]["msg"] == "Training round 99 does not exist."
+    assert client.post("/api/v1/rounds/99/cancel", headers=admin_token).status_code == 404
+    for path in ("/api/v1/rounds/99999999999", "/api/v1/rounds/1/metrics?since=99999999999"):
+        assert client.get(path, headers=admin_token).status_code == 422
+    assert client.post("/api/v1/rounds/99999999999/retry", headers=admin_token).status_code == 422
 
 
-def test_a_finished_round_shows_its_versions_and_metrics_page_by_page(client, admin_token, db, settings,
-                                                                     trained_data):
+def test_a_finished_round_shows_its_versions_and_metrics_page_by_page(
+    client, admin_token, db, settings, trained_data
+):
     round_id = client.post("/api/v1/rounds", headers=admin_token).json()["id"]
     fake_worker(settings, db, {}).step()
     body = client.get(f"/api/v1/rounds/{round_id}", headers=admin_token).json()
@@ -94,11 +120,19 @@ def test_a_finished_round_shows_its_versions_and_metrics_page_by_page(client, ad
     assert body["results"]["gates"] and body["snapshot_max_judgment_id"] == 180
 
     first = client.get(f"/api/v1/rounds/{round_id}/metrics?limit=3", headers=admin_token).json()
-    assert [(p["stage"], p["step"]) for p in first["items"]] == [("reward_model", 1), ("reward_model", 2), ("ppo", 1)]
-    rest = client.get(f"/api/v1/rounds/{round_id}/metrics?since={first['next_since']}", headers=admin_token).json()
+    assert [(p["stage"], p["step"]) for p in first["items"]] == [
+        ("reward_model", 1),
+        ("reward_model", 2),
+        ("ppo", 1),
+    ]
+    rest = client.get(
+        f"/api/v1/rounds/{round_id}/metrics?since={first['next_since']}", headers=admin_token
+    ).json()
     assert [(p["stage"], p["step"]) for p in rest["items"]] == [("ppo", 2)]
     assert rest["items"][0]["values"] == {"objective/kl": "nan"}
-    empty = client.get(f"/api/v1/rounds/{round_id}/metrics?since={rest['next_since']}", headers=admin_token).json()
+    empty = client.get(
+        f"/api/v1/rounds/{round_id}/metrics?since={rest['next_since']}", headers=admin_token
+    ).json()
     assert empty == {"round_id": round_id, "items": [], "next_since": rest["next_since"]}
 
     retried = client.post(f"/api/v1/rounds/{round_id}/retry", headers=admin_token)
@@ -110,8 +144,9 @@ def test_retry_of_a_failed_round_requeues_it(client, admin_token, db, settings):
     round_id = client.post("/api/v1/rounds", headers=admin_token).json()["id"]
     with db.session() as session:
         service.claim_next(db=session, worker_id="w", executor="local", now=utcnow())
-        service.finish(db=session, round_id=round_id, worker_id="w", status=service.S.failed, now=utcnow(),
-                       error="boom")
+        service.finish(
+            db=session, round_id=round_id, worker_id="w", status=service.S.failed, now=utcnow(), error="boom"
+        )
     assert client.get(f"/api/v1/rounds/{round_id}", headers=admin_token).json()["error"] == "boom"
     response = client.post(f"/api/v1/rounds/{round_id}/retry", headers=admin_token)
     assert response.status_code == 200

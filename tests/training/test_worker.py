@@ -13,7 +13,7 @@ from app.policies.models import PolicyVersion, RewardModel
 from app.training import service
 from app.training.models import RoundMetric, RoundStatus, TrainingRound
 from app.training.workdir import round_dir
-from tests.training.conftest import fake_worker
+from tests.training.conftest import fake_worker, write_session
 
 
 def _launch(db, settings, **overrides) -> int:
@@ -28,7 +28,9 @@ def _round(db, round_id) -> TrainingRound:
 
 def _versions(db) -> list[tuple[int, str]]:
     with db.session() as session:
-        return [(v.number, v.status.value) for v in session.query(PolicyVersion).order_by(PolicyVersion.number)]
+        return [
+            (v.number, v.status.value) for v in session.query(PolicyVersion).order_by(PolicyVersion.number)
+        ]
 
 
 def _registry(settings, kind="policy") -> list[str]:
@@ -77,7 +79,12 @@ def test_progress_metrics_and_log_reach_the_database(db, settings, trained_data)
     assert round_.results["evaluate"]["eval/kl"] == 0.3 and round_.results["snapshot"]["eval_pairs"] == 12
     with db.session() as session:
         points = session.query(RoundMetric).filter_by(round_id=round_id).order_by(RoundMetric.id).all()
-        assert [(p.stage, p.step) for p in points] == [("reward_model", 1), ("reward_model", 2), ("ppo", 1), ("ppo", 2)]
+        assert [(p.stage, p.step) for p in points] == [
+            ("reward_model", 1),
+            ("reward_model", 2),
+            ("ppo", 1),
+            ("ppo", 2),
+        ]
     args = json.loads((round_dir(settings, round_id) / "fake_args.json").read_text())
     assert args["parent_pid"] == os.getpid() and args["cwd"] == str(round_dir(settings, round_id))
 
@@ -107,7 +114,11 @@ def test_a_gate_rejection_publishes_nothing(db, settings, trained_data):
     round_ = _round(db, round_id)
     assert round_.status == RoundStatus.rejected
     assert round_.error == "Rejected by a gate: KL is 12, the gate is <= 8"
-    assert _versions(db) == [(1, "active")] and _registry(settings) == ["v0001"] and _registry(settings, "reward") == []
+    assert (
+        _versions(db) == [(1, "active")]
+        and _registry(settings) == ["v0001"]
+        and _registry(settings, "reward") == []
+    )
     assert not (round_dir(settings, round_id) / "outputs").exists()
 
 
@@ -116,7 +127,9 @@ def test_a_failed_trainer_fails_the_round_with_its_reason_and_keeps_its_work(db,
     fake_worker(settings, db, {"end": "failed"}).step()
     round_ = _round(db, round_id)
     assert round_.status == RoundStatus.failed
-    assert round_.error.startswith("Training failed (exit code 1): ppo: scripted failure. Nothing was published")
+    assert round_.error.startswith(
+        "Training failed (exit code 1): ppo: scripted failure. Nothing was published"
+    )
     assert "fake trainer failed" in round_.log_tail
     assert _versions(db) == [(1, "active")]
     assert (round_dir(settings, round_id) / "snapshot").exists()  # a retry resumes from it
@@ -135,7 +148,10 @@ def test_bad_data_fails_the_round_before_any_process_starts(db, settings, fake_p
     round_id = _launch(db, settings)
     fake_worker(settings, db, {}).step()
     round_ = _round(db, round_id)
-    assert (round_.status, round_.error) == (RoundStatus.failed, "No judgments yet: annotate some pairs before training.")
+    assert (round_.status, round_.error) == (
+        RoundStatus.failed,
+        "No judgments yet: annotate some pairs before training.",
+    )
     assert round_.snapshot_max_judgment_id == 0 and round_.handle == ""
     assert not (round_dir(settings, round_id) / "snapshot").exists()
 
@@ -147,11 +163,13 @@ def test_cancel_kills_the_trainer_deletes_its_files_and_publishes_nothing(db, se
     workdir = round_dir(settings, round_id)
     _wait_for(lambda: _round(db, round_id).stage == "ppo")
     pid = json.loads((workdir / "fake_args.json").read_text())["pid"]
-    with db.session() as session:
+    with write_session(db) as session:
         service.request_cancel(db=session, round_id=round_id, now=utcnow())
     thread.join(timeout=30)
     round_ = _round(db, round_id)
-    assert round_.status == RoundStatus.cancelled and round_.error == "Cancelled by an admin during stage ppo."
+    assert (
+        round_.status == RoundStatus.cancelled and round_.error == "Cancelled by an admin during stage ppo."
+    )
     assert round_.completed_stages == []
     assert not workdir.exists()
     assert not _process_exists(pid)
@@ -204,7 +222,7 @@ def test_a_worker_whose_round_was_taken_away_stops_its_trainer(db, settings, tra
     thread.start()
     _wait_for(lambda: _round(db, round_id).stage == "ppo")
     pid = json.loads((round_dir(settings, round_id) / "fake_args.json").read_text())["pid"]
-    with db.session() as session:  # what another worker's fail_stale does to a slow worker
+    with write_session(db) as session:  # what another worker's fail_stale does to a slow worker
         service.fail_stale(db=session, now=utcnow() + timedelta(hours=1), timeout_s=60)
     thread.join(timeout=30)
     assert not thread.is_alive() and not _process_exists(pid)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from app.background import build_components
 from app.webhooks import service
 from app.webhooks.dispatcher import WebhookDispatcher, deliver_due
 from app.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEvent
@@ -30,8 +31,14 @@ class Clock:
 
 @pytest.fixture
 def hook_settings(settings):
-    return settings.model_copy(update={"WEBHOOK_RETRY_BASE_S": 10.0, "WEBHOOK_MAX_ATTEMPTS": 3,
-                                       "WEBHOOK_TIMEOUT_S": 5.0, "WEBHOOK_POLL_S": 0.05})
+    return settings.model_copy(
+        update={
+            "WEBHOOK_RETRY_BASE_S": 10.0,
+            "WEBHOOK_MAX_ATTEMPTS": 3,
+            "WEBHOOK_TIMEOUT_S": 5.0,
+            "WEBHOOK_POLL_S": 0.05,
+        }
+    )
 
 
 @pytest.fixture
@@ -75,7 +82,11 @@ def test_delivery_is_signed_json(db, hook_settings, http, receiver):
     assert envelope["data"] == {"judgment_id": 7, "comparison_id": 3, "choice": "a"}
     delivery = _delivery(db)
     assert headers["x-prefloop-delivery"] == str(delivery.id)
-    assert (delivery.status, delivery.attempts, delivery.last_status_code) == (DeliveryStatus.delivered, 1, 200)
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == (
+        DeliveryStatus.delivered,
+        1,
+        200,
+    )
 
 
 def test_failing_then_succeeding_receiver_is_retried_with_backoff(db, hook_settings, http, receiver):
@@ -85,7 +96,11 @@ def test_failing_then_succeeding_receiver_is_retried_with_backoff(db, hook_setti
     clock = Clock()
     assert _pass(db, hook_settings, http, clock) == 1
     first = _delivery(db)
-    assert (first.status, first.attempts, first.last_error) == (DeliveryStatus.pending, 1, "HTTP 500: receiver is down")
+    assert (first.status, first.attempts, first.last_error) == (
+        DeliveryStatus.pending,
+        1,
+        "HTTP 500: receiver is down",
+    )
     assert first.next_attempt_at.replace(tzinfo=UTC) == T0 + timedelta(seconds=10)
     clock.now = T0 + timedelta(seconds=9)
     assert _pass(db, hook_settings, http, clock) == 0  # not due yet
@@ -95,14 +110,22 @@ def test_failing_then_succeeding_receiver_is_retried_with_backoff(db, hook_setti
     clock.now = T0 + timedelta(seconds=30)
     assert _pass(db, hook_settings, http, clock) == 1
     done = _delivery(db)
-    assert (done.status, done.attempts, done.last_status_code, done.last_error) == (DeliveryStatus.delivered, 3, 200, "")
+    assert (done.status, done.attempts, done.last_status_code, done.last_error) == (
+        DeliveryStatus.delivered,
+        3,
+        200,
+        "",
+    )
     bodies = {body for _, body in receiver.received}
     signatures = {headers["x-prefloop-signature"] for headers, _ in receiver.received}
-    assert len(receiver.received) == 3 and len(bodies) == 1 and len(signatures) == 1  # the same event, re-sent
+    assert (
+        len(receiver.received) == 3 and len(bodies) == 1 and len(signatures) == 1
+    )  # the same event, re-sent
 
 
 def test_gives_up_after_max_attempts_keeping_the_error_and_an_admin_can_retry(
-        client, db, hook_settings, http, receiver, admin_token):
+    client, db, hook_settings, http, receiver, admin_token
+):
     receiver.statuses = [500] * 3
     endpoint_id, _ = _endpoint(db, receiver.url)
     _emit(db, judgment_id=1)
@@ -111,7 +134,11 @@ def test_gives_up_after_max_attempts_keeping_the_error_and_an_admin_can_retry(
         clock.now = T0 + timedelta(hours=step)
         assert _pass(db, hook_settings, http, clock) == 1
     failed = _delivery(db)
-    assert (failed.status, failed.attempts, failed.last_error) == (DeliveryStatus.failed, 3, "HTTP 500: receiver is down")
+    assert (failed.status, failed.attempts, failed.last_error) == (
+        DeliveryStatus.failed,
+        3,
+        "HTTP 500: receiver is down",
+    )
     clock.now = T0 + timedelta(days=1)
     assert _pass(db, hook_settings, http, clock) == 0
     retried = client.post(f"/api/v1/webhooks/{endpoint_id}/deliveries/{failed.id}/retry", headers=admin_token)
@@ -134,7 +161,9 @@ def test_emit_reaches_only_active_subscribers_and_only_on_commit(db, receiver):
     paused, _ = _endpoint(db, receiver.url, events=(WebhookEvent.round_finished,))
     _endpoint(db, receiver.url, events=(WebhookEvent.policy_activated,))
     with db.session() as s:
-        service.update_endpoint(db=s, endpoint=service.get_or_raise(db=s, endpoint_id=paused), is_active=False)
+        service.update_endpoint(
+            db=s, endpoint=service.get_or_raise(db=s, endpoint_id=paused), is_active=False
+        )
     assert _emit(db, WebhookEvent.round_finished, round_id=4) == 1
     with pytest.raises(RuntimeError), db.session() as s:
         service.emit(db=s, event=WebhookEvent.policy_activated, payload={"number": 2})
@@ -166,3 +195,12 @@ def test_dispatcher_thread_delivers_in_the_background(db, hook_settings, receive
     finally:
         dispatcher.stop()
     assert _delivery(db).status == DeliveryStatus.delivered and len(receiver.received) == 2
+
+
+def test_the_dispatcher_runs_with_the_server_unless_disabled(settings, db):
+    enabled = settings.model_copy(
+        update={"SAMPLER_ENABLED": False, "WORKER_ENABLED": False, "WEBHOOKS_ENABLED": True}
+    )
+    assert [c.name for c in build_components(enabled, db)] == ["webhooks"]
+    disabled = enabled.model_copy(update={"WEBHOOKS_ENABLED": False})
+    assert build_components(disabled, db) == []

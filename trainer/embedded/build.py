@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from contextlib import contextmanager
@@ -195,7 +194,7 @@ def train(model: GPT2LMHeadModel, data: list[tuple[list[int], int]], preset: Pre
 
 @contextmanager
 def cpu_threads(n: int):
-    """Use all cores for the build without leaving the process-wide setting changed."""
+    """Set torch's intra-op threads for the build without leaving the process-wide setting changed."""
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -214,8 +213,12 @@ def build_policy(out_dir: Path, preset: str = "default", seed: int = 0, progress
     """
     cfg = PRESETS[preset]
     out_dir = Path(out_dir)
-    start = time.perf_counter()
-    with cpu_threads(os.cpu_count() or 1):
+    start, cpu_start = time.perf_counter(), time.process_time()
+    # One thread on purpose: these matrices are too narrow for intra-op
+    # parallelism to pay, and on a shared box (web server, annotators, other
+    # jobs) OpenMP threads waiting on a busy core made builds several times
+    # slower (test preset under load: 18 s with 1 thread, 131 s with 2).
+    with cpu_threads(1):
         examples = task.make_corpus(cfg.steps * cfg.batch_size, seed=seed)
         tok = train_tokenizer([t for e in examples[: cfg.tokenizer_examples] for t in (e.prompt, e.response)],
                               cfg.vocab_size, cfg.n_positions)
@@ -224,7 +227,7 @@ def build_policy(out_dir: Path, preset: str = "default", seed: int = 0, progress
         torch.manual_seed(seed)
         model = make_model(tok, cfg)
         losses = train(model, data, cfg, tok.pad_token_id, seed, progress)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
 
     model.generation_config = GenerationConfig(
         bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
@@ -236,7 +239,8 @@ def build_policy(out_dir: Path, preset: str = "default", seed: int = 0, progress
 
     tail = losses[-max(1, len(losses) // 10):]
     metrics = {
-        "preset": preset, "seed": seed, "final_loss": sum(tail) / len(tail), "seconds": seconds,
+        "preset": preset, "seed": seed, "final_loss": sum(tail) / len(tail),
+        "seconds": seconds, "cpu_seconds": cpu_seconds,  # they differ when other processes share the cores
         "n_params": sum(p.numel() for p in model.parameters()), "n_examples": len(examples),
         "n_tokens": sum(len(ids) for ids, _ in data), "config": asdict(cfg),
     }

@@ -1,0 +1,91 @@
+"""Compare two policies on held-out prompts under one reward model: a round's `evaluate` stage.
+
+Both policies are sampled exactly as PPO's rollouts sample (its temperature and response length,
+top_k=0, top_p=1) with the same seed, so where the new policy has not moved they draw the same answers
+and the score difference measures what training changed, not sampling noise. KL to the reference is
+the per-answer sum of k1 = log p - log q over the sampled tokens, as PPO's objective/kl, but on
+prompts PPO never trained on.
+"""
+
+from collections.abc import Callable
+
+import torch
+from transformers import GenerationConfig
+
+from trainer.models import (
+    last_token_scores,
+    load_policy,
+    load_scalar_model,
+    load_tokenizer,
+    render_prompt_ids,
+    scalar_forward,
+    set_num_threads,
+)
+from trainer.ppo import PPOArgs, left_pad, response_logits
+from trainer.ppo_math import last_true_indices
+from trainer.tensor_utils import logprobs_from_logits, response_mask_from_eos, truncate_after_eos
+
+
+@torch.inference_mode()
+def compare_policies(
+    *, old_dir: str, new_dir: str, ref_dir: str, reward_model_dir: str, prompts: list, args: PPOArgs,
+    samples_per_prompt: int, batch_size: int, seed: int, on_policy_done: Callable[[int], None] | None = None,
+) -> dict:  # fmt: skip
+    """eval/* metrics: mean raw RM score of each policy, KL to the reference, EOS rate, answer length.
+
+    prompts: chat message lists; each is sampled samples_per_prompt times by each policy.
+    """
+    set_num_threads()
+    tokenizer = load_tokenizer(old_dir)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    reward_model = load_scalar_model(reward_model_dir, pad).eval()
+    reference = load_policy(ref_dir, pad).eval()
+    queries = [render_prompt_ids(tokenizer, p)[-args.max_prompt_length :] for p in prompts
+               for _ in range(samples_per_prompt)]  # fmt: skip
+    sides = {}
+    for name, path in (("old", old_dir), ("new", new_dir)):
+        policy = load_policy(path, pad).eval()
+        torch.manual_seed(seed)
+        sides[name] = sample_and_score(policy, reference, reward_model, queries, args, batch_size, eos, pad)
+        if on_policy_done is not None:
+            on_policy_done(len(sides))
+    old, new = sides["old"], sides["new"]
+    return {
+        "eval/num_prompts": len(prompts),
+        "eval/num_samples": len(queries),
+        "eval/score_old": old["scores"].mean().item(),
+        "eval/score_new": new["scores"].mean().item(),
+        "eval/score_gain": (new["scores"] - old["scores"]).mean().item(),
+        "eval/kl": new["kl"].mean().item(),
+        "eval/kl_old": old["kl"].mean().item(),
+        "eval/eos_rate": new["eos"].float().mean().item(),
+        "eval/eos_rate_old": old["eos"].float().mean().item(),
+        "eval/response_length": new["length"].float().mean().item(),
+        "eval/response_length_old": old["length"].float().mean().item(),
+    }
+
+
+def sample_and_score(policy, reference, reward_model, queries: list[list[int]], args: PPOArgs,
+                     batch_size: int, eos: int, pad: int) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Per sample: raw RM score, summed k1 KL to the reference, whether it ended with EOS, its length."""
+    generation_config = GenerationConfig(max_new_tokens=args.response_length, do_sample=True,
+                                         temperature=args.temperature, top_k=0, top_p=1.0,
+                                         eos_token_id=eos, pad_token_id=pad)  # fmt: skip
+    out: dict[str, list[torch.Tensor]] = {"scores": [], "kl": [], "eos": [], "length": []}
+    for start in range(0, len(queries), batch_size):
+        ids, mask = left_pad(queries[start : start + batch_size], pad)  # (B, P)
+        P = ids.size(1)
+        generated = policy.generate(input_ids=ids, attention_mask=mask, generation_config=generation_config)
+        responses = truncate_after_eos(generated[:, P:], eos, pad)  # (B, T)
+        response_mask = response_mask_from_eos(responses, eos)  # (B, T) bool, up to and including EOS
+        query_responses = torch.cat([ids, responses], 1)  # (B, P + T)
+        attention_mask = torch.cat([mask, response_mask.long()], 1)  # (B, P + T)
+        logits = response_logits(policy, query_responses, attention_mask, P, args.temperature)  # (B, T, V)
+        ref_logits = response_logits(reference, query_responses, attention_mask, P, args.temperature)
+        kl = logprobs_from_logits(logits, responses) - logprobs_from_logits(ref_logits, responses)  # (B, T)
+        values = scalar_forward(reward_model, query_responses, attention_mask)  # (B, P + T)
+        out["scores"].append(last_token_scores(values, P + last_true_indices(response_mask)))  # (B,)
+        out["kl"].append(torch.where(response_mask, kl, 0.0).sum(1))
+        out["eos"].append((responses == eos).any(1))
+        out["length"].append(response_mask.sum(1))
+    return {k: torch.cat(v) for k, v in out.items()}
