@@ -4,8 +4,9 @@ The database gets 2,000 ready comparisons (10 % of them for two annotators, the 
 and 100,000 stored judgments (50,000 completed pairs judged twice, by 64 annotators, over 30 days),
 seeded with bulk inserts. The real server then runs as its own process (`prefloop serve`, the default
 worker count), and an asyncio httpx client on loopback plays N annotators, each with its own API token,
-each looping GET /api/v1/queue/next -> POST /api/v1/judgments. Two measured phases follow a short
-warm-up:
+each looping GET /api/v1/queue/next -> POST /api/v1/judgments. After a short warm-up, the same
+client first measures its own ceiling on this machine (GET /healthz: no database, no auth, back to
+back from as many tasks), then two measured phases:
 
 - saturated: no think time (a closed loop: the load is as high as the server lets it be, like the
   wrk runs of the Label Studio anchor); latency there is mostly time spent queueing behind the
@@ -264,6 +265,20 @@ class Samples:
     empty: int = 0
 
 
+async def timed(samples: Samples | None, endpoint: str, request) -> httpx.Response | None:
+    """Await one request, recording its latency; a transport error counts as an error (None)."""
+    started = time.perf_counter()
+    try:
+        response = await request
+    except httpx.TransportError:
+        response = None
+    if samples is not None:
+        samples.latencies[endpoint].append(time.perf_counter() - started)
+        if response is None:
+            samples.errors[endpoint] += 1
+    return response
+
+
 async def annotate(
     client: httpx.AsyncClient,
     token: str,
@@ -285,17 +300,13 @@ async def annotate(
     for _ in range(pairs):
         if time.perf_counter() >= deadline:
             return
-        started = time.perf_counter()
-        response = await client.get("/api/v1/queue/next", headers=headers)
-        elapsed = time.perf_counter() - started
-        if samples is not None:
-            samples.latencies["next"].append(elapsed)
-        if response.status_code == 204:
+        response = await timed(samples, "next", client.get("/api/v1/queue/next", headers=headers))
+        if response is not None and response.status_code == 204:
             if samples is not None:
                 samples.empty += 1
             return
-        if response.status_code != 200:
-            if samples is not None:
+        if response is None or response.status_code != 200:
+            if samples is not None and response is not None:
                 samples.errors["next"] += 1
             continue
         body = {
@@ -306,13 +317,11 @@ async def annotate(
         }
         if think_s:
             await asyncio.sleep(rng.uniform(0.5 * think_s, 1.5 * think_s))
-        started = time.perf_counter()
-        response = await client.post("/api/v1/judgments", json=body, headers=headers)
-        elapsed = time.perf_counter() - started
-        if samples is not None:
-            samples.latencies["submit"].append(elapsed)
-            if response.status_code != 201:
-                samples.errors["submit"] += 1
+        response = await timed(
+            samples, "submit", client.post("/api/v1/judgments", json=body, headers=headers)
+        )
+        if samples is not None and response is not None and response.status_code != 201:
+            samples.errors["submit"] += 1
 
 
 async def run_phase(
@@ -362,6 +371,26 @@ def server_times(log_path: Path, offset: int) -> dict[str, list[float]]:
     return times
 
 
+async def ceiling(
+    client: httpx.AsyncClient, concurrency: int, *, duration: float
+) -> tuple[float, float, float]:
+    """What this client and machine reach at all: GET /healthz (no database, no auth) back to back from
+    as many tasks as there are annotators. Returns (req/s, p50 s, p99 s)."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + duration
+
+    async def loop() -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await client.get("/healthz")
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    rate = len(latencies) / (time.perf_counter() - started)
+    return rate, percentile(latencies, 0.5), percentile(latencies, 0.99)
+
+
 async def run_load(
     base_url: str,
     tokens: list[str],
@@ -372,13 +401,18 @@ async def run_load(
     duration: float,
     warmup_pairs: int,
     seed: int,
-) -> dict[str, tuple[Samples, float]]:
-    """A warm-up, then each phase (name, pairs per annotator, think seconds) in turn."""
-    limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens))
+) -> dict:
+    """A warm-up, the harness's ceiling, then each phase (name, pairs per annotator, think seconds)."""
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout would close them under a
+    # request being sent (a thinking annotator leaves its connection idle for seconds).
+    limits = httpx.Limits(
+        max_connections=len(tokens), max_keepalive_connections=len(tokens), keepalive_expiry=2.0
+    )
     rng = random.Random(seed)
     results = {}
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
         await run_phase(client, tokens, pairs=warmup_pairs, duration=60, think_s=0, rng=rng, measured=False)
+        results["ceiling"] = await ceiling(client, len(tokens), duration=duration / 2)
         server = psutil.Process(server_pid)
         for name, pairs, think_s in phases:
             offset = log_path.stat().st_size
@@ -528,7 +562,21 @@ def main() -> None:
                 seed=args.seed,
             )
         )
-        report = {"db": args.db, "annotators": args.annotators, "load_average_1m": os.getloadavg()[0]}
+        rate, p50, p99 = results.pop("ceiling")
+        report = {
+            "db": args.db,
+            "annotators": args.annotators,
+            "load_average_1m": os.getloadavg()[0],
+            "ceiling_healthz": {
+                "throughput_rps": round(rate),
+                "p50_ms": round(p50 * 1000, 1),
+                "p99_ms": round(p99 * 1000, 1),
+            },
+        }
+        print(
+            f"\nceiling of this client and machine, GET /healthz from {args.annotators} tasks: "
+            f"{rate:.0f} req/s, p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
+        )
         for (name, _pairs, think_s), (samples, elapsed) in zip(phases, results.values(), strict=True):
             report[name] = summary = {"think_ms": think_s * 1000, **summarize(samples, elapsed)}
             print(

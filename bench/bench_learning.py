@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from app.ratings.bradley_terry import wilson_interval  # noqa: E402
 from app.simulate import preferences  # noqa: E402
 from app.simulate.runner import AnnotatorSpec, provision, simulate  # noqa: E402
+from trainer import metrics as M  # noqa: E402
 from trainer.embedded.task import make_prompts  # noqa: E402
 from trainer.generate import SamplingParams  # noqa: E402
 from trainer.oracle import oracle_win_rate  # noqa: E402
@@ -124,8 +125,8 @@ def bench_preference(name: str, args, base_dir: Path, workdir: Path) -> list[dic
             rows.append({
                 "preference": name, "round": k, "status": state["status"], "version": state["policy_number"],
                 "judgments": stats.acknowledged,
-                "rm_heldout_accuracy": results.get("reward_model", {}).get("eval_accuracy"),
-                "kl_to_base": results.get("evaluate", {}).get("kl_to_base", results.get("ppo", {}).get("objective/kl")),
+                "rm_heldout_accuracy": results["reward_model"].get(M.RM_EVAL_ACCURACY),
+                "kl_to_base": results["evaluate"].get("eval/kl"),
                 "oracle_wins": oracle.wins, "oracle_losses": oracle.losses, "oracle_ties": oracle.ties,
                 "oracle_win_rate": oracle.win_rate, "oracle_ci95": wilson_interval(oracle.wins, decided),
                 "oracle_tie_rate": oracle.tie_rate,
@@ -217,8 +218,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "learning.json").write_text(json.dumps(rows, indent=2))
     (args.out / "learning.md").write_text(table(rows) + "\n")
-    chart(rows, args.out / "learning.png")
     print(table(rows))
+    chart(rows, args.out / "learning.png")
 
 
 if __name__ == "__main__":

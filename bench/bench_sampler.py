@@ -6,9 +6,10 @@
    (comparisons per minute, generated tokens per second);
 3. overhead: the sampler's generated tokens/s against plain `model.generate` on the same model, the same
    batch (the same prompts, rendered and left-padded identically), the same seed and sampling settings,
-   so both produce the same tokens; runs alternate and the medians are compared.
+   so both produce the same tokens (checked); runs are paired and alternate, and the median ratio is
+   reported by wall time and by process CPU time (the less noisy one on a shared machine).
 
-    .venv/bin/python bench/bench_sampler.py --workdir /tmp/prefloop-bench [--preset default] [--repeats 5]
+    .venv/bin/python bench/bench_sampler.py --workdir /tmp/prefloop-bench [--preset default] [--repeats 10]
 
 The workdir is reused: with --skip-bootstrap an existing data directory is measured again.
 """
@@ -70,34 +71,36 @@ def max_completion_id(db: Database) -> int:
         return session.scalar(select(func.max(Completion.id))) or 0
 
 
-def timed_cycle(worker: SamplerWorker, db: Database) -> tuple[int, int, float]:
-    """One refill from an empty pool: (comparisons, generated tokens, seconds)."""
+def timed_cycle(worker: SamplerWorker, db: Database) -> tuple[int, int, float, float]:
+    """One refill from an empty pool: (comparisons, generated tokens, wall seconds, CPU seconds)."""
     drain(db)
     before = max_completion_id(db)
-    started = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     created = worker.run_once()
-    seconds = time.perf_counter() - started
-    return created, stored_tokens(db, before), seconds
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return created, stored_tokens(db, before), wall, cpu
 
 
 def bench_refill(settings: Settings, db: Database) -> dict:
     worker = SamplerWorker(settings, db)
     worker.sync_version()  # load the model outside the timing, as a running sampler has it loaded
     timed_cycle(worker, db)  # warm-up
-    created, tokens, seconds = timed_cycle(worker, db)
+    created, tokens, seconds, cpu = timed_cycle(worker, db)
     return {"low_water": settings.SAMPLER_LOW_WATER, "batch_prompts": settings.SAMPLER_BATCH_PROMPTS,
             "max_new_tokens": settings.SAMPLER_MAX_NEW_TOKENS, "comparisons": created, "seconds": seconds,
-            "comparisons_per_min": created / seconds * 60, "tokens_per_s": tokens / seconds}
+            "cpu_seconds": cpu, "comparisons_per_min": created / seconds * 60,
+            "tokens_per_s": tokens / seconds}
 
 
-def plain_generate(policy, prompts: list[list[dict]], params, seed: int) -> tuple[int, float]:
-    """What the sampler generates, done by hand: same rows, padding, config and seed; (tokens, seconds)."""
+def plain_generate(policy, prompts: list[list[dict]], params, seed: int) -> tuple[int, float, float]:
+    """What the sampler generates, done by hand: same rows, padding, config and seed;
+    (tokens, wall seconds, CPU seconds)."""
     import torch
     from transformers import GenerationConfig
 
     from trainer.models import render_prompt_ids
 
-    started = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     ids = [render_prompt_ids(policy.tokenizer, m) for m in prompts for _ in range(2)]
     batch = policy.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
     config = GenerationConfig(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0,
@@ -106,13 +109,15 @@ def plain_generate(policy, prompts: list[list[dict]], params, seed: int) -> tupl
     torch.manual_seed(seed)
     with torch.inference_mode():
         output = policy.model.generate(**batch, generation_config=config)
-    seconds = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     new = output[:, batch["input_ids"].shape[1]:]
     tokens = int((new != policy.tokenizer.pad_token_id).sum())  # pad != eos, so this counts the eos too
-    return tokens, seconds
+    return tokens, wall, cpu
 
 
 def bench_overhead(settings: Settings, db: Database, repeats: int) -> dict:
+    """Paired runs on identical work; the ratio is sampler tokens/s over plain tokens/s per pair (the
+    same tokens, so plain time over sampler time), median over the pairs, by wall and by CPU time."""
     from trainer.generate import SamplingParams
 
     batch = settings.SAMPLER_BATCH_PROMPTS
@@ -123,30 +128,40 @@ def bench_overhead(settings: Settings, db: Database, repeats: int) -> dict:
     policy = worker._loaded[worker.serving.id]
     params = SamplingParams(settings.SAMPLER_TEMPERATURE, settings.SAMPLER_TOP_P,
                             settings.SAMPLER_MAX_NEW_TOKENS)
-    sampler_rates, plain_rates, same_tokens = [], [], True
+    runs = []
     timed_cycle(worker, db)  # warm-up
-    for _ in range(repeats):
+    for repeat in range(repeats):
         drain(db)
         with db.session() as session:  # the prompts and seed the sampler is about to use
             prompts = [p.messages for p in service.prompts_by_need(db=session, limit=batch)]
             seed = service.next_seed(db=session, base_seed=settings.SAMPLER_SEED)
-        plain_tokens, plain_s = plain_generate(policy, prompts, params, seed)
-        created, tokens, seconds = timed_cycle(worker, db)
-        assert created == batch, created
-        same_tokens &= tokens == plain_tokens
-        sampler_rates.append(tokens / seconds)
-        plain_rates.append(plain_tokens / plain_s)
-    sampler, plain = statistics.median(sampler_rates), statistics.median(plain_rates)
-    return {"rows": 2 * batch, "max_new_tokens": params.max_new_tokens, "repeats": repeats,
-            "sampler_tokens_per_s": sampler, "plain_generate_tokens_per_s": plain, "ratio": sampler / plain,
-            "identical_token_counts": same_tokens, "sampler_runs": sampler_rates, "plain_runs": plain_rates}
+        if repeat % 2:  # alternate which goes first, so neither always meets a warm or cold machine
+            created, tokens, wall, cpu = timed_cycle(worker, db)
+            plain_tokens, plain_wall, plain_cpu = plain_generate(policy, prompts, params, seed)
+        else:
+            plain_tokens, plain_wall, plain_cpu = plain_generate(policy, prompts, params, seed)
+            created, tokens, wall, cpu = timed_cycle(worker, db)
+        assert created == batch and tokens == plain_tokens, (created, tokens, plain_tokens)
+        runs.append({"tokens": tokens, "sampler_wall": wall, "plain_wall": plain_wall, "sampler_cpu": cpu,
+                     "plain_cpu": plain_cpu})
+    median = statistics.median
+    return {
+        "rows": 2 * batch, "max_new_tokens": params.max_new_tokens, "pairs": repeats,
+        "ratio_wall": median(r["plain_wall"] / r["sampler_wall"] for r in runs),
+        "ratio_cpu": median(r["plain_cpu"] / r["sampler_cpu"] for r in runs),
+        "sampler_tokens_per_s": median(r["tokens"] / r["sampler_wall"] for r in runs),
+        "plain_tokens_per_s": median(r["tokens"] / r["plain_wall"] for r in runs),
+        "sampler_tokens_per_cpu_s": median(r["tokens"] / r["sampler_cpu"] for r in runs),
+        "plain_tokens_per_cpu_s": median(r["tokens"] / r["plain_cpu"] for r in runs),
+        "runs": runs,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--preset", default="default")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--skip-bootstrap", action="store_true")
     args = parser.parse_args()
 

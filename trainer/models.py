@@ -70,7 +70,8 @@ def load_tokenizer(path: str, padding_side: str = "left") -> PreTrainedTokenizer
         raise ValueError(
             f"tokenizer at {path!r} has no pad token. Add a dedicated one (not EOS) and save both: "
             "tokenizer.add_special_tokens({'pad_token': '[PAD]'}); "
-            "model.resize_token_embeddings(len(tokenizer)); model.config.pad_token_id = tokenizer.pad_token_id; "
+            "model.resize_token_embeddings(len(tokenizer)); "
+            "model.config.pad_token_id = tokenizer.pad_token_id; "
             "tokenizer.save_pretrained(dir); model.save_pretrained(dir)"
         )
     if tokenizer.eos_token_id is None:
@@ -82,7 +83,9 @@ def load_tokenizer(path: str, padding_side: str = "left") -> PreTrainedTokenizer
             stacklevel=2,
         )
     if tokenizer.chat_template is None:
-        warnings.warn(f"tokenizer at {path!r} has no chat template; using plain 'role: text' turns", stacklevel=2)
+        warnings.warn(
+            f"tokenizer at {path!r} has no chat template; using plain 'role: text' turns", stacklevel=2
+        )
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     return tokenizer
 
@@ -108,7 +111,9 @@ def use_fused_gelu(model: torch.nn.Module) -> None:
                 setattr(module, name, GELUTanh())
 
 
-def load_policy(path: str, pad_token_id: int | None = None, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+def load_policy(
+    path: str, pad_token_id: int | None = None, dtype: torch.dtype = torch.float32
+) -> PreTrainedModel:
     """Causal LM from a local save_pretrained dir (or a Hub id), dropout disabled, fused GELU."""
     _check_local_dir(path, "policy")
     try:
@@ -166,7 +171,9 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def scalar_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+def scalar_forward(
+    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+) -> torch.Tensor:
     """Score head applied at every position of a reward/value model: (B, T) -> (B, T).
 
     attention_mask=None is allowed for right-padded batches: with causal attention no real token can

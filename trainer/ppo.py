@@ -24,9 +24,9 @@ from trainer import metrics as M
 from trainer.models import (
     last_token_scores,
     load_policy,
-    max_positions,
     load_scalar_model,
     load_tokenizer,
+    max_positions,
     position_ids_from_mask,
     render_prompt_ids,
     reward_norm_stats,
@@ -137,7 +137,9 @@ def derive_sizes(args: PPOArgs, num_prompts: int) -> PPOArgs:
     if args.temperature <= 0:
         raise ValueError("temperature must be > 0 (logprobs are computed from logits / temperature)")
     if args.whiten_rewards and args.batch_size < 8:
-        raise ValueError("whiten_rewards needs batch_size >= 8 for a meaningful variance (TRL asserts the same)")
+        raise ValueError(
+            "whiten_rewards needs batch_size >= 8 for a meaningful variance (TRL asserts the same)"
+        )
     mini_batch_size = exact_div(args.batch_size, args.num_mini_batches, "batch_size / num_mini_batches")
     micro_batch_size = exact_div(mini_batch_size, args.gradient_accumulation_steps,
                                  "mini_batch_size / gradient_accumulation_steps")  # fmt: skip
@@ -341,7 +343,8 @@ def ppo_epochs(policy, value_model, optimizer, params, ro: Rollout, args: PPOArg
 
                 for key, value in (
                     (M.LOSS_POLICY_AVG, pg_loss), (M.LOSS_VALUE_AVG, vf_loss),
-                    (M.POLICY_APPROXKL_AVG, pg_stats["approxkl"]), (M.POLICY_CLIPFRAC_AVG, pg_stats["clipfrac"]),
+                    (M.POLICY_APPROXKL_AVG, pg_stats["approxkl"]),
+                    (M.POLICY_CLIPFRAC_AVG, pg_stats["clipfrac"]),
                     (M.POLICY_ENTROPY_AVG, entropy), (M.VAL_CLIPFRAC_AVG, vf_stats["clipfrac"]),
                     (M.VAL_RATIO, pg_stats["ratio"]), (M.VAL_RATIO_VAR, pg_stats["ratio_var"]),
                 ):  # fmt: skip
@@ -405,6 +408,38 @@ def load_checkpoint(path: str, policy, value_model, optimizer, kl_ctl, args: PPO
 # ---- the training loop -------------------------------------------------------------------------------
 
 
+def load_models(policy_dir: str, ref_policy_dir: str, reward_model_dir: str):
+    """Tokenizer and the four models. Policy and value train; reference and reward are frozen (eval,
+    no grad). The value model starts as a copy of the reward model (TRL / N+). Dropout is off in all."""
+    tokenizer = load_tokenizer(policy_dir)
+    pad = tokenizer.pad_token_id
+    policy = load_policy(policy_dir, pad).train()
+    ref_policy = load_policy(ref_policy_dir, pad).eval().requires_grad_(False)
+    reward_model = load_scalar_model(reward_model_dir, pad).eval().requires_grad_(False)
+    value_model = load_scalar_model(reward_model_dir, pad).train()
+    vocab_sizes = {m.config.vocab_size for m in (policy, ref_policy, reward_model)}
+    if len(vocab_sizes) != 1:
+        raise ValueError(
+            f"policy, reference and reward model must share one tokenizer; vocab sizes {vocab_sizes}"
+        )
+    return tokenizer, policy, ref_policy, reward_model, value_model
+
+
+def sampling_config(args: PPOArgs, eos: int, pad: int) -> GenerationConfig:
+    """Rollout sampling: temperature T, plain categorical (top_k=0, top_p=1) so the logprobs we train
+    on are those of the distribution we sampled from (N detail #4), stop at EOS."""
+    return GenerationConfig(
+        max_new_tokens=args.response_length,
+        do_sample=True,
+        temperature=args.temperature,
+        top_k=0,
+        top_p=1.0,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        use_cache=True,
+    )
+
+
 def train_ppo(
     args: PPOArgs,
     policy_dir: str,
@@ -427,35 +462,17 @@ def train_ppo(
     set_num_threads(args.num_threads)
     torch.manual_seed(args.seed)
 
-    # ---- models: policy and value train, reference and reward stay frozen; dropout off in all four ----
-    tokenizer = load_tokenizer(policy_dir)
+    tokenizer, policy, ref_policy, reward_model, value_model = load_models(
+        policy_dir, ref_policy_dir, reward_model_dir
+    )
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    policy = load_policy(policy_dir, pad)
-    ref_policy = load_policy(ref_policy_dir, pad).eval().requires_grad_(False)
-    reward_model = load_scalar_model(reward_model_dir, pad).eval().requires_grad_(False)
-    value_model = load_scalar_model(reward_model_dir, pad)  # critic initialised from the RM (TRL / N+)
-    vocab_sizes = {m.config.vocab_size for m in (policy, ref_policy, reward_model)}
-    if len(vocab_sizes) != 1:
-        raise ValueError(f"policy, reference and reward model must share one tokenizer; vocab sizes {vocab_sizes}")
-    policy.train()
-    value_model.train()
     reward_norm = reward_norm_stats(reward_model)
-
     params = [*policy.parameters(), *value_model.parameters()]
     # one optimizer over policy + value (TRL's PolicyAndValueWrapper); fused = one kernel for all tensors
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, eps=args.adam_eps, fused=True)
     kl_ctl = (AdaptiveKLController(args.kl_coef, args.kl_target, args.kl_horizon) if args.adaptive_kl
               else FixedKLController(args.kl_coef))  # fmt: skip
-    generation_config = GenerationConfig(
-        max_new_tokens=args.response_length,
-        do_sample=True,
-        temperature=args.temperature,
-        top_k=0,  # plain categorical sampling: the logprobs we train on are the ones we sampled from
-        top_p=1.0,
-        eos_token_id=eos,
-        pad_token_id=pad,
-        use_cache=True,
-    )
+    generation_config = sampling_config(args, eos, pad)
     # generate() fills every unset field from policy.generation_config; replacing it means nothing saved
     # with the policy (say a repetition_penalty) can make the sampling distribution differ from the
     # logprobs we train on. It is also what gets saved with the final policy.

@@ -119,13 +119,19 @@ def encode_pairs(tokenizer, pairs: list[dict], max_length: int) -> tuple[list[tu
     return encoded, dropped
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random, group: bool) -> list[list[int]]:
+def length_grouped_batches(
+    lengths: list[int], batch_size: int, rng: random.Random, group: bool
+) -> list[list[int]]:
     """Shuffled batches of indices; with group=True each batch holds similar lengths (little padding)."""
     order = list(range(len(lengths)))
     rng.shuffle(order)
     if group:
         mega = batch_size * 50
-        order = [i for s in range(0, len(order), mega) for i in sorted(order[s : s + mega], key=lambda j: -lengths[j])]
+        order = [
+            i
+            for s in range(0, len(order), mega)
+            for i in sorted(order[s : s + mega], key=lambda j: -lengths[j])
+        ]
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     rng.shuffle(batches)
     return batches
@@ -198,7 +204,9 @@ def train_step(model, optimizer, batch: list[tuple], pad_token_id: int, args: Re
     }
 
 
-def normalisation_stats(model, sequences: list[list[int]], pad_token_id: int, batch_size: int) -> tuple[float, float]:
+def normalisation_stats(
+    model, sequences: list[list[int]], pad_token_id: int, batch_size: int
+) -> tuple[float, float]:
     """Mean and std of the RM scores of `sequences` (policy samples), so PPO can use (r - mean) / std."""
     if len(sequences) < 2:
         raise ValueError("reward normalisation needs at least 2 scored texts within max_length")
@@ -243,7 +251,11 @@ def train_reward_model(
     total_steps = math.ceil(len(train) / args.batch_size) * args.num_epochs
 
     optimizer = torch.optim.AdamW(  # fused: one kernel for all tensors instead of ~10 ops per tensor
-        model.parameters(), lr=args.learning_rate, eps=args.adam_eps, weight_decay=args.weight_decay, fused=True
+        model.parameters(),
+        lr=args.learning_rate,
+        eps=args.adam_eps,
+        weight_decay=args.weight_decay,
+        fused=True,
     )
     writer = M.MetricWriter(f"{out_dir}/metrics.jsonl")
     writer.write(0, {"args": asdict(args), "num_threads": num_threads})
@@ -276,8 +288,10 @@ def train_reward_model(
         result |= {M.RM_EVAL_ACCURACY: None, M.RM_EVAL_LOSS: None, M.RM_EVAL_MARGIN: None}
     if norm_texts:
         eos = tokenizer.eos_token_id
-        norm_sequences = [render_prompt_ids(tokenizer, p) + tokenizer(r, add_special_tokens=False)["input_ids"]
-                          + [eos] for p, r in norm_texts]  # fmt: skip
+        norm_sequences = [
+            render_prompt_ids(tokenizer, p) + tokenizer(r, add_special_tokens=False)["input_ids"] + [eos]
+            for p, r in norm_texts
+        ]
     else:
         norm_sequences = [seq for c, r, _ in train + evals for seq in (c, r)][: args.max_norm_samples]
     norm_sequences = [seq for seq in norm_sequences if len(seq) <= max_length]

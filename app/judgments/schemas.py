@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field
 from app.comparisons.models import Choice
 from app.judgments.models import Judgment, ScreenChoice, Strength
 from app.queue.schemas import ComparisonId
-from app.queue.service import as_utc
 
 StrengthName = Literal["slightly", "clearly", "much"]
 
@@ -51,5 +50,5 @@ class JudgmentRead(BaseModel):
             shown_left=judgment.shown_left, rationale=judgment.rationale,
             time_spent_ms=judgment.time_spent_ms,
             client_time_spent_ms=judgment.client_time_spent_ms, client_request_id=judgment.client_request_id,
-            channel=judgment.channel, created_at=as_utc(judgment.created_at),
+            channel=judgment.channel, created_at=judgment.created_at,
         )

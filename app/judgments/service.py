@@ -69,7 +69,7 @@ def submit(
         "strength": int(strength) if strength is not None else None,
         "rationale": rationale,
         "shown_left": lock.left,
-        "time_spent_ms": _elapsed_ms(queue_service.as_utc(lock.shown_at or lock.created_at), now),
+        "time_spent_ms": _elapsed_ms(lock.shown_at or lock.created_at, now),
         "client_time_spent_ms": client_time_spent_ms,
         "client_request_id": client_request_id,
         "channel": channel,

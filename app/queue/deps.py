@@ -3,7 +3,7 @@ request, with the signed-in annotator, in a single trip to the thread pool.
 
 Why not the usual SessionDep + ApiUser + sync handler: every sync dependency and its exit is its own
 trip between the event loop and a worker thread (seven per request here), and on a busy 2-core machine
-each trip waits for the OS scheduler: a 3 ms unit of work took 30 ms (bench/bench_annotation.py). The
+each trip waits for the OS scheduler: a 3 ms unit of work took 30 ms (docs/benchmarks.md). The
 work is not run on the event loop itself either: it may wait for a database lock held by a request
 whose commit needs the loop, which would stall the whole process.
 
@@ -13,7 +13,8 @@ wait. So on SQLite these units of work take turns, first come first served, for 
 slot (anyio's CapacityLimiter queues fairly): each starts the moment the previous one has committed.
 They begin with BEGIN IMMEDIATE, taking SQLite's write lock before anything is read, so the queue's
 pick (read, then lock) is exact and a read never fails to upgrade to a write ("database is locked")
-against writers outside this path. PostgreSQL needs neither; the services take the row locks they need.
+against writers outside this path. PostgreSQL needs neither (the services take the row locks they
+need) and gets a few slots (POSTGRES_TURNS).
 """
 
 from __future__ import annotations
@@ -32,11 +33,17 @@ from app.core.config import Settings
 T = TypeVar("T")
 
 
-def _sqlite_turns(app: FastAPI) -> anyio.CapacityLimiter:
-    """The app's single slot for SQLite units of work (created on first use, on the event loop)."""
-    if getattr(app.state, "annotation_sqlite_turns", None) is None:
-        app.state.annotation_sqlite_turns = anyio.CapacityLimiter(1)
-    return app.state.annotation_sqlite_turns
+# PostgreSQL runs several units of work at once, but few: their time is mostly round trips, which a
+# handful of threads already overlap, while every extra runnable thread competes for the GIL with the
+# event loop that reads requests and writes responses.
+POSTGRES_TURNS = 4
+
+
+def _turns(app: FastAPI) -> anyio.CapacityLimiter:
+    """The app's slots for annotation units of work (created on first use, on the event loop)."""
+    if getattr(app.state, "annotation_turns", None) is None:
+        app.state.annotation_turns = anyio.CapacityLimiter(1 if app.state.db.is_sqlite else POSTGRES_TURNS)
+    return app.state.annotation_turns
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,7 @@ class AnnotatorWork:
 
     async def run(self, fn: Callable[..., T], /, **kwargs) -> T:
         """fn(db=..., annotator_id=..., **kwargs) in a worker thread, committed before it returns."""
-        app = self.request.app
-        turns = _sqlite_turns(app) if app.state.db.is_sqlite else None
+        turns = _turns(self.request.app)
         return await anyio.to_thread.run_sync(partial(self._run, fn, kwargs), limiter=turns)
 
     def _run(self, fn: Callable[..., T], kwargs: dict) -> T:

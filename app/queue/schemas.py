@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.queue.models import Skip
-from app.queue.service import Pair, as_utc
+from app.api.deps import MAX_DB_ID
+from app.queue.service import Pair
 
 # Ids are 32-bit integers in the database; anything outside that range cannot name a pair.
-ComparisonId = Annotated[int, Field(gt=0, le=2**31 - 1, description="The pair's id.")]
+ComparisonId = Annotated[int, Field(ge=1, le=MAX_DB_ID, description="The pair's id.")]
 
 
 class MessageRead(BaseModel):
@@ -41,10 +41,8 @@ class SkipCreate(BaseModel):
 
 
 class SkipRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     comparison_id: int
     reason: str
     created_at: datetime
-
-    @classmethod
-    def from_skip(cls, skip: Skip) -> SkipRead:
-        return cls(comparison_id=skip.comparison_id, reason=skip.reason, created_at=as_utc(skip.created_at))

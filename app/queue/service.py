@@ -14,18 +14,18 @@ Concurrency, per backend:
 - SQLite: the caller's transaction began with BEGIN IMMEDIATE (app/queue/deps.py), so pickers run
   one at a time and the capacity test inside the pick query is exact.
 - PostgreSQL: the pick takes the comparison's row lock with FOR UPDATE SKIP LOCKED, so concurrent
-  pickers step over each other's rows instead of queueing behind them. A statement's snapshot can
-  predate a lock another picker committed a moment earlier, so once the row lock is held the open
-  places are counted again in a fresh statement (READ COMMITTED sees everything committed by then).
-  Everything that adds locks or judgments to a comparison holds that row lock first, which makes
-  the second count exact.
+  pickers step over each other's rows instead of queueing behind them (and wait for them only when
+  nothing else is open). A statement's snapshot can predate a lock another picker committed a moment
+  earlier, so once the row lock is held the open places are counted again in a fresh statement
+  (READ COMMITTED sees everything committed by then). Everything that adds locks or judgments to a
+  comparison holds that row lock first, which makes the second count exact.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Row, Select, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
@@ -56,11 +56,6 @@ class Pair:
     expires_at: datetime
 
 
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes even for timezone-aware columns; they were stored as UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 def next_for(
     *, db: Session, annotator_id: int, lock_ttl: timedelta, gold_rate: float, after: int | None = None
 ) -> Pair | None:
@@ -87,7 +82,7 @@ def next_for(
     if stale:
         db.execute(_DELETE_LOCKS, {"ids": stale})
     if waiting:
-        lock, expires_at = waiting[0], as_utc(waiting[0].expires_at)
+        lock, expires_at = waiting[0], waiting[0].expires_at
         if after is None and lock.shown_at is None:
             expires_at = _start_clock(db=db, lock_id=lock.id, now=now, lock_ttl=lock_ttl)
         return _pair(db=db, comparison_id=lock.comparison_id, left=lock.left, expires_at=expires_at)
@@ -189,7 +184,7 @@ def _own_locks(*, db: Session, annotator_id: int, now: datetime) -> tuple[list[R
     pair is no longer ready or its prompt inactive)."""
     live, stale = [], []
     for lock in db.execute(_OWN_LOCKS, {"annotator_id": annotator_id}):
-        if lock.is_active and lock.status == ComparisonStatus.ready and as_utc(lock.expires_at) > now:
+        if lock.is_active and lock.status == ComparisonStatus.ready and lock.expires_at > now:
             live.append(lock)
         else:
             stale.append(lock.id)
@@ -217,11 +212,11 @@ def _pick(*, db: Session, annotator_id: int, now: datetime, gold_rate: float, he
         # Each try runs in a savepoint: rolling it back releases the row lock of a pair we pass over,
         # so this transaction never holds a row while it waits for another (no deadlock cycle), and
         # nobody waits behind a pair we do not take.
-        for lock in ("skip", "wait"):
+        for mode in ("skip", "wait"):
             savepoint = db.begin_nested()
             # First step over rows other pickers hold; only if that finds nothing, wait for them: the
             # pool's last open places may just be in someone's hands for a millisecond.
-            row = _first_open(db=db, tiers=tiers, lock=lock, params=params)
+            row = _first_open(db=db, tiers=tiers, lock=mode, params=params)
             if row is not None:
                 break
             savepoint.rollback()
@@ -288,7 +283,7 @@ def lock_for_judgment(*, db: Session, comparison: Comparison, annotator_id: int)
             loc=("body", "comparison_id"),
         )
     now = utcnow()
-    if as_utc(lock.expires_at) <= now:
+    if lock.expires_at <= now:
         others = _live_lock_count(db=db, comparison_id=comparison.id, now=now, except_annotator=annotator_id)
         if comparison.judgment_count + others >= comparison.overlap_target:
             raise InvalidState(

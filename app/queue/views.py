@@ -5,16 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
+from app.api.deps import IdPath
 from app.queue import service
 from app.queue.deps import ApiWork, AppSettings
 from app.queue.schemas import ComparisonId, PairRead, SkipCreate, SkipRead
 
 router = APIRouter(prefix="/queue", tags=["queue"])
-
-PathComparisonId = Annotated[int, Path(gt=0, le=2**31 - 1, description="The pair's id.")]
-
 
 @router.get(
     "/next",
@@ -44,17 +42,17 @@ async def read_next_pair(
 @router.post("/{comparison_id}/skip", response_model=SkipRead, status_code=status.HTTP_201_CREATED,
              responses={200: {"description": "You had already skipped this pair; the first skip stands."}})
 async def skip_pair(
-    comparison_id: PathComparisonId, body: SkipCreate, response: Response, work: ApiWork
+    comparison_id: IdPath, body: SkipCreate, response: Response, work: ApiWork
 ) -> SkipRead:
     """Pass on a pair reserved for you, with a reason; it will not be offered to you again."""
     skip, created = await work.run(service.skip, comparison_id=comparison_id, reason=body.reason)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return SkipRead.from_skip(skip)
+    return SkipRead.model_validate(skip)
 
 
 @router.post("/{comparison_id}/release", status_code=status.HTTP_204_NO_CONTENT)
-async def release_pair(comparison_id: PathComparisonId, work: ApiWork) -> Response:
+async def release_pair(comparison_id: IdPath, work: ApiWork) -> Response:
     """Hand a pair reserved for you back to the pool without judging it (harmless if you hold none)."""
     await work.run(service.release, comparison_id=comparison_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

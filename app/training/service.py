@@ -10,7 +10,7 @@ files: the worker (app/training/worker.py) runs rounds and calls these functions
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -36,11 +36,7 @@ TRANSITIONS: dict[RoundStatus, set[RoundStatus]] = {
 }
 FINISHED = {S.succeeded, S.rejected, S.failed, S.cancelled}
 STAGE_ORDER = ("snapshot", "reward_model", "ppo", "evaluate", "publish")
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone-aware columns; they were stored as UTC.
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+APP_STAGES = {"snapshot", "publish"}  # the worker's own; the others are the trainer's (status.json)
 
 
 def _move(round_: TrainingRound, to: RoundStatus, *, now: datetime | None = None) -> None:
@@ -275,7 +271,7 @@ def record_progress(
         round_.step = int(status.get("step", 0))
         round_.total_steps = int(status.get("total_steps", 0))
         round_.latest_metrics = status.get("latest_metrics", {})
-        done = set(round_.completed_stages) | set(status.get("completed_stages", []))
+        done = (set(round_.completed_stages) & APP_STAGES) | set(status.get("completed_stages", []))
         round_.completed_stages = [s for s in STAGE_ORDER if s in done]
         round_.results = round_.results | status.get("results", {})
     for stage, stage_points in _fold(points).items():
@@ -347,10 +343,10 @@ def fail_stale(*, db: Session, now: datetime, timeout_s: float) -> list[Training
     stale = [
         r
         for r in db.scalars(select(TrainingRound).where(TrainingRound.status == S.running).with_for_update())
-        if (_aware(r.heartbeat_at) or now) < cutoff
+        if (r.heartbeat_at or now) < cutoff
     ]
     for round_ in stale:
-        silent_s = (now - _aware(round_.heartbeat_at)).total_seconds()
+        silent_s = (now - round_.heartbeat_at).total_seconds()
         _move(round_, S.failed, now=now)
         round_.error = (
             f"Worker {round_.worker_id or '?'} stopped reporting (no heartbeat for {silent_s:.0f} s, "

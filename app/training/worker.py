@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
@@ -41,7 +42,15 @@ from app.training.models import RoundStatus
 from app.training.publish import publish_round
 from app.training.schemas import RoundConfig
 from app.training.snapshot import SnapshotError, write_snapshot
-from app.training.workdir import SNAPSHOT, MetricsTail, log_tail, read_status, remove_outputs, round_dir
+from app.training.workdir import (
+    SNAPSHOT,
+    STATUS,
+    MetricsTail,
+    log_tail,
+    read_status,
+    remove_outputs,
+    round_dir,
+)
 
 log = logging.getLogger("prefloop.worker")
 
@@ -50,6 +59,8 @@ STOP_GRACE_S = 30.0
 
 
 class Worker:
+    """Claims queued rounds and runs them one at a time (see the module docstring)."""
+
     def __init__(
         self,
         *,
@@ -115,6 +126,8 @@ class Worker:
         try:
             if not self._prepare(round_id, workdir):
                 return
+            # A resumed round's old status.json must not speak for a trainer that dies before writing its own.
+            (workdir / STATUS).unlink(missing_ok=True)
             handle = self.executor.submit(round_id=round_id, workdir=workdir)
             with self._session() as session:
                 service.record_launch(db=session, round_id=round_id, worker_id=self.worker_id, handle=handle)
@@ -178,21 +191,30 @@ class Worker:
         return True
 
     def _supervise(self, round_id: int, workdir: Path, handle: str) -> int | None:
-        """Reconcile until the trainer exits (its exit code) or is stopped here (None)."""
-        tail = MetricsTail(workdir / "metrics.jsonl")
+        """Reconcile until the trainer exits (its exit code) or is stopped here (None).
+
+        A database that is briefly unreachable (a PostgreSQL restart) does not stop the training: the
+        points read meanwhile wait in `pending` and the next successful tick records them.
+        """
+        tail, pending = MetricsTail(workdir / "metrics.jsonl"), []
         while True:
             code = self.executor.poll(handle)  # before reading, so the last read sees the final files
-            with self._session() as session:
-                round_ = service.record_progress(
-                    db=session,
-                    round_id=round_id,
-                    worker_id=self.worker_id,
-                    now=utcnow(),
-                    status=read_status(workdir),
-                    points=tail.read_new(),
-                    log_tail=log_tail(workdir),
-                )
-                cancel, stage = round_.cancel_requested, round_.stage
+            pending += tail.read_new()
+            try:
+                with self._session() as session:
+                    round_ = service.record_progress(
+                        db=session, round_id=round_id, worker_id=self.worker_id, now=utcnow(),
+                        status=read_status(workdir), points=pending, log_tail=log_tail(workdir),
+                    )  # fmt: skip
+                    cancel, stage = round_.cancel_requested, round_.stage
+            except OperationalError as exc:
+                log.warning("round %d: database unreachable, retrying: %s", round_id, exc)
+                if self.stop.is_set():  # it cannot be handed back; it fails as stale, and a retry resumes it
+                    self.executor.cancel(handle, grace_s=STOP_GRACE_S)
+                    return None
+                self.stop.wait(self.tick_s)
+                continue
+            pending = []
             if code is not None:
                 return code
             if cancel:

@@ -60,7 +60,7 @@ def test_next_locks_the_oldest_pair_and_shows_it_blind(db, annotators):
     assert (lock.comparison_id, lock.left) == (first, pair.left)
     assert pair.left_text.endswith(f"answer {pair.left}")
     assert pair.right_text.endswith("answer " + ("b" if pair.left == "a" else "a"))
-    assert service.as_utc(lock.expires_at) == pair.expires_at
+    assert lock.expires_at == pair.expires_at
     assert lock.shown_at is not None
 
 
@@ -170,7 +170,7 @@ def test_the_annotators_own_expired_lock_is_replaced_by_a_fresh_showing(db, anno
     expire_locks(db, annotator_id=annotators[0])
     assert next_for(db, annotators[0]).comparison_id == pair_id
     [lock] = locks(db, annotator_id=annotators[0])
-    assert service.as_utc(lock.expires_at) > utcnow()
+    assert lock.expires_at > utcnow()
 
 
 def test_prefetch_locks_a_second_pair_and_never_more(db, annotators):
@@ -196,8 +196,8 @@ def test_naming_the_prefetched_pair_on_screen_starts_its_clock_and_ttl(db, annot
     before = utcnow()
     assert next_for(db, annotators[0], after=second).comparison_id not in (first, second)
     [lock] = locks(db, comparison_id=second)
-    assert service.as_utc(lock.shown_at) >= before
-    assert service.as_utc(lock.expires_at) >= before + TTL
+    assert lock.shown_at >= before
+    assert lock.expires_at >= before + TTL
 
 
 def test_release_returns_the_pair_to_the_pool(db, annotators):

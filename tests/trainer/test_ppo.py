@@ -20,7 +20,9 @@ from trainer.ppo import (
 )
 from trainer.tensor_utils import logprobs_from_logits
 
-PROMPTS = [[{"role": "user", "content": f"tell me about {t}"}] for t in ("music", "cooking", "a trip", "numbers")]
+PROMPTS = [
+    [{"role": "user", "content": f"tell me about {t}"}] for t in ("music", "cooking", "a trip", "numbers")
+]
 SMOKE_ARGS = PPOArgs(batch_size=4, num_ppo_epochs=2, total_episodes=8, response_length=12, checkpoint_every=0)
 
 
@@ -28,7 +30,9 @@ SMOKE_ARGS = PPOArgs(batch_size=4, num_ppo_epochs=2, total_episodes=8, response_
 
 
 def test_derive_sizes_uses_exact_division():
-    args = derive_sizes(PPOArgs(batch_size=16, num_mini_batches=2, gradient_accumulation_steps=4), num_prompts=40)
+    args = derive_sizes(
+        PPOArgs(batch_size=16, num_mini_batches=2, gradient_accumulation_steps=4), num_prompts=40
+    )
     assert (args.mini_batch_size, args.micro_batch_size) == (8, 2)
     assert (args.num_updates, args.total_episodes) == (3, 48)  # ceil(40 / 16) whole batches
     with pytest.raises(ValueError, match="Inexact division: 16 / 3"):
@@ -114,7 +118,9 @@ def test_ppo_output_dir_is_a_complete_hf_policy(smoke_run):
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     generation_config = GenerationConfig.from_pretrained(out_dir)
     assert tokenizer.pad_token_id != tokenizer.eos_token_id
-    assert generation_config.do_sample and generation_config.temperature == 0.7 and generation_config.top_k == 0
+    assert (
+        generation_config.do_sample and generation_config.temperature == 0.7 and generation_config.top_k == 0
+    )
     assert generation_config.eos_token_id == tokenizer.eos_token_id
     assert not os.path.exists(os.path.join(out_dir, CHECKPOINT_SUBDIR))  # cleaned up after the final save
     rows = M.read_metrics(os.path.join(out_dir, "metrics.jsonl"))
@@ -126,8 +132,10 @@ def test_stopped_run_resumes_at_the_same_update_and_matches_an_uninterrupted_run
 ):
     out_dir = str(tmp_path)
     done = []
-    first = train_ppo(SMOKE_ARGS, tiny_policy_dir, tiny_policy_dir, tiny_reward_dir, PROMPTS, out_dir,
-                      on_progress=lambda u, n, m: done.append(u), should_stop=lambda: len(done) >= 1)  # fmt: skip
+    first = train_ppo(
+        SMOKE_ARGS, tiny_policy_dir, tiny_policy_dir, tiny_reward_dir, PROMPTS, out_dir,
+        on_progress=lambda u, n, m: done.append(u), should_stop=lambda: len(done) >= 1,
+    )  # fmt: skip
     assert (first["stopped"], first["updates_done"]) == (True, 1)
     checkpoint = torch.load(os.path.join(out_dir, CHECKPOINT_SUBDIR, "state.pt"), weights_only=True)
     assert checkpoint["update"] == 1
@@ -147,8 +155,15 @@ def test_stopped_run_resumes_at_the_same_update_and_matches_an_uninterrupted_run
 
 
 def test_resume_refuses_a_checkpoint_written_with_other_args(tiny_policy_dir, tiny_reward_dir, tmp_path):
-    stop_now = train_ppo(SMOKE_ARGS, tiny_policy_dir, tiny_policy_dir, tiny_reward_dir, PROMPTS, str(tmp_path),
-                         should_stop=lambda: True)  # fmt: skip
+    stop_now = train_ppo(
+        SMOKE_ARGS,
+        tiny_policy_dir,
+        tiny_policy_dir,
+        tiny_reward_dir,
+        PROMPTS,
+        str(tmp_path),
+        should_stop=lambda: True,
+    )
     assert (stop_now["stopped"], stop_now["updates_done"]) == (True, 0)
     other = PPOArgs(**{**SMOKE_ARGS.__dict__, "cliprange": 0.3})
     with pytest.raises(ValueError, match="different args.*cliprange"):

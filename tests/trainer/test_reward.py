@@ -43,7 +43,9 @@ def test_encode_pairs_uses_prompt_template_then_response_then_eos(tiny_policy_di
     pair = make_pairs(1, seed=0)[0]
     [(chosen, rejected, margin)], dropped = encode_pairs(tokenizer, [pair], max_length=256)
     prompt = render_prompt_ids(tokenizer, pair["prompt"])
-    assert chosen == prompt + tokenizer(pair["chosen"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert chosen == prompt + tokenizer(pair["chosen"], add_special_tokens=False)["input_ids"] + [
+        tokenizer.eos_token_id
+    ]
     assert rejected[: len(prompt)] == prompt and rejected[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(prompt).endswith("<|assistant|>")
     assert (margin, dropped) == (0.0, 0)
@@ -147,7 +149,9 @@ def test_reward_model_learns_a_clear_preference_and_normalises_scores(tiny_polic
     pairs_eval = make_pairs(100, seed=2)
     norm_texts = [(p["prompt"], p["chosen"]) for p in pairs_eval[:32]]
     args = RewardArgs(learning_rate=1e-3)  # the 2-layer/32-dim test model needs a larger lr than the default
-    result = train_reward_model(args, tiny_policy_dir, make_pairs(480, 1), pairs_eval, str(tmp_path), norm_texts)
+    result = train_reward_model(
+        args, tiny_policy_dir, make_pairs(480, 1), pairs_eval, str(tmp_path), norm_texts
+    )
     assert result[M.RM_EVAL_ACCURACY] >= 0.8
     assert result[M.RM_EVAL_MARGIN] > 0
 

@@ -76,7 +76,11 @@ def test_first_true_indices_gives_row_length_when_none_is_true():
 
 def test_truncate_after_eos_pads_everything_after_the_first_eos():
     responses = torch.tensor([[5, EOS, 7, EOS], [5, 6, 7, 8], [EOS, 6, 7, 8]])
-    assert truncate_after_eos(responses, EOS, PAD).tolist() == [[5, EOS, PAD, PAD], [5, 6, 7, 8], [EOS, PAD, PAD, PAD]]
+    assert truncate_after_eos(responses, EOS, PAD).tolist() == [
+        [5, EOS, PAD, PAD],
+        [5, 6, 7, 8],
+        [EOS, PAD, PAD, PAD],
+    ]
 
 
 def test_response_mask_includes_the_eos_and_works_when_pad_equals_eos():

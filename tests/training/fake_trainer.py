@@ -4,7 +4,7 @@
 
 Script keys: "points" [[stage, step, total, {values}], ...] logged one by one, "sleep_s" between them,
 and "end": succeeded | rejected | failed (exit 1) | sigkill (kills itself) | hang (until SIGTERM,
-then state interrupted and exit 143, as the real trainer does).
+then state interrupted and exit 143, as the real trainer does) | silent (exit 3 before writing anything).
 """
 
 import argparse
@@ -44,6 +44,8 @@ def main() -> int:
     parser.add_argument("--parent-pid", type=int, required=True)
     args = parser.parse_args()
     script, workdir = json.loads(args.script), args.workdir
+    if script.get("end") == "silent":  # dies before writing anything, like a broken environment
+        return 3
     (workdir / "fake_args.json").write_text(
         json.dumps({"pid": os.getpid(), "parent_pid": args.parent_pid, "cwd": os.getcwd()})
     )

@@ -8,6 +8,8 @@ import threading
 import time
 from datetime import timedelta
 
+from sqlalchemy.exc import OperationalError
+
 from app.core.db import utcnow
 from app.policies.models import PolicyVersion, RewardModel
 from app.training import service
@@ -241,6 +243,17 @@ def test_retry_of_a_failed_round_resumes_with_its_snapshot(db, settings, trained
     assert _versions(db) == [(1, "archived"), (2, "active")]
 
 
+def test_a_retried_trainer_that_dies_silently_is_not_explained_by_the_last_attempt(db, settings, trained_data):
+    round_id = _launch(db, settings)
+    fake_worker(settings, db, {"end": "failed"}).step()
+    with db.session() as session:
+        service.retry(db=session, round_id=round_id)
+    fake_worker(settings, db, {"end": "silent"}).step()
+    assert _round(db, round_id).error.startswith(
+        "Training failed (exit code 3): the trainer stopped without saying why; see its log."
+    )
+
+
 def test_the_schedule_queues_and_runs_a_round(db, settings, trained_data):
     settings.TRAINING_SCHEDULE_MIN_NEW_JUDGMENTS = 100
     round_id = fake_worker(settings, db, {}).step()
@@ -248,3 +261,25 @@ def test_the_schedule_queues_and_runs_a_round(db, settings, trained_data):
     round_ = _round(db, round_id)
     assert round_.status == RoundStatus.succeeded and round_.requested_by_id is None
     assert fake_worker(settings, db, {}).step() is None  # nothing new since its snapshot
+
+
+def test_a_database_outage_while_training_loses_no_progress(db, settings, trained_data, monkeypatch):
+    real = service.record_progress
+    calls = {"n": 0}
+
+    def flaky(**kwargs):
+        calls["n"] += 1
+        if calls["n"] <= 3:  # the first ticks, while the fake trainer logs its points
+            raise OperationalError("UPDATE training_rounds", {}, Exception("server closed the connection"))
+        return real(**kwargs)
+
+    monkeypatch.setattr(service, "record_progress", flaky)
+    round_id = _launch(db, settings)
+    fake_worker(settings, db, {"sleep_s": 0.05}).step()
+    assert calls["n"] > 3
+    assert _round(db, round_id).status == RoundStatus.succeeded
+    with db.session() as session:
+        points = session.query(RoundMetric).filter_by(round_id=round_id).order_by(RoundMetric.id).all()
+        assert [(p.stage, p.step) for p in points] == [
+            ("reward_model", 1), ("reward_model", 2), ("ppo", 1), ("ppo", 2)
+        ]

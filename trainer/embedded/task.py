@@ -3,8 +3,9 @@
 Pure Python on purpose: the web server and the simulated-annotator client
 import this module, and neither should pay for importing torch.
 
-Five task families (animals, hobbies, food, cities, colors), each with a table
-of subjects and a few hand-written facts per subject. A response is assembled
+Five task families (animals, hobbies, food, cities, colors), each with 32-39
+subjects, one or two hand-written facts per subject and small shared phrase
+pools for the rest. A response is assembled
 from an opener, a body and a closer, and four qualities are drawn
 independently (about 50% each by default):
 
