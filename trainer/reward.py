@@ -34,13 +34,12 @@ from trainer.models import (
 @dataclass
 class RewardArgs:
     num_epochs: int = 1
-    """passes over the training pairs; 1 like N+ / Ziegler et al., since preference labels are scarce
-    and a second epoch mostly overfits them"""
+    """passes over the training pairs; 1 as in Ziegler et al. and N+, to avoid overfitting scarce labels"""
     learning_rate: float = 3e-4
-    """peak AdamW learning rate, linearly decayed to 0. TRL's 1e-4 and N+'s 3e-6 are for pretrained
-    LMs; our small (often randomly initialised) embedded models must learn features from the pairs in a
-    single epoch, and 3e-4 (nanoGPT's small-model rate) is the largest that trained stably in our
-    sweeps on 2-layer/32-dim and 4-layer/256-dim GPT-2 (1e-5 stays at chance, 1e-3 starts to diverge)"""
+    """peak AdamW lr, linearly decayed to 0. N+'s 3e-6 and TRL's 1e-4 target large pretrained LMs; small
+    models need more. Measured (1 epoch, bs 16, 1000 scripted-annotator pairs on samples of a 4-layer/
+    256-dim embedded policy): held-out accuracy 0.77 / 0.79 / 0.84 / 0.84 at 3e-5 / 1e-4 / 3e-4 / 1e-3,
+    lowest held-out loss at 3e-4. On a random 2-layer/32-dim GPT-2, 1e-5 stays at chance, 3e-4 gets ~0.9"""
     batch_size: int = 16
     """pairs per optimizer step (each step runs 2 * batch_size sequences in one forward)"""
     max_length: int = 256

@@ -19,8 +19,9 @@ KL of the new policy to the reference). A stage with a marker (and its output) i
 after a crash resumes after the last completed stage, and PPO resumes from its checkpoint.
 
 Gates: held-out reward-model accuracy >= gates.min_rm_accuracy (checked before PPO, which is not run
-for a reward model that failed), no NaN/inf in PPO, held-out KL <= gates.max_kl and held-out EOS rate
->= gates.min_eos_rate. A gate failure is a verdict, not an error: state "rejected", exit code 0.
+for a reward model that failed), no NaN/inf in PPO, held-out KL <= gates.max_kl, held-out EOS rate
+>= gates.min_eos_rate and, when set, held-out score gain >= gates.min_score_gain. A gate failure is a
+verdict, not an error: state "rejected", exit code 0.
 
 Exit codes: 0 a verdict (succeeded or rejected), 1 failed (the reason in status.json "error"),
 143 stopped by SIGTERM (state interrupted; PPO checkpoints first), 75 another process runs this DIR.
@@ -269,7 +270,11 @@ def gate_verdicts(results: dict, gates: dict) -> dict[str, dict]:
         checks.append(("kl", results["evaluate"].get("eval/kl"), "<=", gates["max_kl"],
                        "KL of the new policy to the reference on held-out prompts (nats)", "gates.max_kl"))
         checks.append(("eos_rate", results["evaluate"].get("eval/eos_rate"), ">=", gates["min_eos_rate"],
-                       "share of held-out answers that end with EOS", "gates.min_eos_rate"))  # fmt: skip
+                       "share of held-out answers that end with EOS", "gates.min_eos_rate"))
+        if gates.get("min_score_gain") is not None:
+            checks.append(("score_gain", results["evaluate"].get("eval/score_gain"), ">=",
+                           gates["min_score_gain"], "held-out reward-model score gain over the old policy",
+                           "gates.min_score_gain"))  # fmt: skip
     verdicts = {}
     for name, value, op, limit, what, setting in checks:
         finite = isinstance(value, int | float) and math.isfinite(value)

@@ -80,7 +80,8 @@ class Settings(BaseSettings):
         True, description="Activate a round's new policy at once; false leaves it a candidate for an admin."
     )
     TRAINING_SCHEDULE_MIN_NEW_JUDGMENTS: int = Field(
-        0, ge=0, description="Launch a round when this many new usable judgments exist and none is in flight; 0 = off."
+        0, ge=0,
+        description="Queue a round once this many new usable judgments arrived and none is in flight; 0=off.",
     )
     TRAINING_HEARTBEAT_TIMEOUT_S: float = Field(
         120.0, gt=0, description="A running round whose worker is silent this long is marked failed."
@@ -89,17 +90,22 @@ class Settings(BaseSettings):
         0.6, ge=0, le=1, description="Gate: the reward model's accuracy on held-out pairs must reach this."
     )
     TRAINING_MAX_KL: float = Field(
-        8.0, gt=0, description="Gate: mean per-answer KL (nats) of the new policy to the reference, held-out prompts."
+        8.0, gt=0, description="Gate: mean per-answer KL (nats) of the new policy to its reference, held out."
     )
     TRAINING_MIN_EOS_RATE: float = Field(
         0.5, ge=0, le=1, description="Gate: share of held-out answers the new policy ends itself."
     )
-    TRAINING_HELDOUT_FRACTION: float = Field(
-        0.1, gt=0, lt=1, description="Share of prompts whose pairs are held out from training, stable across rounds."
+    TRAINING_MIN_SCORE_GAIN: float | None = Field(
+        None, description="Gate: held-out reward-model score gain of the new policy over the old; unset=off."
     )
-    TRAINING_MIN_HELDOUT_PAIRS: int = Field(10, ge=1, description="Fewer held-out pairs than this fails the round.")
+    TRAINING_HELDOUT_FRACTION: float = Field(
+        0.1, gt=0, lt=1, description="Share of prompts whose pairs are held out, the same ones every round."
+    )
+    TRAINING_MIN_HELDOUT_PAIRS: int = Field(
+        10, ge=1, description="Fewer held-out pairs than this fails the round."
+    )
     TRAINING_REFERENCE: Literal["base", "previous"] = Field(
-        "base", description="PPO's frozen reference: the lineage's base policy, or the version the round starts from."
+        "base", description="PPO's frozen reference: the lineage's base policy, or the version trained from."
     )
     TRAINING_INCLUDE_TIES: bool = Field(
         False, description="Train on ties and both-bad judgments too (as a pull of the two scores together)."

@@ -11,6 +11,13 @@ MAX_TAGS = 20
 MAX_TAG_LENGTH = 50
 
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and no prompt needs one.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -22,7 +29,7 @@ class Message(BaseModel):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
-        return value
+        return _no_nul(value)
 
 
 class PromptIn(BaseModel):
@@ -36,10 +43,15 @@ class PromptIn(BaseModel):
     tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
     source: str | None = Field(None, max_length=100)
 
+    @field_validator("prompt", "source")
+    @classmethod
+    def _text_without_nul(cls, value: str | None) -> str | None:
+        return None if value is None else _no_nul(value)
+
     @field_validator("tags")
     @classmethod
     def _clean_tags(cls, tags: list[str]) -> list[str]:
-        cleaned = list(dict.fromkeys(t.strip() for t in tags if t.strip()))
+        cleaned = list(dict.fromkeys(_no_nul(t.strip()) for t in tags if t.strip()))
         too_long = [t for t in cleaned if len(t) > MAX_TAG_LENGTH]
         if too_long:
             raise ValueError(f"tags must be at most {MAX_TAG_LENGTH} characters: {too_long[0][:60]!r}")

@@ -86,9 +86,11 @@ def overlap_target(*, rng: random.Random, target: int, share: float) -> int:
 def store_comparison(*, db: Session, prompt_id: int, a: NewCompletion, b: NewCompletion,
                      overlap: int) -> Comparison:
     """Two completions of one prompt and the ready comparison between them."""
+    # Byte-level tokenizers can emit a NUL byte, which PostgreSQL text cannot hold: show it as U+FFFD.
     completions = [
-        Completion(prompt_id=prompt_id, policy_version_id=c.policy_version_id, text=c.text,
-                   token_count=c.token_count, finish_reason=c.finish_reason, sampling=c.sampling)
+        Completion(prompt_id=prompt_id, policy_version_id=c.policy_version_id,
+                   text=c.text.replace("\x00", "\ufffd"), token_count=c.token_count,
+                   finish_reason=c.finish_reason, sampling=c.sampling)
         for c in (a, b)
     ]
     db.add_all(completions)

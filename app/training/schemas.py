@@ -108,6 +108,9 @@ class GateConfig(_Section):
     min_eos_rate: float = Field(
         ge=0, le=1, description="Share of held-out answers the new policy ends itself."
     )
+    min_score_gain: float | None = Field(
+        None, description="Mean held-out reward-model score of the new policy minus the old one's; None: off."
+    )
 
 
 class RoundConfig(_Section):
@@ -136,6 +139,7 @@ def default_config(settings: Settings) -> dict:
             min_rm_accuracy=settings.TRAINING_MIN_RM_ACCURACY,
             max_kl=settings.TRAINING_MAX_KL,
             min_eos_rate=settings.TRAINING_MIN_EOS_RATE,
+            min_score_gain=settings.TRAINING_MIN_SCORE_GAIN,
         ),
     ).model_dump()
 

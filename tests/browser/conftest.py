@@ -1,6 +1,6 @@
 """A real server (uvicorn, in a background thread, on a free loopback port) and a real Chromium.
 
-Fixtures: `live_server` (.url, .db, .settings), `browser` (one Chromium per session) and `browser_page`
+Fixtures: `live_server` (.url, .db, .settings), `browser` (one Chromium per test module) and `browser_page`
 (a fresh context per test). Helpers: `sign_in(page, live_server, username)` and `screenshot(page, name)`
 (saved as test-artifacts/<name>.png; current copies of the useful ones live in docs/screenshots/).
 
@@ -68,7 +68,9 @@ def live_server(tmp_path: Path, sqlite_template: Path) -> Iterator[LiveServer]:
     thread.join(timeout=10)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API is open it keeps an event loop running in
+# the main thread, and tests after the browser tests that call asyncio.run() would fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

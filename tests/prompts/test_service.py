@@ -81,11 +81,13 @@ def test_bad_lines_refuse_the_whole_file_with_line_numbers(db):
         {"prompt": "   "},
         {"prompt": "ok", "tags": "not-a-list"},
         {"prompt": "ok", "colour": "red"},
+        {"messages": [{"role": "user", "content": "nul\u0000"}]},
+        {"prompt": "ok", "tags": ["a\u0000"]},
     )
     with pytest.raises(Unprocessable) as caught:
         import_text(db, content)
     message = caught.value.msg
-    assert message.startswith("8 bad lines in the file: line 2: not valid JSON")
+    assert message.startswith("10 bad lines in the file: line 2: not valid JSON")
     for expected in (
         "line 4: give either 'prompt' (text) or 'messages'",
         "line 5: 'messages' must end with a user message",
@@ -94,6 +96,8 @@ def test_bad_lines_refuse_the_whole_file_with_line_numbers(db):
         "line 8: 'prompt' must not be blank",
         "line 9: tags: Input should be a valid list",
         "line 10: colour: Extra inputs are not permitted",
+        "line 11: messages.0.content: must not contain NUL characters",
+        "line 12: tags: must not contain NUL characters",
     ):
         assert expected in message, expected
     assert message.endswith("nothing was imported (skip bad lines to import the good ones).")

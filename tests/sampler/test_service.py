@@ -53,6 +53,16 @@ def test_stored_pair_links_both_completions(db, active_policy):
         assert comparison.completion_a_id != comparison.completion_b_id
 
 
+def test_a_nul_byte_in_a_completion_is_stored_as_a_replacement_character(db, active_policy):
+    [prompt] = add_prompts(db, "p")
+    reply = service.NewCompletion(policy_version_id=active_policy, text="a\x00b", token_count=3,
+                                  finish_reason="length", sampling={})
+    with db.session() as session:
+        comparison_id = service.store_comparison(db=session, prompt_id=prompt, a=reply, b=reply, overlap=1).id
+    with db.session() as session:
+        assert session.get(Comparison, comparison_id).completion_a.text == "a\ufffdb"
+
+
 def test_retire_superseded_by_mode(settings, db, tiny_policy_dir, active_policy):
     v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
     [prompt] = add_prompts(db, "p")

@@ -183,6 +183,13 @@ def test_gate_verdicts():
     assert (
         gate_verdicts({"reward_model": {"rm/eval/accuracy": None}}, gates)["rm_accuracy"]["passed"] is False
     )
+    worse = {"evaluate": {"eval/kl": 1.0, "eval/eos_rate": 1.0, "eval/score_gain": -0.2}}
+    assert "score_gain" not in gate_verdicts(worse, gates)  # off unless set
+    verdict = gate_verdicts(worse, gates | {"min_score_gain": 0.0})["score_gain"]
+    assert verdict["reason"] == (
+        "held-out reward-model score gain over the old policy is -0.2, the gate is >= 0 "
+        "(gates.min_score_gain)"
+    )
 
 
 @pytest.mark.parametrize(

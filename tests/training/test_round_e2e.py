@@ -31,6 +31,7 @@ OVERRIDES = {
     "reward": {"num_epochs": 2},
     "ppo": {"learning_rate": 1e-4, "total_episodes": 96, "response_length": 48},
     "evaluate": {"max_prompts": 16, "samples_per_prompt": 2},
+    "gates": {"min_score_gain": 0.0},  # the new policy must score higher on held-out prompts
 }
 
 

@@ -243,7 +243,8 @@ def test_retry_of_a_failed_round_resumes_with_its_snapshot(db, settings, trained
     assert _versions(db) == [(1, "archived"), (2, "active")]
 
 
-def test_a_retried_trainer_that_dies_silently_is_not_explained_by_the_last_attempt(db, settings, trained_data):
+def test_a_retried_trainer_that_dies_silently_is_not_explained_by_its_last_attempt(db, settings,
+                                                                                   trained_data):
     round_id = _launch(db, settings)
     fake_worker(settings, db, {"end": "failed"}).step()
     with db.session() as session:

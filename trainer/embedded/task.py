@@ -3,7 +3,7 @@
 Pure Python on purpose: the web server and the simulated-annotator client
 import this module, and neither should pay for importing torch.
 
-Five task families (animals, hobbies, food, cities, colors), each with 32-39
+Five task families (animals, hobbies, food, cities, colors), each with 30
 subjects, one or two hand-written facts per subject and small shared phrase
 pools for the rest. A response is assembled
 from an opener, a body and a closer, and four qualities are drawn
@@ -72,20 +72,11 @@ ANIMALS = {  # name: (trait, habitat, diet, fact)
     "horse": ("strong", "farm", "leaves", "can sleep while standing up"),
     "camel": ("tough", "desert", "leaves", "can go many days without drinking water"),
     "parrot": ("colorful", "jungle", "fruit", "can learn to copy human words"),
-    "hedgehog": ("shy", "garden", "insects", "rolls into a spiky ball when it is scared"),
     "otter": ("playful", "river", "fish", "holds hands with a friend while it sleeps"),
     "beaver": ("busy", "river", "leaves", "builds dams out of sticks and mud"),
     "deer": ("graceful", "forest", "leaves", "grows new antlers every year"),
-    "bat": ("nocturnal", "forest", "insects", "finds its way in the dark by listening to echoes"),
-    "crocodile": ("patient", "river", "meat", "can hold still in the water for hours"),
-    "flamingo": ("elegant", "river", "prey", "often stands on one leg"),
     "gorilla": ("gentle", "jungle", "fruit", "lives in a family group led by a strong adult"),
     "cheetah": ("fast", "savanna", "meat", "is the fastest runner on land"),
-    "hamster": ("tiny", "farm", "nuts", "stores food in its cheeks"),
-    "moose": ("large", "forest", "leaves", "is a good swimmer despite its size"),
-    "raccoon": ("curious", "garden", "anything", "has clever front paws that work like hands"),
-    "swan": ("graceful", "river", "leaves", "often keeps the same partner for life"),
-    "seal": ("playful", "ice", "fish", "can hold its breath underwater for a long time"),
     "tiger": ("powerful", "forest", "meat", "is the largest wild cat in the world"),
 }
 
@@ -94,42 +85,43 @@ HOBBY_TIPS = (  # general advice, drawn freshly for each response
     "join a local class or club", "watch how experienced people do it", "set a small goal for each week",
     "take short breaks so you stay fresh", "keep notes on your progress",
 )
+HOBBY_GEAR = {
+    "sport": "some comfortable gear and a safe place to practice", "outdoor": "sturdy shoes and a small backpack",
+    "art": "a few basic supplies and a quiet corner", "music": "a little time each day and some songs you love",
+    "mind": "a quiet spot and a bit of patience", "craft": "a few simple tools and some materials",
+    "kitchen": "a mixing bowl, a whisk and an oven",
+}
 HOBBIES = {  # name: (specific tip, what you need)
-    "gardening": ("start with easy plants such as herbs or beans", "a small trowel and a pair of gloves"),
-    "running": ("begin with short, slow runs and build up week by week", "a pair of comfortable shoes"),
-    "painting": ("let each layer dry before you add the next one", "a few brushes and some cheap paper"),
-    "chess": ("learn a few simple openings and why they work", "a board and a friend to play with"),
-    "photography": ("pay attention to the light before you take a picture", "any camera, even the one on your phone"),
-    "guitar": ("practice a few simple chords until they feel easy", "an instrument that stays in tune"),
-    "piano": ("practice scales for a few minutes every day", "a keyboard with full-size keys"),
-    "knitting": ("start with a simple scarf using thick yarn", "a pair of needles and some soft yarn"),
-    "hiking": ("bring more water than you think you need", "sturdy boots and a small backpack"),
-    "swimming": ("focus on slow, steady breathing", "a swimsuit and a pair of goggles"),
-    "yoga": ("move slowly and never force a stretch", "a mat and some loose clothes"),
-    "baking": ("measure your ingredients carefully", "a mixing bowl, a whisk and an oven"),
-    "cycling": ("check your tire pressure before every ride", "a bike that fits your height"),
-    "reading": ("keep a book with you for spare moments", "a library card and a cozy chair"),
-    "writing": ("read your work out loud to find awkward sentences", "a notebook and a pen"),
-    "drawing": ("sketch simple shapes before you add details", "a pencil and a sketchbook"),
-    "fishing": ("be patient and stay quiet near the water", "a simple rod, some line and a few hooks"),
-    "camping": ("practice setting up your tent at home first", "a tent, a sleeping bag and a flashlight"),
-    "dancing": ("learn the basic steps slowly before adding style", "comfortable shoes and some music you love"),
-    "singing": ("warm up your voice before you sing", "a quiet room and your favorite songs"),
-    "pottery": ("keep your hands wet while the clay spins", "some clay and a class with a wheel"),
-    "birdwatching": ("go out early in the morning when birds are active", "a pair of binoculars and a field guide"),
-    "woodworking": ("always measure twice and cut once", "a saw, a hammer and some safety glasses"),
-    "juggling": ("start with two balls before adding a third", "three soft balls"),
-    "meditation": ("gently bring your attention back to your breath", "a quiet spot and a timer"),
-    "skiing": ("keep your weight forward over your skis", "warm clothes and a pair of rented skis"),
-    "surfing": ("watch the waves for a while before you paddle out", "a board and a wetsuit"),
-    "climbing": ("trust your legs more than your arms", "a pair of grippy shoes and a harness"),
-    "sewing": ("practice straight lines on scrap fabric", "a needle, some thread and some fabric"),
-    "origami": ("fold slowly and make every crease sharp", "some square sheets of paper"),
-    "astronomy": ("let your eyes adjust to the dark for twenty minutes", "a dark sky and a pair of binoculars"),
-    "journaling": ("write at the same time every day", "a notebook you like using"),
-    "tennis": ("keep your eyes on the ball", "a racket and a can of balls"),
-    "skateboarding": ("learn to stand and push before you try tricks", "a board and a flat, quiet place"),
-    "calligraphy": ("hold the pen at a steady angle", "a broad pen and smooth paper"),
+    "gardening": ("start with easy plants such as herbs or beans", "outdoor"),
+    "running": ("begin with short, slow runs and build up week by week", "sport"),
+    "painting": ("let each layer dry before you add the next one", "art"),
+    "chess": ("learn a few simple openings and why they work", "mind"),
+    "photography": ("pay attention to the light before you take a picture", "art"),
+    "guitar": ("practice a few simple chords until they feel easy", "music"),
+    "piano": ("practice scales for a few minutes every day", "music"),
+    "knitting": ("start with a simple scarf using thick yarn", "craft"),
+    "hiking": ("bring more water than you think you need", "outdoor"),
+    "swimming": ("focus on slow, steady breathing", "sport"),
+    "yoga": ("move slowly and never force a stretch", "sport"),
+    "baking": ("measure your ingredients carefully", "kitchen"),
+    "cycling": ("check your tire pressure before every ride", "sport"),
+    "reading": ("keep a book with you for spare moments", "mind"),
+    "writing": ("read your work out loud to find awkward sentences", "art"),
+    "drawing": ("sketch simple shapes before you add details", "art"),
+    "fishing": ("be patient and stay quiet near the water", "outdoor"),
+    "camping": ("practice setting up your tent at home first", "outdoor"),
+    "dancing": ("learn the basic steps slowly before adding style", "sport"),
+    "singing": ("warm up your voice before you sing", "music"),
+    "pottery": ("keep your hands wet while the clay spins", "craft"),
+    "birdwatching": ("go out early in the morning when birds are active", "outdoor"),
+    "meditation": ("gently bring your attention back to your breath", "mind"),
+    "skiing": ("keep your weight forward over your skis", "sport"),
+    "surfing": ("watch the waves for a while before you paddle out", "sport"),
+    "climbing": ("trust your legs more than your arms", "sport"),
+    "sewing": ("practice straight lines on scrap fabric", "craft"),
+    "astronomy": ("let your eyes adjust to the dark for twenty minutes", "mind"),
+    "journaling": ("write at the same time every day", "mind"),
+    "tennis": ("keep your eyes on the ball", "sport"),
 }
 
 FOOD_KINDS = {
@@ -167,16 +159,11 @@ FOODS = {  # name: (kind, ingredients)
     "smoothie": ("breakfast", "fruit, yogurt and a splash of juice"),
     "stew": ("warm", "meat, potatoes, carrots and broth"),
     "guacamole": ("snack", "avocados, lime juice, onion and salt"),
-    "quiche": ("comfort", "pastry, eggs, cream and cheese"),
-    "granola": ("breakfast", "oats, nuts, honey and a little oil"),
     "waffles": ("breakfast", "flour, milk, eggs and butter"),
-    "couscous": ("quick", "couscous, hot broth and herbs"),
     "fried rice": ("quick", "cold cooked rice, eggs, peas and soy sauce"),
-    "kebab": ("spicy", "meat or vegetables, onions and spices"),
     "spring rolls": ("snack", "rice paper, vegetables and a dipping sauce"),
     "apple pie": ("sweet", "apples, sugar, cinnamon and pastry"),
     "cheesecake": ("sweet", "cream cheese, sugar, eggs and a biscuit base"),
-    "gazpacho": ("fresh", "tomatoes, peppers, cucumber and garlic"),
     "sandwich": ("quick", "bread, cheese, lettuce and a spread"),
 }
 PLURAL_FOODS = {"pancakes", "tacos", "dumplings", "muffins", "waffles", "spring rolls"}
@@ -210,18 +197,12 @@ CITIES = {  # name: (country, landmark, what draws visitors)
     "Bangkok": ("Thailand", "its grand temples", "food"),
     "Seoul": ("South Korea", "the Gyeongbokgung Palace", "skyline"),
     "Mexico City": ("Mexico", "the ancient ruins of Teotihuacan nearby", "food"),
-    "Buenos Aires": ("Argentina", "the Teatro Colon", "music"),
     "Dublin": ("Ireland", "Trinity College", "people"),
     "Lisbon": ("Portugal", "the Belem Tower", "old"),
-    "Nairobi": ("Kenya", "a national park right next to the city", "parks"),
     "Singapore": ("Southeast Asia", "its gardens by the bay", "food"),
     "Kyoto": ("Japan", "thousands of old temples", "parks"),
     "Barcelona": ("Spain", "the Sagrada Familia", "beaches"),
     "Edinburgh": ("Scotland", "a castle on a hill", "old"),
-    "Stockholm": ("Sweden", "its old town on an island", "parks"),
-    "Marrakech": ("Morocco", "the Koutoubia Mosque", "food"),
-    "Vancouver": ("Canada", "Stanley Park", "parks"),
-    "Havana": ("Cuba", "its old fort by the sea", "music"),
     "Chicago": ("the United States", "its tall skyline by Lake Michigan", "music"),
 }
 
@@ -264,9 +245,7 @@ COLORS = {  # name: (things of that color, what people link it with)
     "scarlet": ("a cardinal bird's feathers", "energy"),
     "lilac": ("spring lilac blossoms", "fresh"),
     "mint": ("fresh mint leaves and ice cream", "fresh"),
-    "khaki": ("dusty trails and work uniforms", "comfort"),
     "emerald": ("a precious gemstone and a rainforest", "nature"),
-    "charcoal": ("burnt wood and storm clouds", "elegance"),
 }
 
 
@@ -310,7 +289,7 @@ FAMILIES = (
          ("trait", "People often describe it as {trait}.")),
     ),
     Family(
-        "hobby", HOBBIES, ("tip", "gear"), {}, {"advice": HOBBY_TIPS},
+        "hobby", HOBBIES, ("tip", "gear"), {"gear": HOBBY_GEAR}, {"advice": HOBBY_TIPS},
         "{s}",
         ("Give me a tip about {s}.", "Any advice for getting started with {s}?", "How can I get better at {s}?",
          "I want to try {s}. What should I know?", "What is a good tip for {s}?"),
