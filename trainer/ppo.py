@@ -73,11 +73,12 @@ class PPOArgs:
     num_ppo_epochs: int = 4
     """passes over each rollout batch, with a fresh permutation each time (N detail #14)"""
     # ---- optimisation --------------------------------------------------------------------------------
-    learning_rate: float = 1e-5
-    """peak AdamW lr, linearly decayed to 0 over the run (N detail #5). TRL/N+ use 3e-6 for 1B-7B
-    pretrained policies; our embedded policies are tiny, whose per-step updates at 3e-6 are too small
-    to move a 16-update round (approxkl ~1e-6, KL stays ~0). 1e-5 moves the policy visibly (scores up,
-    KL in the 0.1-1 nats range after 16 updates of 16 episodes) while clipfrac stays < 0.1"""
+    learning_rate: float = 3e-5
+    """peak AdamW lr, linearly decayed to 0 (N detail #5). TRL/N+ use 3e-6 for 1B+ pretrained policies.
+    Measured on the embedded 4-layer/256-dim policy (24 updates x 16 episodes, RM from 1000 scripted
+    pairs; scripted-judge quality 0.27 before): 3e-6 barely moves it (KL 0.01 nats, quality 0.26);
+    1e-5: KL 0.2, quality 0.31; 3e-5: KL 2.4, quality 0.39, RM score +1.3 std, with clipfrac <= 0.02
+    and ratio ~1 throughout. Lower it for bigger policies"""
     adam_eps: float = 1e-5
     """AdamW epsilon; 1e-5 as N+ (PyTorch's 1e-8 made approxkl ~6x larger early on; N detail #19)"""
     max_grad_norm: float = 1.0

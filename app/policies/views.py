@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.deps import ApiAdmin, SessionDep
+from app.api.deps import ApiAdmin, IdPath, SessionDep
 from app.policies import service
 from app.policies.models import PolicyVersion
 from app.policies.schemas import PolicyVersionRead, RewardModelRead
@@ -28,14 +28,14 @@ def list_policies(db: SessionDep, _admin: ApiAdmin) -> list[PolicyVersionRead]:
 
 
 @router.get("/policies/{number}", response_model=PolicyVersionRead)
-def read_policy(number: int, db: SessionDep, _admin: ApiAdmin) -> PolicyVersionRead:
+def read_policy(number: IdPath, db: SessionDep, _admin: ApiAdmin) -> PolicyVersionRead:
     """One policy version by its number."""
     version = service.get_by_number_or_raise(db=db, number=number)
     return _read(version, service.producing_rounds(db=db, version_ids=[version.id]))
 
 
 @router.post("/policies/{number}/activate", response_model=PolicyVersionRead)
-def activate_policy(number: int, db: SessionDep, _admin: ApiAdmin) -> PolicyVersionRead:
+def activate_policy(number: IdPath, db: SessionDep, _admin: ApiAdmin) -> PolicyVersionRead:
     """Make this version the one the sampler uses (an earlier one: a rollback). The previously active
     version is archived. The sampler switches without a restart."""
     version = service.get_by_number_or_raise(db=db, number=number)
@@ -50,6 +50,6 @@ def list_reward_models(db: SessionDep, _admin: ApiAdmin) -> list[RewardModelRead
 
 
 @router.get("/reward-models/{number}", response_model=RewardModelRead)
-def read_reward_model(number: int, db: SessionDep, _admin: ApiAdmin) -> RewardModelRead:
+def read_reward_model(number: IdPath, db: SessionDep, _admin: ApiAdmin) -> RewardModelRead:
     """One reward model by its number."""
     return RewardModelRead.model_validate(service.get_reward_model_by_number_or_raise(db=db, number=number))

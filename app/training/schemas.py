@@ -57,7 +57,7 @@ class PPOConfig(_Section):
         1, ge=1, description="Micro-batches per minibatch; must divide batch_size / num_mini_batches."
     )
     num_ppo_epochs: int = Field(4, ge=1, le=100)
-    learning_rate: float = Field(1e-5, gt=0, le=1)
+    learning_rate: float = Field(3e-5, gt=0, le=1)
     kl_coef: float = Field(0.05, ge=0)
     kl_estimator: Literal["k1", "k3"] = "k1"
     adaptive_kl: bool = False

@@ -6,7 +6,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from trainer import metrics as M
-from trainer.models import load_policy, load_scalar_model, load_tokenizer, render_prompt_ids
+from trainer.models import (
+    last_token_scores,
+    load_policy,
+    load_scalar_model,
+    load_tokenizer,
+    render_prompt_ids,
+    scalar_forward,
+)
 from trainer.ppo import (
     CHECKPOINT_SUBDIR,
     PPOArgs,
@@ -16,9 +23,12 @@ from trainer.ppo import (
     prompt_schedule,
     response_logits,
     rollout,
+    sampling_config,
     train_ppo,
 )
-from trainer.tensor_utils import logprobs_from_logits
+from trainer.ppo_math import last_true_indices
+from trainer.reward import score_in_batches
+from trainer.tensor_utils import logprobs_from_logits, response_mask_from_eos
 
 PROMPTS = [
     [{"role": "user", "content": f"tell me about {t}"}] for t in ("music", "cooking", "a trip", "numbers")
@@ -69,8 +79,7 @@ def test_rollout_logprobs_match_a_fresh_forward_and_trimming_keeps_them(tiny_pol
     policy, ref = load_policy(tiny_policy_dir, pad), load_policy(tiny_policy_dir, pad)
     rm, value = load_scalar_model(tiny_reward_dir, pad), load_scalar_model(tiny_reward_dir, pad)
     args = derive_sizes(PPOArgs(batch_size=4, response_length=10), 4)
-    gen = GenerationConfig(max_new_tokens=10, do_sample=True, temperature=0.7, top_k=0, top_p=1.0,
-                           eos_token_id=eos, pad_token_id=pad)  # fmt: skip
+    gen = sampling_config(args, eos, pad)
     queries, query_mask = left_pad([render_prompt_ids(tokenizer, p) for p in PROMPTS], pad)
     torch.manual_seed(0)
     ro, stats = rollout(policy, ref, value, rm, queries, query_mask, gen, args, 0.05, eos, pad, (0.0, 1.0))
@@ -82,6 +91,34 @@ def test_rollout_logprobs_match_a_fresh_forward_and_trimming_keeps_them(tiny_pol
             fresh = logprobs_from_logits(response_logits(policy, qr, attn, P, 0.7), qr[:, P:])
             mask = ro.response_mask[idx, r]
             torch.testing.assert_close(fresh[mask], ro.logprobs[idx, r][mask], atol=1e-4, rtol=1e-4)
+
+
+def test_reward_scores_agree_between_rm_training_and_ppo_layouts(tiny_reward_dir):
+    """N+ padding-consistency check: the RM is trained on right-padded, unmasked rows and scores PPO
+    rollouts as left-padded prompts + right-padded responses with a mask; both must agree."""
+    tokenizer = load_tokenizer(tiny_reward_dir)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    model = load_scalar_model(tiny_reward_dir, pad).eval()
+    prompts = [
+        render_prompt_ids(tokenizer, "tell me about music and a trip"),
+        render_prompt_ids(tokenizer, "hi"),
+    ]
+    replies = [
+        tokenizer(t, add_special_tokens=False)["input_ids"] + [eos] for t in ("please, a dog.", "no way")
+    ]
+    rm_view = score_in_batches(
+        model, [p + r for p, r in zip(prompts, replies, strict=True)], pad, batch_size=2
+    )
+
+    queries, query_mask = left_pad(prompts, pad)  # (2, P)
+    T = max(len(r) for r in replies)
+    responses = torch.tensor([r + [pad] * (T - len(r)) for r in replies])  # (2, T) right-padded
+    response_mask = response_mask_from_eos(responses, eos)
+    attention_mask = torch.cat([query_mask, response_mask.long()], 1)
+    with torch.no_grad():
+        values = scalar_forward(model, torch.cat([queries, responses], 1), attention_mask)
+    ppo_view = last_token_scores(values, queries.size(1) + last_true_indices(response_mask))
+    torch.testing.assert_close(ppo_view, rm_view, atol=1e-5, rtol=1e-5)
 
 
 # ---- end-to-end smoke, resume ----------------------------------------------------------------------------
