@@ -13,8 +13,14 @@ def test_readyz_ok_at_head(client):
 
 def test_readyz_503_when_migrations_are_behind(client, db):
     with db.engine.begin() as connection:
+        head = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
         connection.execute(text("UPDATE alembic_version SET version_num = 'behind'"))
-    response = client.get("/readyz")
+    try:
+        response = client.get("/readyz")
+    finally:
+        # The PostgreSQL test database lives for the whole session: later tests migrate it again.
+        with db.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
     assert response.status_code == 503 and "behind" in response.json()["migrations"]
 
 

@@ -33,7 +33,10 @@ from trainer.tensor_utils import logprobs_from_logits, response_mask_from_eos
 PROMPTS = [
     [{"role": "user", "content": f"tell me about {t}"}] for t in ("music", "cooking", "a trip", "numbers")
 ]
-SMOKE_ARGS = PPOArgs(batch_size=4, num_ppo_epochs=2, total_episodes=8, response_length=12, checkpoint_every=0)
+# one thread: the tiny model's ops are too small to split, and on a busy machine a second thread mostly waits
+SMOKE_ARGS = PPOArgs(
+    batch_size=4, num_ppo_epochs=2, total_episodes=8, response_length=12, checkpoint_every=0, num_threads=1
+)
 
 
 # ---- sizes and data ------------------------------------------------------------------------------------

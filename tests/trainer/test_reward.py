@@ -148,7 +148,9 @@ def test_reward_model_learns_a_clear_preference_and_normalises_scores(tiny_polic
     """Polite vs rude openings: held-out accuracy >= 0.8 after one epoch over 480 pairs."""
     pairs_eval = make_pairs(100, seed=2)
     norm_texts = [(p["prompt"], p["chosen"]) for p in pairs_eval[:32]]
-    args = RewardArgs(learning_rate=1e-3)  # the 2-layer/32-dim test model needs a larger lr than the default
+    # the 2-layer/32-dim test model needs a larger lr than the default; one thread: its ops are too small
+    # to split, and on a busy CI machine a second thread mostly waits
+    args = RewardArgs(learning_rate=1e-3, num_threads=1)
     result = train_reward_model(
         args, tiny_policy_dir, make_pairs(480, 1), pairs_eval, str(tmp_path), norm_texts
     )
