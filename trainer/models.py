@@ -64,7 +64,7 @@ def load_tokenizer(path: str, padding_side: str = "left") -> PreTrainedTokenizer
     _check_local_dir(path, "tokenizer")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, padding_side=padding_side)
-    except Exception as e:  # noqa: BLE001 - re-raised with the path; nothing is swallowed
+    except Exception as e:  # re-raised with the path: nothing is swallowed
         raise ModelLoadError(f"could not load a tokenizer from {path!r}: {e}") from e
     if tokenizer.pad_token_id is None:
         raise ValueError(
@@ -118,7 +118,7 @@ def load_policy(
     _check_local_dir(path, "policy")
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # re-raised with the path
         raise ModelLoadError(f"could not load a causal LM from {path!r}: {e}") from e
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
@@ -140,7 +140,7 @@ def load_scalar_model(path: str, pad_token_id: int, dtype: torch.dtype = torch.f
         model, info = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=1, dtype=dtype, output_loading_info=True
         )
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # re-raised with the path
         raise ModelLoadError(f"could not load a sequence-classification model from {path!r}: {e}") from e
     head = _score_head(model)
     if any(key.startswith("score.") for key in info["missing_keys"]):

@@ -266,8 +266,8 @@ class Family:
     pools: dict  # column -> {key: phrase} for columns that hold pool keys
     free: dict  # slot -> phrases, drawn freshly for each response
     ref: str  # how evasions refer to the subject, e.g. "the color {s}"
-    prompts: tuple[str, ...]  # used for training and held-out prompts
-    heldout_prompts: tuple[str, ...]  # never used for training prompts
+    prompts: tuple[str, ...]  # training prompts (and "heldout" ones)
+    heldout_prompts: tuple[str, ...]  # never in training: the "rephrased" and "heldout" splits
     lead: tuple[tuple[str, str], ...]  # first sentence, names the subject
     more: tuple[tuple[str, str], ...]  # follow-up sentences
 
@@ -277,8 +277,11 @@ FAMILIES = (
         "animal", ANIMALS, ("trait", "habitat", "diet", "fact"), {"habitat": HABITATS, "diet": DIETS}, {},
         "the {s}",
         ("Describe the {s}.", "Tell me about the {s}.", "What is {a} like?", "Can you describe {a} for me?",
-         "Give me a short description of the {s}."),
-        ("I'd love to learn about the {s}. What can you tell me?", "Write a few sentences about the {s}."),
+         "Give me a short description of the {s}.", "What do you know about the {s}?",
+         "Tell me something interesting about the {s}.", "I'm curious about the {s}.", "Please describe the {s}.",
+         "What can you tell me about the {s}?"),
+        ("I'd love to learn about the {s}. What can you tell me?", "Write a few sentences about the {s}.",
+         "Could you say a little about the {s}?"),
         (("trait", "The {s} is a {trait} animal that lives in {habitat}."),
          ("trait", "{A} is a {trait} animal found in {habitat}."),
          ("habitat", "You can find the {s} in {habitat}."),
@@ -292,8 +295,11 @@ FAMILIES = (
         "hobby", HOBBIES, ("tip", "gear"), {"gear": HOBBY_GEAR}, {"advice": HOBBY_TIPS},
         "{s}",
         ("Give me a tip about {s}.", "Any advice for getting started with {s}?", "How can I get better at {s}?",
-         "I want to try {s}. What should I know?", "What is a good tip for {s}?"),
-        ("Share one piece of advice about {s}.", "I'm a beginner at {s}. Help me out?"),
+         "I want to try {s}. What should I know?", "What is a good tip for {s}?", "How do I get started with {s}?",
+         "I just started {s}. Any tips?", "What should a beginner know about {s}?", "Can you help me with {s}?",
+         "Please give me some advice on {s}."),
+        ("Share one piece of advice about {s}.", "I'm a beginner at {s}. Help me out?",
+         "What would you tell someone new to {s}?"),
         (("tip", "A good tip for {s} is to {tip}."), ("tip", "If you are new to {s}, {tip}."),
          ("gear", "All you really need to start {s} is {gear}."), ("advice", "When it comes to {s}, {advice}.")),
         (("advice", "Also, try to {advice}."), ("tip", "The best first step is to {tip}."),
@@ -303,8 +309,11 @@ FAMILIES = (
         "food", FOODS, ("kind", "ingredients"), {"kind": FOOD_KINDS}, {"cook_tip": COOK_TIPS},
         "{s}",
         ("Can you recommend a good {s} recipe?", "How do I make {s}?", "I want to cook {s} tonight. Any advice?",
-         "Recommend a way to eat {s}.", "What do I need to make {s}?"),
-        ("Suggest how I could prepare {s} at home.", "Is {s} worth trying? Tell me about it."),
+         "Recommend a way to eat {s}.", "What do I need to make {s}?", "Tell me about {s}.",
+         "I'm hungry. Should I have {s}?", "Any tips for cooking {s}?", "What goes into {s}?",
+         "Give me a recipe idea for {s}."),
+        ("Suggest how I could prepare {s} at home.", "Would {s} be worth trying? Tell me about it.",
+         "What's the secret to great {s}?"),
         (("kind", "You could try {s}, which {is} {kind}."), ("ingredients", "To make {s}, you mainly need {ingredients}."),
          ("cook_tip", "My tip for {s}: {cook_tip}."), ("kind", "I recommend {s}, which {is} {kind}.")),
         (("ingredients", "You will need {ingredients}."), ("cook_tip", "A simple tip is to {cook_tip}."),
@@ -314,8 +323,10 @@ FAMILIES = (
         "city", CITIES, ("country", "landmark", "known"), {"known": CITY_DRAWS}, {},
         "{s}",
         ("Tell me a fact about {s}.", "What is {s} known for?", "Explain something interesting about {s}.",
-         "I'm visiting {s}. What should I know?", "What is special about {s}?"),
-        ("Share a simple fact about the city of {s}.", "Why do people visit {s}?"),
+         "I'm visiting {s}. What should I know?", "What is special about {s}?", "Tell me about {s}.",
+         "What should I see in {s}?", "Where is {s}?", "Give me a fun fact about {s}.",
+         "I'm planning a trip to {s}. Any advice?"),
+        ("Share a simple fact about the city of {s}.", "Why do people visit {s}?", "What's worth knowing about {s}?"),
         (("country", "You will find {s} in {country}."), ("landmark", "In {s}, you can visit {landmark}."),
          ("known", "People visit {s} for {known}."), ("country", "The city of {s} lies in {country}.")),
         (("landmark", "It is famous for {landmark}."), ("known", "People love it for {known}."),
@@ -326,8 +337,10 @@ FAMILIES = (
         "the color {s}",
         ("Tell me something about the color {s}.", "Explain a simple fact about the color {s}.",
          "What does the color {s} remind people of?", "What is interesting about {s} as a color?",
-         "Describe the color {s}."),
-        ("Say something about the color {s}.", "Why do people like the color {s}?"),
+         "Describe the color {s}.", "What do you think of the color {s}?", "Give me a fact about the color {s}.",
+         "Where do you see the color {s}?", "What does {s} mean as a color?", "Tell me about the color {s}."),
+        ("Say something about the color {s}.", "Why do people like the color {s}?",
+         "How would you describe the color {s}?"),
         (("things", "The color {s} reminds people of {things}."), ("mood", "Many people link {s} with {mood}."),
          ("use", "People often choose {s} for {use}."), ("things", "When you think of {s}, picture {things}.")),
         (("mood", "It is often linked with {mood}."), ("use", "It is a popular choice for {use}."),
@@ -346,7 +359,9 @@ def _split_subjects(fam: Family) -> tuple[list[str], list[str]]:
     return [s for s in names if s not in heldout], heldout
 
 
-SPLITS = {split: {f.name: _split_subjects(f)[i] for f in FAMILIES} for i, split in enumerate(("train", "heldout"))}
+_SUBJECTS = {part: {f.name: _split_subjects(f)[i] for f in FAMILIES} for i, part in enumerate(("train", "heldout"))}
+# prompt split -> subjects per family; "rephrased" asks about training subjects in unseen words
+SPLITS = {"train": _SUBJECTS["train"], "rephrased": _SUBJECTS["train"], "heldout": _SUBJECTS["heldout"]}
 ALL_SUBJECTS = [s for f in FAMILIES for s in f.table]
 SUBJECT_FAMILY = {s: f for f in FAMILIES for s in f.table}
 
@@ -513,7 +528,7 @@ def make_corpus(n: int, seed: int = 0, rates: dict[str, float] | None = None) ->
 def _prompt_pool(split: str) -> list[Prompt]:
     pool = []
     for fam in FAMILIES:
-        templates = fam.prompts if split == "train" else fam.prompts + fam.heldout_prompts
+        templates = {"train": fam.prompts, "rephrased": fam.heldout_prompts}.get(split, fam.prompts + fam.heldout_prompts)
         for subject in SPLITS[split][fam.name]:
             slots = _slots(fam, subject)
             pool += [Prompt(t.format(**slots), fam.name, subject) for t in templates]
@@ -530,9 +545,15 @@ def _sample_prompt(rng: random.Random, split: str) -> Prompt:
 def sample_prompts(n: int, seed: int = 0, split: str = "train") -> list[Prompt]:
     """`n` distinct prompts (repeating only once the pool is exhausted).
 
-    split="heldout" uses subjects that never occur in the training corpus,
-    not even as off-topic material, plus two extra templates per family, so
-    its prompts are never seen verbatim in training.
+    split="train"      the prompts the policy is trained on (and RL acts on)
+    split="rephrased"  training subjects asked with templates never used in training
+    split="heldout"    subjects that never occur in the training corpus, not even
+                       as off-topic material, with any template
+
+    Neither held-out split has a prompt seen verbatim in training. The small
+    default policy stays on topic by recognising each training subject, not by
+    copying arbitrary words, so on "heldout" it is practically never on topic;
+    "rephrased" is the split where on-topic rates can generalise.
     """
     if split not in _POOLS:
         raise ValueError(f"split must be one of {sorted(_POOLS)}, got {split!r}")
