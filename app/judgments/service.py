@@ -14,6 +14,8 @@ from app.core.db import utcnow
 from app.core.errors import Conflict, Unprocessable
 from app.judgments.models import Judgment, ScreenChoice, Strength
 from app.queue import service as queue_service
+from app.webhooks import service as webhook_service
+from app.webhooks.models import WebhookEvent
 
 
 def to_choice(side: ScreenChoice, *, left: str) -> Choice:
@@ -88,6 +90,12 @@ def submit(
     db.execute(_COUNT, {"comparison_id": comparison.id, "new_count": count,
                         "new_status": ComparisonStatus.completed if completed else comparison.status})
     queue_service.finish(db=db, comparison_id=comparison.id, lock_id=lock.id, completed=completed)
+    webhook_service.emit(db=db, event=WebhookEvent.judgment_created, payload={
+        "judgment_id": judgment_id, "comparison_id": comparison.id, "annotator_id": annotator_id,
+        "choice": values["choice"].value, "strength": values["strength"], "channel": channel})
+    if completed:
+        webhook_service.emit(db=db, event=WebhookEvent.comparison_completed, payload={
+            "comparison_id": comparison.id, "judgment_count": count})
     # The stored row, as a Judgment the caller can read (not attached to the session).
     return Judgment(id=judgment_id, **values), True
 

@@ -23,6 +23,8 @@ from app.core.errors import Conflict, InvalidState, NotFound
 from app.policies import registry
 from app.policies.models import PolicyStatus, PolicyVersion, RewardModel
 from app.training.models import TrainingRound
+from app.webhooks import service as webhook_service
+from app.webhooks.models import WebhookEvent
 
 
 def next_policy_number(*, db: Session, registry_dir: Path) -> int:
@@ -140,6 +142,9 @@ def activate(*, db: Session, version_id: int, check_files: bool = True) -> Polic
             db.flush()
     except IntegrityError as exc:
         raise Conflict("Another version was activated at the same moment; reload and try again.") from exc
+    webhook_service.emit(db=db, event=WebhookEvent.policy_activated, payload={
+        "policy_number": version.number, "previous_number": current.number if current is not None else None,
+        "source": version.source})
     return version
 
 

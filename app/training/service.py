@@ -24,6 +24,8 @@ from app.policies.models import PolicyVersion, RewardModel
 from app.training.models import RoundMetric, RoundStatus, TrainingRound
 from app.training.schemas import RoundRead, resolve_config
 from app.training.snapshot import usable_conditions
+from app.webhooks import service as webhook_service
+from app.webhooks.models import WebhookEvent
 
 S = RoundStatus
 TRANSITIONS: dict[RoundStatus, set[RoundStatus]] = {
@@ -47,6 +49,14 @@ def _move(round_: TrainingRound, to: RoundStatus, *, now: datetime | None = None
         )
     round_.status = to
     round_.finished_at = now if to in FINISHED else None
+
+
+def _announce_finished(db: Session, round_: TrainingRound) -> None:
+    policy = db.get(PolicyVersion, round_.policy_version_id) if round_.policy_version_id else None
+    webhook_service.emit(db=db, event=WebhookEvent.round_finished, payload={
+        "round_id": round_.id, "status": round_.status.value, "error": round_.error,
+        "policy_number": policy.number if policy else None,
+        "policy_status": policy.status.value if policy else None})
 
 
 # ---- reading ------------------------------------------------------------------------------------------
@@ -324,6 +334,7 @@ def finish(
     if status == S.cancelled:
         round_.completed_stages = []  # its work directory is deleted; a retry starts from a new snapshot
     db.flush()
+    _announce_finished(db, round_)
     return round_
 
 
@@ -352,6 +363,7 @@ def fail_stale(*, db: Session, now: datetime, timeout_s: float) -> list[Training
             f"Worker {round_.worker_id or '?'} stopped reporting (no heartbeat for {silent_s:.0f} s, "
             f"limit {timeout_s:.0f} s); it probably died. Retry the round to resume it."
         )
+        _announce_finished(db, round_)
     db.flush()
     return stale
 
@@ -365,6 +377,7 @@ def request_cancel(*, db: Session, round_id: int, now: datetime) -> TrainingRoun
     if round_.status == S.queued:
         _move(round_, S.cancelled, now=now)
         round_.error = "Cancelled before it started."
+        _announce_finished(db, round_)
     elif round_.status == S.running:
         round_.cancel_requested = True
     else:
