@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from urllib.parse import quote
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse

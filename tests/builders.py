@@ -7,8 +7,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 
 from sqlalchemy import select
@@ -73,13 +71,6 @@ def make_comparisons(
             ids.append(comparison.id)
     return ids
 
-
-@contextmanager
-def write_session(db: Database) -> Iterator[Session]:
-    """A unit of work begun the way the queue's routes begin theirs (BEGIN IMMEDIATE on SQLite)."""
-    with db.session() as session:
-        session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
-        yield session
 
 
 @cache

@@ -35,8 +35,11 @@ def get_db(request: Request):
     Declared with scope="function" below so the commit happens before the response is sent: a
     failed commit becomes a 5xx instead of a 200 for data that was never stored. Handlers must
     therefore build their response (schemas, not lazy ORM relationships) before returning.
+    A state-changing request takes SQLite's write lock up front (Database.write_session), so it
+    waits its turn behind the sampler and the training worker instead of failing half-way.
     """
-    with request.app.state.db.session() as session:
+    db: Database = request.app.state.db
+    with db.session() if request.method in SAFE_METHODS else db.write_session() as session:
         yield session
 
 

@@ -124,9 +124,13 @@ class Settings(BaseSettings):
     UPLOAD_MAX_BYTES: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest request body a bulk import accepts; larger gets a 413."
     )
-    WEBHOOKS_ENABLED: bool = Field(True, description="Deliver webhooks from the web process (with RUN_BACKGROUND).")
+    WEBHOOKS_ENABLED: bool = Field(
+        True, description="Deliver webhooks from the web process (with RUN_BACKGROUND)."
+    )
     WEBHOOK_TIMEOUT_S: float = Field(10.0, gt=0, le=120, description="How long one delivery waits for the receiver.")
-    WEBHOOK_MAX_ATTEMPTS: int = Field(8, ge=1, le=50, description="Attempts before a delivery is given up (kept as failed).")
+    WEBHOOK_MAX_ATTEMPTS: int = Field(
+        8, ge=1, le=50, description="Attempts before a delivery is given up (kept as failed)."
+    )
     WEBHOOK_RETRY_BASE_S: float = Field(
         10.0, gt=0, description="Wait after the first failed attempt; it doubles with each further failure."
     )

@@ -112,5 +112,14 @@ class Database:
         finally:
             session.close()
 
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A unit of work that writes. On SQLite it takes the write lock before its first read: a
+        transaction that read first fails to write ("database is locked") if another connection
+        committed in between, and busy_timeout only helps a transaction that asks up front."""
+        with self.session() as session:
+            session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+            yield session
+
     def dispose(self) -> None:
         self.engine.dispose()

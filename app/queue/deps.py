@@ -59,8 +59,7 @@ class AnnotatorWork:
         return await anyio.to_thread.run_sync(partial(self._run, fn, kwargs), limiter=turns)
 
     def _run(self, fn: Callable[..., T], kwargs: dict) -> T:
-        with self.request.app.state.db.session() as db:
-            db.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+        with self.request.app.state.db.write_session() as db:
             # The same rules as ApiUser (bearer token, or the session plus its CSRF header) / PageUser.
             user = page_user(self.request, db) if self.page else api_user(self.request, db)
             return fn(db=db, annotator_id=user.id, **kwargs)

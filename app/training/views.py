@@ -7,14 +7,11 @@ metrics, error, produced versions) and GET /rounds/{id}/metrics?since=<next_sinc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request, status
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Body, Query, status
 
-from app.api.deps import MAX_DB_ID, ApiAdmin, IdPath, SessionDep, SettingsDep, api_admin, api_user
-from app.auth.models import User
+from app.api.deps import MAX_DB_ID, ApiAdmin, IdPath, SessionDep, SettingsDep
 from app.core.db import utcnow
 from app.training import service
 from app.training.models import RoundStatus
@@ -30,25 +27,6 @@ from app.training.schemas import (
 
 router = APIRouter()
 
-
-def _write_session(request: Request) -> Iterator[Session]:
-    """The unit of work of a request that changes a round. On SQLite it takes the write lock before its
-    first read: the worker commits progress every second, and a transaction that read before another
-    writer committed can no longer write ("database is locked")."""
-    with request.app.state.db.session() as session:
-        session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
-        yield session
-
-
-WriteSession = Annotated[Session, Depends(_write_session, scope="function")]
-
-
-def _write_admin(request: Request, db: WriteSession) -> User:
-    # The admin is looked up in the same unit of work: a second one would wait on this one's lock.
-    return api_admin(api_user(request, db))
-
-
-WriteAdmin = Annotated[User, Depends(_write_admin)]
 
 OVERRIDES_EXAMPLE = {
     "reward": {"learning_rate": 1e-4},
@@ -66,9 +44,9 @@ def read_round_config(settings: SettingsDep, _admin: ApiAdmin) -> ConfigInfo:
 
 @router.post("/rounds", response_model=RoundRead, status_code=status.HTTP_201_CREATED)
 def launch_round(
-    db: WriteSession,
+    db: SessionDep,
     settings: SettingsDep,
-    admin: WriteAdmin,
+    admin: ApiAdmin,
     overrides: Annotated[dict, Body(examples=[OVERRIDES_EXAMPLE])] = None,
 ) -> RoundRead:
     """Queue a training round. The body overrides any part of GET /rounds/config's defaults (422 names a
@@ -116,13 +94,13 @@ def read_round_metrics(
 
 
 @router.post("/rounds/{round_id}/cancel", response_model=RoundRead)
-def cancel_round(round_id: IdPath, db: WriteSession, _admin: WriteAdmin) -> RoundRead:
+def cancel_round(round_id: IdPath, db: SessionDep, _admin: ApiAdmin) -> RoundRead:
     """Cancel a queued round at once, or a running one within seconds (its trainer is killed, its files
     deleted, nothing is published). 409 for a finished round."""
     return service.to_read(db=db, round_=service.request_cancel(db=db, round_id=round_id, now=utcnow()))
 
 
 @router.post("/rounds/{round_id}/retry", response_model=RoundRead)
-def retry_round(round_id: IdPath, db: WriteSession, _admin: WriteAdmin) -> RoundRead:
+def retry_round(round_id: IdPath, db: SessionDep, _admin: ApiAdmin) -> RoundRead:
     """Queue a failed or cancelled round again; a failed one resumes after its last completed stage."""
     return service.to_read(db=db, round_=service.retry(db=db, round_id=round_id))

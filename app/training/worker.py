@@ -26,12 +26,9 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.db import Database, utcnow
@@ -91,18 +88,10 @@ class Worker:
             if ran is None:
                 self.stop.wait(self.settings.WORKER_POLL_S)
 
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        """A unit of work that writes. On SQLite it takes the write lock up front: a transaction that
-        read first fails to write if another connection (the web app) wrote in between."""
-        with self.db.session() as session:
-            session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
-            yield session
-
     def step(self) -> int | None:
         """One pass of the loop; returns the id of the round it ran, if any."""
         now = utcnow()
-        with self._session() as session:
+        with self.db.write_session() as session:
             for round_ in service.fail_stale(
                 db=session, now=now, timeout_s=self.settings.TRAINING_HEARTBEAT_TIMEOUT_S
             ):
@@ -129,7 +118,7 @@ class Worker:
             # A resumed round's old status.json must not speak for a trainer that dies before writing its own.
             (workdir / STATUS).unlink(missing_ok=True)
             handle = self.executor.submit(round_id=round_id, workdir=workdir)
-            with self._session() as session:
+            with self.db.write_session() as session:
                 service.record_launch(db=session, round_id=round_id, worker_id=self.worker_id, handle=handle)
             code = self._supervise(round_id, workdir, handle)
             handle = None  # the trainer has exited (or was stopped by _supervise)
@@ -168,7 +157,7 @@ class Worker:
                 failure = exc
             else:
                 failure = None
-        with self._session() as session:
+        with self.db.write_session() as session:
             if failure is not None:
                 service.fail_snapshot(
                     db=session,
@@ -201,7 +190,7 @@ class Worker:
             code = self.executor.poll(handle)  # before reading, so the last read sees the final files
             pending += tail.read_new()
             try:
-                with self._session() as session:
+                with self.db.write_session() as session:
                     round_ = service.record_progress(
                         db=session, round_id=round_id, worker_id=self.worker_id, now=utcnow(),
                         status=read_status(workdir), points=pending, log_tail=log_tail(workdir),
@@ -224,7 +213,7 @@ class Worker:
                 return None
             if self.stop.is_set():
                 self.executor.cancel(handle, grace_s=STOP_GRACE_S)
-                with self._session() as session:
+                with self.db.write_session() as session:
                     service.requeue(
                         db=session,
                         round_id=round_id,
@@ -256,7 +245,7 @@ class Worker:
 
     def _publish(self, round_id: int, workdir: Path, status: dict) -> None:
         try:
-            with self._session() as session:
+            with self.db.write_session() as session:
                 # Locks the row: no other worker can declare the round stale while it is published.
                 round_ = service.heartbeat(
                     db=session, round_id=round_id, worker_id=self.worker_id, now=utcnow()
@@ -286,7 +275,7 @@ class Worker:
         remove_outputs(workdir)
 
     def _record(self, round_id: int, status: RoundStatus, error: str) -> None:
-        with self._session() as session:
+        with self.db.write_session() as session:
             service.finish(
                 db=session,
                 round_id=round_id,

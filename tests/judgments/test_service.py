@@ -15,14 +15,14 @@ from app.judgments import service
 from app.judgments.models import Judgment, ScreenChoice, Strength
 from app.queue import service as queue_service
 from app.queue.models import QueueLock
-from tests.builders import make_annotators, make_comparisons, write_session
+from tests.builders import make_annotators, make_comparisons
 
 TTL = timedelta(minutes=10)
 
 
 def take(db, annotator_id, *, left=None):
     """Lock the next pair for the annotator; optionally force which completion is on the left."""
-    with write_session(db) as session:
+    with db.write_session() as session:
         pair = queue_service.next_for(db=session, annotator_id=annotator_id, lock_ttl=TTL, gold_rate=0.0)
         if left is not None:
             session.execute(update(QueueLock).where(QueueLock.comparison_id == pair.comparison_id,
@@ -32,7 +32,7 @@ def take(db, annotator_id, *, left=None):
 
 def submit(db, annotator_id, comparison_id, side=ScreenChoice.left, **kwargs):
     kwargs.setdefault("rationale_max_chars", 50)
-    with write_session(db) as session:
+    with db.write_session() as session:
         judgment, created = service.submit(db=session, annotator_id=annotator_id, comparison_id=comparison_id,
                                            side=side, **kwargs)
         return judgment.id, created

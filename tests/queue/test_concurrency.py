@@ -16,7 +16,7 @@ from app.judgments import service as judgment_service
 from app.judgments.models import Judgment, ScreenChoice
 from app.queue import service
 from app.queue.models import QueueLock
-from tests.builders import make_annotators, make_comparisons, write_session
+from tests.builders import make_annotators, make_comparisons
 
 TTL = timedelta(minutes=10)
 
@@ -34,7 +34,7 @@ def run_together(fn, args_list):
 
 
 def take(db, annotator_id):
-    with write_session(db) as session:
+    with db.write_session() as session:
         pair = service.next_for(db=session, annotator_id=annotator_id, lock_ttl=TTL, gold_rate=0.0)
         return pair.comparison_id if pair else None
 
@@ -61,7 +61,7 @@ def test_concurrent_annotators_judging_until_the_pool_is_dry_fill_every_target_e
     def work(annotator_id):
         judged = []
         while (pair_id := take(db, annotator_id)) is not None:
-            with write_session(db) as session:
+            with db.write_session() as session:
                 judgment_service.submit(db=session, annotator_id=annotator_id, comparison_id=pair_id,
                                         side=ScreenChoice.left, rationale_max_chars=10)
             judged.append(pair_id)
@@ -85,7 +85,7 @@ def test_a_submit_retried_concurrently_stores_one_judgment(db):
     take(db, annotator)
 
     def submit():
-        with write_session(db) as session:
+        with db.write_session() as session:
             judgment, created = judgment_service.submit(
                 db=session, annotator_id=annotator, comparison_id=pair_id, side=ScreenChoice.right,
                 client_request_id="double-click", rationale_max_chars=10,

@@ -16,19 +16,19 @@ from app.judgments.models import ScreenChoice
 from app.prompts.models import Prompt
 from app.queue import service
 from app.queue.models import QueueLock, Skip
-from tests.builders import make_annotators, make_comparisons, write_session
+from tests.builders import make_annotators, make_comparisons
 
 TTL = timedelta(minutes=10)
 
 
 def next_for(db, annotator_id, *, after=None, gold_rate=0.0):
-    with write_session(db) as session:
+    with db.write_session() as session:
         return service.next_for(db=session, annotator_id=annotator_id, lock_ttl=TTL, gold_rate=gold_rate,
                                 after=after)
 
 
 def judge(db, annotator_id, comparison_id, side=ScreenChoice.left):
-    with write_session(db) as session:
+    with db.write_session() as session:
         return judgment_service.submit(db=session, annotator_id=annotator_id, comparison_id=comparison_id,
                                        side=side, rationale_max_chars=100)[0].id
 
@@ -78,7 +78,7 @@ def test_left_right_order_is_randomized_per_showing(db, annotators):
     for _ in range(40):
         pair = next_for(db, annotators[0])
         sides.add(pair.left)
-        with write_session(db) as session:
+        with db.write_session() as session:
             service.release(db=session, annotator_id=annotators[0], comparison_id=pair.comparison_id)
             session.add(Skip(comparison_id=pair.comparison_id, annotator_id=annotators[0]))
     assert sides == {"a", "b"}
@@ -106,7 +106,7 @@ def test_never_a_pair_the_annotator_judged_or_skipped(db, annotators):
     assert next_for(db, annotators[0]).comparison_id == judged
     judge(db, annotators[0], judged)
     assert next_for(db, annotators[0]).comparison_id == skipped
-    with write_session(db) as session:
+    with db.write_session() as session:
         service.skip(db=session, annotator_id=annotators[0], comparison_id=skipped, reason="unclear")
     assert next_for(db, annotators[0]).comparison_id == fresh
 
@@ -203,7 +203,7 @@ def test_naming_the_prefetched_pair_on_screen_starts_its_clock_and_ttl(db, annot
 def test_release_returns_the_pair_to_the_pool(db, annotators):
     [pair_id] = make_comparisons(db, 1)
     next_for(db, annotators[0])
-    with write_session(db) as session:
+    with db.write_session() as session:
         assert service.release(db=session, annotator_id=annotators[0], comparison_id=pair_id) is True
         assert service.release(db=session, annotator_id=annotators[0], comparison_id=pair_id) is False
     assert next_for(db, annotators[1]).comparison_id == pair_id
@@ -212,11 +212,11 @@ def test_release_returns_the_pair_to_the_pool(db, annotators):
 def test_skip_records_the_reason_frees_the_pair_and_is_idempotent(db, annotators):
     [pair_id] = make_comparisons(db, 1)
     next_for(db, annotators[0])
-    with write_session(db) as session:
+    with db.write_session() as session:
         skip, created = service.skip(db=session, annotator_id=annotators[0], comparison_id=pair_id,
                                      reason="  I can't judge this topic ")
         assert (skip.reason, created) == ("I can't judge this topic", True)
-    with write_session(db) as session:
+    with db.write_session() as session:
         again, created = service.skip(db=session, annotator_id=annotators[0], comparison_id=pair_id,
                                       reason="x")
         assert (again.id, again.reason, created) == (skip.id, "I can't judge this topic", False)
@@ -227,9 +227,9 @@ def test_skip_records_the_reason_frees_the_pair_and_is_idempotent(db, annotators
 def test_skip_needs_the_pair_to_be_reserved_for_you(db, annotators):
     [pair_id] = make_comparisons(db, 1)
     next_for(db, annotators[0])
-    with pytest.raises(InvalidState, match="not reserved for you"), write_session(db) as session:
+    with pytest.raises(InvalidState, match="not reserved for you"), db.write_session() as session:
         service.skip(db=session, annotator_id=annotators[1], comparison_id=pair_id, reason="meh")
-    with pytest.raises(NotFound, match="does not exist"), write_session(db) as session:
+    with pytest.raises(NotFound, match="does not exist"), db.write_session() as session:
         service.skip(db=session, annotator_id=annotators[1], comparison_id=pair_id + 1000, reason="meh")
 
 
@@ -237,5 +237,5 @@ def test_skip_after_judging_is_refused(db, annotators):
     [pair_id] = make_comparisons(db, 1, overlap_target=2)
     next_for(db, annotators[0])
     judge(db, annotators[0], pair_id)
-    with pytest.raises(Conflict, match="already judged"), write_session(db) as session:
+    with pytest.raises(Conflict, match="already judged"), db.write_session() as session:
         service.skip(db=session, annotator_id=annotators[0], comparison_id=pair_id, reason="meh")

@@ -3,7 +3,11 @@ import math
 import pytest
 
 from app.ratings.bradley_terry import (
-    ANCHOR_RATING, bootstrap, fit, head_to_head, wilson_interval,
+    ANCHOR_RATING,
+    bootstrap,
+    fit,
+    head_to_head,
+    wilson_interval,
 )
 
 

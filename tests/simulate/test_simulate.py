@@ -24,7 +24,7 @@ def prefers_good(_prompt: str, a: str, b: str) -> float:
     return float("good" in a) - float("good" in b)
 
 
-def test_simulate_command_judges_through_the_api_with_the_left_right_mapping(live_server):
+def test_simulate_command_judges_through_the_api_with_the_left_right_mapping(live_server):  # noqa: F811 (the fixture imported above)
     make_comparisons(live_server.db, 12, text_a="a good answer", text_b="a poor answer")
     make_user(live_server.db, "boss", Role.admin)
     result = CliRunner().invoke(cli, [

@@ -92,7 +92,7 @@ def test_corpus_is_deterministic():
 def test_subject_tables_never_name_another_subject():
     for subject, family in task.SUBJECT_FAMILY.items():
         text = " ".join(family.table[subject]).lower()
-        others = {m for m in task._mentions(task._SUBJECTS_RE, text)} - {subject.lower()}
+        others = set(task._mentions(task._SUBJECTS_RE, text)) - {subject.lower()}
         assert not others, (subject, others)
 
 

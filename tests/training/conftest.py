@@ -10,12 +10,9 @@ from __future__ import annotations
 import json
 import struct
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy.orm import Session
 
 from app.auth.models import Role, User
 from app.comparisons.models import Comparison, Completion
@@ -41,14 +38,6 @@ def fake_model_dir(path: Path) -> Path:
     (path / "tokenizer.json").write_text("{}")
     return path
 
-
-@contextmanager
-def write_session(db: Database) -> Iterator[Session]:
-    """A unit of work that takes SQLite's write lock first, as the worker's do: with a worker thread
-    committing progress, a transaction that reads before writing may otherwise fail to write."""
-    with db.session() as session:
-        session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
-        yield session
 
 
 def register_policy(settings: Settings, db: Database, source_dir: Path) -> PolicyVersion:

@@ -15,7 +15,7 @@ from app.policies.models import PolicyVersion, RewardModel
 from app.training import service
 from app.training.models import RoundMetric, RoundStatus, TrainingRound
 from app.training.workdir import round_dir
-from tests.training.conftest import fake_worker, write_session
+from tests.training.conftest import fake_worker
 
 
 def _launch(db, settings, **overrides) -> int:
@@ -165,7 +165,7 @@ def test_cancel_kills_the_trainer_deletes_its_files_and_publishes_nothing(db, se
     workdir = round_dir(settings, round_id)
     _wait_for(lambda: _round(db, round_id).stage == "ppo")
     pid = json.loads((workdir / "fake_args.json").read_text())["pid"]
-    with write_session(db) as session:
+    with db.write_session() as session:
         service.request_cancel(db=session, round_id=round_id, now=utcnow())
     thread.join(timeout=30)
     round_ = _round(db, round_id)
@@ -224,7 +224,7 @@ def test_a_worker_whose_round_was_taken_away_stops_its_trainer(db, settings, tra
     thread.start()
     _wait_for(lambda: _round(db, round_id).stage == "ppo")
     pid = json.loads((round_dir(settings, round_id) / "fake_args.json").read_text())["pid"]
-    with write_session(db) as session:  # what another worker's fail_stale does to a slow worker
+    with db.write_session() as session:  # what another worker's fail_stale does to a slow worker
         service.fail_stale(db=session, now=utcnow() + timedelta(hours=1), timeout_s=60)
     thread.join(timeout=30)
     assert not thread.is_alive() and not _process_exists(pid)

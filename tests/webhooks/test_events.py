@@ -16,7 +16,7 @@ from app.queue import service as queue_service
 from app.training import service as training_service
 from app.webhooks import service
 from app.webhooks.models import WebhookDelivery, WebhookEvent
-from tests.builders import make_annotators, make_comparisons, write_session
+from tests.builders import make_annotators, make_comparisons
 from tests.policies.helpers import publish_version
 
 
@@ -36,14 +36,14 @@ def test_a_stored_judgment_and_its_completed_pair_are_announced(db):
     [comparison_id] = make_comparisons(db, 1, overlap_target=2)
     first, second = make_annotators(db, 2)
     for annotator in (first, second):
-        with write_session(db) as session:
+        with db.write_session() as session:
             queue_service.next_for(db=session, annotator_id=annotator, lock_ttl=timedelta(minutes=5), gold_rate=0.0)
-        with write_session(db) as session:
+        with db.write_session() as session:
             judgment_service.submit(db=session, annotator_id=annotator, comparison_id=comparison_id,
                                     side=ScreenChoice.tie, client_request_id=f"r{annotator}",
                                     rationale_max_chars=10)
     # a retried submit stores nothing new and announces nothing new
-    with write_session(db) as session:
+    with db.write_session() as session:
         judgment_service.submit(db=session, annotator_id=second, comparison_id=comparison_id,
                                 side=ScreenChoice.tie, client_request_id=f"r{second}", rationale_max_chars=10)
     events = queued(db)

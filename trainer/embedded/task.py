@@ -169,7 +169,8 @@ FOODS = {  # name: (kind, ingredients)
 PLURAL_FOODS = {"pancakes", "tacos", "dumplings", "muffins", "waffles", "spring rolls"}
 
 CITY_DRAWS = {
-    "food": "its food and busy markets", "museums": "its museums and long history", "beaches": "its beaches and sunshine",
+    "food": "its food and busy markets", "museums": "its museums and long history",
+    "beaches": "its beaches and sunshine",
     "parks": "its parks and gardens", "music": "its music and nightlife", "old": "its old streets and bridges",
     "skyline": "its modern skyline", "people": "its friendly people",
 }
@@ -314,7 +315,8 @@ FAMILIES = (
          "Give me a recipe idea for {s}."),
         ("Suggest how I could prepare {s} at home.", "Would {s} be worth trying? Tell me about it.",
          "What's the secret to great {s}?"),
-        (("kind", "You could try {s}, which {is} {kind}."), ("ingredients", "To make {s}, you mainly need {ingredients}."),
+        (("kind", "You could try {s}, which {is} {kind}."),
+         ("ingredients", "To make {s}, you mainly need {ingredients}."),
          ("cook_tip", "My tip for {s}: {cook_tip}."), ("kind", "I recommend {s}, which {is} {kind}.")),
         (("ingredients", "You will need {ingredients}."), ("cook_tip", "A simple tip is to {cook_tip}."),
          ("ingredients", "The main ingredients are {ingredients}."), ("cook_tip", "For the best result, {cook_tip}.")),
@@ -507,7 +509,7 @@ def _response(rng: random.Random, p: Prompt, labels: dict[str, bool], split: str
 
 def make_example(rng: random.Random, split: str = "train", rates: dict[str, float] | None = None) -> Example:
     """One prompt/response pair with independently drawn qualities."""
-    rates = {q: 0.5 for q in QUALITIES} | (rates or {})
+    rates = dict.fromkeys(QUALITIES, 0.5) | (rates or {})
     p = _sample_prompt(rng, split)
     labels = {q: rng.random() < rates[q] for q in QUALITIES}
     response = None
@@ -528,7 +530,8 @@ def make_corpus(n: int, seed: int = 0, rates: dict[str, float] | None = None) ->
 def _prompt_pool(split: str) -> list[Prompt]:
     pool = []
     for fam in FAMILIES:
-        templates = {"train": fam.prompts, "rephrased": fam.heldout_prompts}.get(split, fam.prompts + fam.heldout_prompts)
+        templates = {"train": fam.prompts, "rephrased": fam.heldout_prompts}.get(
+            split, fam.prompts + fam.heldout_prompts)
         for subject in SPLITS[split][fam.name]:
             slots = _slots(fam, subject)
             pool += [Prompt(t.format(**slots), fam.name, subject) for t in templates]
