@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,11 +17,6 @@ from app.core.security import hash_password, hash_token, new_api_token, token_pr
 
 # Token use is recorded at most this often, so a busy client does not turn every read into a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone-aware columns; they were stored as UTC.
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def get(*, db: Session, user_id: int) -> User | None:
@@ -98,7 +93,7 @@ def authenticate(
     that doubles with each further failure. Returns instead of raising so the count is committed."""
     user = get_by_username(db=db, username=username.strip())
     now = utcnow()
-    locked_until = _aware(user.locked_until) if user else None
+    locked_until = user.locked_until if user else None
     if user is not None and locked_until is not None and locked_until > now:
         return LoginResult(None, retry_after_s=max(1, int((locked_until - now).total_seconds())))
     # Verify even for unknown users so the response time does not reveal which accounts exist.
@@ -162,7 +157,7 @@ def user_for_token(*, db: Session, token: str) -> User | None:
     if not user.is_active:
         return None
     now = utcnow()
-    last_used = _aware(api_token.last_used_at)
+    last_used = api_token.last_used_at
     if last_used is None or now - last_used > LAST_USED_RESOLUTION:
         api_token.last_used_at = now
         db.flush()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -40,11 +40,6 @@ def _count(db: Session, query) -> int:
     return db.scalar(query) or 0
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC.
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
 def progress(*, db: Session, now: datetime | None = None) -> Progress:
     """Prompts, the comparison pool, annotation pace, the active policy and the round in flight."""
     now = now or utcnow()
@@ -52,8 +47,7 @@ def progress(*, db: Session, now: datetime | None = None) -> Progress:
     window_start = hour_start - timedelta(hours=HOURS_SHOWN - 1)
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     by_status = dict(db.execute(select(Comparison.status, func.count()).group_by(Comparison.status)).all())
-    recent = [_utc(t) for t in db.scalars(
-        select(Judgment.created_at).where(Judgment.created_at >= window_start))]
+    recent = list(db.scalars(select(Judgment.created_at).where(Judgment.created_at >= window_start)))
     hourly = metrics.hourly_counts((t.timestamp() for t in recent), window_start.timestamp(), HOURS_SHOWN)
     active = policies_service.get_active(db=db)
     return Progress(
@@ -71,7 +65,7 @@ def progress(*, db: Session, now: datetime | None = None) -> Progress:
         ],
         annotators_active=_count(db, select(func.count(func.distinct(Judgment.annotator_id))).where(
             Judgment.created_at >= now - timedelta(hours=24))),
-        active_policy=ActivePolicy(id=active.id, number=active.number, activated_at=_utc(active.activated_at))
+        active_policy=ActivePolicy(id=active.id, number=active.number, activated_at=active.activated_at)
         if active else None,
         current_round=_current_round(db),
         generated_at=now,
@@ -84,7 +78,7 @@ def _current_round(db: Session) -> RoundProgress | None:
         return None
     return RoundProgress(
         id=found.id, status=found.status.value, stage=found.stage, completed_stages=found.completed_stages,
-        step=found.step, total_steps=found.total_steps, started_at=_utc(found.started_at),
+        step=found.step, total_steps=found.total_steps, started_at=found.started_at,
         fraction=metrics.rate(min(found.step, found.total_steps), found.total_steps),
     )
 
@@ -154,7 +148,7 @@ def annotator_stats(*, db: Session, now: datetime | None = None) -> list[Annotat
             gold_judged=gold_judged, gold_correct=gold_correct,
             gold_accuracy=metrics.rate(gold_correct, gold_judged),
             overlap_pairs=pairs, agreement_rate=metrics.rate(agreed, pairs), kappa_vs_others=kappa,
-            last_judgment_at=_utc(last.get(user.id)),
+            last_judgment_at=last.get(user.id),
         ))
     return rows
 
