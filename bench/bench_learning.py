@@ -24,12 +24,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+PREFLOOP = str(Path(sys.executable).with_name("prefloop"))  # the console script of this environment
 
 from app.ratings.bradley_terry import wilson_interval  # noqa: E402
 from app.simulate import preferences  # noqa: E402
@@ -40,36 +44,68 @@ from trainer.generate import SamplingParams  # noqa: E402
 from trainer.oracle import oracle_win_rate  # noqa: E402
 
 
+@dataclass
+class LoopConfig:
+    """One learning run's knobs; the CI-sized test (tests/simulate/test_learning_loop.py) shrinks them."""
+
+    rounds: int = 3
+    judgments: int = 400             # acknowledged judgments per round
+    annotators: int = 4
+    noise: float = 0.1               # share of random answers per annotator
+    oracle_prompts: int = 300        # held-out prompts the oracle judges per round
+    temperature: float = 0.7         # oracle sampling temperature (the PPO rollout default)
+    max_new_tokens: int = 64
+    round_config: dict = field(default_factory=dict)  # overrides for every round (POST /api/v1/rounds)
+    round_timeout_s: float = 3600
+    server_env: dict = field(default_factory=dict)    # extra PREFLOOP_* settings for the server
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start_server(data_dir: Path, port: int, env_extra: dict) -> subprocess.Popen:
-    env = {**os.environ, "PREFLOOP_DATA_DIR": str(data_dir), "PREFLOOP_PORT": str(port),
-           "PREFLOOP_CREATE_FIRST_ADMIN": "false", **env_extra}
-    log = open(data_dir / "server.log", "w")  # noqa: SIM115 - lives as long as the server
-    return subprocess.Popen([str(ROOT / ".venv/bin/prefloop"), "serve"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
 def prefloop(data_dir: Path, *args: str) -> str:
     env = {**os.environ, "PREFLOOP_DATA_DIR": str(data_dir)}
-    return subprocess.run([str(ROOT / ".venv/bin/prefloop"), *args], env=env, check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run([PREFLOOP, *args], env=env, check=True, capture_output=True, text=True).stdout
 
 
-def wait_ready(url: str, timeout: float = 120) -> None:
+def bootstrap(base_dir: Path, preset: str) -> None:
+    """A data directory with a fresh database, the embedded policy and its demo prompts."""
+    base_dir.mkdir(parents=True, exist_ok=True)
+    prefloop(base_dir, "db", "upgrade")
+    prefloop(base_dir, "bootstrap", "--preset", preset)
+
+
+@contextmanager
+def running_server(data_dir: Path, env_extra: dict) -> Iterator[str]:
+    """`prefloop serve` (web app, sampler and a local training worker) on a free port; yields its URL."""
+    port = free_port()
+    env = {**os.environ, "PREFLOOP_DATA_DIR": str(data_dir), "PREFLOOP_PORT": str(port),
+           "PREFLOOP_CREATE_FIRST_ADMIN": "false", **env_extra}
+    with open(data_dir / "server.log", "w") as log:
+        server = subprocess.Popen([PREFLOOP, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(url, server)
+            yield url
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
+
+
+def wait_ready(url: str, server: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and server.poll() is None:
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    raise RuntimeError("server did not become ready")
+    raise RuntimeError("server did not become ready; see server.log in its data directory")
 
 
 def run_round(client: httpx.Client, overrides: dict, timeout_s: float) -> dict:
@@ -85,42 +121,42 @@ def run_round(client: httpx.Client, overrides: dict, timeout_s: float) -> dict:
     raise RuntimeError(f"round {round_id} did not finish in {timeout_s}s")
 
 
-def bench_preference(name: str, args, base_dir: Path, workdir: Path) -> list[dict]:
-    data_dir = workdir / name
-    shutil.copytree(base_dir, data_dir)  # the bootstrapped policy and demo prompts, fresh database copy
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start_server(data_dir, port, {"PREFLOOP_TRAINING_AUTO_ACTIVATE": "true",
-                                           "PREFLOOP_SAMPLER_LOW_WATER": str(args.low_water)})
+def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=print) -> list[dict]:
+    """K rounds of (judge M pairs through the API, train, activate, oracle vs base) for one preference.
+
+    `base_dir` (from bootstrap) is copied to `data_dir`, so each preference starts from the same base.
+    Returns one row per round; a round that did not succeed ends the run with its status and error.
+    """
+    shutil.copytree(base_dir, data_dir)
+    preference = preferences.load(name)
+    server_env = {"PREFLOOP_TRAINING_AUTO_ACTIVATE": "true", **config.server_env}
     rows = []
-    try:
-        wait_ready(url)
+    with running_server(data_dir, server_env) as url:
         prefloop(data_dir, "users", "create", "bench-admin", "--admin", "--password", "bench-admin-pw")
         admin_token = prefloop(data_dir, "tokens", "create", "bench-admin").strip()
-        names = [f"sim-{name}-{i}" for i in range(args.annotators)]
+        names = [f"sim-{name}-{i}" for i in range(config.annotators)]
         tokens = asyncio.run(provision(url, admin_token, names))
-        preference = preferences.load(name)
-        specs = [AnnotatorSpec(n, preference, noise=args.noise) for n in names]
+        specs = [AnnotatorSpec(n, preference, noise=config.noise) for n in names]
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=60)
         base_path = client.get("/api/v1/policies/1").json()["path"]
-        heldout = make_prompts(args.oracle_prompts, seed=1234, split="heldout")
-        params = SamplingParams(temperature=args.temperature, top_p=1.0, max_new_tokens=args.max_new_tokens)
-        overrides = json.loads(args.round_config)
-        for k in range(1, args.rounds + 1):
+        heldout = make_prompts(config.oracle_prompts, seed=1234, split="heldout")
+        params = SamplingParams(temperature=config.temperature, top_p=1.0, max_new_tokens=config.max_new_tokens)
+        for k in range(1, config.rounds + 1):
             started = time.perf_counter()
-            stats = asyncio.run(simulate(url, tokens, specs, args.judgments, seed=k))
+            stats = asyncio.run(simulate(url, tokens, specs, config.judgments, seed=k))
             judge_s = time.perf_counter() - started
             started = time.perf_counter()
-            state = run_round(client, overrides, args.round_timeout_s)
+            state = run_round(client, config.round_config, config.round_timeout_s)
             train_s = time.perf_counter() - started
             if state["status"] != "succeeded":
-                rows.append({"preference": name, "round": k, "status": state["status"], "error": state["error"]})
+                rows.append({"preference": name, "round": k, "status": state["status"], "error": state["error"],
+                             "results": state["results"]})
+                log(json.dumps(rows[-1]))
                 break
             policy = client.get(f"/api/v1/policies/{state['policy_number']}").json()
             started = time.perf_counter()
             oracle = oracle_win_rate(policy["path"], base_path, heldout, preference, params, seed=k)
             oracle_s = time.perf_counter() - started
-            decided = oracle.wins + oracle.losses
             results = state["results"]
             rows.append({
                 "preference": name, "round": k, "status": state["status"], "version": state["policy_number"],
@@ -128,15 +164,13 @@ def bench_preference(name: str, args, base_dir: Path, workdir: Path) -> list[dic
                 "rm_heldout_accuracy": results["reward_model"].get(M.RM_EVAL_ACCURACY),
                 "kl_to_base": results["evaluate"].get("eval/kl"),
                 "oracle_wins": oracle.wins, "oracle_losses": oracle.losses, "oracle_ties": oracle.ties,
-                "oracle_win_rate": oracle.win_rate, "oracle_ci95": wilson_interval(oracle.wins, decided),
+                "oracle_win_rate": oracle.win_rate,
+                "oracle_ci95": wilson_interval(oracle.wins, oracle.wins + oracle.losses),
                 "oracle_tie_rate": oracle.tie_rate,
                 "seconds": {"judging": round(judge_s, 1), "training": round(train_s, 1), "oracle": round(oracle_s, 1)},
                 "gates": results.get("gates"),
             })
-            print(json.dumps(rows[-1]), flush=True)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+            log(json.dumps(rows[-1]))
     return rows
 
 
@@ -189,32 +223,42 @@ def chart(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = LoopConfig()
     parser.add_argument("--preferences", default="on_topic,polite")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--judgments", type=int, default=400, help="judgments per round")
-    parser.add_argument("--annotators", type=int, default=4)
-    parser.add_argument("--noise", type=float, default=0.1)
-    parser.add_argument("--oracle-prompts", type=int, default=300)
-    parser.add_argument("--temperature", type=float, default=0.7, help="oracle sampling temperature")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--low-water", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=defaults.rounds)
+    parser.add_argument("--judgments", type=int, default=defaults.judgments, help="judgments per round")
+    parser.add_argument("--annotators", type=int, default=defaults.annotators)
+    parser.add_argument("--noise", type=float, default=defaults.noise)
+    parser.add_argument("--oracle-prompts", type=int, default=defaults.oracle_prompts)
+    parser.add_argument("--temperature", type=float, default=defaults.temperature, help="oracle sampling temperature")
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
     parser.add_argument("--preset", default="default", help="embedded policy preset: default | test")
+    parser.add_argument("--base-dir", type=Path, help="reuse a bootstrapped data directory instead of building one")
     parser.add_argument("--round-config", default="{}", help="JSON overrides for each round")
-    parser.add_argument("--round-timeout-s", type=float, default=3600)
+    parser.add_argument("--round-timeout-s", type=float, default=defaults.round_timeout_s)
+    parser.add_argument("--server-env", default="{}",
+                        help='JSON of extra server settings, e.g. {"PREFLOOP_SAMPLER_LOW_WATER": "128"}')
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "learning")
     args = parser.parse_args()
+    config = LoopConfig(
+        rounds=args.rounds, judgments=args.judgments, annotators=args.annotators, noise=args.noise,
+        oracle_prompts=args.oracle_prompts, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+        round_config=json.loads(args.round_config), round_timeout_s=args.round_timeout_s,
+        server_env=json.loads(args.server_env),
+    )
 
     with tempfile.TemporaryDirectory(prefix="prefloop-learning-") as tmp:
         workdir = Path(tmp)
-        base_dir = workdir / "base"
-        base_dir.mkdir()
-        started = time.perf_counter()
-        prefloop(base_dir, "db", "upgrade")
-        prefloop(base_dir, "bootstrap", "--preset", args.preset)
-        print(f"bootstrap: {time.perf_counter() - started:.1f}s", flush=True)
+        base_dir = args.base_dir
+        if base_dir is None:
+            started = time.perf_counter()
+            base_dir = workdir / "base"
+            bootstrap(base_dir, args.preset)
+            print(f"bootstrap: {time.perf_counter() - started:.1f}s", flush=True)
         rows = []
         for name in args.preferences.split(","):
-            rows += bench_preference(name, args, base_dir, workdir)
+            rows += learn(name, config, base_dir, workdir / name,
+                          log=lambda line: print(line, flush=True))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "learning.json").write_text(json.dumps(rows, indent=2))
     (args.out / "learning.md").write_text(table(rows) + "\n")

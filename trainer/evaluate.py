@@ -10,18 +10,25 @@ prompts PPO never trained on.
 from collections.abc import Callable
 
 import torch
-from transformers import GenerationConfig
 
 from trainer.models import (
+    autocast,
     last_token_scores,
     load_policy,
     load_scalar_model,
     load_tokenizer,
-    render_prompt_ids,
+    resolve_device,
     scalar_forward,
     set_num_threads,
 )
-from trainer.ppo import PPOArgs, left_pad, response_logits
+from trainer.ppo import (
+    PPOArgs,
+    encode_prompts,
+    left_pad,
+    prompt_length_limit,
+    response_logits,
+    sampling_config,
+)
 from trainer.ppo_math import last_true_indices
 from trainer.tensor_utils import logprobs_from_logits, response_mask_from_eos, truncate_after_eos
 
@@ -30,23 +37,31 @@ from trainer.tensor_utils import logprobs_from_logits, response_mask_from_eos, t
 def compare_policies(
     *, old_dir: str, new_dir: str, ref_dir: str, reward_model_dir: str, prompts: list, args: PPOArgs,
     samples_per_prompt: int, batch_size: int, seed: int, on_policy_done: Callable[[int], None] | None = None,
+    device: str = "auto",
 ) -> dict:  # fmt: skip
     """eval/* metrics: mean raw RM score of each policy, KL to the reference, EOS rate, answer length.
 
     prompts: chat message lists; each is sampled samples_per_prompt times by each policy.
+    device: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda", ...; bf16 autocast on CUDA.
     """
     set_num_threads()
+    device = torch.device(resolve_device(device))
     tokenizer = load_tokenizer(old_dir)
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    reward_model = load_scalar_model(reward_model_dir, pad).eval()
-    reference = load_policy(ref_dir, pad).eval()
-    queries = [render_prompt_ids(tokenizer, p)[-args.max_prompt_length :] for p in prompts
-               for _ in range(samples_per_prompt)]  # fmt: skip
+    reward_model = load_scalar_model(reward_model_dir, pad).to(device).eval()
+    reference = load_policy(ref_dir, pad).to(device).eval()
+    # the same prompt truncation as PPO's rollouts, position limit included
+    prompt_ids = encode_prompts(tokenizer, prompts, prompt_length_limit(args, reference))
+    queries = [ids for ids in prompt_ids for _ in range(samples_per_prompt)]
     sides = {}
     for name, path in (("old", old_dir), ("new", new_dir)):
-        policy = load_policy(path, pad).eval()
+        policy = load_policy(path, pad).to(device).eval()
+        # sample exactly as PPO's rollouts do: nothing saved in the policy's own generation_config (say a
+        # repetition_penalty or top_k) may change the distribution being compared
+        policy.generation_config = sampling_config(args, eos, pad)
         torch.manual_seed(seed)
-        sides[name] = sample_and_score(policy, reference, reward_model, queries, args, batch_size, eos, pad)
+        with autocast(device):
+            sides[name] = sample_and_score(policy, reference, reward_model, queries, args, batch_size, eos, pad)
         if on_policy_done is not None:
             on_policy_done(len(sides))
     old, new = sides["old"], sides["new"]
@@ -68,12 +83,11 @@ def compare_policies(
 def sample_and_score(policy, reference, reward_model, queries: list[list[int]], args: PPOArgs,
                      batch_size: int, eos: int, pad: int) -> dict[str, torch.Tensor]:  # fmt: skip
     """Per sample: raw RM score, summed k1 KL to the reference, whether it ended with EOS, its length."""
-    generation_config = GenerationConfig(max_new_tokens=args.response_length, do_sample=True,
-                                         temperature=args.temperature, top_k=0, top_p=1.0,
-                                         eos_token_id=eos, pad_token_id=pad)  # fmt: skip
+    generation_config = sampling_config(args, eos, pad)
     out: dict[str, list[torch.Tensor]] = {"scores": [], "kl": [], "eos": [], "length": []}
     for start in range(0, len(queries), batch_size):
         ids, mask = left_pad(queries[start : start + batch_size], pad)  # (B, P)
+        ids, mask = ids.to(policy.device), mask.to(policy.device)
         P = ids.size(1)
         generated = policy.generate(input_ids=ids, attention_mask=mask, generation_config=generation_config)
         responses = truncate_after_eos(generated[:, P:], eos, pad)  # (B, T)

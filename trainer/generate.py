@@ -17,7 +17,14 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from trainer.models import ModelLoadError, disable_dropout, load_tokenizer, render_prompt_ids
+from trainer.models import (
+    ModelLoadError,
+    disable_dropout,
+    load_checked,
+    load_tokenizer,
+    render_prompt_ids,
+    resolve_device,
+)
 
 
 @dataclass(frozen=True)
@@ -55,16 +62,11 @@ class LoadedPolicy:
         return getattr(self.model.config, "max_position_embeddings", None)
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def load_policy(path_or_id: str, device: str = "cpu", dtype: torch.dtype | str | None = None) -> LoadedPolicy:
     """A causal LM and its tokenizer from a local directory or a Hub id, checked for what sampling and
     PPO need. Raises ModelLoadError (FileNotFoundError for a missing directory) with a message that says
-    what is wrong: weights that do not match the config, no pad token, pad == EOS, vocabulary overflow.
+    what is wrong: weights that do not match the config (trainer.models.load_checked), no pad token,
+    pad == EOS, vocabulary overflow.
     """
     device = resolve_device(device)
     if dtype is None:
@@ -81,22 +83,7 @@ def load_policy(path_or_id: str, device: str = "cpu", dtype: torch.dtype | str |
             "that ended. Add a dedicated pad token: tokenizer.add_special_tokens({'pad_token': '<|pad|>'}); "
             "model.resize_token_embeddings(len(tokenizer)); then save both with save_pretrained."
         )
-    try:
-        # Mismatched shapes are collected (not raised) so the error below can name them.
-        model, info = AutoModelForCausalLM.from_pretrained(path_or_id, dtype=dtype, output_loading_info=True,
-                                                           ignore_mismatched_sizes=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the path
-        raise ModelLoadError(f"could not load a causal LM from {path_or_id!r}: {exc}") from exc
-    problems = {
-        "missing keys": sorted(info["missing_keys"]),
-        "unexpected keys": sorted(info["unexpected_keys"]),
-        "other shapes": [f"{key} {list(saved)} in the weights, {list(expected)} in the config"
-                         for key, saved, expected in sorted(info["mismatched_keys"])],
-    }
-    if any(problems.values()):
-        details = "; ".join(f"{kind}: {', '.join(items[:3])}" + (" ..." if len(items) > 3 else "")
-                            for kind, items in problems.items() if items)
-        raise ModelLoadError(f"the weights in {path_or_id!r} do not match its config.json ({details})")
+    model, _ = load_checked(AutoModelForCausalLM, path_or_id, "causal LM", dtype=dtype)
     rows = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:
         raise ModelLoadError(

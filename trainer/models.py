@@ -14,6 +14,7 @@ import warnings
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -42,6 +43,19 @@ def set_num_threads(num_threads: int | None = None) -> int:
     n = num_threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(n)
     return n
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when a GPU is visible, else "cpu"; anything else ("cpu", "cuda:1") as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def autocast(device: torch.device) -> torch.autocast:
+    """bf16 autocast on CUDA (TRL's bf16=True): weights, gradients and optimizer state stay fp32, matmuls
+    run in bf16. Off on CPU, where every result stays exactly fp32. Wrap forward passes only."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def _check_local_dir(path: str, what: str) -> None:
@@ -111,15 +125,49 @@ def use_fused_gelu(model: torch.nn.Module) -> None:
                 setattr(module, name, GELUTanh())
 
 
+def load_checked(auto_class, path: str, what: str, may_lack: str | None = None, **kwargs):
+    """`auto_class.from_pretrained(path)` that refuses weights which do not match the config.
+
+    Without the check, a tensor missing from the file (a truncated copy, a renamed layer) is silently
+    randomly initialised and training starts from noise. Every key must be present with its configured
+    shape and no stored key may go unused, except: keys starting with `may_lack` may be missing (a new
+    head); when one is, keys outside the base model (the LM head of a policy loaded as a reward model)
+    may be left unused. Returns (model, sorted missing keys that were allowed).
+    """
+    try:
+        # mismatched shapes are collected (not raised) so the error below can name all of them
+        model, info = auto_class.from_pretrained(
+            path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+        )
+    except Exception as e:  # re-raised with the path: nothing is swallowed
+        raise ModelLoadError(f"could not load a {what} from {path!r}: {e}") from e
+    allowed_missing = sorted(k for k in info["missing_keys"] if may_lack and k.startswith(may_lack))
+    base_prefix = f"{model.base_model_prefix}."
+    problems = {
+        "missing keys": sorted(set(info["missing_keys"]) - set(allowed_missing)),
+        "unexpected keys": sorted(
+            k for k in info["unexpected_keys"] if not (allowed_missing and not k.startswith(base_prefix))
+        ),
+        "other shapes": [f"{key} {list(saved)} in the weights, {list(expected)} in the config"
+                         for key, saved, expected in sorted(info["mismatched_keys"])],
+    }  # fmt: skip
+    if any(problems.values()):
+        details = "; ".join(
+            f"{kind}: {', '.join(items[:3])}" + (" ..." if len(items) > 3 else "")
+            for kind, items in problems.items()
+            if items
+        )
+        raise ModelLoadError(f"the weights in {path!r} do not match its config.json ({details})")
+    return model, allowed_missing
+
+
 def load_policy(
     path: str, pad_token_id: int | None = None, dtype: torch.dtype = torch.float32
 ) -> PreTrainedModel:
-    """Causal LM from a local save_pretrained dir (or a Hub id), dropout disabled, fused GELU."""
+    """Causal LM from a local save_pretrained dir (or a Hub id), dropout disabled, fused GELU.
+    Raises ModelLoadError when the weights do not match the config (see load_checked)."""
     _check_local_dir(path, "policy")
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except Exception as e:  # re-raised with the path
-        raise ModelLoadError(f"could not load a causal LM from {path!r}: {e}") from e
+    model, _ = load_checked(AutoModelForCausalLM, path, "causal LM", dtype=dtype)
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
         model.generation_config.pad_token_id = pad_token_id
@@ -133,17 +181,21 @@ def load_scalar_model(path: str, pad_token_id: int, dtype: torch.dtype = torch.f
 
     From a policy dir (reward model init) the `score` head is new; it is initialised N(0, 1/sqrt(H+1))
     with the N+ reference (detail #7) instead of HF's default std 0.02. From a reward model dir (value
-    init, as in TRL and N+) every weight is loaded, head included.
+    init, as in TRL and N+) every weight is loaded, head included. Any other missing, unused or
+    mis-shaped weight raises ModelLoadError (see load_checked).
     """
     _check_local_dir(path, "reward/value model")
+    what = "sequence-classification model"
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, dtype=dtype, output_loading_info=True
-        )
+        saved_as = AutoConfig.from_pretrained(path).architectures or []
     except Exception as e:  # re-raised with the path
-        raise ModelLoadError(f"could not load a sequence-classification model from {path!r}: {e}") from e
+        raise ModelLoadError(f"could not load a {what} from {path!r}: {e}") from e
+    # only a policy dir may lack the head; a reward model dir without one is a broken copy
+    from_policy = not any(name.endswith("ForSequenceClassification") for name in saved_as)
+    model, new_keys = load_checked(AutoModelForSequenceClassification, path, what,
+                                   may_lack="score." if from_policy else None, num_labels=1, dtype=dtype)
     head = _score_head(model)
-    if any(key.startswith("score.") for key in info["missing_keys"]):
+    if new_keys:
         hidden_size = model.config.hidden_size
         torch.nn.init.normal_(head.weight, std=1 / (hidden_size + 1) ** 0.5)
         if head.bias is not None:
@@ -183,7 +235,7 @@ def scalar_forward(
     hidden = model.base_model(
         input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
     ).last_hidden_state  # (B, T, H)
-    return _score_head(model)(hidden).squeeze(-1)  # (B, T)
+    return _score_head(model)(hidden).squeeze(-1).float()  # (B, T); fp32 even under bf16 autocast
 
 
 def last_token_scores(values: torch.Tensor, last_indices: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from transformers import GenerationConfig
 
 from trainer import metrics as M
 from trainer.models import (
+    autocast,
     last_token_scores,
     load_policy,
     load_scalar_model,
@@ -29,6 +30,7 @@ from trainer.models import (
     max_positions,
     position_ids_from_mask,
     render_prompt_ids,
+    resolve_device,
     reward_norm_stats,
     scalar_forward,
     set_num_threads,
@@ -126,6 +128,9 @@ class PPOArgs:
     """seeds the prompt order, sampling and minibatch permutations"""
     num_threads: int | None = None
     """torch CPU threads; None = every core this process may use"""
+    device: str = "auto"
+    """where the four models run: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda", "cuda:1";
+    on CUDA forward passes run under bf16 autocast"""
     # ---- derived once by derive_sizes(); leave at 0 ----------------------------------------------------
     mini_batch_size: int = 0
     micro_batch_size: int = 0
@@ -191,7 +196,7 @@ def response_logits(policy, query_responses: torch.Tensor, attention_mask: torch
         logits_to_keep=T + 1,
         use_cache=False,
     ).logits[:, :-1]  # (B, T, V)
-    return logits / temperature
+    return logits.float() / temperature  # fp32 even under bf16 autocast: logprob ratios need the precision
 
 
 def response_values(value_model, query_responses, attention_mask, context_length: int) -> torch.Tensor:
@@ -220,6 +225,13 @@ class Rollout:
 def rollout(policy, ref_policy, value_model, reward_model, queries, query_mask, generation_config,
             args: PPOArgs, kl_coef: float, eos: int, pad: int, reward_norm: tuple[float, float]):  # fmt: skip
     """Collect one batch of experience. Returns (Rollout, stats dict)."""
+    with autocast(queries.device):
+        return _rollout(policy, ref_policy, value_model, reward_model, queries, query_mask, generation_config,
+                        args, kl_coef, eos, pad, reward_norm)  # fmt: skip
+
+
+def _rollout(policy, ref_policy, value_model, reward_model, queries, query_mask, generation_config,
+             args: PPOArgs, kl_coef: float, eos: int, pad: int, reward_norm: tuple[float, float]):  # fmt: skip
     t0 = time.perf_counter()
     P = queries.size(1)
     # 1. generate: left-padded prompts, plain sampling at temperature T (top_k=0, top_p=1), stop at EOS
@@ -231,7 +243,7 @@ def rollout(policy, ref_policy, value_model, reward_model, queries, query_mask, 
         output_logits=True,  # raw logits of every step: the rollout logprobs come from them (N detail #20)
     )
     responses = out.sequences[:, P:]  # (B, T); T <= response_length, generate stops when all rows hit EOS
-    gen_logits = torch.stack(out.logits, dim=1)  # (B, T, V), before temperature
+    gen_logits = torch.stack(out.logits, dim=1).float()  # (B, T, V), before temperature
     t1 = time.perf_counter()
 
     # 2. truncate after the first EOS (everything later becomes pad) and build the masks
@@ -323,9 +335,10 @@ def ppo_epochs(policy, value_model, optimizer, params, ro: Rollout, args: PPOArg
                 query_responses, attention_mask, P, r = micro_batch(ro, idx)
                 mask = ro.response_mask[idx, r]  # (b, t)
                 # one pass through each trained model: new logprobs (temperature-scaled) and values
-                logits = response_logits(policy, query_responses, attention_mask, P, args.temperature)
+                with autocast(query_responses.device):
+                    logits = response_logits(policy, query_responses, attention_mask, P, args.temperature)
+                    new_values = response_values(value_model, query_responses, attention_mask, P)  # (b, t)
                 new_logprobs = logprobs_from_logits(logits, query_responses[:, P:])  # (b, t)
-                new_values = response_values(value_model, query_responses, attention_mask, P)  # (b, t)
 
                 pg_loss, pg_stats = policy_loss(
                     new_logprobs, ro.logprobs[idx, r], ro.advantages[idx, r], mask, args.cliprange
@@ -364,7 +377,7 @@ def _mean_stats(stats: dict[str, list[torch.Tensor]]) -> dict[str, float]:
 # ---- checkpoints (resume a killed or cancelled run at the same update) ---------------------------------
 
 # args that may differ between the killed run and its resumption; anything else must match
-_RESUME_MAY_CHANGE = {"checkpoint_every", "num_threads"}
+_RESUME_MAY_CHANGE = {"checkpoint_every", "num_threads", "device"}
 
 
 def save_checkpoint(path: str, update: int, policy, value_model, optimizer, kl_ctl, args: PPOArgs) -> None:
@@ -378,6 +391,7 @@ def save_checkpoint(path: str, update: int, policy, value_model, optimizer, kl_c
         "optimizer": optimizer.state_dict(),
         "kl_ctl": kl_ctl.state_dict(),
         "torch_rng_state": torch.get_rng_state(),
+        "cuda_rng_state": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],  # sampling
         "args": dataclasses.asdict(args),
     }
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -391,7 +405,7 @@ def save_checkpoint(path: str, update: int, policy, value_model, optimizer, kl_c
 
 def load_checkpoint(path: str, policy, value_model, optimizer, kl_ctl, args: PPOArgs) -> int:
     """Restore a checkpoint written by save_checkpoint; returns the number of completed updates."""
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path, weights_only=True, map_location="cpu")  # load_state_dict copies to the device
     saved, current = state["args"], dataclasses.asdict(args)
     changed = {k for k in current if k not in _RESUME_MAY_CHANGE and saved.get(k) != current[k]}
     if changed:
@@ -404,21 +418,24 @@ def load_checkpoint(path: str, policy, value_model, optimizer, kl_ctl, args: PPO
     optimizer.load_state_dict(state["optimizer"])
     kl_ctl.load_state_dict(state["kl_ctl"])
     torch.set_rng_state(state["torch_rng_state"])
+    if state.get("cuda_rng_state") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng_state"])
     return state["update"]
 
 
 # ---- the training loop -------------------------------------------------------------------------------
 
 
-def load_models(policy_dir: str, ref_policy_dir: str, reward_model_dir: str):
-    """Tokenizer and the four models. Policy and value train; reference and reward are frozen (eval,
-    no grad). The value model starts as a copy of the reward model (TRL / N+). Dropout is off in all."""
+def load_models(policy_dir: str, ref_policy_dir: str, reward_model_dir: str, device: torch.device):
+    """Tokenizer and the four models, on `device` in fp32. Policy and value train; reference and reward
+    are frozen (eval, no grad). The value model starts as a copy of the reward model (TRL / N+).
+    Dropout is off in all."""
     tokenizer = load_tokenizer(policy_dir)
     pad = tokenizer.pad_token_id
-    policy = load_policy(policy_dir, pad).train()
-    ref_policy = load_policy(ref_policy_dir, pad).eval().requires_grad_(False)
-    reward_model = load_scalar_model(reward_model_dir, pad).eval().requires_grad_(False)
-    value_model = load_scalar_model(reward_model_dir, pad).train()
+    policy = load_policy(policy_dir, pad).to(device).train()
+    ref_policy = load_policy(ref_policy_dir, pad).to(device).eval().requires_grad_(False)
+    reward_model = load_scalar_model(reward_model_dir, pad).to(device).eval().requires_grad_(False)
+    value_model = load_scalar_model(reward_model_dir, pad).to(device).train()
     vocab_sizes = {m.config.vocab_size for m in (policy, ref_policy, reward_model)}
     if len(vocab_sizes) != 1:
         raise ValueError(
@@ -442,6 +459,22 @@ def sampling_config(args: PPOArgs, eos: int, pad: int) -> GenerationConfig:
     )
 
 
+def prompt_length_limit(args: PPOArgs, policy) -> int:
+    """Longest prompt kept: max_prompt_length, lowered so that prompt + response_length fit the
+    policy's position embeddings (embedded policies have n_positions=256); longer positions would index
+    past the embedding table mid-generation."""
+    limit = min(args.max_prompt_length, max_positions(policy) - args.response_length)
+    if limit < 1:
+        raise ValueError(f"response_length {args.response_length} leaves no room for a prompt in "
+                         f"{max_positions(policy)} positions; lower response_length")  # fmt: skip
+    return limit
+
+
+def encode_prompts(tokenizer, prompts: list, max_length: int) -> list[list[int]]:
+    """Chat-rendered prompt ids, keeping the LAST max_length tokens (the end holds the assistant header)."""
+    return [render_prompt_ids(tokenizer, p)[-max_length:] for p in prompts]
+
+
 def train_ppo(
     args: PPOArgs,
     policy_dir: str,
@@ -463,9 +496,10 @@ def train_ppo(
     args = derive_sizes(args, len(prompts))
     set_num_threads(args.num_threads)
     torch.manual_seed(args.seed)
+    device = torch.device(resolve_device(args.device))
 
     tokenizer, policy, ref_policy, reward_model, value_model = load_models(
-        policy_dir, ref_policy_dir, reward_model_dir
+        policy_dir, ref_policy_dir, reward_model_dir, device
     )
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     reward_norm = reward_norm_stats(reward_model)
@@ -479,12 +513,7 @@ def train_ppo(
     # with the policy (say a repetition_penalty) can make the sampling distribution differ from the
     # logprobs we train on. It is also what gets saved with the final policy.
     policy.generation_config = generation_config
-    # prompt + response must fit the position embeddings (embedded policies have n_positions=256)
-    max_prompt_length = min(args.max_prompt_length, max_positions(policy) - args.response_length)
-    if max_prompt_length < 1:
-        raise ValueError(f"response_length {args.response_length} leaves no room for a prompt in "
-                         f"{max_positions(policy)} positions; lower response_length")  # fmt: skip
-    prompt_ids = [render_prompt_ids(tokenizer, p)[-max_prompt_length:] for p in prompts]
+    prompt_ids = encode_prompts(tokenizer, prompts, prompt_length_limit(args, policy))
     episode_prompts = prompt_schedule(len(prompt_ids), args.total_episodes, args.seed)
 
     checkpoint_path = os.path.join(out_dir, CHECKPOINT_SUBDIR, "state.pt")
@@ -506,6 +535,7 @@ def train_ppo(
             group["lr"] = lr
         batch = episode_prompts[update * args.batch_size : (update + 1) * args.batch_size]
         queries, query_mask = left_pad([prompt_ids[i] for i in batch], pad)
+        queries, query_mask = queries.to(device), query_mask.to(device)
 
         experience, stats = rollout(policy, ref_policy, value_model, reward_model, queries, query_mask,
                                     generation_config, args, kl_ctl.value, eos, pad, reward_norm)  # fmt: skip

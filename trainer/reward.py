@@ -21,11 +21,13 @@ from trainer import metrics as M
 from trainer.models import (
     REWARD_MEAN_KEY,
     REWARD_STD_KEY,
+    autocast,
     last_token_scores,
     load_scalar_model,
     load_tokenizer,
     max_positions,
     render_prompt_ids,
+    resolve_device,
     scalar_forward,
     set_num_threads,
 )
@@ -69,6 +71,9 @@ class RewardArgs:
     """seeds the score-head init and the batch order"""
     num_threads: int | None = None
     """torch CPU threads; None = every core this process may use"""
+    device: str = "auto"
+    """where the model trains: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda", "cuda:1";
+    on CUDA forward passes run under bf16 autocast"""
 
 
 def bradley_terry_loss(
@@ -151,19 +156,22 @@ def collate(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor
 
 
 def score_sequences(model, sequences: list[list[int]], pad_token_id: int) -> torch.Tensor:
-    """RM score at the last token of each sequence (one batch, no grad bookkeeping by the caller)."""
+    """RM score at the last token of each sequence, on the model's device (one batch, no grad
+    bookkeeping by the caller)."""
     input_ids, last_index = collate(sequences, pad_token_id)
-    return last_token_scores(scalar_forward(model, input_ids, None), last_index)
+    input_ids, last_index = input_ids.to(model.device), last_index.to(model.device)
+    with autocast(model.device):
+        return last_token_scores(scalar_forward(model, input_ids, None), last_index)
 
 
 @torch.inference_mode()
 def score_in_batches(model, sequences: list[list[int]], pad_token_id: int, batch_size: int) -> torch.Tensor:
-    """Scores in input order, batching by length to avoid padding."""
+    """Scores in input order (a CPU tensor), batching by length to avoid padding."""
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     scores = torch.empty(len(sequences))
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
-        scores[idx] = score_sequences(model, [sequences[i] for i in idx], pad_token_id)
+        scores[idx] = score_sequences(model, [sequences[i] for i in idx], pad_token_id).cpu()
     return scores
 
 
@@ -188,7 +196,7 @@ def train_step(model, optimizer, batch: list[tuple], pad_token_id: int, args: Re
     # chosen and rejected go through ONE forward: (2B, T), the first B rows are the chosen sides
     scores = score_sequences(model, [*chosen, *rejected], pad_token_id)  # (2B,)
     r_chosen, r_rejected = scores[: len(batch)], scores[len(batch) :]
-    margin = torch.tensor(margins) if args.use_margin else None
+    margin = torch.tensor(margins, device=scores.device) if args.use_margin else None
     loss = bradley_terry_loss(r_chosen, r_rejected, margin, args.center_rewards_coefficient)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -239,7 +247,8 @@ def train_reward_model(
     rng = random.Random(args.seed)
     tokenizer = load_tokenizer(base_policy_dir)
     pad = tokenizer.pad_token_id
-    model = load_scalar_model(base_policy_dir, pad)
+    device = torch.device(resolve_device(args.device))
+    model = load_scalar_model(base_policy_dir, pad).to(device)
 
     max_length = min(args.max_length, max_positions(model))
     train, dropped_train = encode_pairs(tokenizer, pairs_train, max_length)

@@ -249,7 +249,7 @@ def stage_evaluate(rnd: Round, snap: Snapshot) -> dict:
         ref_dir=snap.config["ref_policy_dir"], reward_model_dir=str(rnd.outputs / "reward_model"),
         prompts=snap.eval_prompts[: cfg["max_prompts"]], args=snap.ppo_args,
         samples_per_prompt=cfg["samples_per_prompt"], batch_size=cfg["batch_size"], seed=cfg["seed"],
-        on_policy_done=lambda done: rnd.status.update(step=done, total_steps=2),
+        on_policy_done=lambda done: rnd.status.update(step=done, total_steps=2), device=snap.ppo_args.device,
     )  # fmt: skip
 
 

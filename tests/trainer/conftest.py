@@ -66,14 +66,15 @@ def build_tokenizer(out_dir: str, vocab_size: int = 512, corpus: list[str] | Non
 
 
 def build_gpt2(
-    out_dir: str, tokenizer, n_layer: int = 2, n_embd: int = 32, n_head: int = 2, seed: int = 0
+    out_dir: str, tokenizer, n_layer: int = 2, n_embd: int = 32, n_head: int = 2, seed: int = 0,
+    n_positions: int = 512,
 ) -> None:
     """Randomly initialised GPT-2 LM saved with its tokenizer (a stand-in for a policy checkpoint)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=512, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+        vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )  # fmt: skip
@@ -132,3 +133,9 @@ def tiny_reward_dir(tiny_policy_dir, tmp_path_factory) -> str:
 def make_pairs():
     """preference_pairs(n, seed) as a fixture, so test modules need not import this conftest by name."""
     return preference_pairs
+
+
+@pytest.fixture(scope="session")
+def make_gpt2():
+    """build_gpt2(out_dir, tokenizer, ...) as a fixture, for tests that need a differently shaped policy."""
+    return build_gpt2

@@ -161,6 +161,29 @@ def test_a_stage_counts_as_done_only_with_its_marker_its_output_and_every_earlie
     assert Round(tmp_path).results == {"reward_model": {"stage": "reward_model"}}
 
 
+def test_the_evaluate_stage_cuts_long_held_out_prompts_to_fit_the_position_embeddings(
+    tmp_path, plain_settings, tiny_policy_dir
+):
+    """As PPO does: prompt + response_length must fit the policy's positions (256 for the embedded
+    policy), so a held-out prompt of ~500 tokens keeps its last 256 - 64 tokens instead of crashing."""
+    from trainer.models import load_scalar_model, load_tokenizer
+    from trainer.round import load_snapshot, stage_evaluate
+
+    _snapshot(tmp_path, plain_settings, tiny_policy_dir)
+    long_prompt = [{"role": "user", "content": "Tell me about owls. " * 100}]
+    with (tmp_path / "snapshot" / "prompts.jsonl").open("a") as f:
+        f.write(json.dumps({"prompt_id": 3, "prompt": long_prompt, "split": "eval"}) + "\n")
+    rnd = Round(tmp_path)
+    shutil.copytree(tiny_policy_dir, rnd.outputs / "policy")
+    tokenizer = load_tokenizer(str(tiny_policy_dir))
+    load_scalar_model(str(tiny_policy_dir), tokenizer.pad_token_id).save_pretrained(rnd.outputs / "reward_model")
+    tokenizer.save_pretrained(rnd.outputs / "reward_model")
+    snap = load_snapshot(tmp_path)
+    assert len(tokenizer(long_prompt[0]["content"])["input_ids"]) > 256
+    result = stage_evaluate(rnd, snap)
+    assert result["eval/num_prompts"] == 2 and result["eval/score_gain"] == pytest.approx(0.0, abs=1e-4)
+
+
 def test_gate_verdicts():
     gates = {"min_rm_accuracy": 0.6, "max_kl": 5.0, "min_eos_rate": 0.5}
     results = {
