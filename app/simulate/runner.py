@@ -37,6 +37,7 @@ class AnnotatorSpec:
 @dataclass
 class RunStats:
     acknowledged: int = 0
+    acknowledged_request_ids: list[str] = field(default_factory=list)  # what the server confirmed storing
     choices: Counter = field(default_factory=Counter)
     backoffs: Counter = field(default_factory=Counter)
     empty_polls: int = 0
@@ -100,6 +101,7 @@ async def run_annotator(client: httpx.AsyncClient, spec: AnnotatorSpec, quota: a
             continue
         response.raise_for_status()
         stats.acknowledged += 1
+        stats.acknowledged_request_ids.append(body["client_request_id"])
         stats.choices[choice] += 1
         if on_ack:
             on_ack()

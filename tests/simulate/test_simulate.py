@@ -14,7 +14,7 @@ from app.cli import cli
 from app.comparisons.models import Choice
 from app.judgments.models import Judgment
 from app.simulate import preferences
-from app.simulate.runner import AnnotatorSpec, simulate
+from app.simulate.runner import AnnotatorSpec, provision, simulate
 from tests.browser.conftest import live_server  # noqa: F401  (fixture)
 from tests.builders import make_comparisons
 from tests.helpers import make_token, make_user
@@ -41,6 +41,21 @@ def test_simulate_command_judges_through_the_api_with_the_left_right_mapping(liv
     assert {j.shown_left for j in judgments} == {"a", "b"}       # both screen orders occurred
     assert len({j.annotator_id for j in judgments}) >= 2         # several accounts did the work
     assert {j.channel for j in judgments} == {"api"}
+
+
+def test_stopping_midway_loses_no_acknowledged_judgment(live_server):  # noqa: F811 (the fixture imported above)
+    make_comparisons(live_server.db, 60, text_a="a good answer", text_b="a poor answer")
+    make_user(live_server.db, "boss", Role.admin)
+    names = ["sim-0", "sim-1", "sim-2"]
+    tokens = asyncio.run(provision(live_server.url, make_token(live_server.db, "boss"), names))
+    specs = [AnnotatorSpec(name, prefers_good, think_s=0.1) for name in names]
+    # asked for more than exists and stopped after a second: annotators are cut off mid-pair
+    stats = asyncio.run(simulate(live_server.url, tokens, specs, judgments=60, timeout_s=1.0))
+    with live_server.db.session() as session:
+        stored = set(session.scalars(select(Judgment.client_request_id)))
+    assert 0 < stats.acknowledged < 60
+    assert set(stats.acknowledged_request_ids) <= stored
+    assert len(stored) <= stats.acknowledged + len(names)  # at most the submits in flight at the stop
 
 
 def test_unknown_preference_is_a_clear_error():
