@@ -62,6 +62,14 @@ def _record(all_battles: list[bt.Battle], version: int, opponent: int | None) ->
     return Record(h2h.wins, h2h.losses, h2h.ties, h2h.win_rate, bt.wilson_interval(h2h.wins, h2h.decided))
 
 
+def against_parent(*, db: Session, version_id: int) -> Record | None:
+    """How people judged a version against the one it was trained from; None for a base version."""
+    version = db.get(PolicyVersion, version_id)
+    if version is None or version.parent_id is None:
+        return None
+    return _record(battles(db=db), version_id, version.parent_id)
+
+
 def leaderboard(*, db: Session, bootstrap_rounds: int = 200, seed: int = 0) -> list[LeaderboardRow]:
     """Every version that has battled, best first, with bootstrap intervals and head-to-head records
     against its parent and against the base (the first version)."""

@@ -55,6 +55,25 @@
     };
   }
 
+  /* Rating by version: the Bradley-Terry rating with its 95% interval as a shaded band.
+     points: [{version, rating, low, high}] sorted by version. */
+  function ratingByVersion(el, points, { height = 220 } = {}) {
+    const xs = points.map(p => p.version);
+    const band = { stroke: "rgba(59, 91, 219, .35)", width: 1, dash: [4, 4], points: { show: false } };
+    const plot = new uPlot({
+      width: width(el), height, legend: { show: false },
+      scales: { x: { time: false, range: (u, min, max) => [min - 0.5, max + 0.5] } },
+      axes: [{ ...AXIS, label: "version", labelSize: 18, labelFont: "11px system-ui, sans-serif",
+               incrs: [1], values: (u, ticks) => ticks.map(t => "v" + t) },
+             { ...AXIS, size: 52, label: "rating", labelSize: 18, labelFont: "11px system-ui, sans-serif" }],
+      series: [{ label: "version" }, { label: "low", ...band }, { label: "high", ...band },
+               { label: "rating", stroke: PALETTE[0], width: 2, points: { size: 7, fill: PALETTE[0] } }],
+      bands: [{ series: [2, 1], fill: "rgba(59, 91, 219, .12)" }],
+    }, [xs, points.map(p => p.low), points.map(p => p.high), points.map(p => p.rating)], el);
+    fit(el, plot, height);
+    return plot;
+  }
+
   /* Fetch JSON with the session cookie; resolves to null on any failure so a poller keeps going. */
   async function getJSON(url) {
     try {
@@ -93,5 +112,5 @@
     bar.firstElementChild.style.width = percent.toFixed(1) + "%";
   }
 
-  window.PrefloopCharts = { hourlyBars, stepLines, getJSON, poll, pill, setBar };
+  window.PrefloopCharts = { hourlyBars, stepLines, ratingByVersion, getJSON, poll, pill, setBar };
 })();

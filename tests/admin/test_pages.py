@@ -10,12 +10,14 @@ from sqlalchemy import func, select
 
 from app.auth.models import ApiToken, Role, User
 from app.comparisons.models import Choice, Comparison
+from app.core.db import utcnow
 from app.policies import registry
 from app.policies import service as policies_service
 from app.policies.models import PolicyStatus
 from app.prompts.models import Prompt
+from app.training import service as training_service
 from app.training.models import RoundStatus, TrainingRound
-from tests.admin.seed import claim_round, finish_round, judge
+from tests.admin.seed import WORKER, battle, claim_round, finish_round, judge
 from tests.builders import make_comparisons
 from tests.helpers import csrf_from, login, make_user
 
@@ -473,6 +475,27 @@ def test_cancel_and_retry_a_round_from_its_page(client, db, submit):
     retried = submit(f"/admin/rounds/{round_id}/retry")
     assert flash(retried.text) == f"Round {round_id} is queued again."
     assert client.get("/admin/rounds/999", headers=HTML).status_code == 404
+
+
+def test_a_finished_round_shows_how_people_judged_its_version_against_the_parent(client, db, submit,
+                                                                                   active_policy):
+    submit("/admin/rounds")
+    round_id = claim_round(db)
+    with db.session() as session:
+        v2 = policies_service.record_policy_version(
+            db=session, number=2, path="/registry/policy/2", parent_id=active_policy, source=f"round {round_id}",
+            status=PolicyStatus.active, metrics={})
+        training_service.finish(db=session, round_id=round_id, worker_id=WORKER, status=RoundStatus.succeeded,
+                                now=utcnow(), policy_version_id=v2.id)
+        v2_id = v2.id
+    waiting = client.get(f"/admin/rounds/{round_id}").text
+    assert "No judgments of v2 against v1 yet" in waiting
+    judges = [make_user(db, f"judge{i}") for i in range(3)]
+    for i, choice in enumerate(["a"] * 6 + ["b"] * 2 + ["tie"] * 2):
+        battle(db, v2_id, active_policy, judges[i % 3], choice)
+    page = " ".join(re.sub(r"<[^>]+>", " ", client.get(f"/admin/rounds/{round_id}").text).split())
+    assert "v2 won 75% of decided pairs against v1 (95% CI 41%–93%)" in page  # 6 / (6 + 2), Wilson
+    assert "6 wins, 2 losses, 2 ties in people's judgments" in page
 
 
 def test_ids_beyond_the_integer_columns_are_422_not_a_database_error(client, submit):

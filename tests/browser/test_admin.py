@@ -116,6 +116,9 @@ def test_console_pages_render_with_a_day_of_data(live_server, browser_page):
     page.goto(live_server.url + "/admin/annotators")
     expect(page.locator("#annotator-table")).to_contain_text("omar")
     screenshot(page, "annotators")
+    page.goto(live_server.url + "/admin/policies")
+    expect(page.locator("#rating-chart canvas")).to_be_visible()
+    expect(page.locator("#policy-table tbody tr").first).to_contain_text("v3")  # newest first
     for path, name in (("/admin/rounds", "rounds"), ("/admin/policies", "policies"), ("/admin/gold", "gold"),
                        ("/admin/users", "users"), ("/admin/prompts", "prompts")):
         page.goto(live_server.url + path)
