@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from app.comparisons.models import Choice, Comparison, ComparisonStatus, Completion
-from app.judgments.models import Judgment
+from app.comparisons.models import Choice
 from app.policies.models import PolicyStatus, PolicyVersion
-from app.prompts.models import Prompt
+from tests.admin.seed import battle
 from tests.helpers import make_user
 
 
@@ -19,21 +18,9 @@ def _battle_rows(db, outcomes: list[Choice]) -> None:
         v2 = PolicyVersion(number=2, path="/v2", status=PolicyStatus.active, parent_id=v1.id)
         s.add(v2)
         s.flush()
-        for i, (choice, annotator) in enumerate(zip(outcomes, annotators, strict=True)):
-            prompt = Prompt(messages=[{"role": "user", "content": f"p{i}"}], text=f"p{i}", content_hash=f"h{i}")
-            s.add(prompt)
-            s.flush()
-            a = Completion(prompt_id=prompt.id, policy_version_id=v2.id, text="new", token_count=1,
-                           finish_reason="eos")
-            b = Completion(prompt_id=prompt.id, policy_version_id=v1.id, text="old", token_count=1,
-                           finish_reason="eos")
-            s.add_all([a, b])
-            s.flush()
-            comparison = Comparison(prompt_id=prompt.id, completion_a_id=a.id, completion_b_id=b.id,
-                                    status=ComparisonStatus.completed, judgment_count=1)
-            s.add(comparison)
-            s.flush()
-            s.add(Judgment(comparison_id=comparison.id, annotator_id=annotator, choice=choice, shown_left="a"))
+        versions = v1.id, v2.id
+    for choice, annotator in zip(outcomes, annotators, strict=True):
+        battle(db, versions[1], versions[0], annotator, choice.value)
 
 
 def test_leaderboard_ranks_the_preferred_version_first_with_intervals(client, db, admin_token):
