@@ -4,7 +4,8 @@ From the embedded policy and a fresh database, for each preference function, run
   1. scripted annotators judge M comparisons through the HTTP API (their own tokens, with noise),
   2. one training round, launched through the API, runs on the server's local worker and is activated,
   3. the oracle — the same preference without noise — judges fresh samples of the new version and
-     of the base on held-out prompts: wins / (wins + losses) with a 95% Wilson interval, ties beside it.
+     of the base on held-out prompts (never used in training): wins / (wins + losses) with a 95% Wilson
+     interval, ties beside it.
 Writes a markdown table, a JSON file and a PNG chart (win rate and KL by round) and prints the wall
 time of each phase.
 
@@ -53,6 +54,9 @@ class LoopConfig:
     annotators: int = 4
     noise: float = 0.1               # share of random answers per annotator
     oracle_prompts: int = 300        # held-out prompts the oracle judges per round
+    # "rephrased": training subjects asked in words never used in training (RL prompts are "train");
+    # "heldout": subjects the policy never saw at all, where it cannot be on topic (trainer/embedded/task.py)
+    oracle_split: str = "rephrased"
     temperature: float = 0.7         # oracle sampling temperature (the PPO rollout default)
     max_new_tokens: int = 64
     round_config: dict = field(default_factory=dict)  # overrides for every round (POST /api/v1/rounds)
@@ -139,7 +143,7 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
         specs = [AnnotatorSpec(n, preference, noise=config.noise) for n in names]
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=60)
         base_path = client.get("/api/v1/policies/1").json()["path"]
-        heldout = make_prompts(config.oracle_prompts, seed=1234, split="heldout")
+        heldout = make_prompts(config.oracle_prompts, seed=1234, split=config.oracle_split)
         params = SamplingParams(temperature=config.temperature, top_p=1.0, max_new_tokens=config.max_new_tokens)
         for k in range(1, config.rounds + 1):
             started = time.perf_counter()
@@ -160,7 +164,7 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
             results = state["results"]
             rows.append({
                 "preference": name, "round": k, "status": state["status"], "version": state["policy_number"],
-                "judgments": stats.acknowledged,
+                "judgments": stats.acknowledged, "oracle_split": config.oracle_split,
                 "rm_heldout_accuracy": results["reward_model"].get(M.RM_EVAL_ACCURACY),
                 "kl_to_base": results["evaluate"].get("eval/kl"),
                 "oracle_wins": oracle.wins, "oracle_losses": oracle.losses, "oracle_ties": oracle.ties,
@@ -230,6 +234,7 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=defaults.annotators)
     parser.add_argument("--noise", type=float, default=defaults.noise)
     parser.add_argument("--oracle-prompts", type=int, default=defaults.oracle_prompts)
+    parser.add_argument("--oracle-split", choices=("rephrased", "heldout"), default=defaults.oracle_split)
     parser.add_argument("--temperature", type=float, default=defaults.temperature, help="oracle sampling temperature")
     parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
     parser.add_argument("--preset", default="default", help="embedded policy preset: default | test")
@@ -242,7 +247,7 @@ def main() -> None:
     args = parser.parse_args()
     config = LoopConfig(
         rounds=args.rounds, judgments=args.judgments, annotators=args.annotators, noise=args.noise,
-        oracle_prompts=args.oracle_prompts, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+        oracle_prompts=args.oracle_prompts, oracle_split=args.oracle_split, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
         round_config=json.loads(args.round_config), round_timeout_s=args.round_timeout_s,
         server_env=json.loads(args.server_env),
     )
