@@ -247,7 +247,8 @@ def main() -> None:
     args = parser.parse_args()
     config = LoopConfig(
         rounds=args.rounds, judgments=args.judgments, annotators=args.annotators, noise=args.noise,
-        oracle_prompts=args.oracle_prompts, oracle_split=args.oracle_split, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+        oracle_prompts=args.oracle_prompts, oracle_split=args.oracle_split, temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
         round_config=json.loads(args.round_config), round_timeout_s=args.round_timeout_s,
         server_env=json.loads(args.server_env),
     )

@@ -225,13 +225,6 @@ class Rollout:
 def rollout(policy, ref_policy, value_model, reward_model, queries, query_mask, generation_config,
             args: PPOArgs, kl_coef: float, eos: int, pad: int, reward_norm: tuple[float, float]):  # fmt: skip
     """Collect one batch of experience. Returns (Rollout, stats dict)."""
-    with autocast(queries.device):
-        return _rollout(policy, ref_policy, value_model, reward_model, queries, query_mask, generation_config,
-                        args, kl_coef, eos, pad, reward_norm)  # fmt: skip
-
-
-def _rollout(policy, ref_policy, value_model, reward_model, queries, query_mask, generation_config,
-             args: PPOArgs, kl_coef: float, eos: int, pad: int, reward_norm: tuple[float, float]):  # fmt: skip
     t0 = time.perf_counter()
     P = queries.size(1)
     # 1. generate: left-padded prompts, plain sampling at temperature T (top_k=0, top_p=1), stop at EOS
@@ -537,8 +530,9 @@ def train_ppo(
         queries, query_mask = left_pad([prompt_ids[i] for i in batch], pad)
         queries, query_mask = queries.to(device), query_mask.to(device)
 
-        experience, stats = rollout(policy, ref_policy, value_model, reward_model, queries, query_mask,
-                                    generation_config, args, kl_ctl.value, eos, pad, reward_norm)  # fmt: skip
+        with autocast(device):  # bf16 forward passes on CUDA, nothing on CPU
+            experience, stats = rollout(policy, ref_policy, value_model, reward_model, queries, query_mask,
+                                        generation_config, args, kl_ctl.value, eos, pad, reward_norm)  # fmt: skip
         t_opt = time.perf_counter()
         opt_stats, finite = ppo_epochs(policy, value_model, optimizer, params, experience, args)
         t_end = time.perf_counter()

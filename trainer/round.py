@@ -41,13 +41,19 @@ import sys
 import traceback
 from pathlib import Path
 
-import torch
+# OpenMP threads waiting for work sleep instead of spinning. A round shares its cores with the web server
+# and the sampler, and spinning waiters made 2-thread training steps ~3x slower than 1 thread on a busy
+# 2-core machine, while passive ones matched it (docs/benchmarks.md, "Trainer"). OpenMP reads this once,
+# when torch loads, so it is set before the imports below; an explicit setting is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from trainer import metrics as M
-from trainer.evaluate import compare_policies
-from trainer.models import ModelLoadError
-from trainer.ppo import PPOArgs, derive_sizes, train_ppo
-from trainer.reward import RewardArgs, train_reward_model
+import torch  # noqa: E402
+
+from trainer import metrics as M  # noqa: E402
+from trainer.evaluate import compare_policies  # noqa: E402
+from trainer.models import ModelLoadError  # noqa: E402
+from trainer.ppo import PPOArgs, derive_sizes, train_ppo  # noqa: E402
+from trainer.reward import RewardArgs, train_reward_model  # noqa: E402
 
 log = logging.getLogger("trainer.round")
 

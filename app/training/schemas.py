@@ -18,6 +18,10 @@ from app.core.config import Settings
 from app.core.errors import Unprocessable
 from app.training.models import RoundStatus
 
+DEVICE_DEFAULT = "auto"
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
+DEVICE_HELP = "torch device on the worker: auto (cuda when the worker has a GPU), cpu, cuda or cuda:N."
+
 
 class _Section(BaseModel):
     # An unknown key is a typo the admin should hear about, not a setting silently ignored.
@@ -40,6 +44,7 @@ class RewardConfig(_Section):
     use_margin: bool = Field(False, description="Use the annotators' strength as a margin in the loss.")
     center_rewards_coefficient: float | None = Field(0.01, ge=0)
     seed: int = Field(0, ge=0)
+    device: str = Field(DEVICE_DEFAULT, pattern=DEVICE_PATTERN, description=DEVICE_HELP)
 
 
 class PPOConfig(_Section):
@@ -70,6 +75,7 @@ class PPOConfig(_Section):
     temperature: float = Field(0.7, gt=0, le=10)
     checkpoint_every: int = Field(10, ge=0, description="Updates between resumable checkpoints (0: none).")
     seed: int = Field(0, ge=0)
+    device: str = Field(DEVICE_DEFAULT, pattern=DEVICE_PATTERN, description=DEVICE_HELP + " Also used to evaluate.")
 
     def batch_size_problem(self) -> tuple[str, str] | None:
         """(field, message) for sizes that do not tile exactly, checked before any process starts."""

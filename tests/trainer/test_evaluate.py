@@ -1,0 +1,51 @@
+"""trainer/evaluate.py samples held-out prompts exactly as PPO's rollouts do."""
+
+import json
+import shutil
+
+import torch
+
+from trainer.evaluate import compare_policies
+from trainer.models import load_scalar_model, load_tokenizer
+from trainer.ppo import PPOArgs
+
+PROMPT = [{"role": "user", "content": "tell me about the weather"}]
+
+
+def _compare(old_dir, new_dir, reward_dir, args, prompts=(PROMPT,)):
+    return compare_policies(old_dir=old_dir, new_dir=new_dir, ref_dir=old_dir, reward_model_dir=reward_dir,
+                            prompts=list(prompts), args=args, samples_per_prompt=4, batch_size=4, seed=0)  # fmt: skip
+
+
+def test_a_policys_saved_generation_settings_do_not_change_what_is_compared(tiny_policy_dir, tiny_reward_dir,
+                                                                            tmp_path, monkeypatch):  # fmt: skip
+    """Same weights, but the copy saved a no_repeat_ngram_size: sampled as PPO samples (its own
+    GenerationConfig, nothing inherited), both sides draw the same answers, so nothing differs."""
+    # one thread: with several, a busy machine can change how a matmul is split and its last bits
+    monkeypatch.setattr("trainer.evaluate.set_num_threads", lambda *_: torch.set_num_threads(1))
+    copy = tmp_path / "same_weights"
+    shutil.copytree(tiny_policy_dir, copy)
+    config = json.loads((copy / "generation_config.json").read_text())
+    (copy / "generation_config.json").write_text(json.dumps(config | {"no_repeat_ngram_size": 1}))
+    result = _compare(tiny_policy_dir, str(copy), tiny_reward_dir, PPOArgs(response_length=48))
+    assert result["eval/score_gain"] == 0.0
+    assert result["eval/kl"] == result["eval/kl_old"]
+    assert result["eval/response_length"] == result["eval/response_length_old"]
+
+
+def test_prompts_are_cut_to_leave_room_for_the_response_in_the_position_embeddings(tiny_policy_dir, tmp_path,
+                                                                                   make_gpt2):  # fmt: skip
+    """A held-out prompt longer than n_positions - response_length keeps its last tokens, as in PPO;
+    otherwise generation runs past the position embeddings."""
+    short = str(tmp_path / "short_context")
+    tokenizer = load_tokenizer(tiny_policy_dir)
+    make_gpt2(short, tokenizer, n_positions=48)
+    reward_dir = str(tmp_path / "reward")
+    torch.manual_seed(0)
+    load_scalar_model(short, tokenizer.pad_token_id).save_pretrained(reward_dir)
+    tokenizer.save_pretrained(reward_dir)
+    long_prompt = [{"role": "user", "content": "tell me about the weather and music " * 20}]
+    args = PPOArgs(response_length=16, max_prompt_length=256)
+    result = _compare(short, short, reward_dir, args, prompts=[long_prompt, PROMPT])
+    assert result["eval/num_samples"] == 8
+    assert result["eval/score_gain"] == 0.0
