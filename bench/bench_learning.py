@@ -219,6 +219,7 @@ def chart(rows: list[dict], path: Path) -> None:
     ax_win.set(title="Oracle win rate vs base (95% CI)", xlabel="round", ylabel="wins / (wins + losses)", ylim=(0, 1))
     ax_kl.set(title="KL to base", xlabel="round", ylabel="nats / response")
     for ax in (ax_win, ax_kl):
+        ax.set_xticks(sorted({r["round"] for r in rows}))
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
