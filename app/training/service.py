@@ -187,10 +187,10 @@ def maybe_schedule(*, db: Session, settings: Settings) -> TrainingRound | None:
 def claim_next(*, db: Session, worker_id: str, executor: str, now: datetime) -> TrainingRound | None:
     """Atomically take the oldest queued round for `worker_id`; None when there is none.
 
-    Call it first thing in a fresh session: on SQLite it must open the transaction itself to take the
-    write lock up front; on PostgreSQL the row lock with SKIP LOCKED makes a racing worker pass it by.
+    Call it in a Database.write_session(): on SQLite that holds the write lock from the first read, so
+    two workers cannot both see the round queued; on PostgreSQL the row lock with SKIP LOCKED makes a
+    racing worker pass it by.
     """
-    db.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
     round_ = db.scalar(
         select(TrainingRound)
         .where(TrainingRound.status == S.queued)

@@ -61,7 +61,7 @@ def battle(db: Database, newer_id: int, older_id: int, annotator_id: int, choice
 
 def claim_round(db: Database) -> int:
     """Take the queued round as a worker would; returns its id."""
-    with db.session() as session:
+    with db.write_session() as session:
         round_ = training_service.claim_next(db=session, worker_id=WORKER, executor="local", now=utcnow())
         assert round_ is not None, "no queued round"
         return round_.id

@@ -20,7 +20,7 @@ def _launch(db, settings, **overrides) -> int:
 
 
 def _claim(db, worker_id="w1") -> int | None:
-    with db.session() as session:
+    with db.write_session() as session:
         round_ = service.claim_next(db=session, worker_id=worker_id, executor="local", now=utcnow())
         return round_.id if round_ else None
 

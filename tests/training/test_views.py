@@ -142,7 +142,7 @@ def test_a_finished_round_shows_its_versions_and_metrics_page_by_page(
 
 def test_retry_of_a_failed_round_requeues_it(client, admin_token, db, settings):
     round_id = client.post("/api/v1/rounds", headers=admin_token).json()["id"]
-    with db.session() as session:
+    with db.write_session() as session:
         service.claim_next(db=session, worker_id="w", executor="local", now=utcnow())
         service.finish(
             db=session, round_id=round_id, worker_id="w", status=service.S.failed, now=utcnow(), error="boom"

@@ -209,7 +209,7 @@ def test_a_stopping_worker_hands_its_round_back_and_the_next_one_resumes_it(db, 
 
 def test_a_round_whose_worker_went_silent_is_failed_by_another_worker(db, settings, trained_data):
     round_id = _launch(db, settings)
-    with db.session() as session:
+    with db.write_session() as session:
         service.claim_next(db=session, worker_id="dead-worker", executor="local", now=utcnow())
     settings.TRAINING_HEARTBEAT_TIMEOUT_S = 0.01
     time.sleep(0.05)

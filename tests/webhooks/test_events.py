@@ -76,13 +76,13 @@ def test_every_way_a_round_ends_is_announced(db, settings):
     with db.session() as session:
         stale = training_service.launch(db=session, settings=settings, requested_by=None,
                                         config_overrides={}).id
-    with db.session() as session:
+    with db.write_session() as session:
         training_service.claim_next(db=session, worker_id="w1", executor="local", now=utcnow())
     with db.session() as session:
         training_service.fail_stale(db=session, now=utcnow() + timedelta(hours=1), timeout_s=60)
     with db.session() as session:
         training_service.retry(db=session, round_id=stale)
-    with db.session() as session:
+    with db.write_session() as session:
         training_service.claim_next(db=session, worker_id="w2", executor="local", now=utcnow())
     with db.session() as session:
         training_service.finish(db=session, round_id=stale, worker_id="w2",
