@@ -90,12 +90,12 @@ def submit(
     db.execute(_COUNT, {"comparison_id": comparison.id, "new_count": count,
                         "new_status": ComparisonStatus.completed if completed else comparison.status})
     queue_service.finish(db=db, comparison_id=comparison.id, lock_id=lock.id, completed=completed)
-    webhook_service.emit(db=db, event=WebhookEvent.judgment_created, payload={
+    events = [(WebhookEvent.judgment_created, {
         "judgment_id": judgment_id, "comparison_id": comparison.id, "annotator_id": annotator_id,
-        "choice": values["choice"].value, "strength": values["strength"], "channel": channel})
+        "choice": values["choice"].value, "strength": values["strength"], "channel": channel})]
     if completed:
-        webhook_service.emit(db=db, event=WebhookEvent.comparison_completed, payload={
-            "comparison_id": comparison.id, "judgment_count": count})
+        events.append((WebhookEvent.comparison_completed, {"comparison_id": comparison.id, "judgment_count": count}))
+    webhook_service.emit_all(db=db, events=events)
     # The stored row, as a Judgment the caller can read (not attached to the session).
     return Judgment(id=judgment_id, **values), True
 

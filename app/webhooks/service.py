@@ -110,19 +110,26 @@ def emit(*, db: Session, event: WebhookEvent, payload: dict) -> int:
 
     Returns how many deliveries were queued. The body (and its event id) is the same for every endpoint.
     """
+    return emit_all(db=db, events=[(event, payload)])
+
+
+def emit_all(*, db: Session, events: list[tuple[WebhookEvent, dict]]) -> int:
+    """emit() for several events of one unit of work, reading the endpoints once (a judgment submit,
+    the hottest write path, may announce two)."""
     now = utcnow()
-    endpoint_ids = [
-        e.id
-        for e in db.scalars(select(WebhookEndpoint).where(WebhookEndpoint.is_active.is_(True)))
-        if event.value in e.events
-    ]
-    if not endpoint_ids:
-        return 0
-    body = _body(event, payload, now)
-    for endpoint_id in endpoint_ids:
-        _queue(db, endpoint_id, event, body, now)
-    db.flush()
-    return len(endpoint_ids)
+    endpoints = list(db.scalars(select(WebhookEndpoint).where(WebhookEndpoint.is_active.is_(True))))
+    queued = 0
+    for event, payload in events:
+        endpoint_ids = [e.id for e in endpoints if event.value in e.events]
+        if not endpoint_ids:
+            continue
+        body = _body(event, payload, now)
+        for endpoint_id in endpoint_ids:
+            _queue(db, endpoint_id, event, body, now)
+        queued += len(endpoint_ids)
+    if queued:
+        db.flush()
+    return queued
 
 
 def send_test(*, db: Session, endpoint: WebhookEndpoint) -> WebhookDelivery:
