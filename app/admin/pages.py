@@ -413,21 +413,13 @@ def round_detail(request: Request, round_id: IdPath, db: SessionDep, settings: S
     return _page(request, "round", _round_context(db, settings, round_id), section="rounds")
 
 
-def _against_parent(db: Session, version_id: int | None) -> dict[str, Any] | None:
-    """The parent's number and people's record of the version against it, for a round that published one."""
-    version = policies_service.get(db=db, version_id=version_id) if version_id else None
-    parent = policies_service.get(db=db, version_id=version.parent_id) if version and version.parent_id else None
-    if parent is None:
-        return None
-    return {"parent": parent.number, "record": ratings_service.against_parent(db=db, version_id=version.id)}
-
-
 def _round_context(db: Session, settings: Settings, round_id: int) -> dict[str, Any]:
     round_ = training_service.to_read(db=db, round_=training_service.get_or_raise(db=db, round_id=round_id))
     requester = auth_service.get(db=db, user_id=round_.requested_by_id) if round_.requested_by_id else None
     return {
         "round": round_,
-        "vs_parent": _against_parent(db, round_.policy_version_id),
+        "vs_parent": ratings_service.against_parent(db=db, version_id=round_.policy_version_id)
+        if round_.policy_version_id else None,
         "requester": requester.username if requester else None,
         "stages": training_service.STAGE_ORDER,
         "charts": ROUND_CHARTS,

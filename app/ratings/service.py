@@ -62,12 +62,19 @@ def _record(all_battles: list[bt.Battle], version: int, opponent: int | None) ->
     return Record(h2h.wins, h2h.losses, h2h.ties, h2h.win_rate, bt.wilson_interval(h2h.wins, h2h.decided))
 
 
-def against_parent(*, db: Session, version_id: int) -> Record | None:
+@dataclass
+class ParentRecord:
+    parent_number: int
+    record: Record
+
+
+def against_parent(*, db: Session, version_id: int) -> ParentRecord | None:
     """How people judged a version against the one it was trained from; None for a base version."""
     version = db.get(PolicyVersion, version_id)
-    if version is None or version.parent_id is None:
+    parent = db.get(PolicyVersion, version.parent_id) if version and version.parent_id else None
+    if parent is None:
         return None
-    return _record(battles(db=db), version_id, version.parent_id)
+    return ParentRecord(parent.number, _record(battles(db=db), version.id, parent.id))
 
 
 def leaderboard(*, db: Session, bootstrap_rounds: int = 200, seed: int = 0) -> list[LeaderboardRow]:
