@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -37,6 +38,9 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
         for component in components:
             component.start()
             log.info("started %s", component.name)
+        if settings.GC_FREEZE_ON_START:
+            gc.collect()
+            gc.freeze()
         yield
         for component in reversed(components):
             component.stop()

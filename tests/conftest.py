@@ -80,6 +80,7 @@ def settings(tmp_path, database_url) -> Settings:
         SECRET_KEY="test-secret-key",
         RUN_BACKGROUND=False,
         CREATE_FIRST_ADMIN=False,
+        GC_FREEZE_ON_START=False,  # test apps come and go; frozen objects would never be collected
         _env_file=None,
     )
 

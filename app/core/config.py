@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     SESSION_MAX_AGE_S: int = 14 * 24 * 3600
     RUN_BACKGROUND: bool = Field(True, description="Start the sampler and local worker with the server.")
     CREATE_FIRST_ADMIN: bool = Field(True, description="Create an admin with a printed password on first start.")
+    GC_FREEZE_ON_START: bool = Field(
+        True,
+        description="Move everything alive after startup out of the garbage collector's sight (gc.freeze): "
+        "its full collections then scan only what requests create, not the whole app, which halves an "
+        "export's CPU time and keeps multi-millisecond pauses out of request latency.",
+    )
 
     # --- accounts ----------------------------------------------------------------------
     MIN_PASSWORD_LENGTH: int = 8

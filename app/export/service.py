@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import Select, String, Text, cast, func, or_, select, tuple_, type_coerce
+from sqlalchemy import Integer, Select, String, Text, bindparam, cast, func, or_, select, tuple_, type_coerce
 from sqlalchemy.orm import Session, aliased
 
 from app.auth.models import User
@@ -95,17 +95,16 @@ def decode_cursor(*, secret: str, cursor: str) -> int:
     return int(last_id)
 
 
-class Pseudonyms:
-    """pseudonym() memoized per user id: an export meets the same few annotators many times."""
+class Pseudonyms(dict[int, str]):
+    """pseudonym() memoized per user id (`names[user_id]`): an export meets the same few annotators many
+    times, and a dict hit is the cheapest lookup there is."""
 
     def __init__(self, secret: str) -> None:
+        super().__init__()
         self.secret = secret
-        self._cache: dict[int, str] = {}
 
-    def __call__(self, user_id: int) -> str:
-        name = self._cache.get(user_id)
-        if name is None:
-            name = self._cache[user_id] = pseudonym(secret=self.secret, user_id=user_id)
+    def __missing__(self, user_id: int) -> str:
+        name = self[user_id] = pseudonym(secret=self.secret, user_id=user_id)
         return name
 
 
@@ -356,7 +355,7 @@ def list_judgments(
     stmt = _filtered(_joined(), resolved).where(Judgment.id > after).order_by(Judgment.id).limit(limit + 1)
     rows = [Record._make(row) for row in db.execute(stmt)]
     names = Pseudonyms(secret)
-    items = [_read(r, annotator=names(r.annotator_id), round_id=rounds.round_of(r.id)) for r in rows[:limit]]
+    items = [_read(r, annotator=names[r.annotator_id], round_id=rounds.round_of(r.id)) for r in rows[:limit]]
     next_cursor = encode_cursor(secret=secret, last_id=items[-1].id) if len(rows) > limit else None
     return JudgmentPage(items=items, next_cursor=next_cursor)
 
@@ -413,13 +412,21 @@ def plan_export(
 def iter_record_batches(*, db: Session, plan: ExportPlan) -> Iterator[list[Record]]:
     """The matching joined rows in keyset-paginated batches: by id, or by (comparison, id) when rows
     are aggregated per comparison, so each comparison's judgments arrive together."""
-    stmt = _filtered(_joined(), plan.filters).where(Judgment.id <= plan.max_judgment_id)
     order = (Judgment.comparison_id, Judgment.id) if plan.by_comparison else (Judgment.id,)
-    stmt = stmt.order_by(*order).limit(plan.batch_size)
-    position: tuple[int, ...] | None = None
+    # The position is a bound parameter, not a literal of a new statement per page: the statement is
+    # compiled once and every page reuses it (ids start at 1, so the first page is "after zeros").
+    after = tuple(bindparam(f"after_{i}", type_=Integer) for i in range(len(order)))
+    page = (
+        _filtered(_joined(), plan.filters)
+        .where(Judgment.id <= plan.max_judgment_id, tuple_(*order) > tuple_(*after))
+        .order_by(*order)
+        .limit(plan.batch_size)
+    )
+    connection = db.connection()  # Core rows: no ORM bookkeeping
+    position = (0,) * len(order)
     while True:
-        page = stmt if position is None else stmt.where(tuple_(*order) > tuple_(*position))
-        rows = list(map(Record._make, db.connection().execute(page).all()))  # Core rows: no ORM bookkeeping
+        bound = {param.key: value for param, value in zip(after, position, strict=True)}
+        rows = list(map(Record._make, connection.execute(page, bound).all()))
         if not rows:
             return
         yield rows
@@ -445,7 +452,10 @@ def export_chunks(
     encoder = formats.encoder_for(plan.query)
     with database.session() as db:
         for records in iter_record_batches(db=db, plan=plan):
-            chunk = encoder.encode(builder.feed(records))
+            step = encoder.slice_rows or len(records)
+            chunk = b"".join(
+                encoder.encode(builder.feed(records[start : start + step])) for start in range(0, len(records), step)
+            )
             if chunk:
                 yield chunk
             if on_progress is not None:
