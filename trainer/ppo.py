@@ -186,22 +186,24 @@ def response_logits(policy, query_responses: torch.Tensor, attention_mask: torch
                     temperature: float) -> torch.Tensor:  # fmt: skip
     """Temperature-scaled logits predicting each response token: (B, P + T) -> (B, T, V).
 
-    Position P-1+t predicts response token t; `logits_to_keep` makes the LM head run only there.
+    Position P-1+t predicts response token t; `logits_to_keep` makes the LM head run only there. The
+    last token predicts nothing we use, so it is left out of the input (one position less of work).
     """
     T = query_responses.size(1) - context_length
     logits = policy(
-        input_ids=query_responses,
-        attention_mask=attention_mask,
-        position_ids=position_ids_from_mask(attention_mask),  # left padding does not shift positions
-        logits_to_keep=T + 1,
+        input_ids=query_responses[:, :-1],
+        attention_mask=attention_mask[:, :-1],
+        position_ids=position_ids_from_mask(attention_mask[:, :-1]),  # left padding does not shift positions
+        logits_to_keep=T,
         use_cache=False,
-    ).logits[:, :-1]  # (B, T, V)
+    ).logits  # (B, T, V)
     return logits.float() / temperature  # fp32 even under bf16 autocast: logprob ratios need the precision
 
 
 def response_values(value_model, query_responses, attention_mask, context_length: int) -> torch.Tensor:
-    """Value of the state before each response token: (B, P + T) -> (B, T)."""
-    return scalar_forward(value_model, query_responses, attention_mask)[:, context_length - 1 : -1]
+    """Value of the state before each response token: (B, P + T) -> (B, T). As in response_logits, the
+    last token is no state before a response token and is left out of the input."""
+    return scalar_forward(value_model, query_responses[:, :-1], attention_mask[:, :-1])[:, context_length - 1 :]
 
 
 @dataclass
