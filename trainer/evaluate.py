@@ -13,13 +13,13 @@ import torch
 
 from trainer.models import (
     autocast,
+    configure_cpu,
     last_token_scores,
     load_policy,
     load_scalar_model,
     load_tokenizer,
     resolve_device,
     scalar_forward,
-    set_num_threads,
 )
 from trainer.ppo import (
     PPOArgs,
@@ -44,7 +44,7 @@ def compare_policies(
     prompts: chat message lists; each is sampled samples_per_prompt times by each policy.
     device: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda", ...; bf16 autocast on CUDA.
     """
-    set_num_threads()
+    configure_cpu()
     device = torch.device(resolve_device(device))
     tokenizer = load_tokenizer(old_dir)
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id

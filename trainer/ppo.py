@@ -23,6 +23,7 @@ from transformers import GenerationConfig
 from trainer import metrics as M
 from trainer.models import (
     autocast,
+    configure_cpu,
     last_token_scores,
     load_policy,
     load_scalar_model,
@@ -33,7 +34,6 @@ from trainer.models import (
     resolve_device,
     reward_norm_stats,
     scalar_forward,
-    set_num_threads,
 )
 from trainer.ppo_math import (
     AdaptiveKLController,
@@ -489,7 +489,7 @@ def train_ppo(
     "metrics" (last update), "gates" (final_kl, nan_or_inf, eos_rate, rlhf_reward_first/last)}.
     """
     args = derive_sizes(args, len(prompts))
-    set_num_threads(args.num_threads)
+    configure_cpu(args.num_threads)
     torch.manual_seed(args.seed)
     device = torch.device(resolve_device(args.device))
 

@@ -22,6 +22,7 @@ from trainer.models import (
     REWARD_MEAN_KEY,
     REWARD_STD_KEY,
     autocast,
+    configure_cpu,
     last_token_scores,
     load_scalar_model,
     load_tokenizer,
@@ -29,7 +30,6 @@ from trainer.models import (
     render_prompt_ids,
     resolve_device,
     scalar_forward,
-    set_num_threads,
 )
 
 
@@ -242,7 +242,7 @@ def train_reward_model(
     When None, the responses in the pairs are used (they are policy samples too).
     Returns the final metrics (rm/train/* averaged over the last epoch, rm/eval/*, rm/norm/*, rm/data/*).
     """
-    num_threads = set_num_threads(args.num_threads)
+    num_threads = configure_cpu(args.num_threads)
     torch.manual_seed(args.seed)  # before loading: the score head is randomly initialised
     rng = random.Random(args.seed)
     tokenizer = load_tokenizer(base_policy_dir)

@@ -22,7 +22,7 @@ def test_a_policys_saved_generation_settings_do_not_change_what_is_compared(tiny
     """Same weights, but the copy saved a no_repeat_ngram_size: sampled as PPO samples (its own
     GenerationConfig, nothing inherited), both sides draw the same answers, so nothing differs."""
     # one thread: with several, a busy machine can change how a matmul is split and its last bits
-    monkeypatch.setattr("trainer.evaluate.set_num_threads", lambda *_: torch.set_num_threads(1))
+    monkeypatch.setattr("trainer.evaluate.configure_cpu", lambda *_: torch.set_num_threads(1))
     copy = tmp_path / "same_weights"
     shutil.copytree(tiny_policy_dir, copy)
     config = json.loads((copy / "generation_config.json").read_text())

@@ -11,7 +11,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from trainer import generate
-from trainer.models import ModelLoadError, autocast, load_policy, load_scalar_model, load_tokenizer, resolve_device
+from trainer.models import (
+    ModelLoadError,
+    autocast,
+    configure_cpu,
+    load_policy,
+    load_scalar_model,
+    load_tokenizer,
+    resolve_device,
+)
 
 DELETED = "transformer.h.1.mlp.c_fc.weight"
 
@@ -117,3 +125,16 @@ def test_autocast_is_off_on_cpu_so_cpu_results_stay_fp32():
     with autocast(torch.device("cpu")):
         assert not torch.is_autocast_enabled("cpu")
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_configure_cpu_flushes_denormals_and_sets_threads():
+    before = torch.get_num_threads()
+    torch.set_flush_denormal(False)  # torch's default (an earlier training test may have turned it on)
+    tiny = torch.tensor([1e-30])
+    assert (tiny * 1e-10).item() != 0.0  # 1e-40 is a denormal float32, kept
+    try:
+        assert configure_cpu(1) == 1 and torch.get_num_threads() == 1
+        assert (tiny * 1e-10).item() == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(before)
