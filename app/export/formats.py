@@ -136,11 +136,15 @@ class RowBuilder:
             turns = [m.get("role") for m in messages].count("user")
             return [self._raw(record, split, messages, turns) for record in group]
         choice = majority(r.choice for r in group) if len(group) > 1 else first.choice
-        if self.format == ExportFormat.kto:
-            return self._kto(group, choice, split)
         if choice in NOT_A_PAIR and not self.include_ties:
             return []
+        # A tie says nothing about either answer on its own, so it never becomes unpaired KTO rows;
+        # both-bad says both are bad (label false), emitted with include_ties.
+        if self.format == ExportFormat.kto and choice == Choice.tie.value:
+            return []
         messages = orjson.loads(first.messages_json)
+        if self.format == ExportFormat.kto:
+            return self._kto(group, messages, choice, split)
         a = (first.completion_a_id, first.a_version, first.a_text)
         b = (first.completion_b_id, first.b_version, first.b_text)
         chosen, rejected = (b, a) if choice == "b" else (a, b)
@@ -188,13 +192,8 @@ class RowBuilder:
             "judgments": [self._judgment(r) for r in group],
         }
 
-    def _kto(self, group: Sequence[Record], choice: str, split: str) -> list[dict]:
-        # A tie says nothing about either answer on its own, so it never becomes unpaired rows;
-        # both-bad says both are bad (label false), emitted with include_ties.
-        if choice == "tie" or (choice == "both_bad" and not self.include_ties):
-            return []
+    def _kto(self, group: Sequence[Record], messages: list[dict], choice: str, split: str) -> list[dict]:
         first = group[0]
-        messages = orjson.loads(first.messages_json)
         prompt = messages if self.conversational else prompt_string(messages)
         verdict = self._verdict(group, choice, split)
         return [
