@@ -1,6 +1,6 @@
 """Trainer benchmark: prefloop's reward model and PPO against TRL's, side by side, in one run.
 
-    .venv/bin/python bench/bench_trainer.py [--trl-venv PATH] [--threads 1] [--repeats 3]
+    .venv/bin/python bench/bench_trainer.py [--threads 1] [--repeats 3] [--precision fp32|bf16|trl-defaults]
 
 (a) reward model: pairs/s of one training epoch (batch 16, max_len 128) and held-out accuracy,
     trainer.reward.train_reward_model against trl.RewardTrainer (use_cpu=True);
@@ -20,10 +20,12 @@ transformers version of this environment). The four jobs are interleaved, altern
 goes first, and the table reports medians. Timings cover the training loop only (model loading, data
 preparation and the held-out evaluation are outside the timed region for both).
 
-TRL's precision: `--trl-config fp32` (the default) turns off TRL's bf16 autocast and gradient
-checkpointing, its fastest setting on a CPU without native bf16 (avx512_bf16/AMX), where bf16 autocast
-made a RewardTrainer step 3-4x slower; `--trl-config defaults` keeps TRL's defaults (bf16=True,
-gradient_checkpointing=True). prefloop trains in fp32 on CPU either way.
+Precision (`--precision`): fp32 (the default) runs both frameworks in fp32, TRL without gradient
+checkpointing, its fastest setting on a CPU without native bf16 (where its bf16 autocast made a
+RewardTrainer step 3-4x slower); bf16 runs both under bf16 autocast (prefloop precision="bf16", TRL
+bf16=True, again without checkpointing), worth it on CPUs with native bf16 (AVX512-BF16 or AMX; the report
+says whether this one has it); trl-defaults compares TRL's own configuration (bf16=True,
+gradient_checkpointing=True) with prefloop's (fp32 on CPU).
 """
 
 from __future__ import annotations
@@ -144,25 +146,37 @@ def _read_jsonl(path: Path) -> list[dict]:
 # ---- workers: one measurement each, in a fresh process -------------------------------------------------
 
 
-def worker_prefloop_rm(workdir: Path, out: Path, threads: int, trl_config: str) -> dict:
+def worker_prefloop_rm(workdir: Path, out: Path, threads: int, precision: str) -> dict:
     sys.path.insert(0, str(ROOT))
     from trainer import metrics as M
     from trainer.reward import RewardArgs, train_reward_model
 
     args = RewardArgs(batch_size=RM_BATCH, num_epochs=1, max_length=RM_MAX_LEN, num_threads=threads,
-                      device="cpu", seed=0)  # fmt: skip
+                      device="cpu", precision=prefloop_precision(precision), seed=0)  # fmt: skip
     result = train_reward_model(args, str(workdir / "policy"), _read_jsonl(workdir / "pairs_train.jsonl"),
                                 _read_jsonl(workdir / "pairs_eval.jsonl"), str(out))  # fmt: skip
     return {"pairs": result[M.RM_NUM_PAIRS], "seconds": result["train_seconds"],
             "pairs_per_s": result[M.RM_PAIRS_PER_SECOND], "accuracy": result[M.RM_EVAL_ACCURACY]}  # fmt: skip
 
 
-def trl_precision(trl_config: str) -> dict:
-    """TrainingArguments overrides for TRL: none for its defaults, fp32 without checkpointing otherwise."""
-    return {} if trl_config == "defaults" else {"bf16": False, "gradient_checkpointing": False}
+# --precision: what each framework runs at. fp32 and bf16 give both the same precision (bf16 = autocast, as
+# TRL's bf16=True) and TRL no gradient checkpointing (it only saves memory); trl-defaults compares TRL's
+# own configuration (bf16 autocast + gradient checkpointing) with prefloop's (fp32 on CPU).
+PRECISIONS = {"fp32": ("fp32", {"bf16": False, "gradient_checkpointing": False}),
+              "bf16": ("bf16", {"bf16": True, "gradient_checkpointing": False}),
+              "trl-defaults": ("auto", {})}  # fmt: skip
 
 
-def worker_trl_rm(workdir: Path, out: Path, threads: int, trl_config: str) -> dict:
+def prefloop_precision(precision: str) -> str:
+    return PRECISIONS[precision][0]
+
+
+def trl_precision(precision: str) -> dict:
+    """TrainingArguments overrides for TRL."""
+    return PRECISIONS[precision][1]
+
+
+def worker_trl_rm(workdir: Path, out: Path, threads: int, precision: str) -> dict:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -184,7 +198,7 @@ def worker_trl_rm(workdir: Path, out: Path, threads: int, trl_config: str) -> di
     config = RewardConfig(output_dir=str(out), per_device_train_batch_size=RM_BATCH, num_train_epochs=1,
                           max_length=RM_MAX_LEN, use_cpu=True, report_to=[], save_strategy="no",
                           per_device_eval_batch_size=64, disable_tqdm=True, seed=0,
-                          **trl_precision(trl_config))  # fmt: skip
+                          **trl_precision(precision))  # fmt: skip
     trainer = RewardTrainer(model=model, args=config, processing_class=tokenizer,
                             train_dataset=conversational(_read_jsonl(workdir / "pairs_train.jsonl")),
                             eval_dataset=conversational(_read_jsonl(workdir / "pairs_eval.jsonl")))  # fmt: skip
@@ -196,14 +210,15 @@ def worker_trl_rm(workdir: Path, out: Path, threads: int, trl_config: str) -> di
             "torch_threads": torch.get_num_threads()}  # fmt: skip
 
 
-def worker_prefloop_ppo(workdir: Path, out: Path, threads: int, trl_config: str) -> dict:
+def worker_prefloop_ppo(workdir: Path, out: Path, threads: int, precision: str) -> dict:
     sys.path.insert(0, str(ROOT))
     from trainer import metrics as M
     from trainer.ppo import PPOArgs, train_ppo
 
     prompts = [[{"role": "user", "content": p}] for p in json.loads((workdir / "ppo_prompts.json").read_text())]
     args = PPOArgs(total_episodes=PPO_BATCH * PPO_UPDATES, batch_size=PPO_BATCH, response_length=PPO_RESPONSE,
-                   checkpoint_every=0, seed=0, num_threads=threads, device="cpu", **PPO_HPARAMS)  # fmt: skip
+                   checkpoint_every=0, seed=0, num_threads=threads, device="cpu",
+                   precision=prefloop_precision(precision), **PPO_HPARAMS)  # fmt: skip
     train_ppo(args, str(workdir / "policy"), str(workdir / "policy"), str(workdir / "reward"), prompts, str(out))
     rows = [row for row in M.read_metrics(str(out / "metrics.jsonl")) if M.TIME_UPDATE in row]
     seconds = sum(row[M.TIME_UPDATE] for row in rows)
@@ -218,7 +233,7 @@ def worker_prefloop_ppo(workdir: Path, out: Path, threads: int, trl_config: str)
             "optimization": share(M.TIME_OPTIMIZATION)}  # fmt: skip
 
 
-def worker_trl_ppo(workdir: Path, out: Path, threads: int, trl_config: str) -> dict:
+def worker_trl_ppo(workdir: Path, out: Path, threads: int, precision: str) -> dict:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
@@ -248,7 +263,7 @@ def worker_trl_ppo(workdir: Path, out: Path, threads: int, trl_config: str) -> d
                        total_episodes=PPO_BATCH * PPO_UPDATES, response_length=PPO_RESPONSE, stop_token="eos",
                        local_rollout_forward_batch_size=PPO_BATCH, num_sample_generations=0, use_cpu=True,
                        report_to=[], save_strategy="no", disable_tqdm=True, seed=0, **PPO_HPARAMS,
-                       **trl_precision(trl_config))  # fmt: skip
+                       **trl_precision(precision))  # fmt: skip
     timer = LoopTimer()
     trainer = PPOTrainer(args=config, processing_class=tokenizer, model=policy, ref_model=ref_policy,
                          reward_model=reward_model, train_dataset=dataset, value_model=value_model,
@@ -268,7 +283,7 @@ WORKERS = {"prefloop-rm": worker_prefloop_rm, "trl-rm": worker_trl_rm,
 
 
 def run_job(job: str, python: Path, workdir: Path, threads: int, env_extra: dict[str, str], rep: int,
-            trl_config: str) -> dict:  # fmt: skip
+            precision: str) -> dict:  # fmt: skip
     out = workdir / "runs" / f"{job}-{rep}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     out.mkdir(parents=True)
@@ -276,7 +291,7 @@ def run_job(job: str, python: Path, workdir: Path, threads: int, env_extra: dict
            "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "TRL_EXPERIMENTAL_SILENCE": "1", **env_extra}  # fmt: skip
     command = [str(python), __file__, "--worker", job, "--workdir", str(workdir), "--out", str(out),
-               "--threads", str(threads), "--trl-config", trl_config]  # fmt: skip
+               "--threads", str(threads), "--precision", precision]  # fmt: skip
     proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{job} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
@@ -290,10 +305,13 @@ def median(results: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in results)
 
 
-def report(results: dict[str, list[dict]], threads: int, env_extra: dict[str, str], trl_config: str) -> str:
+def report(results: dict[str, list[dict]], threads: int, env_extra: dict[str, str], precision: str) -> str:
     rm_p, rm_t = results.get("prefloop-rm"), results.get("trl-rm")
     ppo_p, ppo_t = results.get("prefloop-ppo"), results.get("trl-ppo")
-    lines = [f"threads per process: {threads}; extra environment: {env_extra or 'none'}; TRL: {trl_config}; "
+    from trainer.models import cpu_has_native_bf16
+
+    lines = [f"threads per process: {threads}; extra environment: {env_extra or 'none'}; precision: {precision} "
+             f"(this CPU {'has' if cpu_has_native_bf16() else 'lacks'} native bf16); "
              f"medians of {len(next(iter(results.values())))}", "",
              "| measure | prefloop | TRL | prefloop / TRL |", "|---|---|---|---|"]  # fmt: skip
     if rm_p and rm_t:
@@ -325,14 +343,15 @@ def main() -> None:
     parser.add_argument("--only", choices=["rm", "ppo"], help="run one of the two benchmarks")
     parser.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE"],
                         help="OMP_WAIT_POLICY for every process (default: the OpenMP runtime's own)")
-    parser.add_argument("--trl-config", choices=["fp32", "defaults"], default="fp32",
-                        help="fp32: TRL without bf16 autocast and gradient checkpointing; defaults: TRL's own")
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32",
+                        help="fp32 / bf16: both frameworks at that precision (TRL without gradient checkpointing); "
+                             "trl-defaults: TRL's own configuration against prefloop's")  # fmt: skip
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:  # one measurement, in this fresh process
-        result = WORKERS[args.worker](args.workdir, args.out, args.threads, args.trl_config)
+        result = WORKERS[args.worker](args.workdir, args.out, args.threads, args.precision)
         (args.out / "result.json").write_text(json.dumps(result))
         return
 
@@ -348,11 +367,11 @@ def main() -> None:
             for framework in frameworks:
                 job = f"{framework}-{bench}"
                 python = Path(sys.executable) if framework == "prefloop" else trl_python
-                result = run_job(job, python, args.workdir, args.threads, env_extra, rep, args.trl_config)
+                result = run_job(job, python, args.workdir, args.threads, env_extra, rep, args.precision)
                 results.setdefault(job, []).append(result)
     print()
     print("    " + " ".join([Path(sys.executable).name, *sys.argv]))
-    print(report(results, args.threads, env_extra, args.trl_config))
+    print(report(results, args.threads, env_extra, args.precision))
     (args.workdir / "results.json").write_text(json.dumps(results, indent=1))
 
 

@@ -42,7 +42,7 @@ def compare_policies(
     """eval/* metrics: mean raw RM score of each policy, KL to the reference, EOS rate, answer length.
 
     prompts: chat message lists; each is sampled samples_per_prompt times by each policy.
-    device: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda", ...; bf16 autocast on CUDA.
+    device: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda", ...; precision as args.precision.
     """
     configure_cpu()
     device = torch.device(resolve_device(device))
@@ -60,7 +60,7 @@ def compare_policies(
         # repetition_penalty or top_k) may change the distribution being compared
         policy.generation_config = sampling_config(args, eos, pad)
         torch.manual_seed(seed)
-        with autocast(device):
+        with autocast(device, args.precision):
             sides[name] = sample_and_score(policy, reference, reward_model, queries, args, batch_size, eos, pad)
         if on_policy_done is not None:
             on_policy_done(len(sides))

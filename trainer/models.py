@@ -9,10 +9,12 @@ Reward normalisation (mean/std of RM scores on policy samples) travels in the RM
 REWARD_MEAN_KEY / REWARD_STD_KEY, like OpenRLHF's `normalize_reward` stats and N+'s `config.bias`.
 """
 
+import contextlib
 import os
 import warnings
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -60,10 +62,43 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def autocast(device: torch.device) -> torch.autocast:
-    """bf16 autocast on CUDA (TRL's bf16=True): weights, gradients and optimizer state stay fp32, matmuls
-    run in bf16. Off on CPU, where every result stays exactly fp32. Wrap forward passes only."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def check_precision(precision: str, device: torch.device | None = None) -> None:
+    """Refuse an unknown precision; warn when bf16 is asked of a CPU that can only emulate it."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "bf16" and device is not None and device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn(
+            "precision bf16 on a CPU without native bf16 (AVX512-BF16 or AMX): it is emulated and runs "
+            "3-4x slower than fp32; use precision fp32 or auto on this machine",
+            stacklevel=2,
+        )
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str):
+    """Mixed precision for forward passes (wrap forward passes only): under bf16 autocast, matmuls run in
+    bf16 while weights, gradients and optimizer state stay fp32 (TRL's bf16=True).
+
+    precision "auto": bf16 on CUDA, fp32 on CPU (every result exactly fp32, the same on any CPU);
+    "bf16": bf16 on any device, worth it on CPUs with native bf16 (`cpu_has_native_bf16`: a PPO update
+    of the benchmark model ran ~1.3x faster), 3-4x slower where it is emulated; "fp32": never.
+    """
+    enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    # In bf16 on CPU, the flash-attention kernel's backward took 7x its forward (a fifth of a reward-model
+    # step); the math kernel's plain matmuls do not: RM steps and PPO updates ran ~10 % faster with it.
+    # The kernel is chosen in the forward pass, so the backward outside this context follows it.
+    cpu_bf16 = enabled and device.type == "cpu"
+    attention = sdpa_kernel([SDPBackend.MATH]) if cpu_bf16 else contextlib.nullcontext()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled), attention:
+        yield
 
 
 def _check_local_dir(path: str, what: str) -> None:

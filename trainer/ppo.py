@@ -23,6 +23,7 @@ from transformers import GenerationConfig
 from trainer import metrics as M
 from trainer.models import (
     autocast,
+    check_precision,
     configure_cpu,
     last_token_scores,
     load_policy,
@@ -129,8 +130,10 @@ class PPOArgs:
     num_threads: int | None = None
     """torch CPU threads; None = every core this process may use"""
     device: str = "auto"
-    """where the four models run: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda", "cuda:1";
-    on CUDA forward passes run under bf16 autocast"""
+    """where the four models run: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda" or "cuda:1"."""
+    precision: str = "auto"
+    """forward passes: "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16" (also on CPU: faster where the
+    CPU has native bf16) or "fp32"; weights, optimizer and logprob math stay fp32 (trainer.models.autocast)"""
     # ---- derived once by derive_sizes(); leave at 0 ----------------------------------------------------
     mini_batch_size: int = 0
     micro_batch_size: int = 0
@@ -141,6 +144,7 @@ def derive_sizes(args: PPOArgs, num_prompts: int) -> PPOArgs:
     """Fill the derived batch sizes once, with exact divisions (cleanRL / N+ `parse_args`)."""
     if num_prompts == 0:
         raise ValueError("train_ppo needs at least one prompt")
+    check_precision(args.precision)
     if args.temperature <= 0:
         raise ValueError("temperature must be > 0 (logprobs are computed from logits / temperature)")
     if args.whiten_rewards and args.batch_size < 8:
@@ -330,7 +334,7 @@ def ppo_epochs(policy, value_model, optimizer, params, ro: Rollout, args: PPOArg
                 query_responses, attention_mask, P, r = micro_batch(ro, idx)
                 mask = ro.response_mask[idx, r]  # (b, t)
                 # one pass through each trained model: new logprobs (temperature-scaled) and values
-                with autocast(query_responses.device):
+                with autocast(query_responses.device, args.precision):
                     logits = response_logits(policy, query_responses, attention_mask, P, args.temperature)
                     new_values = response_values(value_model, query_responses, attention_mask, P)  # (b, t)
                 new_logprobs = logprobs_from_logits(logits, query_responses[:, P:])  # (b, t)
@@ -492,6 +496,7 @@ def train_ppo(
     configure_cpu(args.num_threads)
     torch.manual_seed(args.seed)
     device = torch.device(resolve_device(args.device))
+    check_precision(args.precision, device)
 
     tokenizer, policy, ref_policy, reward_model, value_model = load_models(
         policy_dir, ref_policy_dir, reward_model_dir, device
@@ -532,7 +537,7 @@ def train_ppo(
         queries, query_mask = left_pad([prompt_ids[i] for i in batch], pad)
         queries, query_mask = queries.to(device), query_mask.to(device)
 
-        with autocast(device):  # bf16 forward passes on CUDA, nothing on CPU
+        with autocast(device, args.precision):
             experience, stats = rollout(policy, ref_policy, value_model, reward_model, queries, query_mask,
                                         generation_config, args, kl_ctl.value, eos, pad, reward_norm)  # fmt: skip
         t_opt = time.perf_counter()

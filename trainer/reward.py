@@ -22,6 +22,7 @@ from trainer.models import (
     REWARD_MEAN_KEY,
     REWARD_STD_KEY,
     autocast,
+    check_precision,
     configure_cpu,
     last_token_scores,
     load_scalar_model,
@@ -72,8 +73,10 @@ class RewardArgs:
     num_threads: int | None = None
     """torch CPU threads; None = every core this process may use"""
     device: str = "auto"
-    """where the model trains: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda", "cuda:1";
-    on CUDA forward passes run under bf16 autocast"""
+    """where the model trains: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda" or "cuda:1"."""
+    precision: str = "auto"
+    """forward passes: "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16" (also on CPU: faster where the
+    CPU has native bf16) or "fp32"; weights and optimizer stay fp32 (trainer.models.autocast)"""
 
 
 def bradley_terry_loss(
@@ -155,31 +158,32 @@ def collate(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor
     return input_ids, last_index
 
 
-def score_sequences(model, sequences: list[list[int]], pad_token_id: int) -> torch.Tensor:
+def score_sequences(model, sequences: list[list[int]], pad_token_id: int, precision: str = "auto") -> torch.Tensor:
     """RM score at the last token of each sequence, on the model's device (one batch, no grad
-    bookkeeping by the caller)."""
+    bookkeeping by the caller); precision as RewardArgs.precision."""
     input_ids, last_index = collate(sequences, pad_token_id)
     input_ids, last_index = input_ids.to(model.device), last_index.to(model.device)
-    with autocast(model.device):
+    with autocast(model.device, precision):
         return last_token_scores(scalar_forward(model, input_ids, None), last_index)
 
 
 @torch.inference_mode()
-def score_in_batches(model, sequences: list[list[int]], pad_token_id: int, batch_size: int) -> torch.Tensor:
+def score_in_batches(model, sequences: list[list[int]], pad_token_id: int, batch_size: int,
+                     precision: str = "auto") -> torch.Tensor:  # fmt: skip
     """Scores in input order (a CPU tensor), batching by length to avoid padding."""
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     scores = torch.empty(len(sequences))
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
-        scores[idx] = score_sequences(model, [sequences[i] for i in idx], pad_token_id).cpu()
+        scores[idx] = score_sequences(model, [sequences[i] for i in idx], pad_token_id, precision).cpu()
     return scores
 
 
-def evaluate(model, encoded: list[tuple], pad_token_id: int, batch_size: int) -> dict:
+def evaluate(model, encoded: list[tuple], pad_token_id: int, batch_size: int, precision: str) -> dict:
     """Held-out accuracy (chosen scored higher), BT loss and mean margin r_c - r_r."""
     model.eval()
-    r_c = score_in_batches(model, [c for c, _, _ in encoded], pad_token_id, batch_size)
-    r_r = score_in_batches(model, [r for _, r, _ in encoded], pad_token_id, batch_size)
+    r_c = score_in_batches(model, [c for c, _, _ in encoded], pad_token_id, batch_size, precision)
+    r_r = score_in_batches(model, [r for _, r, _ in encoded], pad_token_id, batch_size, precision)
     return {
         M.RM_EVAL_ACCURACY: (r_c > r_r).float().mean().item(),
         M.RM_EVAL_LOSS: bradley_terry_loss(r_c, r_r).item(),
@@ -194,7 +198,7 @@ def train_step(model, optimizer, batch: list[tuple], pad_token_id: int, args: Re
     """One Bradley-Terry optimizer step on encoded pairs [(chosen_ids, rejected_ids, margin)]."""
     chosen, rejected, margins = zip(*batch, strict=True)
     # chosen and rejected go through ONE forward: (2B, T), the first B rows are the chosen sides
-    scores = score_sequences(model, [*chosen, *rejected], pad_token_id)  # (2B,)
+    scores = score_sequences(model, [*chosen, *rejected], pad_token_id, args.precision)  # (2B,)
     r_chosen, r_rejected = scores[: len(batch)], scores[len(batch) :]
     margin = torch.tensor(margins, device=scores.device) if args.use_margin else None
     loss = bradley_terry_loss(r_chosen, r_rejected, margin, args.center_rewards_coefficient)
@@ -212,13 +216,13 @@ def train_step(model, optimizer, batch: list[tuple], pad_token_id: int, args: Re
 
 
 def normalisation_stats(
-    model, sequences: list[list[int]], pad_token_id: int, batch_size: int
+    model, sequences: list[list[int]], pad_token_id: int, batch_size: int, precision: str
 ) -> tuple[float, float]:
     """Mean and std of the RM scores of `sequences` (policy samples), so PPO can use (r - mean) / std."""
     if len(sequences) < 2:
         raise ValueError("reward normalisation needs at least 2 scored texts within max_length")
     model.eval()
-    scores = score_in_batches(model, sequences, pad_token_id, batch_size)
+    scores = score_in_batches(model, sequences, pad_token_id, batch_size, precision)
     return scores.mean().item(), max(scores.std().item(), 1e-3)  # floor: a flat RM must not get a huge gain
 
 
@@ -248,6 +252,7 @@ def train_reward_model(
     tokenizer = load_tokenizer(base_policy_dir)
     pad = tokenizer.pad_token_id
     device = torch.device(resolve_device(args.device))
+    check_precision(args.precision, device)
     model = load_scalar_model(base_policy_dir, pad).to(device)
 
     max_length = min(args.max_length, max_positions(model))
@@ -291,7 +296,7 @@ def train_reward_model(
     # ---- held-out evaluation and reward normalisation (on data the model was not trained on) --------
     result = _average(epoch_rows)
     if evals:
-        result |= evaluate(model, evals, pad, args.eval_batch_size)
+        result |= evaluate(model, evals, pad, args.eval_batch_size, args.precision)
     else:
         result |= {M.RM_EVAL_ACCURACY: None, M.RM_EVAL_LOSS: None, M.RM_EVAL_MARGIN: None}
     if norm_texts:
@@ -303,7 +308,7 @@ def train_reward_model(
     else:
         norm_sequences = [seq for c, r, _ in train + evals for seq in (c, r)][: args.max_norm_samples]
     norm_sequences = [seq for seq in norm_sequences if len(seq) <= max_length]
-    mean, std = normalisation_stats(model, norm_sequences, pad, args.eval_batch_size)
+    mean, std = normalisation_stats(model, norm_sequences, pad, args.eval_batch_size, args.precision)
     setattr(model.config, REWARD_MEAN_KEY, mean)
     setattr(model.config, REWARD_STD_KEY, std)
 

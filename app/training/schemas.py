@@ -21,6 +21,11 @@ from app.training.models import RoundStatus
 DEVICE_DEFAULT = "auto"
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
 DEVICE_HELP = "torch device on the worker: auto (cuda when the worker has a GPU), cpu, cuda or cuda:N."
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISION_HELP = (
+    "Forward passes: auto (bf16 mixed precision on CUDA, fp32 on CPU), bf16 (also on CPU: faster on CPUs "
+    "with native bf16, much slower elsewhere) or fp32."
+)
 
 
 class _Section(BaseModel):
@@ -45,6 +50,7 @@ class RewardConfig(_Section):
     center_rewards_coefficient: float | None = Field(0.01, ge=0)
     seed: int = Field(0, ge=0)
     device: str = Field(DEVICE_DEFAULT, pattern=DEVICE_PATTERN, description=DEVICE_HELP)
+    precision: Precision = Field("auto", description=PRECISION_HELP)
 
 
 class PPOConfig(_Section):
@@ -76,6 +82,7 @@ class PPOConfig(_Section):
     checkpoint_every: int = Field(10, ge=0, description="Updates between resumable checkpoints (0: none).")
     seed: int = Field(0, ge=0)
     device: str = Field(DEVICE_DEFAULT, pattern=DEVICE_PATTERN, description=DEVICE_HELP + " Also used to evaluate.")
+    precision: Precision = Field("auto", description=PRECISION_HELP + " Also used to evaluate.")
 
     def batch_size_problem(self) -> tuple[str, str] | None:
         """(field, message) for sizes that do not tile exactly, checked before any process starts."""

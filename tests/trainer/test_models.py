@@ -5,15 +5,17 @@ round would train (and publish) a model that silently starts from noise.
 """
 
 import shutil
+import warnings
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from trainer import generate
+from trainer import generate, models
 from trainer.models import (
     ModelLoadError,
     autocast,
+    check_precision,
     configure_cpu,
     load_policy,
     load_scalar_model,
@@ -121,10 +123,28 @@ def test_auto_device_picks_cuda_only_when_a_gpu_is_visible(monkeypatch):
     assert resolve_device("cuda:1") == "cuda:1" and resolve_device("cpu") == "cpu"
 
 
-def test_autocast_is_off_on_cpu_so_cpu_results_stay_fp32():
-    with autocast(torch.device("cpu")):
-        assert not torch.is_autocast_enabled("cpu")
-        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+@pytest.mark.parametrize(("precision", "dtype"), [("auto", torch.float32), ("fp32", torch.float32),
+                                                ("bf16", torch.bfloat16)])  # fmt: skip
+def test_autocast_on_cpu_is_fp32_unless_bf16_is_asked_for(precision, dtype):
+    with autocast(torch.device("cpu"), precision):
+        assert torch.is_autocast_enabled("cpu") == (dtype == torch.bfloat16)
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == dtype
+        # bf16 on CPU uses the math attention kernel (the flash kernel's bf16 backward is slow there)
+        assert torch.backends.cuda.flash_sdp_enabled() == (dtype == torch.float32)
+    assert torch.backends.cuda.flash_sdp_enabled() and not torch.is_autocast_enabled("cpu")
+
+
+def test_an_unknown_precision_is_refused_and_emulated_bf16_is_warned_about(monkeypatch):
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16; got 'fp16'"):
+        check_precision("fp16")
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="emulated"):
+        check_precision("bf16", torch.device("cpu"))
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_precision("bf16", torch.device("cpu"))
+        check_precision("fp32", torch.device("cpu"))
 
 
 def test_configure_cpu_flushes_denormals_and_sets_threads():

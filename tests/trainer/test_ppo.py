@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import os
 
@@ -151,6 +152,21 @@ def test_ppo_smoke_updates_every_policy_weight_and_logs_all_metrics(smoke_run, t
     after = AutoModelForCausalLM.from_pretrained(out_dir).state_dict()
     for name, param in after.items():
         assert not torch.equal(param, before[name]), f"{name} did not change"
+
+
+def test_ppo_under_bf16_autocast_trains_with_finite_metrics_and_a_ratio_near_one(
+    smoke_run, tiny_policy_dir, tiny_reward_dir, tmp_path
+):
+    args = dataclasses.replace(SMOKE_ARGS, precision="bf16")
+    result = train_ppo(args, tiny_policy_dir, tiny_policy_dir, tiny_reward_dir, PROMPTS, str(tmp_path))
+    assert (result["updates_done"], result["gates"]["nan_or_inf"]) == (2, False)
+    rows = [r for r in M.read_metrics(os.path.join(tmp_path, "metrics.jsonl")) if M.VAL_RATIO in r]
+    assert all(math.isfinite(v) for row in rows for v in row.values())
+    # bf16 rounding moves the new/old logprob ratio off 1 only a little
+    assert all(abs(row[M.VAL_RATIO] - 1) < 0.05 for row in rows)
+    # the forward passes really ran in bf16: the same seed gives other numbers than the fp32 smoke run
+    fp32_rows = M.read_metrics(os.path.join(smoke_run[0], "metrics.jsonl"))
+    assert rows[0][M.OBJECTIVE_SCORES] != fp32_rows[0][M.OBJECTIVE_SCORES]
 
 
 def test_ppo_output_dir_is_a_complete_hf_policy(smoke_run):

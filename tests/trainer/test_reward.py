@@ -144,13 +144,16 @@ def test_two_steps_change_every_weight_and_save_a_loadable_model(tiny_policy_dir
     assert [r["step"] for r in rows] == [0, 1, 2, 2]
 
 
-def test_reward_model_learns_a_clear_preference_and_normalises_scores(tiny_policy_dir, tmp_path, make_pairs):
-    """Polite vs rude openings: held-out accuracy >= 0.8 after one epoch over 480 pairs."""
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_reward_model_learns_a_clear_preference_and_normalises_scores(tiny_policy_dir, tmp_path, make_pairs,
+                                                                     precision):  # fmt: skip
+    """Polite vs rude openings: held-out accuracy >= 0.8 after one epoch over 480 pairs, in fp32 (auto on
+    CPU) and under bf16 autocast."""
     pairs_eval = make_pairs(100, seed=2)
     norm_texts = [(p["prompt"], p["chosen"]) for p in pairs_eval[:32]]
     # the 2-layer/32-dim test model needs a larger lr than the default; one thread: its ops are too small
     # to split, and on a busy CI machine a second thread mostly waits
-    args = RewardArgs(learning_rate=1e-3, num_threads=1)
+    args = RewardArgs(learning_rate=1e-3, num_threads=1, precision=precision)
     result = train_reward_model(
         args, tiny_policy_dir, make_pairs(480, 1), pairs_eval, str(tmp_path), norm_texts
     )
@@ -162,7 +165,7 @@ def test_reward_model_learns_a_clear_preference_and_normalises_scores(tiny_polic
     model = load_scalar_model(str(tmp_path), tokenizer.pad_token_id).eval()
     sequences = [render_prompt_ids(tokenizer, p) + tokenizer(r, add_special_tokens=False)["input_ids"]
                  + [tokenizer.eos_token_id] for p, r in norm_texts]  # fmt: skip
-    scores = score_in_batches(model, sequences, tokenizer.pad_token_id, batch_size=64)
+    scores = score_in_batches(model, sequences, tokenizer.pad_token_id, batch_size=64, precision=precision)
     normalised = (scores - getattr(model.config, REWARD_MEAN_KEY)) / getattr(model.config, REWARD_STD_KEY)
     assert normalised.mean().item() == pytest.approx(0.0, abs=1e-4)
     assert normalised.std().item() == pytest.approx(1.0, abs=1e-4)

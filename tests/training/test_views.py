@@ -70,6 +70,11 @@ def test_launch_without_a_body_uses_the_defaults(client, admin_token):
             "reward.learing_rate: Extra inputs are not permitted",
         ),
         (
+            {"ppo": {"precision": "fp16"}},
+            ["body", "ppo", "precision"],
+            "ppo.precision: Input should be 'auto', 'fp32' or 'bf16'",
+        ),
+        (
             {"reference": "grandparent"},
             ["body", "reference"],
             "reference: Input should be 'base' or 'previous'",
