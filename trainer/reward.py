@@ -158,7 +158,7 @@ def collate(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor
     return input_ids, last_index
 
 
-def score_sequences(model, sequences: list[list[int]], pad_token_id: int, precision: str = "auto") -> torch.Tensor:
+def score_sequences(model, sequences: list[list[int]], pad_token_id: int, precision: str) -> torch.Tensor:
     """RM score at the last token of each sequence, on the model's device (one batch, no grad
     bookkeeping by the caller); precision as RewardArgs.precision."""
     input_ids, last_index = collate(sequences, pad_token_id)

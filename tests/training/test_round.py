@@ -6,13 +6,14 @@ import dataclasses
 import json
 import shutil
 import sys
+import typing
 
 import pytest
 import torch
 
 from app.core.config import Settings
-from app.training.schemas import PPOConfig, RewardConfig, resolve_config
-from trainer.models import ModelLoadError
+from app.training.schemas import PPOConfig, Precision, RewardConfig, resolve_config
+from trainer.models import PRECISIONS, ModelLoadError
 from trainer.ppo import PPOArgs
 from trainer.reward import RewardArgs
 from trainer.round import STAGES, Round, StopFlag, explain, gate_verdicts, run_round
@@ -27,6 +28,12 @@ def test_the_apps_config_sections_match_the_trainers_args(section, args):
         assert field.default == defaults[name], (
             f"{name}: app default {field.default} != trainer {defaults[name]}"
         )
+
+
+def test_the_app_offers_exactly_the_trainers_precisions():
+    """The app validates precision without importing torch; a value it accepts must be one the trainer
+    knows, and every one the trainer knows must be reachable from the console and API."""
+    assert typing.get_args(Precision) == PRECISIONS
 
 
 @pytest.fixture
