@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.comparisons.models import Comparison
@@ -12,14 +12,27 @@ from app.core.db import Base, CreatedAtMixin
 
 
 class QueueLock(CreatedAtMixin, Base):
-    """A comparison handed to one annotator until expires_at; expired locks return to the pool."""
+    """A comparison handed to one annotator until expires_at; expired locks return to the pool.
+
+    An annotator has two places for locks (slot 0 and 1): the pair on screen and the one prefetched
+    behind it (app/queue/service.py). One lock per place is a constraint, so simultaneous requests of
+    one annotator cannot reserve more pairs than that, however their transactions interleave.
+    """
 
     __tablename__ = "queue_locks"
-    __table_args__ = (UniqueConstraint("comparison_id", "annotator_id"),)
+    __table_args__ = (
+        UniqueConstraint("comparison_id", "annotator_id"),
+        # Also the index the queue reads an annotator's locks through.
+        UniqueConstraint("annotator_id", "slot"),
+        CheckConstraint("slot IN (0, 1)", name="slot"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id"), index=True)
-    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # Which of the annotator's two places the lock holds: 0 when they held no pair, else the other
+    # place than the pair on screen's. Places carry no meaning beyond telling the two apart.
+    slot: Mapped[int] = mapped_column(SmallInteger)
     # Which completion ("a" or "b") this showing puts on the left; randomized per showing.
     left: Mapped[str] = mapped_column(String(1))
     expires_at: Mapped[datetime] = mapped_column(index=True)

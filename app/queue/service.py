@@ -19,6 +19,10 @@ Concurrency, per backend:
   earlier, so once the row lock is held the open places are counted again in a fresh statement
   (READ COMMITTED sees everything committed by then). Everything that adds locks or judgments to a
   comparison holds that row lock first, which makes the second count exact.
+- One annotator's simultaneous requests: on PostgreSQL each would pick a different pair (they step
+  over each other's rows), so an annotator's locks sit in two places, unique per annotator
+  (QueueLock.slot), whatever the backend. All but the first request to insert into a place find it
+  taken and answer with the first one's pair: one reservation per place, by constraint.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Row, Select, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import Row, Select, bindparam, delete, exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from app.comparisons.models import Comparison, ComparisonStatus, Completion
@@ -66,6 +71,8 @@ def next_for(
     (time spent, and a fresh TTL) if it was itself a prefetched pair. An annotator holds at most two
     locks this way, the pair on screen and the one behind it, both with the normal TTL; the page
     hands the second back when it is closed (release()), and otherwise it expires like any lock.
+    A new lock is taken only when the annotator holds none, or only `after`; it goes in the free
+    place (QueueLock.slot), which the database lets one request take.
     """
     now = utcnow()
     live, stale = _own_locks(db=db, annotator_id=annotator_id, now=now)
@@ -81,18 +88,26 @@ def next_for(
         _start_clock(db=db, lock_id=on_screen.id, now=now, lock_ttl=lock_ttl)
     if stale:
         db.execute(_DELETE_LOCKS, {"ids": stale})
-    if waiting:
-        lock, expires_at = waiting[0], waiting[0].expires_at
-        if after is None and lock.shown_at is None:
-            expires_at = _start_clock(db=db, lock_id=lock.id, now=now, lock_ttl=lock_ttl)
-        return _pair(db=db, comparison_id=lock.comparison_id, left=lock.left, expires_at=expires_at)
-    if comparison_id is None:
+    if comparison_id is not None:
+        left, expires_at = random.choice("ab"), now + lock_ttl
+        lock_id = db.scalar(_INSERT_LOCK[db.get_bind().dialect.name], {
+            "comparison_id": comparison_id, "annotator_id": annotator_id, "left": left,
+            "slot": 0 if on_screen is None else 1 - on_screen.slot, "expires_at": expires_at,
+            "shown_at": now if after is None else None, "created_at": now,
+        })
+        if lock_id is not None:
+            return _pair(db=db, comparison_id=comparison_id, left=left, expires_at=expires_at)
+        # A simultaneous request of this annotator took the place first (PostgreSQL; on SQLite the
+        # requests take turns). The insert waited for it to commit, so this statement sees its lock:
+        # answer with the pair it reserved, as a request that came a moment later would.
+        live, _stale = _own_locks(db=db, annotator_id=annotator_id, now=now)
+        waiting = [lock for lock in live if lock.comparison_id != after]
+    if not waiting:
         return None
-    left, expires_at = random.choice("ab"), now + lock_ttl
-    db.execute(_INSERT_LOCK, {"comparison_id": comparison_id, "annotator_id": annotator_id, "left": left,
-                              "expires_at": expires_at, "shown_at": now if after is None else None,
-                              "created_at": now})
-    return _pair(db=db, comparison_id=comparison_id, left=left, expires_at=expires_at)
+    lock, expires_at = waiting[0], waiting[0].expires_at
+    if after is None and lock.shown_at is None:
+        expires_at = _start_clock(db=db, lock_id=lock.id, now=now, lock_ttl=lock_ttl)
+    return _pair(db=db, comparison_id=lock.comparison_id, left=lock.left, expires_at=expires_at)
 
 
 # --- statements, built once ----------------------------------------------------------------------
@@ -101,7 +116,8 @@ def next_for(
 
 _LOCKS = QueueLock.__table__
 _OWN_LOCKS = (
-    select(_LOCKS.c.id, _LOCKS.c.comparison_id, _LOCKS.c.left, _LOCKS.c.expires_at, _LOCKS.c.shown_at,
+    select(_LOCKS.c.id, _LOCKS.c.comparison_id, _LOCKS.c.left, _LOCKS.c.slot, _LOCKS.c.expires_at,
+           _LOCKS.c.shown_at,
            Comparison.status, Prompt.is_active)
     .join(Comparison, Comparison.id == _LOCKS.c.comparison_id)
     .join(Prompt, Prompt.id == Comparison.prompt_id)
@@ -111,7 +127,12 @@ _OWN_LOCKS = (
 # Locks are read and written through the table, not the ORM: no unit-of-work bookkeeping.
 _START_CLOCK = update(_LOCKS).where(_LOCKS.c.id == bindparam("lock_id")).values(
     shown_at=bindparam("now"), expires_at=bindparam("new_expires_at"))
-_INSERT_LOCK = insert(_LOCKS)
+# A lock whose place (or pair) the annotator already holds is not inserted and returns no id: the
+# claim's loser learns it without an error that would abort its PostgreSQL transaction.
+_INSERT_LOCK = {
+    "postgresql": postgresql.insert(_LOCKS).on_conflict_do_nothing().returning(_LOCKS.c.id),
+    "sqlite": sqlite.insert(_LOCKS).on_conflict_do_nothing().returning(_LOCKS.c.id),
+}
 _DELETE_LOCKS = delete(_LOCKS).where(_LOCKS.c.id.in_(bindparam("ids", expanding=True)))
 _RELEASE = delete(_LOCKS).where(
     _LOCKS.c.comparison_id == bindparam("comparison_id"), _LOCKS.c.annotator_id == bindparam("annotator_id"))

@@ -74,7 +74,7 @@ def test_refusals_name_the_problem_and_store_nothing(client, db, annotator_token
     with db.session() as session:
         session.execute(update(Comparison).where(Comparison.id == retired)
                         .values(status=ComparisonStatus.retired))
-        session.add(QueueLock(comparison_id=retired, annotator_id=me, left="a",
+        session.add(QueueLock(comparison_id=retired, annotator_id=me, left="a", slot=1,
                               expires_at=utcnow() + timedelta(minutes=5)))
     cases = {
         other: (409, "is not reserved for you"),
