@@ -132,7 +132,7 @@ def test_one_annotators_simultaneous_requests_reserve_one_pair(db):
     make_comparisons(db, SAME_ANNOTATOR_REQUESTS)
     for trial in range(TRIALS):
         [annotator] = make_annotators(db, 1, f"trial{trial}-")
-        taken = run_together(lambda a: take(db, a), [(annotator,)] * SAME_ANNOTATOR_REQUESTS)
+        taken = run_together(take, [(db, annotator)] * SAME_ANNOTATOR_REQUESTS)
         assert taken[0] is not None and set(taken) == {taken[0]}, trial
         assert held_by(db, annotator) == [taken[0]], trial
 
@@ -142,13 +142,14 @@ def test_one_annotators_simultaneous_prefetches_reserve_one_pair_behind(db):
     for trial in range(TRIALS):
         [annotator] = make_annotators(db, 1, f"trial{trial}-")
         on_screen = take(db, annotator)
-        behind = run_together(lambda a: take(db, a, after=on_screen), [(annotator,)] * SAME_ANNOTATOR_REQUESTS)
+        behind = run_together(take, [(db, annotator, on_screen)] * SAME_ANNOTATOR_REQUESTS)
         assert behind[0] not in (None, on_screen) and set(behind) == {behind[0]}, trial
         assert held_by(db, annotator) == sorted([on_screen, behind[0]]), trial
 
 
 def test_simultaneous_api_requests_of_one_annotator_name_one_pair(client, db, annotator_token):
     make_comparisons(db, 3)
+    me = client.get("/api/v1/me", headers=annotator_token).json()["id"]
     for trial in range(TRIALS // 2):
         responses = run_together(lambda: client.get("/api/v1/queue/next", headers=annotator_token),
                                  [()] * SAME_ANNOTATOR_REQUESTS)
@@ -156,7 +157,6 @@ def test_simultaneous_api_requests_of_one_annotator_name_one_pair(client, db, an
         named = {r.json()["comparison_id"] for r in responses}
         assert len(named) == 1, (trial, named)
         [pair_id] = named
-        me = client.get("/api/v1/me", headers=annotator_token).json()["id"]
         assert held_by(db, me) == [pair_id], trial
         assert client.post(f"/api/v1/queue/{pair_id}/release", headers=annotator_token).status_code == 204
 
