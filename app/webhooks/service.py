@@ -241,7 +241,7 @@ def claim_next(*, db: Session, now: datetime, in_flight: timedelta, max_attempts
             db.execute(
                 update(WebhookDelivery)
                 .where(*unchanged)
-                .values(status=DeliveryStatus.failed, last_error="Gave up: the last attempt's outcome was not recorded.")
+                .values(status=DeliveryStatus.failed, last_error="Gave up: the last attempt's outcome was lost.")
             )
             continue
         taken = db.execute(

@@ -95,10 +95,16 @@ def check(url: str, *, allowed_hosts: Collection[str], resolver: Resolver = reso
 class GuardedTransport(httpx.BaseTransport):
     """Checks each request's target (see check) and connects to the checked address itself."""
 
-    def __init__(self, *, allowed_hosts: Collection[str], resolver: Resolver = resolve, **transport_kw) -> None:
+    def __init__(
+        self,
+        *,
+        allowed_hosts: Collection[str],
+        resolver: Resolver = resolve,
+        connect: httpx.BaseTransport | None = None,
+    ) -> None:
         self.allowed_hosts = allowed_hosts
         self.resolver = resolver
-        self._inner = httpx.HTTPTransport(**transport_kw)
+        self._connect = connect or httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
@@ -111,7 +117,7 @@ class GuardedTransport(httpx.BaseTransport):
             request.url = request.url.copy_with(host=addresses[0])
             if request.url.scheme == "https":
                 request.extensions = {**request.extensions, "sni_hostname": name}
-        return self._inner.handle_request(request)
+        return self._connect.handle_request(request)
 
     def close(self) -> None:
-        self._inner.close()
+        self._connect.close()

@@ -39,6 +39,8 @@ def receiver() -> Iterator[Receiver]:
             status = state.statuses.pop(0) if state.statuses else 200
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
+            if 300 <= status < 400:
+                self.send_header("Location", "/hooks/elsewhere")
             self.end_headers()
             self.wfile.write(b"ok" if status < 300 else b"receiver is down")
             state.arrived.set()

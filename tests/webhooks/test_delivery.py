@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from app.background import build_components
-from app.webhooks import service
+from app.webhooks import crypto, service
 from app.webhooks.dispatcher import WebhookDispatcher, deliver_due, make_client
-from app.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEvent
+from app.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 # The dispatcher's clock runs a day ahead of the wall clock that stamps emitted events (due at once).
 T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
@@ -169,6 +169,17 @@ def test_unreachable_receiver_records_the_network_error(db, hook_settings, http)
     assert delivery.last_error.startswith("ConnectError")
 
 
+def test_a_secret_the_app_key_cannot_decrypt_fails_the_delivery_saying_so(db, hook_settings, http, receiver):
+    endpoint_id, secret = _endpoint(db, hook_settings, receiver.url)
+    with db.session() as s:  # stored under the key the app had before SECRET_KEY changed
+        s.get(WebhookEndpoint, endpoint_id).encrypted_secret = crypto.encrypt("the key before a change", secret)
+    _emit(db, judgment_id=1)
+    assert _pass(db, hook_settings, http, Clock()) == 1
+    delivery = _delivery(db)
+    assert delivery.status == DeliveryStatus.failed and "rotate the webhook's secret" in delivery.last_error
+    assert receiver.received == []
+
+
 def test_emit_reaches_only_active_subscribers_and_only_on_commit(db, settings, receiver):
     _endpoint(db, settings, receiver.url, events=(WebhookEvent.round_finished,))
     paused, _ = _endpoint(db, settings, receiver.url, events=(WebhookEvent.round_finished,))
@@ -207,7 +218,7 @@ def test_an_attempt_whose_outcome_was_lost_is_retried_after_the_lease_and_never_
         assert service.claim_next(db=s, now=T0 + 2 * lease, in_flight=lease, max_attempts=2) is None
     gave_up = _delivery(db)
     assert (gave_up.status, gave_up.attempts) == (DeliveryStatus.failed, 2)
-    assert "not recorded" in gave_up.last_error
+    assert "outcome was lost" in gave_up.last_error
 
 
 def test_an_outcome_recorded_while_another_writer_holds_sqlite_is_sent_once(db, hook_settings, http, receiver):
