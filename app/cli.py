@@ -19,6 +19,7 @@ from app.prompts import cli as prompts_cli
 from app.sampler import cli as sampler_cli
 from app.simulate import cli as simulate_cli
 from app.training import cli as training_cli
+from app.webhooks import cli as webhooks_cli
 
 cli = typer.Typer(help="prefloop: collect human preferences and train the next policy from them.",
                   no_args_is_help=True, add_completion=False)
@@ -34,6 +35,7 @@ prompts_cli.register(cli)  # prompts import
 sampler_cli.register(cli)  # sampler
 simulate_cli.register(cli)  # simulate
 training_cli.register(cli)  # worker, rounds launch|list|show|cancel|retry
+webhooks_cli.register(cli)  # webhooks deliver
 
 
 def fail(message: str) -> None:

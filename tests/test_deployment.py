@@ -42,6 +42,19 @@ def test_compose_has_postgres_volume_and_gpu_worker():
     assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
+def test_a_service_sends_webhooks_since_the_web_app_runs_no_background_work():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert services["web"]["environment"]["PREFLOOP_RUN_BACKGROUND"] == "false"
+    sends = ["prefloop", "webhooks", "deliver"]
+    senders = [name for name, svc in services.items() if svc.get("command", [])[:3] == sends]
+    assert senders == ["webhooks"]
+    sender = services["webhooks"]
+    assert sender["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    # the same settings as the web app: the database, and the key the signing secrets are encrypted with
+    for name in ("PREFLOOP_DATABASE_URL", "PREFLOOP_SECRET_KEY", "PREFLOOP_WEBHOOK_ALLOWED_HOSTS"):
+        assert sender["environment"][name] == services["web"]["environment"][name]
+
+
 def test_files_the_dockerfile_copies_exist():
     for line in (ROOT / "Dockerfile").read_text().splitlines():
         if line.startswith("COPY "):

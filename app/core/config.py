@@ -5,10 +5,10 @@ from __future__ import annotations
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -142,6 +142,17 @@ class Settings(BaseSettings):
     )
     WEBHOOK_RETRY_MAX_S: float = Field(3600.0, gt=0, description="Longest wait between two attempts.")
     WEBHOOK_POLL_S: float = Field(1.0, gt=0, description="How often the dispatcher looks for due deliveries.")
+    WEBHOOK_ALLOWED_HOSTS: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="Comma-separated host names (or IPs) webhooks may reach although they are internal "
+        "(loopback, private, link-local); every other internal address is refused.",
+    )
+
+    @field_validator("WEBHOOK_ALLOWED_HOSTS", mode="before")
+    @classmethod
+    def _host_list(cls, value: str | list[str]) -> list[str]:
+        names = value.split(",") if isinstance(value, str) else value
+        return [n.strip().lower().rstrip(".") for n in names if n.strip()]
 
     @field_validator("DATA_DIR")
     @classmethod

@@ -36,8 +36,10 @@ class WebhookEndpoint(CreatedAtMixin, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     url: Mapped[str] = mapped_column(String(2000))
-    # Kept in the clear because every delivery is signed with it (HMAC); shown to the admin only once.
-    secret: Mapped[str] = mapped_column(String(100))
+    # The signing secret, Fernet-encrypted (see crypto.py); shown to the admin in the clear only once.
+    encrypted_secret: Mapped[str] = mapped_column(String(255))
+    # Its first characters, to tell secrets apart in listings without decrypting them.
+    secret_prefix: Mapped[str] = mapped_column(String(16))
     events: Mapped[list]
     description: Mapped[str] = mapped_column(String(200), default="")
     is_active: Mapped[bool] = mapped_column(default=True)

@@ -20,9 +20,11 @@ from typing import NamedTuple
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from app.core.config import Settings
 from app.core.db import utcnow
-from app.core.errors import NotFound
+from app.core.errors import NotFound, Unprocessable
 
+from . import crypto, targets
 from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 SECRET_PREFIX = "whsec_"
@@ -43,19 +45,44 @@ def list_(*, db: Session) -> list[WebhookEndpoint]:
     return list(db.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
 
 
-def create(*, db: Session, url: str, events: list[WebhookEvent], description: str = "") -> WebhookEndpoint:
-    """A new endpoint with a fresh signing secret (read it from the returned row once)."""
+def check_url(*, settings: Settings, url: str) -> str:
+    """The URL, if webhooks may reach it (see targets.py); a 422 naming `url` otherwise.
+
+    A name that does not resolve now is accepted: every delivery checks the address again.
+    """
+    try:
+        targets.check(url, allowed_hosts=settings.WEBHOOK_ALLOWED_HOSTS)
+    except targets.UnsafeTarget as exc:
+        raise Unprocessable(str(exc), loc=("body", "url")) from exc
+    except targets.Unresolvable:
+        pass
+    return url
+
+
+def _set_secret(settings: Settings, endpoint: WebhookEndpoint) -> str:
+    secret = new_secret()
+    endpoint.encrypted_secret = crypto.encrypt(settings.secret_key, secret)
+    endpoint.secret_prefix = secret[:10]
+    return secret
+
+
+def create(
+    *, db: Session, settings: Settings, url: str, events: list[WebhookEvent], description: str = ""
+) -> tuple[WebhookEndpoint, str]:
+    """A new endpoint and its fresh signing secret, which is returned this once and stored encrypted."""
     endpoint = WebhookEndpoint(
-        url=url, events=sorted({e.value for e in events}), description=description, secret=new_secret()
+        url=check_url(settings=settings, url=url), events=sorted({e.value for e in events}), description=description
     )
+    secret = _set_secret(settings, endpoint)
     db.add(endpoint)
     db.flush()
-    return endpoint
+    return endpoint, secret
 
 
 def update_endpoint(
     *,
     db: Session,
+    settings: Settings,
     endpoint: WebhookEndpoint,
     url: str | None = None,
     events: list[WebhookEvent] | None = None,
@@ -64,7 +91,7 @@ def update_endpoint(
 ) -> WebhookEndpoint:
     """Change what was given; deliveries already queued keep the body they were queued with."""
     if url is not None:
-        endpoint.url = url
+        endpoint.url = check_url(settings=settings, url=url)
     if events is not None:
         endpoint.events = sorted({e.value for e in events})
     if description is not None:
@@ -75,11 +102,12 @@ def update_endpoint(
     return endpoint
 
 
-def rotate_secret(*, db: Session, endpoint: WebhookEndpoint) -> WebhookEndpoint:
-    """Replace the signing secret; deliveries from now on (retries included) use the new one."""
-    endpoint.secret = new_secret()
+def rotate_secret(*, db: Session, settings: Settings, endpoint: WebhookEndpoint) -> str:
+    """Replace the signing secret and return the new one (this once); deliveries from now on
+    (retries included) are signed with it."""
+    secret = _set_secret(settings, endpoint)
     db.flush()
-    return endpoint
+    return secret
 
 
 def delete_endpoint(*, db: Session, endpoint: WebhookEndpoint) -> None:
@@ -172,20 +200,26 @@ class DueDelivery(NamedTuple):
     id: int
     event: str
     url: str
-    secret: str
+    encrypted_secret: str
     body: str
 
 
-def claim_due(*, db: Session, now: datetime, limit: int, lease: timedelta) -> list[DueDelivery]:
-    """Due deliveries of active endpoints, each leased by pushing its next_attempt_at past the attempt's
-    timeout, so a second dispatcher (another web process) skips it."""
+def claim_next(*, db: Session, now: datetime, in_flight: timedelta, max_attempts: int) -> DueDelivery | None:
+    """The next due delivery of an active endpoint, claimed for one attempt, or None.
+
+    The attempt is counted here, before anything is sent, so `attempts` stays true even if the outcome
+    is never recorded; and next_attempt_at moves `in_flight` ahead (a lease), so no other dispatcher
+    sends it meanwhile. Only an attempt whose outcome was lost (a crash) is sent again when the lease
+    ends; a recorded failure waits its backoff (record_attempt).
+    """
     due = db.execute(
         select(
             WebhookDelivery.id,
             WebhookDelivery.next_attempt_at,
+            WebhookDelivery.attempts,
             WebhookDelivery.event,
             WebhookEndpoint.url,
-            WebhookEndpoint.secret,
+            WebhookEndpoint.encrypted_secret,
             WebhookDelivery.body,
         )
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
@@ -195,22 +229,27 @@ def claim_due(*, db: Session, now: datetime, limit: int, lease: timedelta) -> li
             WebhookEndpoint.is_active.is_(True),
         )
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-        .limit(limit)
+        .limit(10)
     ).all()
-    claimed = []
-    for delivery_id, due_at, event, url, secret, body in due:
-        taken = db.execute(
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.id == delivery_id,
-                WebhookDelivery.status == DeliveryStatus.pending,
-                WebhookDelivery.next_attempt_at == due_at,
+    for delivery_id, due_at, attempts, event, url, encrypted_secret, body in due:
+        unchanged = (
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.status == DeliveryStatus.pending,
+            WebhookDelivery.next_attempt_at == due_at,
+        )
+        if attempts >= max_attempts:  # the last attempt's outcome was lost: give up rather than exceed
+            db.execute(
+                update(WebhookDelivery)
+                .where(*unchanged)
+                .values(status=DeliveryStatus.failed, last_error="Gave up: the last attempt's outcome was lost.")
             )
-            .values(next_attempt_at=now + lease)
+            continue
+        taken = db.execute(
+            update(WebhookDelivery).where(*unchanged).values(next_attempt_at=now + in_flight, attempts=attempts + 1)
         )
         if taken.rowcount == 1:
-            claimed.append(DueDelivery(delivery_id, event, url, secret, body))
-    return claimed
+            return DueDelivery(delivery_id, event, url, encrypted_secret, body)
+    return None
 
 
 def record_attempt(
@@ -220,23 +259,24 @@ def record_attempt(
     now: datetime,
     status_code: int | None,
     error: str,
+    permanent: bool,
     max_attempts: int,
     retry_base_s: float,
     retry_max_s: float,
 ) -> WebhookDelivery | None:
-    """Store one attempt's outcome: delivered on a 2xx; otherwise retried after an exponentially growing
-    wait (base, 2 base, 4 base ... capped), or failed for good after max_attempts with the error kept."""
+    """Store the outcome of the attempt claim_next counted: delivered on a 2xx; failed for good when the
+    target is refused (`permanent`) or max_attempts is spent; otherwise retried after an exponentially
+    growing wait (base, 2 base, 4 base ... capped). Recording it twice stores the same thing."""
     delivery = db.get(WebhookDelivery, delivery_id)
     if delivery is None:  # the endpoint was deleted while the attempt was in flight
         return None
-    delivery.attempts += 1
     delivery.last_status_code = status_code
     if status_code is not None and 200 <= status_code < 300:
         delivery.status, delivery.delivered_at, delivery.last_error = DeliveryStatus.delivered, now, ""
-    elif delivery.attempts >= max_attempts:
+    elif permanent or delivery.attempts >= max_attempts:
         delivery.status, delivery.last_error = DeliveryStatus.failed, error
     else:
-        wait = min(retry_base_s * 2 ** (delivery.attempts - 1), retry_max_s)
+        wait = min(retry_base_s * 2 ** (max(delivery.attempts, 1) - 1), retry_max_s)
         delivery.next_attempt_at, delivery.last_error = now + timedelta(seconds=wait), error
     db.flush()
     return delivery

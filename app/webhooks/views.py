@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import ApiAdmin, IdPath, SessionDep
+from app.api.deps import ApiAdmin, IdPath, SessionDep, SettingsDep
 
 from . import service
 from .models import DeliveryStatus, WebhookEndpoint
@@ -26,7 +26,7 @@ def _read(endpoint: WebhookEndpoint) -> WebhookRead:
         description=endpoint.description,
         is_active=endpoint.is_active,
         created_at=endpoint.created_at,
-        secret_prefix=endpoint.secret[:10],
+        secret_prefix=endpoint.secret_prefix,
     )
 
 
@@ -37,10 +37,12 @@ def list_webhooks(db: SessionDep, _admin: ApiAdmin) -> list[WebhookRead]:
 
 
 @router.post("", response_model=WebhookCreated, status_code=status.HTTP_201_CREATED)
-def create_webhook(body: WebhookCreate, db: SessionDep, _admin: ApiAdmin) -> WebhookCreated:
-    """Register an endpoint. The response holds its signing secret, once."""
-    endpoint = service.create(db=db, url=str(body.url), events=body.events, description=body.description)
-    return WebhookCreated(**_read(endpoint).model_dump(), secret=endpoint.secret)
+def create_webhook(body: WebhookCreate, db: SessionDep, settings: SettingsDep, _admin: ApiAdmin) -> WebhookCreated:
+    """Register an endpoint (internal addresses are refused). The response holds its signing secret, once."""
+    endpoint, secret = service.create(
+        db=db, settings=settings, url=str(body.url), events=body.events, description=body.description
+    )
+    return WebhookCreated(**_read(endpoint).model_dump(), secret=secret)
 
 
 @router.get("/{webhook_id}", response_model=WebhookRead)
@@ -50,12 +52,15 @@ def read_webhook(webhook_id: IdPath, db: SessionDep, _admin: ApiAdmin) -> Webhoo
 
 
 @router.patch("/{webhook_id}", response_model=WebhookRead)
-def update_webhook(webhook_id: IdPath, body: WebhookUpdate, db: SessionDep, _admin: ApiAdmin) -> WebhookRead:
+def update_webhook(
+    webhook_id: IdPath, body: WebhookUpdate, db: SessionDep, settings: SettingsDep, _admin: ApiAdmin
+) -> WebhookRead:
     """Change the URL, events or description, or pause (is_active=false) and resume deliveries."""
     endpoint = service.get_or_raise(db=db, endpoint_id=webhook_id)
     return _read(
         service.update_endpoint(
             db=db,
+            settings=settings,
             endpoint=endpoint,
             url=str(body.url) if body.url else None,
             events=body.events,
@@ -73,10 +78,13 @@ def delete_webhook(webhook_id: IdPath, db: SessionDep, _admin: ApiAdmin) -> Resp
 
 
 @router.post("/{webhook_id}/rotate-secret", response_model=WebhookCreated)
-def rotate_webhook_secret(webhook_id: IdPath, db: SessionDep, _admin: ApiAdmin) -> WebhookCreated:
+def rotate_webhook_secret(
+    webhook_id: IdPath, db: SessionDep, settings: SettingsDep, _admin: ApiAdmin
+) -> WebhookCreated:
     """Replace the signing secret; the response holds the new one, once."""
-    endpoint = service.rotate_secret(db=db, endpoint=service.get_or_raise(db=db, endpoint_id=webhook_id))
-    return WebhookCreated(**_read(endpoint).model_dump(), secret=endpoint.secret)
+    endpoint = service.get_or_raise(db=db, endpoint_id=webhook_id)
+    secret = service.rotate_secret(db=db, settings=settings, endpoint=endpoint)
+    return WebhookCreated(**_read(endpoint).model_dump(), secret=secret)
 
 
 @router.post("/{webhook_id}/test", response_model=DeliveryRead, status_code=status.HTTP_202_ACCEPTED)

@@ -20,9 +20,9 @@ from tests.builders import make_annotators, make_comparisons
 from tests.policies.helpers import publish_version
 
 
-def subscribe(db, *events: WebhookEvent) -> None:
+def subscribe(db, settings, *events: WebhookEvent) -> None:
     with db.session() as session:
-        service.create(db=session, url="http://127.0.0.1:9/hook", events=list(events))
+        service.create(db=session, settings=settings, url="http://127.0.0.1:9/hook", events=list(events))
 
 
 def queued(db) -> list[tuple[str, dict]]:
@@ -31,8 +31,8 @@ def queued(db) -> list[tuple[str, dict]]:
                 for d in session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))]
 
 
-def test_a_stored_judgment_and_its_completed_pair_are_announced(db):
-    subscribe(db, WebhookEvent.judgment_created, WebhookEvent.comparison_completed)
+def test_a_stored_judgment_and_its_completed_pair_are_announced(db, settings):
+    subscribe(db, settings, WebhookEvent.judgment_created, WebhookEvent.comparison_completed)
     [comparison_id] = make_comparisons(db, 1, overlap_target=2)
     first, second = make_annotators(db, 2)
     for annotator in (first, second):
@@ -54,7 +54,7 @@ def test_a_stored_judgment_and_its_completed_pair_are_announced(db):
 
 
 def test_activation_and_rollback_are_announced(settings, db, tiny_policy_dir, active_policy):
-    subscribe(db, WebhookEvent.policy_activated)
+    subscribe(db, settings, WebhookEvent.policy_activated)
     v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
     with db.session() as session:
         policy_service.activate(db=session, version_id=v2)
@@ -67,7 +67,7 @@ def test_activation_and_rollback_are_announced(settings, db, tiny_policy_dir, ac
 
 
 def test_every_way_a_round_ends_is_announced(db, settings):
-    subscribe(db, WebhookEvent.round_finished)
+    subscribe(db, settings, WebhookEvent.round_finished)
     with db.session() as session:
         cancelled = training_service.launch(db=session, settings=settings, requested_by=None,
                                             config_overrides={}).id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from app.webhooks import crypto
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 URL = "/api/v1/webhooks"
@@ -28,6 +29,16 @@ def test_secret_is_shown_once(client, admin_token):
         assert "secret" not in listed and listed["secret_prefix"] == body["secret_prefix"]
     rotated = client.post(f"{URL}/{body['id']}/rotate-secret", headers=admin_token).json()
     assert rotated["secret"] != body["secret"] and rotated["secret"].startswith("whsec_")
+
+
+def test_secret_is_stored_encrypted_under_the_app_key(client, db, settings, admin_token):
+    secret = _create(client, admin_token).json()["secret"]
+    with db.session() as s:
+        stored = s.scalars(select(WebhookEndpoint.encrypted_secret)).one()
+    assert secret not in stored and secret[6:14] not in stored
+    assert crypto.decrypt(settings.secret_key, stored) == secret
+    with pytest.raises(crypto.InvalidToken):
+        crypto.decrypt("another-secret-key", stored)
 
 
 def test_update_and_delete(client, db, admin_token):
