@@ -1,7 +1,7 @@
 """one lock per annotator and place
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0004
 Create Date: 2026-12-03 10:00:00.000000
 
 An annotator holds at most two queue locks, the pair on screen and the one prefetched behind it.
@@ -18,7 +18,7 @@ from alembic import op
 
 
 revision: str = '0005'
-down_revision: str | None = '0001'
+down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
