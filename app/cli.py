@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import typer
 
 from app.auth import service as auth_service
-from app.auth.models import Role
+from app.auth.models import Role, Scope
 from app.core.config import Settings, get_settings
-from app.core.db import Database
+from app.core.db import Database, utcnow
 from app.core.errors import DomainError
 from app.core.migrations import current_revision, head_revision, upgrade_to_head
 from app.core.security import generate_password
@@ -97,15 +98,42 @@ def users_create(
 
 
 @tokens_cli.command("create")
-def tokens_create(username: str, name: str = typer.Option("cli", help="A label for the token.")) -> None:
+def tokens_create(
+    username: str,
+    name: str = typer.Option("cli", help="A label for the token."),
+    scopes: Annotated[list[Scope] | None, typer.Option(
+        "--scope", help="A scope (repeatable). Default: every scope the role allows.")] = None,
+    expires_in_days: Annotated[int | None, typer.Option(help="Default: the token never expires.")] = None,
+) -> None:
     """Create an API token for USERNAME and print it (it is shown only once)."""
     db = Database(get_settings().database_url)
-    with db.session() as session:
-        user = auth_service.get_by_username(db=session, username=username)
-        if user is None:
-            fail(f"no user named '{username}'")
-        _api_token, token = auth_service.create_token(db=session, user=user, name=name)
+    try:
+        with db.session() as session:
+            user = auth_service.get_by_username(db=session, username=username)
+            if user is None:
+                fail(f"no user named '{username}'")
+            _api_token, token = auth_service.create_token(db=session, user=user, name=name, scopes=scopes or None,
+                                                          expires_in_days=expires_in_days)
+    except DomainError as exc:
+        fail(exc.msg)
     typer.echo(token)
+
+
+@tokens_cli.command("list")
+def tokens_list(username: Annotated[str | None, typer.Argument(help="Only this account's tokens.")] = None) -> None:
+    """List API tokens with their scopes, expiry and status (never the secret part)."""
+    db = Database(get_settings().database_url)
+    with db.session() as session:
+        user = None
+        if username is not None and (user := auth_service.get_by_username(db=session, username=username)) is None:
+            fail(f"no user named '{username}'")
+        now = utcnow()
+        typer.echo(f"{'id':>5}  {'prefix':<10}{'user':<20}{'name':<20}{'scopes':<24}{'expires':<18}status")
+        for t in auth_service.list_tokens(db=session, user=user):
+            expires = f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never"
+            status = "revoked" if t.revoked_at else ("expired" if t.expired(now) else "active")
+            typer.echo(f"{t.id:>5}  {t.prefix:<10}{t.user.username:<20}{t.name:<20}{','.join(t.scopes):<24}"
+                       f"{expires:<18}{status}")
 
 
 @cli.command()

@@ -1,14 +1,17 @@
 """The table of contents: every JSON router under /api/v1 and every page router, in one place.
 
-API routes are authenticated by their own dependencies (ApiUser / ApiAdmin); admin-only routers are
-listed separately so the split is visible here.
+API routes are authenticated by their own dependencies (ApiUser / ApiAdmin); the token scope each router
+needs is declared here (the accounts router declares it per route), and a route that declares none
+refuses every request (tests/auth/test_scopes.py walks them all).
 """
 
 from fastapi import APIRouter
 
 from app.admin import pages as admin_pages
+from app.api.deps import scope_required
 from app.auth import pages as auth_pages
 from app.auth import views as auth_views
+from app.auth.models import Scope
 from app.core import health
 from app.export import views as export_views
 from app.judgments import views as judgment_views
@@ -22,18 +25,23 @@ from app.stats import views as stats_views
 from app.training import views as training_views
 from app.webhooks import views as webhook_views
 
+ANNOTATE = [scope_required(Scope.annotate)]
+EXPORT = [scope_required(Scope.export)]
+ADMIN = [scope_required(Scope.admin)]
+
 api_router = APIRouter(prefix="/api/v1")
-api_router.include_router(auth_views.router, tags=["accounts"])
-api_router.include_router(queue_views.router)  # /queue/next, /queue/{id}/skip|release
-api_router.include_router(judgment_views.router)  # /judgments
-api_router.include_router(export_views.router, tags=["export"])
-api_router.include_router(policy_views.router, tags=["policies"])
-api_router.include_router(sampler_views.router, tags=["policies"])
-api_router.include_router(prompt_views.router, tags=["prompts"])
-api_router.include_router(rating_views.router, tags=["policies"])
-api_router.include_router(training_views.router, tags=["training"])  # /rounds
-api_router.include_router(stats_views.router, tags=["stats"])  # /stats/progress|annotators|agreement
-api_router.include_router(webhook_views.router, tags=["webhooks"])
+api_router.include_router(auth_views.router, tags=["accounts"])  # /me and own tokens: any scope; /users: admin
+api_router.include_router(queue_views.router, dependencies=ANNOTATE)  # /queue/next, /queue/{id}/skip|release
+api_router.include_router(judgment_views.router, dependencies=ANNOTATE)  # /judgments
+api_router.include_router(export_views.router, tags=["export"], dependencies=EXPORT)
+api_router.include_router(policy_views.router, tags=["policies"], dependencies=ADMIN)
+api_router.include_router(sampler_views.router, tags=["policies"], dependencies=ADMIN)
+api_router.include_router(prompt_views.router, tags=["prompts"], dependencies=ADMIN)
+api_router.include_router(rating_views.router, tags=["policies"], dependencies=ADMIN)
+api_router.include_router(training_views.router, tags=["training"], dependencies=ADMIN)  # /rounds
+# /stats/progress|annotators|agreement: about annotators and the loop, not preference data
+api_router.include_router(stats_views.router, tags=["stats"], dependencies=ADMIN)
+api_router.include_router(webhook_views.router, tags=["webhooks"], dependencies=ADMIN)
 
 page_router = APIRouter(include_in_schema=False)
 page_router.include_router(auth_pages.router)

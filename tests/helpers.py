@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from fastapi.testclient import TestClient
 
 from app.auth import service as auth_service
-from app.auth.models import Role
+from app.auth.models import Role, Scope
 from app.core.db import Database
 
 PASSWORD = "correct horse battery"
@@ -19,10 +20,11 @@ def make_user(db: Database, username: str, role: Role = Role.annotator, password
                                    min_password_length=8).id
 
 
-def make_token(db: Database, username: str) -> str:
+def make_token(db: Database, username: str, scopes: Iterable[Scope] | None = None) -> str:
+    """A token for username with these scopes (default: all its role allows)."""
     with db.session() as session:
         user = auth_service.get_by_username(db=session, username=username)
-        return auth_service.create_token(db=session, user=user, name="test")[1]
+        return auth_service.create_token(db=session, user=user, name="test", scopes=scopes)[1]
 
 
 def csrf_from(html: str) -> str:

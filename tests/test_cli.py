@@ -1,13 +1,15 @@
-"""The account commands, run as a user would: `prefloop users create`, `prefloop tokens create`."""
+"""The account commands, run as a user would: `prefloop users create`, `prefloop tokens create|list`."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from app.auth.models import Role, User
 from app.cli import cli, ensure_first_admin
-from app.core.db import Database
+from app.core.db import Database, utcnow
 
 runner = CliRunner()
 
@@ -52,3 +54,32 @@ def test_first_admin_is_created_once_with_a_random_password(settings, db):
         admins = list(session.scalars(select(User).where(User.role == Role.admin)))
     check.dispose()
     assert [a.username for a in admins] == [username]
+
+
+def test_tokens_create_with_scopes_and_expiry_and_list_shows_them(client, settings, db):
+    env = _env(settings)
+    assert runner.invoke(cli, ["users", "create", "ops", "--admin", "--password", "a long password"],
+                         env=env).exit_code == 0
+    created = runner.invoke(cli, ["tokens", "create", "ops", "--name", "exporter", "--scope", "export",
+                                  "--scope", "annotate", "--expires-in-days", "7"], env=env)
+    assert created.exit_code == 0, created.output
+    headers = {"Authorization": f"Bearer {created.output.strip()}"}
+    assert client.get("/api/v1/judgments", headers=headers).status_code == 200
+    refused = client.get("/api/v1/users", headers=headers)
+    assert refused.status_code == 403 and "'admin' scope" in refused.json()["detail"][0]["msg"]
+
+    listed = runner.invoke(cli, ["tokens", "list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    [row] = [line for line in listed.output.splitlines() if "exporter" in line]
+    expiry = (utcnow() + timedelta(days=7)).date().isoformat()
+    assert "annotate,export" in row and expiry in row and row.endswith("active")
+
+
+def test_tokens_create_refuses_scopes_beyond_the_role(settings, db):
+    env = _env(settings)
+    assert runner.invoke(cli, ["users", "create", "ann", "--password", "long enough"], env=env).exit_code == 0
+    refused = runner.invoke(cli, ["tokens", "create", "ann", "--scope", "admin"], env=env)
+    assert refused.exit_code == 2 and "cannot hold the 'admin' scope" in refused.output
+    unknown = runner.invoke(cli, ["tokens", "create", "ann", "--scope", "root"], env=env)
+    assert unknown.exit_code == 2
+    assert "ann" not in runner.invoke(cli, ["tokens", "list"], env=env).output

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from app.admin import round_form, service
 from app.api.deps import MAX_DB_ID, CsrfChecked, IdPath, PageAdmin, SessionDep, SettingsDep, page_admin
 from app.auth import service as auth_service
-from app.auth.models import Role
+from app.auth.models import Role, Scope
 from app.comparisons.models import Choice
 from app.core.config import Settings
 from app.core.db import utcnow
@@ -130,7 +130,7 @@ def _users_context(db: Session, **extra: Any) -> dict[str, Any]:
     names = {u.id: u.username for u in users}
     live = Counter(token.user_id for token in tokens if token.revoked_at is None)
     return {"users": users, "tokens": tokens, "names": names, "live_tokens": live, "roles": list(Role),
-            "form": {}, **extra}
+            "form": {}, "now": utcnow(), **extra}
 
 
 @router.get("/users")
@@ -158,13 +158,21 @@ def create_user(
 
 @router.post("/users/{user_id}/tokens", dependencies=[CsrfChecked])
 def create_token(
-    request: Request, user_id: IdPath, db: SessionDep, name: Annotated[str, Form(max_length=100)] = "",
+    request: Request, user_id: IdPath, db: SessionDep, admin: PageAdmin,
+    scopes: Annotated[list[Scope], Form(default_factory=list)],
+    name: Annotated[str, Form(max_length=100)] = "",
+    expires_in_days: Annotated[int | None, Form(ge=1, le=auth_service.MAX_TOKEN_DAYS)] = None,
 ) -> Response:
     user = auth_service.get_or_raise(db=db, user_id=user_id)
-    if not name.strip():
-        exc = Unprocessable("Give the token a name (e.g. what will use it).", loc=("name",))
+    try:
+        if not name.strip():
+            raise Unprocessable("Give the token a name (e.g. what will use it).", loc=("name",))
+        _api_token, token = auth_service.create_token(
+            db=db, user=user, name=name.strip(), scopes=scopes, expires_in_days=expires_in_days,
+            grantor=auth_service.session_grant(admin),
+        )
+    except DomainError as exc:
         return _failed(request, db, exc, "users", lambda: _users_context(db))
-    _api_token, token = auth_service.create_token(db=db, user=user, name=name.strip())
     # Shown in this response only (never through the session cookie, which is signed, not encrypted).
     return _page(request, "users", _users_context(db, new_token=token, new_token_owner=user.username),
                  status_code=201)

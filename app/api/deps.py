@@ -1,4 +1,5 @@
-"""Request dependencies as vocabulary: SessionDep, ApiUser, ApiAdmin, PageUser, PageAdmin, CsrfChecked.
+"""Request dependencies as vocabulary: SessionDep, ApiUser, ApiAdmin, PageUser, PageAdmin, CsrfChecked,
+and scope_required (the token scope each /api/v1 route declares).
 
 Handlers read as prose: `def list_prompts(db: SessionDep, user: ApiAdmin, ...)`.
 """
@@ -8,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, params
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth_service
-from app.auth.models import User
+from app.auth.models import Scope, User
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.errors import NotAuthenticated, PermissionDenied
@@ -68,14 +69,52 @@ def _bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+class ScopeRequired:
+    """Declares the token scope an /api/v1 route needs (None: any scope, for the caller's own account).
+
+    Routers declare theirs in app/router.py, a few routes in their decorator. Declaring runs before the
+    route's other dependencies and only records the need: api_user enforces it once it knows the
+    credential, which the annotation routes learn inside their unit of work (app/queue/deps.py).
+    """
+
+    def __init__(self, scope: Scope | None) -> None:
+        self.scope = scope
+
+    async def __call__(self, request: Request) -> None:
+        needed = getattr(request.state, "scopes_needed", frozenset())
+        request.state.scopes_needed = (needed | {self.scope}) if self.scope else needed
+
+
+def scope_required(scope: Scope | None) -> params.Depends:
+    return Depends(ScopeRequired(scope))
+
+
+def _with_scopes(request: Request, user: User, grant: auth_service.Grant) -> User:
+    """user, once the credential holds every scope the route declared; the grant is kept for api_grant."""
+    needed = getattr(request.state, "scopes_needed", None)
+    if needed is None:
+        # Fail closed; tests/auth/test_scopes.py checks that every /api/v1 route declares a scope.
+        raise RuntimeError(f"{request.method} {request.url.path} declares no token scope")
+    if not needed <= user.role_scopes:
+        # Only the admin role has scopes beyond annotate.
+        raise PermissionDenied("Admin role required.")
+    if missing := needed - grant.scopes:
+        raise PermissionDenied(
+            f"This token lacks the '{min(missing)}' scope, which this request needs.", loc=("header", "authorization")
+        )
+    request.state.grant = grant
+    return user
+
+
 def api_user(request: Request, db: SessionDep) -> User:
-    """A token holder (Authorization: Bearer), or the browser's own session plus its CSRF header."""
+    """A token holder (Authorization: Bearer), or the browser's own session plus its CSRF header, with
+    the scopes the route declares (a session has every scope its role allows)."""
     token = _bearer_token(request)
     if token is not None:
-        user = auth_service.user_for_token(db=db, token=token)
-        if user is None:
-            raise NotAuthenticated("Invalid, revoked or expired API token.", loc=("header", "authorization"))
-        return user
+        api_token = auth_service.token_for(db=db, token=token)
+        if api_token is None:
+            raise NotAuthenticated("Invalid or revoked API token.", loc=("header", "authorization"))
+        return _with_scopes(request, api_token.user, auth_service.token_grant(api_token))
     if request.headers.get("authorization"):
         raise NotAuthenticated("Use 'Authorization: Bearer <token>'.", loc=("header", "authorization"))
     user = _session_user(request, db)
@@ -85,7 +124,12 @@ def api_user(request: Request, db: SessionDep) -> User:
         request.session, request.headers.get("x-csrf-token")
     ):
         raise PermissionDenied("Missing or invalid CSRF token (X-CSRF-Token header).", loc=("header",))
-    return user
+    return _with_scopes(request, user, auth_service.session_grant(user))
+
+
+async def api_grant(request: Request, _user: Annotated[User, Depends(api_user)]) -> auth_service.Grant:
+    """What the request's credential may do (its scopes and expiry), for routes that mint tokens."""
+    return request.state.grant
 
 
 def api_admin(user: Annotated[User, Depends(api_user)]) -> User:
@@ -132,6 +176,7 @@ async def csrf_checked(request: Request) -> None:
 
 ApiUser = Annotated[User, Depends(api_user)]
 ApiAdmin = Annotated[User, Depends(api_admin)]
+ApiGrant = Annotated[auth_service.Grant, Depends(api_grant)]
 PageUser = Annotated[User, Depends(page_user)]
 PageAdmin = Annotated[User, Depends(page_admin)]
 CsrfChecked = Depends(csrf_checked)

@@ -16,6 +16,21 @@ class Role(enum.StrEnum):
     annotator = "annotator"
 
 
+class Scope(enum.StrEnum):
+    """What an API token may do. A scope never grants more than its owner's role allows."""
+
+    annotate = "annotate"  # the queue and submitting judgments
+    export = "export"  # reading preference data out: the judgment list and exports
+    admin = "admin"  # everything else an admin does through the API
+
+
+# Annotators get no export scope: preference data is readable by admins only, so it would grant nothing.
+ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
+    Role.admin: frozenset(Scope),
+    Role.annotator: frozenset({Scope.annotate}),
+}
+
+
 class User(CreatedAtMixin, Base):
     __tablename__ = "users"
 
@@ -36,6 +51,10 @@ class User(CreatedAtMixin, Base):
     def is_admin(self) -> bool:
         return self.role == Role.admin
 
+    @property
+    def role_scopes(self) -> frozenset[Scope]:
+        return ROLE_SCOPES[self.role]
+
 
 class ApiToken(CreatedAtMixin, Base):
     __tablename__ = "api_tokens"
@@ -48,5 +67,16 @@ class ApiToken(CreatedAtMixin, Base):
     token_hash: Mapped[str] = mapped_column(String(64))
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # Scope values as stored (a JSON list of strings, sorted); read them through `granted`.
+    scopes: Mapped[list]
+    expires_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+    @property
+    def granted(self) -> frozenset[Scope]:
+        """The scopes this token carries that its owner's role still allows."""
+        return frozenset(Scope(s) for s in self.scopes if s in Scope.__members__) & self.user.role_scopes
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now

@@ -9,6 +9,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from app.api.deps import CsrfChecked, PageUser, SessionDep, SettingsDep
 from app.auth import service
+from app.auth.models import Scope
+from app.core.db import utcnow
 from app.core.templates import render
 
 router = APIRouter()
@@ -58,20 +60,26 @@ def logout(request: Request) -> Response:
     return RedirectResponse("/login", status_code=303)
 
 
+def _account(request: Request, db: SessionDep, user: PageUser, **extra) -> Response:
+    tokens = service.list_tokens(db=db, user=user)
+    return render(request, "auth/account.html", {"user": user, "tokens": tokens, "now": utcnow(), **extra},
+                  status_code=201 if "new_token" in extra else 200)
+
+
 @router.get("/account")
 def account_page(request: Request, db: SessionDep, user: PageUser) -> Response:
-    tokens = service.list_tokens(db=db, user=user)
-    return render(request, "auth/account.html", {"user": user, "tokens": tokens})
+    return _account(request, db, user)
 
 
 @router.post("/account/tokens", dependencies=[CsrfChecked])
 def create_token(
-    request: Request, db: SessionDep, user: PageUser, name: Annotated[str, Form(min_length=1, max_length=100)]
+    request: Request, db: SessionDep, user: PageUser, name: Annotated[str, Form(min_length=1, max_length=100)],
+    scopes: Annotated[list[Scope], Form(default_factory=list)],
+    expires_in_days: Annotated[int | None, Form(ge=1, le=service.MAX_TOKEN_DAYS)] = None,
 ) -> Response:
-    _api_token, token = service.create_token(db=db, user=user, name=name)
-    tokens = service.list_tokens(db=db, user=user)
-    return render(request, "auth/account.html", {"user": user, "tokens": tokens, "new_token": token},
-                  status_code=201)
+    _api_token, token = service.create_token(db=db, user=user, name=name, scopes=scopes,
+                                             expires_in_days=expires_in_days, grantor=service.session_grant(user))
+    return _account(request, db, user, new_token=token)
 
 
 @router.post("/account/tokens/{token_id}/revoke", dependencies=[CsrfChecked])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.auth.models import Role
+from app.auth.models import Role, Scope
+from app.auth.service import MAX_TOKEN_DAYS
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]+$"
 
@@ -31,6 +32,23 @@ class UserRead(BaseModel):
 
 class TokenCreate(BaseModel):
     name: str = Field("api", min_length=1, max_length=100)
+    scopes: list[Scope] | None = Field(
+        None, min_length=1, max_length=len(Scope),
+        description="Default: every scope the owner's role allows that your own credential holds.",
+    )
+    expires_in_days: int | None = Field(None, ge=1, le=MAX_TOKEN_DAYS, description="Default: no expiry.")
+    expires_at: datetime | None = Field(None, description="Instead of expires_in_days; UTC if no zone is given.")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _as_utc(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> TokenCreate:
+        if self.expires_in_days is not None and self.expires_at is not None:
+            raise ValueError("Give expires_in_days or expires_at, not both.")
+        return self
 
 
 class TokenRead(BaseModel):
@@ -43,6 +61,8 @@ class TokenRead(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    scopes: list[Scope]
+    expires_at: datetime | None
 
 
 class TokenCreated(TokenRead):

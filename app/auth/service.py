@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.auth.models import ApiToken, Role, User
+from app.auth.models import ApiToken, Role, Scope, User
 from app.core.db import utcnow
-from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.errors import Conflict, NotAuthenticated, NotFound, PermissionDenied, Unprocessable
 from app.core.security import hash_password, hash_token, new_api_token, token_prefix, verify_password
 
 # Token use is recorded at most this often, so a busy client does not turn every read into a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+MAX_TOKEN_DAYS = 3650
 
 
 def get(*, db: Session, user_id: int) -> User | None:
@@ -114,13 +116,86 @@ def authenticate(
     return LoginResult(user)
 
 
-def create_token(*, db: Session, user: User, name: str) -> tuple[ApiToken, str]:
-    """A new API token for user; the full token is returned once and only its hash is kept."""
+@dataclass(frozen=True)
+class Grant:
+    """What the credential behind a request may do: its scopes, and until when (None: no expiry)."""
+
+    scopes: frozenset[Scope]
+    expires_at: datetime | None = None
+
+
+def session_grant(user: User) -> Grant:
+    """A browser session may do everything its role allows."""
+    return Grant(user.role_scopes)
+
+
+def token_grant(api_token: ApiToken) -> Grant:
+    return Grant(api_token.granted, api_token.expires_at)
+
+
+def _scope_list(scopes: Iterable[Scope]) -> str:
+    return ", ".join(f"'{s}'" for s in sorted(scopes))
+
+
+def create_token(
+    *, db: Session, user: User, name: str, scopes: Iterable[Scope] | None = None,
+    expires_at: datetime | None = None, expires_in_days: int | None = None, grantor: Grant | None = None,
+) -> tuple[ApiToken, str]:
+    """A new API token for user; the full token is returned once and only its hash is kept.
+
+    scopes default to everything the owner's role allows that the grantor holds. grantor is the
+    credential minting the token (None: the operator at the command line): a token never gets a scope
+    its grantor lacks, nor outlives it (by default it expires with it).
+    """
+    wanted = _token_scopes(user, scopes, grantor)
+    expires_at = _token_expiry(expires_at, expires_in_days, grantor)
     token, prefix, token_hash = new_api_token()
-    api_token = ApiToken(user_id=user.id, name=name, prefix=prefix, token_hash=token_hash)
+    api_token = ApiToken(user_id=user.id, name=name, prefix=prefix, token_hash=token_hash,
+                         scopes=sorted(s.value for s in wanted), expires_at=expires_at)
     db.add(api_token)
     db.flush()
     return api_token, token
+
+
+def _token_scopes(user: User, scopes: Iterable[Scope] | None, grantor: Grant | None) -> frozenset[Scope]:
+    allowed = user.role_scopes if grantor is None else user.role_scopes & grantor.scopes
+    wanted = allowed if scopes is None else frozenset(scopes)
+    if not wanted:
+        raise Unprocessable("A token needs at least one scope.", loc=("scopes",))
+    if beyond_role := wanted - user.role_scopes:
+        raise Unprocessable(
+            f"An {user.role.value} account cannot hold the {_scope_list(beyond_role)} scope: a scope never "
+            f"grants more than the role (an {user.role.value} may have {_scope_list(user.role_scopes)}).",
+            loc=("scopes",),
+        )
+    if grantor is not None and (beyond_grantor := wanted - grantor.scopes):
+        raise PermissionDenied(
+            f"You cannot grant the {_scope_list(beyond_grantor)} scope: the credential you are using does not "
+            "hold it.", loc=("scopes",),
+        )
+    return wanted
+
+
+def _token_expiry(expires_at: datetime | None, expires_in_days: int | None, grantor: Grant | None) -> datetime | None:
+    now = utcnow()
+    if expires_in_days is not None:
+        if expires_at is not None:
+            raise Unprocessable("Give expires_in_days or expires_at, not both.", loc=("expires_in_days",))
+        if not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
+            raise Unprocessable(f"A token expires in 1 to {MAX_TOKEN_DAYS} days.", loc=("expires_in_days",))
+        expires_at = now + timedelta(days=expires_in_days)
+    if expires_at is not None and expires_at <= now:
+        raise Unprocessable("The expiry must be in the future.", loc=("expires_at",))
+    if grantor is None or grantor.expires_at is None:
+        return expires_at
+    if expires_at is None:
+        return grantor.expires_at
+    if expires_at > grantor.expires_at:
+        raise PermissionDenied(
+            f"A token cannot outlive the token that creates it (that one expires "
+            f"{grantor.expires_at:%Y-%m-%d %H:%M} UTC).", loc=("expires_at",),
+        )
+    return expires_at
 
 
 def list_tokens(*, db: Session, user: User | None = None) -> list[ApiToken]:
@@ -141,8 +216,11 @@ def revoke_token(*, db: Session, token_id: int, owner: User | None = None) -> Ap
     return api_token
 
 
-def user_for_token(*, db: Session, token: str) -> User | None:
-    """The active user a presented token belongs to, or None if it is unknown or revoked."""
+def token_for(*, db: Session, token: str) -> ApiToken | None:
+    """The live token a presented one names, or None if it is unknown, revoked or its owner deactivated.
+
+    Raises NotAuthenticated, saying so, when the token is genuine but expired.
+    """
     prefix = token_prefix(token)
     if prefix is None:
         return None
@@ -153,12 +231,14 @@ def user_for_token(*, db: Session, token: str) -> User | None:
         or not secrets.compare_digest(api_token.token_hash, hash_token(token))
     ):
         return None
-    user = api_token.user
-    if not user.is_active:
+    if not api_token.user.is_active:
         return None
     now = utcnow()
+    if api_token.expired(now):
+        raise NotAuthenticated(f"API token expired at {api_token.expires_at:%Y-%m-%d %H:%M} UTC.",
+                               loc=("header", "authorization"))
     last_used = api_token.last_used_at
     if last_used is None or now - last_used > LAST_USED_RESOLUTION:
         api_token.last_used_at = now
         db.flush()
-    return user
+    return api_token

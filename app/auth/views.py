@@ -1,15 +1,24 @@
-"""JSON API for accounts and tokens."""
+"""JSON API for accounts and tokens.
+
+/me and your own tokens work with a token of any scope; managing accounts, and everyone's tokens, needs
+the admin scope (each route declares its scope here; the other routers declare theirs in app/router.py).
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, status
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
-from app.api.deps import ApiAdmin, ApiUser, IdPath, SessionDep, SettingsDep
+from app.api.deps import ApiAdmin, ApiGrant, ApiUser, IdPath, SessionDep, SettingsDep, scope_required
 from app.auth import service
+from app.auth.models import Scope, User
 from app.auth.schemas import TokenCreate, TokenCreated, TokenRead, UserCreate, UserRead
 
 router = APIRouter()
+
+ANY_SCOPE = [scope_required(None)]
+ADMIN = [scope_required(Scope.admin)]
 
 
 class UserUpdate(BaseModel):
@@ -17,19 +26,19 @@ class UserUpdate(BaseModel):
     excluded_from_training: bool | None = None
 
 
-@router.get("/me", response_model=UserRead)
+@router.get("/me", response_model=UserRead, dependencies=ANY_SCOPE)
 def read_me(user: ApiUser) -> UserRead:
     """The account the request is authenticated as."""
     return UserRead.model_validate(user)
 
 
-@router.get("/users", response_model=list[UserRead])
+@router.get("/users", response_model=list[UserRead], dependencies=ADMIN)
 def list_users(db: SessionDep, _admin: ApiAdmin) -> list[UserRead]:
     """Every account."""
     return [UserRead.model_validate(u) for u in service.list_(db=db)]
 
 
-@router.post("/users", response_model=UserRead, status_code=status.HTTP_201_CREATED)
+@router.post("/users", response_model=UserRead, status_code=status.HTTP_201_CREATED, dependencies=ADMIN)
 def create_user(body: UserCreate, db: SessionDep, settings: SettingsDep, _admin: ApiAdmin) -> UserRead:
     """Create an account."""
     user = service.create(
@@ -39,7 +48,7 @@ def create_user(body: UserCreate, db: SessionDep, settings: SettingsDep, _admin:
     return UserRead.model_validate(user)
 
 
-@router.patch("/users/{user_id}", response_model=UserRead)
+@router.patch("/users/{user_id}", response_model=UserRead, dependencies=ADMIN)
 def update_user(user_id: IdPath, body: UserUpdate, db: SessionDep, _admin: ApiAdmin) -> UserRead:
     """Deactivate or reactivate an account, or exclude its judgments from training."""
     user = service.get_or_raise(db=db, user_id=user_id)
@@ -50,32 +59,44 @@ def update_user(user_id: IdPath, body: UserUpdate, db: SessionDep, _admin: ApiAd
     return UserRead.model_validate(user)
 
 
-@router.get("/tokens", response_model=list[TokenRead])
-def list_tokens(db: SessionDep, user: ApiUser) -> list[TokenRead]:
-    """Your API tokens (admins: everyone's), by prefix; the secret part is never shown again."""
-    owner = None if user.is_admin else user
+def _sees_everyones_tokens(user: User, grant: service.Grant) -> bool:
+    return user.is_admin and Scope.admin in grant.scopes
+
+
+@router.get("/tokens", response_model=list[TokenRead], dependencies=ANY_SCOPE)
+def list_tokens(db: SessionDep, user: ApiUser, grant: ApiGrant) -> list[TokenRead]:
+    """Your API tokens (with the admin scope: everyone's), by prefix; the secret part is never shown again."""
+    owner = None if _sees_everyones_tokens(user, grant) else user
     return [TokenRead.model_validate(t) for t in service.list_tokens(db=db, user=owner)]
 
 
-@router.post("/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED)
-def create_token(body: TokenCreate, db: SessionDep, user: ApiUser) -> TokenCreated:
-    """Create an API token for yourself. The response holds the full token, once."""
-    api_token, token = service.create_token(db=db, user=user, name=body.name)
+def _created(body: TokenCreate, db: Session, owner: User, grant: service.Grant) -> TokenCreated:
+    api_token, token = service.create_token(
+        db=db, user=owner, name=body.name, scopes=body.scopes, expires_at=body.expires_at,
+        expires_in_days=body.expires_in_days, grantor=grant,
+    )
     return TokenCreated.model_validate({**TokenRead.model_validate(api_token).model_dump(), "token": token})
 
 
-@router.post("/users/{user_id}/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED)
+@router.post("/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED, dependencies=ANY_SCOPE)
+def create_token(body: TokenCreate, db: SessionDep, user: ApiUser, grant: ApiGrant) -> TokenCreated:
+    """Create an API token for yourself, with at most your own credential's scopes and expiry. The
+    response holds the full token, once."""
+    return _created(body, db, user, grant)
+
+
+@router.post("/users/{user_id}/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED,
+             dependencies=ADMIN)
 def create_token_for_user(
-    user_id: IdPath, body: TokenCreate, db: SessionDep, _admin: ApiAdmin
+    user_id: IdPath, body: TokenCreate, db: SessionDep, _admin: ApiAdmin, grant: ApiGrant
 ) -> TokenCreated:
-    """Create an API token for another account (e.g. a labeling vendor's or a scripted judge's)."""
-    user = service.get_or_raise(db=db, user_id=user_id)
-    api_token, token = service.create_token(db=db, user=user, name=body.name)
-    return TokenCreated.model_validate({**TokenRead.model_validate(api_token).model_dump(), "token": token})
+    """Create an API token for another account (e.g. a labeling vendor's or a scripted judge's), with
+    scopes its role allows."""
+    return _created(body, db, service.get_or_raise(db=db, user_id=user_id), grant)
 
 
-@router.delete("/tokens/{token_id}", response_model=TokenRead)
-def revoke_token(token_id: IdPath, db: SessionDep, user: ApiUser) -> TokenRead:
-    """Revoke a token: it stops working at once. Admins may revoke anyone's."""
-    owner = None if user.is_admin else user
+@router.delete("/tokens/{token_id}", response_model=TokenRead, dependencies=ANY_SCOPE)
+def revoke_token(token_id: IdPath, db: SessionDep, user: ApiUser, grant: ApiGrant) -> TokenRead:
+    """Revoke a token: it stops working at once. With the admin scope, anyone's."""
+    owner = None if _sees_everyones_tokens(user, grant) else user
     return TokenRead.model_validate(service.revoke_token(db=db, token_id=token_id, owner=owner))

@@ -191,7 +191,7 @@ def test_admin_cannot_deactivate_their_own_account(client, db, admin, submit):
 
 def test_admin_creates_a_token_for_another_user_and_revokes_it(client, db, submit):
     vendor = make_user(db, "vendor")
-    created = submit(f"/admin/users/{vendor}/tokens", {"name": "labeling vendor"})
+    created = submit(f"/admin/users/{vendor}/tokens", {"name": "labeling vendor", "scopes": ["annotate"]})
     assert created.status_code == 201
     token = re.search(r'id="new-token">([^<]+)<', created.text).group(1)
     assert (

@@ -119,7 +119,7 @@ def test_token_created_in_browser_is_shown_once_and_works(client, db):
     make_user(db, "alice", Role.annotator)
     login(client, "alice")
     csrf = csrf_from(client.get("/account").text)
-    created = client.post("/account/tokens", data={"name": "notebook", "csrf_token": csrf})
+    created = client.post("/account/tokens", data={"name": "notebook", "scopes": "annotate", "csrf_token": csrf})
     assert created.status_code == 201
     token = created.text.split('id="new-token">')[1].split("<")[0]
     assert token.startswith("pfl_")
