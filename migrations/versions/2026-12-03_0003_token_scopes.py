@@ -1,7 +1,7 @@
 """token scopes and expiry
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0005
 Create Date: 2026-12-03 10:00:00.000000
 
 Existing tokens keep working: each gets the scopes its owner's role implies (admin: annotate, export
@@ -14,7 +14,7 @@ from alembic import op
 
 
 revision: str = '0003'
-down_revision: str | None = '0001'
+down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
