@@ -12,10 +12,11 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth_service
+from app.auth import sessions, throttle
 from app.auth.models import User
 from app.core.config import Settings
 from app.core.db import Database
-from app.core.errors import NotAuthenticated, PermissionDenied
+from app.core.errors import NotAuthenticated, PermissionDenied, TooManyRequests
 from app.core.security import csrf_token_matches
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -52,14 +53,19 @@ class LoginRequired(Exception):
 
 
 def _session_user(request: Request, db: Session) -> User | None:
-    user_id = request.session.get("user_id")
-    if user_id is None:
+    session_id = request.session.get(sessions.COOKIE_KEY)
+    if not isinstance(session_id, str):
         return None
-    user = db.get(User, user_id)
-    if user is None or not user.is_active or request.session.get("epoch") != auth_service.session_epoch(user):
+    user = sessions.user_for(db=db, session_id=session_id)
+    if user is None:
         request.session.clear()
-        return None
     return user
+
+
+def client_address(request: Request) -> str:
+    """Who is asking, for throttling. Behind a reverse proxy uvicorn puts the forwarded address here,
+    for proxies it trusts (FORWARDED_ALLOW_IPS)."""
+    return request.client.host if request.client else "unknown"
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -68,12 +74,22 @@ def _bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def api_user(request: Request, db: SessionDep) -> User:
-    """A token holder (Authorization: Bearer), or the browser's own session plus its CSRF header."""
+def api_user(request: Request, db: SessionDep, settings: SettingsDep) -> User:
+    """A token holder (Authorization: Bearer), or the browser's own session plus its CSRF header.
+    A client that sent too many bad tokens waits before any of its tokens is looked at again."""
     token = _bearer_token(request)
     if token is not None:
+        limits = throttle.token_limits(settings, client=client_address(request))
+        if wait := throttle.retry_after_s(db=db, limits=limits):
+            raise TooManyRequests(f"Too many bad API tokens from your address; try again in {wait} seconds.",
+                                  retry_after_s=wait, loc=("header", "authorization"))
         user = auth_service.user_for_token(db=db, token=token)
         if user is None:
+            # The 401 below rolls the request's unit of work back, so the failure is committed first,
+            # in a transaction of its own (SQLite cannot turn a read snapshot into a write safely).
+            db.rollback()
+            throttle.record_failure(db=db, settings=settings, limits=limits)
+            db.commit()
             raise NotAuthenticated("Invalid, revoked or expired API token.", loc=("header", "authorization"))
         return user
     if request.headers.get("authorization"):
