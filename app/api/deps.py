@@ -74,12 +74,12 @@ def _bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def api_user(request: Request, db: SessionDep, settings: SettingsDep) -> User:
+def api_user(request: Request, db: SessionDep) -> User:
     """A token holder (Authorization: Bearer), or the browser's own session plus its CSRF header.
     A client that sent too many bad tokens waits before any of its tokens is looked at again."""
     token = _bearer_token(request)
     if token is not None:
-        limits = throttle.token_limits(settings, client=client_address(request))
+        limits = throttle.token_limits(get_settings(request), client=client_address(request))
         if wait := throttle.retry_after_s(db=db, limits=limits):
             raise TooManyRequests(f"Too many bad API tokens from your address; try again in {wait} seconds.",
                                   retry_after_s=wait, loc=("header", "authorization"))
@@ -88,7 +88,7 @@ def api_user(request: Request, db: SessionDep, settings: SettingsDep) -> User:
             # The 401 below rolls the request's unit of work back, so the failure is committed first,
             # in a transaction of its own (SQLite cannot turn a read snapshot into a write safely).
             db.rollback()
-            throttle.record_failure(db=db, settings=settings, limits=limits)
+            throttle.record_failure(db=db, settings=get_settings(request), limits=limits)
             db.commit()
             raise NotAuthenticated("Invalid, revoked or expired API token.", loc=("header", "authorization"))
         return user

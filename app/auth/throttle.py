@@ -68,12 +68,14 @@ def record_failure(*, db: Session, settings: Settings, limits: list[Limit]) -> N
         or_(LoginThrottle.blocked_until.is_(None), LoginThrottle.blocked_until < now),
     ))
     by_hash = {limit.key_hash: limit for limit in limits}
-    # Two workers may count the first failure of one key at once: insert-if-missing, then lock the rows.
+    # Two workers may count the first failure of one key at once: insert-if-missing, then lock the rows
+    # (in key order, as the locking select does, so two attempts never wait for each other in a cycle).
     insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
     db.execute(insert(LoginThrottle).values(
-        [{"key_hash": key_hash, "failures": 0, "last_failure_at": now} for key_hash in by_hash]
+        [{"key_hash": key_hash, "failures": 0, "last_failure_at": now} for key_hash in sorted(by_hash)]
     ).on_conflict_do_nothing(index_elements=["key_hash"]))
-    rows = db.scalars(select(LoginThrottle).where(LoginThrottle.key_hash.in_(by_hash)).with_for_update())
+    rows = db.scalars(select(LoginThrottle).where(LoginThrottle.key_hash.in_(by_hash))
+                      .order_by(LoginThrottle.key_hash).with_for_update())
     for row in rows:
         row.failures += 1
         row.last_failure_at = now

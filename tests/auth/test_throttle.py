@@ -88,7 +88,7 @@ def test_one_address_trying_many_usernames_waits_too(app, db, settings):
 
 
 def test_bad_bearer_tokens_from_one_client_get_429_after_the_allowance(app, client, db, settings):
-    settings.TOKEN_FAILURES_PER_CLIENT = 3
+    settings.TOKEN_FAILURES_PER_CLIENT = 4
     make_user(db, "alice")
     good = {"Authorization": f"Bearer {make_token(db, 'alice')}"}
     bad = {"Authorization": "Bearer pfl_deadbeef_not-a-real-token"}
@@ -96,6 +96,7 @@ def test_bad_bearer_tokens_from_one_client_get_429_after_the_allowance(app, clie
     assert client.get("/api/v1/me", headers=bad).status_code == 401
     assert client.post("/api/v1/tokens", json={"name": "x"}, headers=bad).status_code == 401
     assert client.get("/api/v1/me", headers={"Authorization": "Bearer garbage"}).status_code == 401
+    assert client.get("/api/v1/queue/next", headers=bad).status_code == 401  # the annotation path
     throttled = client.get("/api/v1/me", headers=bad)
     assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
     assert client.get("/api/v1/me", headers=good).status_code == 429  # no token is looked at meanwhile
