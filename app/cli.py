@@ -97,6 +97,33 @@ def users_create(
     typer.echo(f"created {role} '{username}'" + (f" with password: {password}" if generate else ""))
 
 
+@users_cli.command("set-password")
+def users_set_password(
+    username: str,
+    password: str = typer.Option(None, "--password", help="Omit to be prompted (or to get a generated one)."),
+    generate: bool = typer.Option(False, "--generate-password", help="Generate and print a password."),
+) -> None:
+    """Give USERNAME a new password and sign them out of every browser (e.g. a forgotten password)."""
+    settings = get_settings()
+    if password is None:
+        password = generate_password() if generate else typer.prompt("New password", hide_input=True,
+                                                                      confirmation_prompt=True)
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            user = auth_service.get_by_username(db=session, username=username)
+            if user is None:
+                fail(f"no user named '{username}'")
+            auth_service.set_password(db=session, user=user, password=password,
+                                      min_password_length=settings.MIN_PASSWORD_LENGTH)
+    except DomainError as exc:
+        fail(exc.msg)
+    finally:
+        db.dispose()
+    typer.echo(f"new password for '{username}'" + (f": {password}" if generate else "") +
+               "; signed out everywhere")
+
+
 @tokens_cli.command("create")
 def tokens_create(
     username: str,

@@ -16,6 +16,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from app import background
 from app.api.deps import LoginRequired
 from app.core.config import PROJECT_ROOT, Settings, get_settings
+from app.core.cookies import SecureCookiesOverHttps
 from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.templates import make_templates
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
         same_site="lax",
         https_only=settings.SECURE_COOKIES,
     )
+    app.add_middleware(SecureCookiesOverHttps)  # outside the session middleware: sees its cookie
 
     @app.middleware("http")
     async def log_requests(request: Request, call_next):

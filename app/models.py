@@ -1,7 +1,7 @@
 """Imports every domain's tables so Base.metadata is complete (Alembic and tests use this)."""
 
 from app.admin.models import SiteSetting
-from app.auth.models import ApiToken, Role, User
+from app.auth.models import ApiToken, LoginThrottle, Role, User, UserSession
 from app.comparisons.models import Choice, Comparison, ComparisonStatus, Completion
 from app.core.db import Base
 from app.judgments.models import Judgment
@@ -12,7 +12,7 @@ from app.training.models import RoundMetric, RoundStatus, TrainingRound
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
-    "ApiToken", "Base", "Choice", "Comparison", "ComparisonStatus", "Completion", "Judgment",
+    "ApiToken", "Base", "Choice", "Comparison", "ComparisonStatus", "Completion", "Judgment", "LoginThrottle",
     "PolicyStatus", "PolicyVersion", "Prompt", "QueueLock", "RewardModel", "Role", "RoundMetric",
-    "RoundStatus", "SiteSetting", "Skip", "TrainingRound", "User", "WebhookDelivery", "WebhookEndpoint",
+    "RoundStatus", "SiteSetting", "Skip", "TrainingRound", "User", "UserSession", "WebhookDelivery", "WebhookEndpoint",
 ]

@@ -129,7 +129,7 @@ def seed_base(db: Database) -> str:
                     "role": Role.annotator,
                     "is_active": True,
                     "excluded_from_training": False,
-                    "failed_logins": 0,
+                    "session_version": 0,
                     "created_at": now,
                 }
                 for i in range(ANNOTATORS)

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from app.auth.models import Role, User
 from app.cli import cli, ensure_first_admin
 from app.core.db import Database, utcnow
+from tests.helpers import PASSWORD, login, make_user
 
 runner = CliRunner()
 
@@ -83,3 +84,17 @@ def test_tokens_create_refuses_scopes_beyond_the_role(settings, db):
     unknown = runner.invoke(cli, ["tokens", "create", "ann", "--scope", "root"], env=env)
     assert unknown.exit_code == 2
     assert "ann" not in runner.invoke(cli, ["tokens", "list"], env=env).output
+def test_users_set_password_signs_the_user_out_everywhere(client, settings, db):
+    make_user(db, "alice")
+    assert login(client, "alice").status_code == 303
+    env = _env(settings)
+    reset = runner.invoke(cli, ["users", "set-password", "alice", "--password", "a fresh password"], env=env)
+    assert reset.exit_code == 0, reset.output
+    assert "signed out everywhere" in reset.output
+    assert client.get("/api/v1/me").status_code == 401
+    assert login(client, "alice", PASSWORD).status_code == 401
+    assert login(client, "alice", "a fresh password").status_code == 303
+    short = runner.invoke(cli, ["users", "set-password", "alice", "--password", "short"], env=env)
+    assert short.exit_code == 2 and "at least 8" in short.output
+    ghost = runner.invoke(cli, ["users", "set-password", "ghost", "--password", "long enough"], env=env)
+    assert ghost.exit_code == 2 and "no user named 'ghost'" in ghost.output

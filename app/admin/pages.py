@@ -105,7 +105,7 @@ def set_user_active(
         user = service.set_user_active(db=db, actor=admin, user_id=user_id, active=active)
     except DomainError as exc:
         return _failed(request, db, exc, "users", lambda: _users_context(db))
-    state = "active" if active else "deactivated: signed out, tokens refused"
+    state = "active" if active else "deactivated: signed out, tokens revoked"
     return _done(request, _back(next, "/admin/users"), f"{user.username} is now {state}.")
 
 
@@ -122,6 +122,12 @@ def set_user_training(
 
 
 # --- users and API tokens --------------------------------------------------------------------------
+
+
+def _role(value: str) -> Role:
+    if value not in Role.__members__:
+        raise Unprocessable(f"Role must be admin or annotator (got {value!r}).", loc=("role",))
+    return Role(value)
 
 
 def _users_context(db: Session, **extra: Any) -> dict[str, Any]:
@@ -147,13 +153,37 @@ def create_user(
 ) -> Response:
     form = {"username": username, "role": role}
     try:
-        if role not in Role.__members__:
-            raise Unprocessable(f"Role must be admin or annotator (got {role!r}).", loc=("role",))
-        user = auth_service.create(db=db, username=username, password=password, role=Role(role),
+        user = auth_service.create(db=db, username=username, password=password, role=_role(role),
                                    min_password_length=settings.MIN_PASSWORD_LENGTH)
     except DomainError as exc:
         return _failed(request, db, exc, "users", lambda: _users_context(db, form=form))
     return _done(request, "/admin/users", f"Created {user.role.value} {user.username}.")
+
+
+@router.post("/users/{user_id}/role", dependencies=[CsrfChecked])
+def set_user_role(
+    request: Request, user_id: IdPath, db: SessionDep, role: Annotated[str, Form(max_length=16)],
+) -> Response:
+    try:
+        user = auth_service.get_or_raise(db=db, user_id=user_id)
+        auth_service.set_role(db=db, user=user, role=_role(role))
+    except DomainError as exc:
+        return _failed(request, db, exc, "users", lambda: _users_context(db))
+    return _done(request, "/admin/users", f"{user.username} is now an {user.role.value}.")
+
+
+@router.post("/users/{user_id}/password", dependencies=[CsrfChecked])
+def reset_user_password(
+    request: Request, user_id: IdPath, db: SessionDep, settings: SettingsDep,
+    password: Annotated[str, Form(max_length=1024)] = "",
+) -> Response:
+    try:
+        user = auth_service.get_or_raise(db=db, user_id=user_id)
+        auth_service.set_password(db=db, user=user, password=password,
+                                  min_password_length=settings.MIN_PASSWORD_LENGTH)
+    except DomainError as exc:
+        return _failed(request, db, exc, "users", lambda: _users_context(db))
+    return _done(request, "/admin/users", f"{user.username} has a new password and is signed out everywhere.")
 
 
 @router.post("/users/{user_id}/tokens", dependencies=[CsrfChecked])

@@ -13,10 +13,11 @@ from fastapi import Depends, Path, Request, params
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth_service
+from app.auth import sessions, throttle
 from app.auth.models import Scope, User
 from app.core.config import Settings
 from app.core.db import Database
-from app.core.errors import NotAuthenticated, PermissionDenied
+from app.core.errors import NotAuthenticated, PermissionDenied, TooManyRequests
 from app.core.security import csrf_token_matches
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -53,14 +54,19 @@ class LoginRequired(Exception):
 
 
 def _session_user(request: Request, db: Session) -> User | None:
-    user_id = request.session.get("user_id")
-    if user_id is None:
+    session_id = request.session.get(sessions.COOKIE_KEY)
+    if not isinstance(session_id, str):
         return None
-    user = db.get(User, user_id)
-    if user is None or not user.is_active or request.session.get("epoch") != auth_service.session_epoch(user):
+    user = sessions.user_for(db=db, session_id=session_id)
+    if user is None:
         request.session.clear()
-        return None
     return user
+
+
+def client_address(request: Request) -> str:
+    """Who is asking, for throttling. Behind a reverse proxy uvicorn puts the forwarded address here,
+    for proxies it trusts (FORWARDED_ALLOW_IPS)."""
+    return request.client.host if request.client else "unknown"
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -108,11 +114,21 @@ def _with_scopes(request: Request, user: User, grant: auth_service.Grant) -> Use
 
 def api_user(request: Request, db: SessionDep) -> User:
     """A token holder (Authorization: Bearer), or the browser's own session plus its CSRF header, with
-    the scopes the route declares (a session has every scope its role allows)."""
+    the scopes the route declares (a session has every scope its role allows). A client that sent too
+    many bad tokens waits before any of its tokens is looked at again."""
     token = _bearer_token(request)
     if token is not None:
+        limits = throttle.token_limits(get_settings(request), client=client_address(request))
+        if wait := throttle.retry_after_s(db=db, limits=limits):
+            raise TooManyRequests(f"Too many bad API tokens from your address; try again in {wait} seconds.",
+                                  retry_after_s=wait, loc=("header", "authorization"))
         api_token = auth_service.token_for(db=db, token=token)
         if api_token is None:
+            # The 401 below rolls the request's unit of work back, so the failure is committed first,
+            # in a transaction of its own (SQLite cannot turn a read snapshot into a write safely).
+            db.rollback()
+            throttle.record_failure(db=db, settings=get_settings(request), limits=limits)
+            db.commit()
             raise NotAuthenticated("Invalid or revoked API token.", loc=("header", "authorization"))
         return _with_scopes(request, api_token.user, auth_service.token_grant(api_token))
     if request.headers.get("authorization"):

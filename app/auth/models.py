@@ -41,8 +41,9 @@ class User(CreatedAtMixin, Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     # An admin can keep a user's judgments out of training without deleting them.
     excluded_from_training: Mapped[bool] = mapped_column(default=False)
-    failed_logins: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None]
+    # Bumped by deactivation, reactivation and password changes: a browser session minted under an
+    # older version is refused, so a cookie saved before any of those never comes back to life.
+    session_version: Mapped[int] = mapped_column(default=0)
     last_login_at: Mapped[datetime | None]
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
@@ -54,6 +55,31 @@ class User(CreatedAtMixin, Base):
     @property
     def role_scopes(self) -> frozenset[Scope]:
         return ROLE_SCOPES[self.role]
+
+
+class UserSession(CreatedAtMixin, Base):
+    """A signed-in browser. The cookie carries a random id; deleting the row signs that browser out."""
+
+    __tablename__ = "user_sessions"
+
+    # sha256 of the id in the cookie, so a copy of this table hands out no live sessions.
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # The user's session_version when this session was opened; valid only while the two agree.
+    version: Mapped[int]
+    expires_at: Mapped[datetime]
+
+
+class LoginThrottle(Base):
+    """Recent failed sign-ins (or bad API tokens) under one key, e.g. one client address and username."""
+
+    __tablename__ = "login_throttle"
+
+    # sha256 of the key, which holds the typed username: people type passwords into that field.
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(index=True)
+    blocked_until: Mapped[datetime | None]
 
 
 class ApiToken(CreatedAtMixin, Base):

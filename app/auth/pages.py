@@ -1,16 +1,18 @@
-"""Browser pages for signing in and out and for a user's own API tokens."""
+"""Browser pages for signing in and out, and for a user's own password and API tokens."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
-from app.api.deps import CsrfChecked, PageUser, SessionDep, SettingsDep
-from app.auth import service
-from app.auth.models import Scope
+from app.api.deps import CsrfChecked, PageUser, SessionDep, SettingsDep, client_address
+from app.auth import service, sessions
+from app.auth.models import Scope, User
 from app.core.db import utcnow
+from app.core.errors import DomainError
 from app.core.templates import render
 
 router = APIRouter()
@@ -37,10 +39,8 @@ def login(
     password: Annotated[str, Form(max_length=1024)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
-    result = service.authenticate(
-        db=db, username=username, password=password,
-        max_failures=settings.LOGIN_MAX_FAILURES, lockout_s=settings.LOGIN_LOCKOUT_S,
-    )
+    result = service.authenticate(db=db, settings=settings, client=client_address(request), username=username,
+                                  password=password)
     context = {"next": _safe_next(next), "username": username}
     if result.throttled:
         context["error"] = f"Too many failed attempts. Try again in {result.retry_after_s} seconds."
@@ -49,26 +49,54 @@ def login(
     if result.user is None:
         context["error"] = "Wrong username or password."
         return render(request, "auth/login.html", context, status_code=401)
+    # A fresh session id (and CSRF token) at every sign-in: an id planted before it is worth nothing.
+    if isinstance(previous := request.session.get(sessions.COOKIE_KEY), str):
+        sessions.end(db=db, session_id=previous)
     request.session.clear()
-    request.session.update(user_id=result.user.id, epoch=service.session_epoch(result.user))
+    request.session[sessions.COOKIE_KEY] = sessions.open_(db=db, user=result.user,
+                                                          max_age_s=settings.SESSION_MAX_AGE_S)
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
 @router.post("/logout", dependencies=[CsrfChecked])
-def logout(request: Request) -> Response:
+def logout(request: Request, db: SessionDep) -> Response:
+    if isinstance(session_id := request.session.get(sessions.COOKIE_KEY), str):
+        sessions.end(db=db, session_id=session_id)
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
 
-def _account(request: Request, db: SessionDep, user: PageUser, **extra) -> Response:
+def _account(request: Request, db: Session, user: User, *, status_code: int = 200,
+             headers: dict[str, str] | None = None, **extra: Any) -> Response:
     tokens = service.list_tokens(db=db, user=user)
     return render(request, "auth/account.html", {"user": user, "tokens": tokens, "now": utcnow(), **extra},
-                  status_code=201 if "new_token" in extra else 200)
+                  status_code=status_code, headers=headers)
 
 
 @router.get("/account")
 def account_page(request: Request, db: SessionDep, user: PageUser) -> Response:
     return _account(request, db, user)
+
+
+@router.post("/account/password", dependencies=[CsrfChecked])
+def change_password(
+    request: Request, db: SessionDep, settings: SettingsDep, user: PageUser,
+    current_password: Annotated[str, Form(max_length=1024)] = "",
+    new_password: Annotated[str, Form(max_length=1024)] = "",
+) -> Response:
+    try:
+        result = service.change_password(
+            db=db, settings=settings, user=user, client=client_address(request), current_password=current_password,
+            new_password=new_password, keep_session=request.session.get(sessions.COOKIE_KEY),
+        )
+    except DomainError as exc:
+        return _account(request, db, user, status_code=exc.status_code, password_error=exc.msg)
+    if result.throttled:
+        return _account(request, db, user, status_code=429, headers={"Retry-After": str(result.retry_after_s)},
+                        password_error=f"Too many failed attempts. Try again in {result.retry_after_s} seconds.")
+    if result.user is None:
+        return _account(request, db, user, status_code=422, password_error="Your current password is wrong.")
+    return _account(request, db, user, password_changed=True)
 
 
 @router.post("/account/tokens", dependencies=[CsrfChecked])
@@ -79,7 +107,7 @@ def create_token(
 ) -> Response:
     _api_token, token = service.create_token(db=db, user=user, name=name, scopes=scopes,
                                              expires_in_days=expires_in_days, grantor=service.session_grant(user))
-    return _account(request, db, user, new_token=token)
+    return _account(request, db, user, status_code=201, new_token=token)
 
 
 @router.post("/account/tokens/{token_id}/revoke", dependencies=[CsrfChecked])

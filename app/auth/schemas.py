@@ -18,6 +18,17 @@ class UserCreate(BaseModel):
     role: Role = Role.annotator
 
 
+class UserUpdate(BaseModel):
+    is_active: bool | None = None
+    role: Role | None = None
+    excluded_from_training: bool | None = None
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
 class UserRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

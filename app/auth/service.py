@@ -1,19 +1,21 @@
-"""Users, logins and API tokens: the only module that reads or writes those tables."""
+"""Users, sign-ins and API tokens: the only module that reads or writes users and api_tokens (browser
+sessions: app/auth/sessions.py; failed sign-ins: app/auth/throttle.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.auth import sessions, throttle
 from app.auth.models import ApiToken, Role, Scope, User
+from app.core.config import Settings
 from app.core.db import utcnow
-from app.core.errors import Conflict, NotAuthenticated, NotFound, PermissionDenied, Unprocessable
+from app.core.errors import Conflict, InvalidState, NotAuthenticated, NotFound, PermissionDenied, Unprocessable
 from app.core.security import hash_password, hash_token, new_api_token, token_prefix, verify_password
 
 # Token use is recorded at most this often, so a busy client does not turn every read into a write.
@@ -44,15 +46,17 @@ def count_admins(*, db: Session) -> int:
     return db.scalar(select(func.count()).select_from(User).where(User.role == Role.admin)) or 0
 
 
+def check_password_length(password: str, *, min_length: int, loc: tuple[str, ...] = ("password",)) -> None:
+    if len(password) < min_length:
+        raise Unprocessable(f"Password must be at least {min_length} characters.", loc=loc)
+
+
 def create(*, db: Session, username: str, password: str, role: Role, min_password_length: int) -> User:
     """A new account; the username must be free and the password long enough."""
     username = username.strip()
     if not username:
         raise Unprocessable("Username must not be empty.", loc=("username",))
-    if len(password) < min_password_length:
-        raise Unprocessable(
-            f"Password must be at least {min_password_length} characters.", loc=("password",)
-        )
+    check_password_length(password, min_length=min_password_length)
     if get_by_username(db=db, username=username) is not None:
         raise Conflict(f"Username '{username}' is already taken.", loc=("username",))
     user = User(username=username, password_hash=hash_password(password), role=role)
@@ -61,8 +65,35 @@ def create(*, db: Session, username: str, password: str, role: Role, min_passwor
     return user
 
 
+def _keep_an_active_admin(*, db: Session, user: User) -> None:
+    """Refuse to take the last active admin away: nobody could sign in to the console to undo it."""
+    if not (user.is_admin and user.is_active):
+        return
+    # Locked, so two admins demoting each other at once cannot both succeed (PostgreSQL; SQLite
+    # serializes writers anyway).
+    admins = db.scalars(select(User.id).where(User.role == Role.admin, User.is_active.is_(True)).with_for_update())
+    if set(admins) <= {user.id}:
+        raise InvalidState(f"{user.username} is the last active admin; make another admin first.",
+                           loc=("user_id",))
+
+
 def set_active(*, db: Session, user: User, active: bool) -> User:
+    """Deactivate (signs the user out everywhere and revokes their tokens) or reactivate an account.
+    Either way their old sessions stay dead, and revoked tokens never come back."""
+    if user.is_active == active:
+        return user
+    if not active:
+        _keep_an_active_admin(db=db, user=user)
+        revoke_user_tokens(db=db, user=user)
     user.is_active = active
+    sessions.end_all(db=db, user=user)
+    return user
+
+
+def set_role(*, db: Session, user: User, role: Role) -> User:
+    if role != Role.admin:
+        _keep_an_active_admin(db=db, user=user)
+    user.role = role
     db.flush()
     return user
 
@@ -73,9 +104,15 @@ def set_excluded_from_training(*, db: Session, user: User, excluded: bool) -> Us
     return user
 
 
-def session_epoch(user: User) -> str:
-    """Changes when the password does, which signs out every browser session of that user."""
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:12]
+def set_password(
+    *, db: Session, user: User, password: str, min_password_length: int, keep_session: str | None = None
+) -> User:
+    """A new password; every browser session of the user ends but keep_session (their own, when they
+    change it themselves). API tokens stay: they are separate credentials, revoked one by one."""
+    check_password_length(password, min_length=min_password_length)
+    user.password_hash = hash_password(password)
+    sessions.end_all(db=db, user=user, keep=keep_session)
+    return user
 
 
 @dataclass
@@ -88,32 +125,37 @@ class LoginResult:
         return self.retry_after_s > 0
 
 
-def authenticate(
-    *, db: Session, username: str, password: str, max_failures: int, lockout_s: int
-) -> LoginResult:
-    """Check a password, counting failures: past max_failures the account is locked out for a time
-    that doubles with each further failure. Returns instead of raising so the count is committed."""
+def authenticate(*, db: Session, settings: Settings, client: str, username: str, password: str) -> LoginResult:
+    """Check a password under the sign-in throttle (app/auth/throttle.py). Unknown usernames,
+    inactive accounts and wrong passwords fail alike, in the same time. Returns instead of raising
+    so the failure count is committed with the response."""
+    limits = throttle.login_limits(settings, client=client, username=username)
+    if wait := throttle.retry_after_s(db=db, limits=limits):
+        return LoginResult(None, retry_after_s=wait)
     user = get_by_username(db=db, username=username.strip())
-    now = utcnow()
-    locked_until = user.locked_until if user else None
-    if user is not None and locked_until is not None and locked_until > now:
-        return LoginResult(None, retry_after_s=max(1, int((locked_until - now).total_seconds())))
     # Verify even for unknown users so the response time does not reveal which accounts exist.
     valid = verify_password(password, user.password_hash if user else None)
-    if user is None:
+    if user is None or not valid or not user.is_active:
+        throttle.record_failure(db=db, settings=settings, limits=limits)
         return LoginResult(None)
-    if not valid or not user.is_active:
-        user.failed_logins += 1
-        excess = user.failed_logins - max_failures
-        if excess >= 0:
-            user.locked_until = now + timedelta(seconds=lockout_s * 2 ** min(excess, 10))
-        db.flush()
-        return LoginResult(None)
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
-    db.flush()
+    # The owner's own typos from this address are forgiven; the wider counts only age out.
+    throttle.forgive(db=db, limit=limits[0])
     return LoginResult(user)
+
+
+def change_password(
+    *, db: Session, settings: Settings, user: User, client: str, current_password: str, new_password: str,
+    keep_session: str | None,
+) -> LoginResult:
+    """The user's own password change: the current password is checked as a sign-in is (throttled,
+    failures counted); only if it passes is the new one set. Returns that check."""
+    check_password_length(new_password, min_length=settings.MIN_PASSWORD_LENGTH, loc=("new_password",))
+    result = authenticate(db=db, settings=settings, client=client, username=user.username,
+                          password=current_password)
+    if result.user is not None:
+        set_password(db=db, user=user, password=new_password, min_password_length=settings.MIN_PASSWORD_LENGTH,
+                     keep_session=keep_session)
+    return result
 
 
 @dataclass(frozen=True)
@@ -214,6 +256,12 @@ def revoke_token(*, db: Session, token_id: int, owner: User | None = None) -> Ap
         api_token.revoked_at = utcnow()
         db.flush()
     return api_token
+
+
+def revoke_user_tokens(*, db: Session, user: User) -> None:
+    """Revoke every live token of user (on deactivation, so none works again after reactivation)."""
+    db.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+               .values(revoked_at=utcnow()))
 
 
 def token_for(*, db: Session, token: str) -> ApiToken | None:

@@ -6,14 +6,14 @@ the admin scope (each route declares its scope here; the other routers declare t
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
-from pydantic import BaseModel
+from fastapi import APIRouter, Request, Response, status
 from sqlalchemy.orm import Session
 
-from app.api.deps import ApiAdmin, ApiGrant, ApiUser, IdPath, SessionDep, SettingsDep, scope_required
-from app.auth import service
+from app.api.deps import ApiAdmin, ApiGrant, ApiUser, IdPath, SessionDep, SettingsDep, client_address, scope_required
+from app.auth import service, sessions
 from app.auth.models import Scope, User
-from app.auth.schemas import TokenCreate, TokenCreated, TokenRead, UserCreate, UserRead
+from app.auth.schemas import PasswordChange, TokenCreate, TokenCreated, TokenRead, UserCreate, UserRead, UserUpdate
+from app.core.errors import TooManyRequests, Unprocessable
 
 router = APIRouter()
 
@@ -21,15 +21,29 @@ ANY_SCOPE = [scope_required(None)]
 ADMIN = [scope_required(Scope.admin)]
 
 
-class UserUpdate(BaseModel):
-    is_active: bool | None = None
-    excluded_from_training: bool | None = None
-
-
 @router.get("/me", response_model=UserRead, dependencies=ANY_SCOPE)
 def read_me(user: ApiUser) -> UserRead:
     """The account the request is authenticated as."""
     return UserRead.model_validate(user)
+
+
+@router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT, dependencies=ANY_SCOPE)
+def change_password(
+    request: Request, body: PasswordChange, db: SessionDep, settings: SettingsDep, user: ApiUser
+) -> Response:
+    """Change your password. Your other browser sessions end; this one (if any) and API tokens stay."""
+    result = service.change_password(
+        db=db, settings=settings, user=user, client=client_address(request),
+        current_password=body.current_password, new_password=body.new_password,
+        keep_session=request.session.get(sessions.COOKIE_KEY),
+    )
+    if result.user is None:
+        db.commit()  # the error below rolls the request back; the failed check must still count
+        if result.throttled:
+            raise TooManyRequests(f"Too many failed attempts. Try again in {result.retry_after_s} seconds.",
+                                  retry_after_s=result.retry_after_s, loc=("body", "current_password"))
+        raise Unprocessable("Your current password is wrong.", loc=("body", "current_password"))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/users", response_model=list[UserRead], dependencies=ADMIN)
@@ -50,10 +64,13 @@ def create_user(body: UserCreate, db: SessionDep, settings: SettingsDep, _admin:
 
 @router.patch("/users/{user_id}", response_model=UserRead, dependencies=ADMIN)
 def update_user(user_id: IdPath, body: UserUpdate, db: SessionDep, _admin: ApiAdmin) -> UserRead:
-    """Deactivate or reactivate an account, or exclude its judgments from training."""
+    """Deactivate or reactivate an account, change its role, or exclude its judgments from training.
+    The last active admin can be neither deactivated nor demoted (409)."""
     user = service.get_or_raise(db=db, user_id=user_id)
     if body.is_active is not None:
         service.set_active(db=db, user=user, active=body.is_active)
+    if body.role is not None:
+        service.set_role(db=db, user=user, role=body.role)
     if body.excluded_from_training is not None:
         service.set_excluded_from_training(db=db, user=user, excluded=body.excluded_from_training)
     return UserRead.model_validate(user)

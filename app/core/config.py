@@ -25,7 +25,10 @@ class Settings(BaseSettings):
     HOST: str = "127.0.0.1"
     PORT: int = 8000
     WORKERS: int = 1
-    SECURE_COOKIES: bool = Field(False, description="Send the session cookie over HTTPS only.")
+    SECURE_COOKIES: bool = Field(
+        False, description="Send the session cookie over HTTPS only, even to a plain-http request (TLS ends "
+        "at a proxy that does not send X-Forwarded-Proto). Requests seen as https always get it."
+    )
     SESSION_MAX_AGE_S: int = 14 * 24 * 3600
     RUN_BACKGROUND: bool = Field(True, description="Start the sampler and local worker with the server.")
     CREATE_FIRST_ADMIN: bool = Field(True, description="Create an admin with a printed password on first start.")
@@ -38,8 +41,25 @@ class Settings(BaseSettings):
 
     # --- accounts ----------------------------------------------------------------------
     MIN_PASSWORD_LENGTH: int = 8
-    LOGIN_MAX_FAILURES: int = Field(5, description="Failed logins before an account is throttled.")
-    LOGIN_LOCKOUT_S: int = Field(60, description="First lockout; it doubles with each further failure.")
+    # Failed sign-ins are counted per typed username and client address; past an allowance each
+    # further try waits LOGIN_BACKOFF_S, doubled with every new failure (see app/auth/throttle.py).
+    LOGIN_FAILURES_PER_CLIENT_USERNAME: int = Field(
+        5, ge=1, description="Failed sign-ins for one username from one address before tries wait."
+    )
+    LOGIN_FAILURES_PER_CLIENT: int = Field(
+        20, ge=1, description="Failed sign-ins from one address, any usernames, before its tries wait."
+    )
+    LOGIN_FAILURES_PER_USERNAME: int = Field(
+        100, ge=1, description="Failed sign-ins for one username, from all addresses, before its tries wait."
+    )
+    TOKEN_FAILURES_PER_CLIENT: int = Field(
+        20, ge=1, description="Unknown or revoked API tokens from one address before its requests wait."
+    )
+    LOGIN_BACKOFF_S: float = Field(5.0, gt=0, description="First wait once an allowance is used up.")
+    LOGIN_BACKOFF_MAX_S: float = Field(900.0, gt=0, description="Longest wait between two tries.")
+    LOGIN_FAILURE_WINDOW_S: int = Field(
+        3600, ge=1, description="Failures are forgotten once none came under their key for this long."
+    )
 
     # --- policies & sampler ------------------------------------------------------------
     SAMPLER_ENABLED: bool = Field(True, description="Run the sampler in the web process (with RUN_BACKGROUND).")
