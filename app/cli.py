@@ -60,7 +60,7 @@ def ensure_first_admin(settings: Settings, db: Database) -> tuple[str, str] | No
 def db_upgrade() -> None:
     """Apply all migrations up to head."""
     settings = get_settings()
-    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    settings.make_data_dir()
     upgrade_to_head(settings.database_url)
     typer.echo(f"database at {head_revision()}")
 
@@ -173,7 +173,7 @@ def serve(
     import uvicorn
 
     settings = get_settings()
-    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    settings.make_data_dir()
     upgrade_to_head(settings.database_url)
     db = Database(settings.database_url)
     if settings.CREATE_FIRST_ADMIN and (created := ensure_first_admin(settings, db)):

@@ -15,10 +15,12 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from app import background
 from app.api.deps import LoginRequired
+from app.api.docs import install_api_docs
 from app.core.config import PROJECT_ROOT, Settings, get_settings
 from app.core.cookies import SecureCookiesOverHttps
 from app.core.db import Database
 from app.core.errors import install_error_handlers
+from app.core.headers import SecurityHeadersMiddleware
 from app.core.templates import make_templates
 from app.router import api_router, page_router, public_router
 
@@ -52,6 +54,10 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
         version="0.1.0",
         summary="Collect human preferences on policy samples and train the next policy from them.",
         lifespan=lifespan,
+        # The API reference is served by install_api_docs below (local files, CSP-safe, access setting).
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db
@@ -76,6 +82,7 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
                  (time.perf_counter() - started) * 1000)
         return response
 
+    app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app)
 
     @app.exception_handler(LoginRequired)
@@ -83,6 +90,7 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
 
+    install_api_docs(app, settings)
     app.mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static")
     app.include_router(public_router)
     app.include_router(api_router)

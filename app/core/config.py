@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     UPLOAD_MAX_BYTES: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest request body a bulk import accepts; larger gets a 413."
     )
+    API_DOCS: Literal["public", "login", "off"] = Field(
+        "public",
+        description="Who may read /docs and /openapi.json: anyone, signed-in users and token holders, or nobody.",
+    )
     WEBHOOKS_ENABLED: bool = Field(
         True, description="Deliver webhooks from the web process (with RUN_BACKGROUND)."
     )
@@ -187,6 +191,12 @@ class Settings(BaseSettings):
     def registry_dir(self) -> Path:
         return self.DATA_DIR / "registry"
 
+    def make_data_dir(self) -> Path:
+        """Create DATA_DIR owner-only (0700) if it is missing: it holds the database, the session key and
+        models. Its parents, and a directory that already exists, keep the modes they have."""
+        self.DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.DATA_DIR
+
     @cached_property
     def secret_key(self) -> str:
         """The configured key, or one generated on first run and kept in the data directory."""
@@ -194,9 +204,9 @@ class Settings(BaseSettings):
             return self.SECRET_KEY
         key_file = self.DATA_DIR / "secret_key"
         if not key_file.exists():
-            self.DATA_DIR.mkdir(parents=True, exist_ok=True)
+            self.make_data_dir()
+            key_file.touch(mode=0o600)  # owner-only before the key is in it
             key_file.write_text(secrets.token_urlsafe(48))
-            key_file.chmod(0o600)
         return key_file.read_text().strip()
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -74,9 +75,24 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
 
 
+def _create_private_sqlite_file(url: str) -> None:
+    """Create a missing SQLite database file owner-only (0600) before SQLite creates it world-readable
+    (0644 under the usual umask); SQLite gives its -wal and -shm files the database file's mode."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.parent.is_dir():
+        with suppress(FileExistsError):
+            path.touch(mode=0o600, exist_ok=False)
+
+
 def make_engine(url: str) -> Engine:
+    # hide_parameters: bound values (token hashes, webhook secrets, passwords' hashes) stay out of the
+    # exceptions and logs SQLAlchemy writes for a failed statement.
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        _create_private_sqlite_file(url)
+        engine = create_engine(url, hide_parameters=True, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; issuing it ourselves lets a unit of
         # work ask for "BEGIN IMMEDIATE" (execution option sqlite_begin) to take the write lock
@@ -84,7 +100,7 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", lambda conn, _rec: setattr(conn, "isolation_level", None))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
 class Database:

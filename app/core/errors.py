@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.headers import SECURITY_HEADERS
+
 log = logging.getLogger("prefloop.errors")
 
 
@@ -112,4 +114,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _render(request, 500, "Internal error; it has been logged.", "internal_error")
+        # Rendered outside every middleware (see app.core.headers), so the headers come along here.
+        return _render(request, 500, "Internal error; it has been logged.", "internal_error",
+                       headers=SECURITY_HEADERS)

@@ -33,7 +33,7 @@ def _fail(message: str) -> None:
 
 
 def _open(settings: Settings) -> Database:
-    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    settings.make_data_dir()
     upgrade_to_head(settings.database_url)
     return Database(settings.database_url)
 

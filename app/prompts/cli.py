@@ -40,7 +40,7 @@ def import_file(
         data = file.read_bytes()
     except OSError as exc:
         _fail(f"cannot read {file}: {exc.strerror}")
-    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    settings.make_data_dir()
     upgrade_to_head(settings.database_url)
     db = Database(settings.database_url)
     try:

@@ -98,7 +98,7 @@ class SamplerWorker:
 
     def run(self) -> None:
         """Loop until stopped: hold the data directory's sampler lock, then refill every SAMPLER_POLL_S."""
-        self.settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+        self.settings.make_data_dir()
         lock = FileLock(self.settings.DATA_DIR / "sampler.lock")
         if not self._acquire(lock):
             return

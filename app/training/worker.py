@@ -75,6 +75,7 @@ class Worker:
     def run(self, *, once: bool = False) -> None:
         """Loop until stopped; with once, return after one pass (having run a round if one was queued)."""
         log.info("worker %s started", self.worker_id)
+        self.settings.make_data_dir()  # owner-only, before round directories are created inside it
         while not self.stop.is_set():
             try:
                 ran = self.step()
