@@ -18,10 +18,12 @@ from app.api.deps import LoginRequired
 from app.core.config import PROJECT_ROOT, Settings, get_settings
 from app.core.db import Database
 from app.core.errors import install_error_handlers
+from app.core.limits import BodyLimitMiddleware
 from app.core.templates import make_templates
 from app.router import api_router, page_router, public_router
 
 log = logging.getLogger("prefloop.http")
+SESSION_COOKIE = "prefloop_session"
 
 
 def create_app(settings: Settings | None = None, *, run_background: bool | None = None) -> FastAPI:
@@ -60,7 +62,7 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,
-        session_cookie="prefloop_session",
+        session_cookie=SESSION_COOKIE,
         max_age=settings.SESSION_MAX_AGE_S,
         same_site="lax",
         https_only=settings.SECURE_COOKIES,
@@ -73,6 +75,9 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
         log.info("%s %s %d %.1fms", request.method, request.url.path, response.status_code,
                  (time.perf_counter() - started) * 1000)
         return response
+
+    # Added last, so it is the outermost layer: nothing below reads more of a body than the limit.
+    app.add_middleware(BodyLimitMiddleware, session_cookie=SESSION_COOKIE)
 
     install_error_handlers(app)
 
