@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from app.api.deps import CsrfChecked, PageUser, SessionDep, SettingsDep
 from app.auth import service
 from app.core.templates import render
+from app.core.text import Text
 
 router = APIRouter()
 
@@ -22,7 +23,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @router.get("/login")
-def login_page(request: Request, next: str = "/") -> Response:
+def login_page(request: Request, next: Text = "/") -> Response:
     return render(request, "auth/login.html", {"next": _safe_next(next)})
 
 
@@ -31,9 +32,9 @@ def login(
     request: Request,
     db: SessionDep,
     settings: SettingsDep,
-    username: Annotated[str, Form(max_length=64)] = "",
-    password: Annotated[str, Form(max_length=1024)] = "",
-    next: Annotated[str, Form(max_length=2000)] = "/",
+    username: Annotated[Text, Form(max_length=64)] = "",
+    password: Annotated[Text, Form(max_length=1024)] = "",
+    next: Annotated[Text, Form(max_length=2000)] = "/",
 ) -> Response:
     result = service.authenticate(
         db=db, username=username, password=password,
@@ -66,7 +67,7 @@ def account_page(request: Request, db: SessionDep, user: PageUser) -> Response:
 
 @router.post("/account/tokens", dependencies=[CsrfChecked])
 def create_token(
-    request: Request, db: SessionDep, user: PageUser, name: Annotated[str, Form(min_length=1, max_length=100)]
+    request: Request, db: SessionDep, user: PageUser, name: Annotated[Text, Form(min_length=1, max_length=100)]
 ) -> Response:
     _api_token, token = service.create_token(db=db, user=user, name=name)
     tokens = service.list_tokens(db=db, user=user)

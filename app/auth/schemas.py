@@ -7,13 +7,14 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth.models import Role
+from app.core.text import Text
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]+$"
 
 
 class UserCreate(BaseModel):
-    username: str = Field(min_length=1, max_length=64, pattern=USERNAME_PATTERN)
-    password: str = Field(min_length=1, max_length=1024)
+    username: Text = Field(min_length=1, max_length=64, pattern=USERNAME_PATTERN)
+    password: Text = Field(min_length=1, max_length=1024)
     role: Role = Role.annotator
 
 
@@ -30,7 +31,7 @@ class UserRead(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    name: str = Field("api", min_length=1, max_length=100)
+    name: Text = Field("api", min_length=1, max_length=100)
 
 
 class TokenRead(BaseModel):
