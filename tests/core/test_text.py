@@ -3,15 +3,19 @@ field, on SQLite and PostgreSQL alike, never a 500 (PostgreSQL cannot store eith
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from collections.abc import Iterator
 
+import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
+from app.auth.models import Role
 from app.core.text import TEXT_VALIDATOR
+from tests.helpers import csrf_from, login, make_user
 
 PARAM_KINDS = ("path_params", "query_params", "header_params", "cookie_params", "body_params")
 
@@ -57,3 +61,107 @@ def request_strings_without_text(app) -> list[str]:
 
 def test_every_request_string_is_text(app):
     assert request_strings_without_text(app) == []
+
+
+# --- NUL and a lone surrogate into every string a client sends ------------------------------------------
+
+BAD_TEXT = {"nul": "a\x00b", "surrogate": "\ud800"}
+
+
+def _resolve(schema: dict, components: dict) -> dict:
+    while "$ref" in schema:
+        schema = components[schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _string_slots(schema: dict, components: dict, depth: int = 0) -> Iterator[tuple[list, typing.Callable]]:
+    """(loc below the body, a function that builds a value with the bad text at that loc), for every
+    string in a JSON schema: object properties, array items, nullable variants."""
+    schema = _resolve(schema, components)
+    if depth > 6:
+        return
+    variants = schema.get("anyOf") or schema.get("oneOf") or schema.get("allOf")
+    if variants:
+        for variant in variants:
+            yield from _string_slots(variant, components, depth + 1)
+    elif schema.get("type") == "string" and "enum" not in schema and schema.get("format") != "binary":
+        yield [], lambda bad: bad
+    elif schema.get("type") == "object":
+        for name, prop in schema.get("properties", {}).items():
+            for loc, build in _string_slots(prop, components, depth + 1):
+                yield [name, *loc], lambda bad, name=name, build=build: {name: build(bad)}
+    elif schema.get("type") == "array":
+        for loc, build in _string_slots(schema.get("items", {}), components, depth + 1):
+            yield [0, *loc], lambda bad, build=build: [build(bad)]
+
+
+def api_string_inputs(openapi: dict) -> Iterator[tuple[str, str, str, list, typing.Callable]]:
+    """(method, path, where, loc, build) for every string query parameter and JSON body string."""
+    components = openapi.get("components", {}).get("schemas", {})
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            concrete = path
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path":
+                    concrete = concrete.replace("{" + parameter["name"] + "}", "1")
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "query":
+                    for loc, build in _string_slots(parameter["schema"], components):
+                        if not loc:
+                            yield method, concrete, "query", ["query", parameter["name"]], build
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if body:
+                for loc, build in _string_slots(body["schema"], components):
+                    yield method, concrete, "json", ["body", *loc], build
+
+
+@pytest.mark.parametrize("bad", BAD_TEXT.values(), ids=BAD_TEXT.keys())
+def test_bad_text_in_any_api_string_is_a_422_naming_it(client, admin_token, bad):
+    openapi = client.get("/openapi.json").json()
+    inputs = list(api_string_inputs(openapi))
+    assert len(inputs) > 15
+    wrong = []
+    for method, path, where, loc, build in inputs:
+        if where == "query":
+            if bad == BAD_TEXT["surrogate"]:
+                # A URL carries UTF-8 bytes: a surrogate cannot be written in one, and an encoded one
+                # (%ED%A0%80) is decoded to replacement characters, which are valid text.
+                continue
+            response = client.request(method, path, params={loc[1]: bad}, headers=admin_token)
+        else:
+            body = json.dumps(build(bad))  # json escapes the surrogate as \ud800, as a client would
+            response = client.request(method, path, content=body,
+                                      headers={**admin_token, "content-type": "application/json"})
+        locs = [e["loc"] for e in response.json()["detail"]] if response.status_code == 422 else []
+        if loc not in locs:
+            wrong.append(f"{method.upper()} {path} {loc}: {response.status_code} {response.text[:200]}")
+        assert client.get("/api/v1/me", headers=admin_token).status_code == 200  # the database still answers
+    assert not wrong, "\n".join(wrong)
+
+
+def console_form_strings(app) -> Iterator[tuple[str, str]]:
+    """(path, field) of every string field of the console's and the sign-in page's forms."""
+    for context in iter_route_contexts(app.routes):
+        if not isinstance(context.original_route, APIRoute) or "POST" not in context.methods:
+            continue
+        path = context.path.replace("{user_id}", "1").replace("{prompt_id}", "1").replace("{comparison_id}", "1")
+        for dependant in _dependants(context.dependant):
+            for field in dependant.body_params:
+                if field.field_info.annotation is str:
+                    yield path, field.name
+
+
+def test_nul_in_any_console_form_field_is_a_422_naming_it(app, client, db):
+    make_user(db, "boss", Role.admin)
+    assert login(client, "boss").status_code == 303
+    csrf = csrf_from(client.get("/admin").text)
+    fields = list(console_form_strings(app))
+    assert ("/login", "username") in fields and ("/admin/gold", "comparison_id") in fields
+    wrong = []
+    for path, name in fields:
+        response = client.post(path, data={"csrf_token": csrf, name: BAD_TEXT["nul"]}, follow_redirects=False)
+        locs = [e["loc"] for e in response.json()["detail"]] if response.status_code == 422 else []
+        if ["body", name] not in locs:
+            wrong.append(f"POST {path} {name}: {response.status_code}")
+    assert not wrong, "\n".join(wrong)
+    assert client.get("/admin").status_code == 200  # still signed in, the database still answers
