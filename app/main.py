@@ -20,7 +20,7 @@ from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.limits import BodyLimitMiddleware
 from app.core.templates import make_templates
-from app.router import api_router, page_router, public_router
+from app.router import api_router, document_errors, page_router, public_router
 
 log = logging.getLogger("prefloop.http")
 SESSION_COOKIE = "prefloop_session"
@@ -90,4 +90,5 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
     app.include_router(public_router)
     app.include_router(api_router)
     app.include_router(page_router)
+    document_errors(app)
     return app
