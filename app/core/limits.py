@@ -51,31 +51,27 @@ class BodyLimitMiddleware:
             await _send_error(scope, send, 401, "Authentication required: send 'Authorization: Bearer <token>'.",
                               "not_authenticated", {"WWW-Authenticate": "Bearer"})
             return
-        limit = limit_for(scope["app"].state.settings, scope["method"], path)
+        limit, setting = limit_for(scope["app"].state.settings, scope["method"], path)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await _too_large(scope, send, limit)
+            await _send_error(scope, send, 413, f"The request body is larger than the limit of {limit} bytes "
+                              f"({setting}); send less at once.", "too_large", {"Connection": "close"})
             return
         await RequestBodyLimitMiddleware(self.app, limit)(scope, receive, send)
 
 
-def limit_for(settings: Settings, method: str, path: str) -> int:
-    """The most bytes a request's body may have."""
+def limit_for(settings: Settings, method: str, path: str) -> tuple[int, str]:
+    """The most bytes a request's body may have, and the setting that says so."""
     route = (method, path.rstrip("/") or "/")
     if route in UPLOAD_ROUTES:
-        return settings.UPLOAD_MAX_BYTES
+        return settings.UPLOAD_MAX_BYTES, "PREFLOOP_UPLOAD_MAX_BYTES"
     if route in UPLOAD_FORM_ROUTES:
-        return settings.UPLOAD_MAX_BYTES + settings.BODY_MAX_BYTES
-    return settings.BODY_MAX_BYTES
+        return settings.UPLOAD_MAX_BYTES + settings.BODY_MAX_BYTES, "PREFLOOP_UPLOAD_MAX_BYTES"
+    return settings.BODY_MAX_BYTES, "PREFLOOP_BODY_MAX_BYTES"
 
 
 def _has_cookie(headers: Headers, name: str) -> bool:
     return any(part.strip().startswith(f"{name}=") for part in headers.get("cookie", "").split(";"))
-
-
-async def _too_large(scope: Scope, send: Send, limit: int) -> None:
-    await _send_error(scope, send, 413, f"The request body is larger than this route's limit of {limit} bytes.",
-                      "too_large", {"Connection": "close"})
 
 
 async def _send_error(scope: Scope, send: Send, status: int, msg: str, kind: str, headers: dict[str, str]) -> None:

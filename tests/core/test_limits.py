@@ -25,7 +25,7 @@ def test_a_declared_body_over_the_limit_is_a_413_before_it_is_read(client, annot
                            headers={**annotator_token, "content-type": "application/json"})
     assert response.status_code == 413
     assert response.json()["detail"][0]["loc"] == ["body"]
-    assert "1048576 bytes" in response.json()["detail"][0]["msg"]
+    assert "1048576 bytes (PREFLOOP_BODY_MAX_BYTES)" in response.json()["detail"][0]["msg"]
 
 
 def test_a_chunked_body_over_the_limit_is_a_413(client, annotator_token):

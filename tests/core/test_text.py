@@ -165,3 +165,29 @@ def test_nul_in_any_console_form_field_is_a_422_naming_it(app, client, db):
             wrong.append(f"POST {path} {name}: {response.status_code}")
     assert not wrong, "\n".join(wrong)
     assert client.get("/admin").status_code == 200  # still signed in, the database still answers
+
+
+UPLOAD_WITH_BAD_TEXT = (b'{"prompt": "a\\u0000b"}\n{"prompt": "\\ud800"}\n{"prompt": "fine"}\n'
+                        b'{"messages": [{"role": "user", "content": "x\\u0000"}]}\n')
+
+
+def test_an_upload_reports_bad_text_lines(client, admin_token):
+    refused = client.post("/api/v1/prompts/import", headers=admin_token,
+                          files={"file": ("p.jsonl", UPLOAD_WITH_BAD_TEXT, "application/json")})
+    assert refused.status_code == 422
+    assert "line 1: prompt: must not contain NUL" in refused.text and "line 2: prompt: must be valid" in refused.text
+    skipped = client.post("/api/v1/prompts/import", params={"skip_bad_lines": True}, headers=admin_token,
+                          files={"file": ("p.jsonl", UPLOAD_WITH_BAD_TEXT, "application/json")})
+    assert skipped.status_code == 200
+    assert skipped.json()["created"] == 1 and [e["line"] for e in skipped.json()["errors"]] == [1, 2, 4]
+
+
+def test_a_console_upload_reports_bad_text_lines(client, db):
+    make_user(db, "boss", Role.admin)
+    assert login(client, "boss").status_code == 303
+    csrf = csrf_from(client.get("/admin").text)
+    response = client.post("/admin/prompts/import", data={"csrf_token": csrf, "skip_bad_lines": "true"},
+                           files={"file": ("p.jsonl", UPLOAD_WITH_BAD_TEXT, "application/json")},
+                           follow_redirects=True)
+    assert response.status_code == 200
+    assert "Imported 1 prompts" in response.text and "3 bad lines skipped" in response.text
