@@ -21,10 +21,12 @@ from app.core.cookies import SecureCookiesOverHttps
 from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.headers import SecurityHeadersMiddleware
+from app.core.limits import BodyLimitMiddleware
 from app.core.templates import make_templates
-from app.router import api_router, page_router, public_router
+from app.router import api_router, document_errors, page_router, public_router
 
 log = logging.getLogger("prefloop.http")
+SESSION_COOKIE = "prefloop_session"
 
 
 def create_app(settings: Settings | None = None, *, run_background: bool | None = None) -> FastAPI:
@@ -67,7 +69,7 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,
-        session_cookie="prefloop_session",
+        session_cookie=SESSION_COOKIE,
         max_age=settings.SESSION_MAX_AGE_S,
         same_site="lax",
         https_only=settings.SECURE_COOKIES,
@@ -82,6 +84,9 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
                  (time.perf_counter() - started) * 1000)
         return response
 
+    # Outside everything that reads a body: nothing below reads more of one than the route's limit.
+    app.add_middleware(BodyLimitMiddleware, session_cookie=SESSION_COOKIE)
+    # Outermost, so the limit's own 401/413 answers carry the headers too.
     app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app)
 
@@ -95,4 +100,5 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
     app.include_router(public_router)
     app.include_router(api_router)
     app.include_router(page_router)
+    document_errors(app)
     return app

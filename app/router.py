@@ -5,14 +5,16 @@ needs is declared here (the accounts router declares it per route), and a route 
 refuses every request (tests/auth/test_scopes.py walks them all).
 """
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from app.admin import pages as admin_pages
-from app.api.deps import scope_required
+from app.api.deps import SAFE_METHODS, scope_required
 from app.auth import pages as auth_pages
 from app.auth import views as auth_views
 from app.auth.models import Scope
 from app.core import health
+from app.core.errors import ErrorResponse
 from app.export import views as export_views
 from app.judgments import views as judgment_views
 from app.policies import views as policy_views
@@ -51,3 +53,64 @@ page_router.include_router(health.home_router)
 
 public_router = APIRouter(tags=["health"])
 public_router.include_router(health.router)
+
+
+ERROR_DESCRIPTIONS = {
+    400: "The body could not be read (e.g. a malformed multipart form).",
+    401: "No credentials, or an invalid, revoked or expired token.",
+    403: "The account lacks the role, or a browser session sent no CSRF token.",
+    404: "A record named in the path or body does not exist.",
+    409: "The request conflicts with stored data or with the state of what it acts on.",
+    413: "The request body is larger than this route's limit.",
+    422: "A parameter or body field is invalid; `loc` names it.",
+}
+
+
+def _error_statuses(route, method: str) -> set[int]:
+    """The error statuses an API route can answer, from its parameters and method: every API route is
+    authenticated (401, 403), see app.api.deps; writes pass app.core.limits first (401, 413)."""
+    params = {"path": False, "query": False}
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        params["path"] |= bool(dependant.path_params)
+        params["query"] |= bool(dependant.query_params or dependant.header_params or dependant.cookie_params)
+        pending.extend(dependant.dependencies)
+    statuses = {401, 403}
+    if method not in SAFE_METHODS:  # anonymous writes and bodies over the limit end in the middleware
+        statuses |= {401, 404, 409, 413}
+    if route.body_field is not None:
+        statuses |= {400, 413, 422}
+    if params["path"]:
+        statuses |= {404, 422}
+    if params["query"]:
+        statuses.add(422)
+    return statuses
+
+
+def document_errors(app: FastAPI) -> None:
+    """Describe every API error status in the OpenAPI schema, all with the one error body (ErrorResponse)."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            error_schema = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(error_schema.pop("$defs", {}))
+            components["ErrorResponse"] = error_schema
+            content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+            for context in iter_route_contexts(app.routes):
+                if not isinstance(context.original_route, APIRoute) or not context.path.startswith("/api/"):
+                    continue
+                for method in context.methods:
+                    operation = schema["paths"][context.path_format][method.lower()]
+                    for status in sorted(_error_statuses(context, method)):
+                        operation["responses"][str(status)] = {
+                            "description": ERROR_DESCRIPTIONS[status], "content": content,
+                        }
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+        return app.openapi_schema
+
+    app.openapi = openapi

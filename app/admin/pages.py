@@ -27,6 +27,7 @@ from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import Conflict, DomainError, InvalidState, TooLarge, Unprocessable
 from app.core.templates import render
+from app.core.text import Text
 from app.policies import service as policies_service
 from app.prompts import service as prompts_service
 from app.ratings import service as ratings_service
@@ -99,7 +100,7 @@ def annotators(request: Request, db: SessionDep) -> Response:
 @router.post("/users/{user_id}/active", dependencies=[CsrfChecked])
 def set_user_active(
     request: Request, user_id: IdPath, db: SessionDep, admin: PageAdmin,
-    active: Annotated[bool, Form()], next: Annotated[str, Form(max_length=200)] = "/admin/users",
+    active: Annotated[bool, Form()], next: Annotated[Text, Form(max_length=200)] = "/admin/users",
 ) -> Response:
     try:
         user = service.set_user_active(db=db, actor=admin, user_id=user_id, active=active)
@@ -112,7 +113,7 @@ def set_user_active(
 @router.post("/users/{user_id}/training", dependencies=[CsrfChecked])
 def set_user_training(
     request: Request, user_id: IdPath, db: SessionDep,
-    excluded: Annotated[bool, Form()], next: Annotated[str, Form(max_length=200)] = "/admin/users",
+    excluded: Annotated[bool, Form()], next: Annotated[Text, Form(max_length=200)] = "/admin/users",
 ) -> Response:
     user = auth_service.get_or_raise(db=db, user_id=user_id)
     auth_service.set_excluded_from_training(db=db, user=user, excluded=excluded)
@@ -147,9 +148,9 @@ def users(request: Request, db: SessionDep) -> Response:
 @router.post("/users", dependencies=[CsrfChecked])
 def create_user(
     request: Request, db: SessionDep, settings: SettingsDep,
-    username: Annotated[str, Form(max_length=64)] = "",
-    password: Annotated[str, Form(max_length=1024)] = "",
-    role: Annotated[str, Form(max_length=16)] = Role.annotator.value,
+    username: Annotated[Text, Form(max_length=64)] = "",
+    password: Annotated[Text, Form(max_length=1024)] = "",
+    role: Annotated[Text, Form(max_length=16)] = Role.annotator.value,
 ) -> Response:
     form = {"username": username, "role": role}
     try:
@@ -162,7 +163,7 @@ def create_user(
 
 @router.post("/users/{user_id}/role", dependencies=[CsrfChecked])
 def set_user_role(
-    request: Request, user_id: IdPath, db: SessionDep, role: Annotated[str, Form(max_length=16)],
+    request: Request, user_id: IdPath, db: SessionDep, role: Annotated[Text, Form(max_length=16)],
 ) -> Response:
     try:
         user = auth_service.get_or_raise(db=db, user_id=user_id)
@@ -175,7 +176,7 @@ def set_user_role(
 @router.post("/users/{user_id}/password", dependencies=[CsrfChecked])
 def reset_user_password(
     request: Request, user_id: IdPath, db: SessionDep, settings: SettingsDep,
-    password: Annotated[str, Form(max_length=1024)] = "",
+    password: Annotated[Text, Form(max_length=1024)] = "",
 ) -> Response:
     try:
         user = auth_service.get_or_raise(db=db, user_id=user_id)
@@ -190,7 +191,7 @@ def reset_user_password(
 def create_token(
     request: Request, user_id: IdPath, db: SessionDep, admin: PageAdmin,
     scopes: Annotated[list[Scope], Form(default_factory=list)],
-    name: Annotated[str, Form(max_length=100)] = "",
+    name: Annotated[Text, Form(max_length=100)] = "",
     expires_in_days: Annotated[int | None, Form(ge=1, le=auth_service.MAX_TOKEN_DAYS)] = None,
 ) -> Response:
     user = auth_service.get_or_raise(db=db, user_id=user_id)
@@ -233,7 +234,7 @@ def _prompts_context(db: Session, settings: Settings, *, q: str = "", status: st
 @router.get("/prompts")
 def prompts(
     request: Request, db: SessionDep, settings: SettingsDep,
-    q: Annotated[str, Query(max_length=500)] = "",
+    q: Annotated[Text, Query(max_length=500)] = "",
     status: Annotated[Literal["all", "active", "inactive"], Query()] = "all",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> Response:
@@ -244,7 +245,7 @@ def prompts(
 def import_prompts(
     request: Request, db: SessionDep, settings: SettingsDep,
     file: Annotated[UploadFile | None, File()] = None,
-    source: Annotated[str, Form(max_length=100)] = "",
+    source: Annotated[Text, Form(max_length=100)] = "",
     skip_bad_lines: Annotated[bool, Form()] = False,
 ) -> Response:
     try:
@@ -272,7 +273,7 @@ def import_prompts(
 @router.post("/prompts/{prompt_id}/active", dependencies=[CsrfChecked])
 def set_prompt_active(
     request: Request, prompt_id: IdPath, db: SessionDep, active: Annotated[bool, Form()],
-    next: Annotated[str, Form(max_length=2000)] = "/admin/prompts",
+    next: Annotated[Text, Form(max_length=2000)] = "/admin/prompts",
 ) -> Response:
     if active:
         prompts_service.reactivate(db=db, prompt_id=prompt_id)
@@ -291,7 +292,7 @@ def guidelines(request: Request, db: SessionDep) -> Response:
 
 
 @router.post("/guidelines", dependencies=[CsrfChecked])
-def save_guidelines(request: Request, db: SessionDep, markdown: Annotated[str, Form()] = "") -> Response:
+def save_guidelines(request: Request, db: SessionDep, markdown: Annotated[Text, Form()] = "") -> Response:
     try:
         service.set_guidelines(db=db, markdown=markdown)
     except DomainError as exc:
@@ -316,8 +317,8 @@ def gold(request: Request, db: SessionDep) -> Response:
 @router.post("/gold", dependencies=[CsrfChecked])
 def mark_gold(
     request: Request, db: SessionDep,
-    comparison_id: Annotated[str, Form(max_length=20)] = "", choice: Annotated[str, Form(max_length=16)] = "",
-    next: Annotated[str, Form(max_length=200)] = "/admin/gold",
+    comparison_id: Annotated[Text, Form(max_length=20)] = "", choice: Annotated[Text, Form(max_length=16)] = "",
+    next: Annotated[Text, Form(max_length=200)] = "/admin/gold",
 ) -> Response:
     form = {"comparison_id": comparison_id, "choice": choice}
     try:
@@ -332,7 +333,7 @@ def mark_gold(
 
 @router.post("/gold/{comparison_id}/clear", dependencies=[CsrfChecked])
 def clear_gold(request: Request, comparison_id: IdPath, db: SessionDep,
-               next: Annotated[str, Form(max_length=200)] = "/admin/gold") -> Response:
+               next: Annotated[Text, Form(max_length=200)] = "/admin/gold") -> Response:
     service.clear_gold(db=db, comparison_id=comparison_id)
     return _done(request, _back(next, "/admin/gold"), f"Comparison {comparison_id} is no longer gold.")
 

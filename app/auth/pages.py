@@ -14,6 +14,7 @@ from app.auth.models import Scope, User
 from app.core.db import utcnow
 from app.core.errors import DomainError
 from app.core.templates import render
+from app.core.text import Text
 
 router = APIRouter()
 
@@ -26,7 +27,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @router.get("/login")
-def login_page(request: Request, next: str = "/") -> Response:
+def login_page(request: Request, next: Text = "/") -> Response:
     return render(request, "auth/login.html", {"next": _safe_next(next)})
 
 
@@ -35,9 +36,9 @@ def login(
     request: Request,
     db: SessionDep,
     settings: SettingsDep,
-    username: Annotated[str, Form(max_length=64)] = "",
-    password: Annotated[str, Form(max_length=1024)] = "",
-    next: Annotated[str, Form(max_length=2000)] = "/",
+    username: Annotated[Text, Form(max_length=64)] = "",
+    password: Annotated[Text, Form(max_length=1024)] = "",
+    next: Annotated[Text, Form(max_length=2000)] = "/",
 ) -> Response:
     result = service.authenticate(db=db, settings=settings, client=client_address(request), username=username,
                                   password=password)
@@ -81,8 +82,8 @@ def account_page(request: Request, db: SessionDep, user: PageUser) -> Response:
 @router.post("/account/password", dependencies=[CsrfChecked])
 def change_password(
     request: Request, db: SessionDep, settings: SettingsDep, user: PageUser,
-    current_password: Annotated[str, Form(max_length=1024)] = "",
-    new_password: Annotated[str, Form(max_length=1024)] = "",
+    current_password: Annotated[Text, Form(max_length=1024)] = "",
+    new_password: Annotated[Text, Form(max_length=1024)] = "",
 ) -> Response:
     try:
         result = service.change_password(
@@ -101,7 +102,7 @@ def change_password(
 
 @router.post("/account/tokens", dependencies=[CsrfChecked])
 def create_token(
-    request: Request, db: SessionDep, user: PageUser, name: Annotated[str, Form(min_length=1, max_length=100)],
+    request: Request, db: SessionDep, user: PageUser, name: Annotated[Text, Form(min_length=1, max_length=100)],
     scopes: Annotated[list[Scope], Form(default_factory=list)],
     expires_in_days: Annotated[int | None, Form(ge=1, le=service.MAX_TOKEN_DAYS)] = None,
 ) -> Response:

@@ -8,13 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from app.auth.models import Role, Scope
 from app.auth.service import MAX_TOKEN_DAYS
+from app.core.text import Text
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]+$"
 
 
 class UserCreate(BaseModel):
-    username: str = Field(min_length=1, max_length=64, pattern=USERNAME_PATTERN)
-    password: str = Field(min_length=1, max_length=1024)
+    username: Text = Field(min_length=1, max_length=64, pattern=USERNAME_PATTERN)
+    password: Text = Field(min_length=1, max_length=1024)
     role: Role = Role.annotator
 
 
@@ -25,8 +26,8 @@ class UserUpdate(BaseModel):
 
 
 class PasswordChange(BaseModel):
-    current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
+    current_password: Text = Field(min_length=1, max_length=1024)
+    new_password: Text = Field(min_length=1, max_length=1024)
 
 
 class UserRead(BaseModel):
@@ -42,7 +43,7 @@ class UserRead(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    name: str = Field("api", min_length=1, max_length=100)
+    name: Text = Field("api", min_length=1, max_length=100)
     scopes: list[Scope] | None = Field(
         None, min_length=1, max_length=len(Scope),
         description="Default: every scope the owner's role allows that your own credential holds.",

@@ -154,6 +154,10 @@ class Settings(BaseSettings):
         "public",
         description="Who may read /docs and /openapi.json: anyone, signed-in users and token holders, or nobody.",
     )
+    BODY_MAX_BYTES: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body of every other route (JSON and forms); larger "
+        "gets a 413 before it is read.",
+    )
     WEBHOOKS_ENABLED: bool = Field(
         True, description="Deliver webhooks from the web process (with RUN_BACKGROUND)."
     )

@@ -11,11 +11,24 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.headers import SECURITY_HEADERS
 
 log = logging.getLogger("prefloop.errors")
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """The body of every JSON error (the OpenAPI description names it for each error status)."""
+
+    detail: list[ErrorDetail]
 
 
 class DomainError(Exception):
@@ -78,7 +91,7 @@ def error_body(msg: str, kind: str, loc: list | None = None) -> dict:
     return {"detail": [{"loc": loc or [], "msg": msg, "type": kind}]}
 
 
-def _render(request: Request, status: int, msg: str, kind: str, loc=None, headers=None) -> Response:
+def render_error(request: Request, status: int, msg: str, kind: str, loc=None, headers=None) -> Response:
     if wants_json(request):
         return JSONResponse(error_body(msg, kind, loc), status_code=status, headers=headers)
     from app.core.templates import render
@@ -93,12 +106,12 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, TooManyRequests) else None
         if isinstance(exc, NotAuthenticated) and wants_json(request):
             headers = {"WWW-Authenticate": "Bearer"}
-        return _render(request, exc.status_code, exc.msg, exc.kind, exc.loc, headers)
+        return render_error(request, exc.status_code, exc.msg, exc.kind, exc.loc, headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         msg = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return _render(request, exc.status_code, msg, "http_error", None, getattr(exc, "headers", None))
+        return render_error(request, exc.status_code, msg, "http_error", None, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -109,11 +122,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if wants_json(request):
             return JSONResponse({"detail": errors}, status_code=422)
         msg = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in errors)
-        return _render(request, 422, msg, "invalid")
+        return render_error(request, 422, msg, "invalid")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         # Rendered outside every middleware (see app.core.headers), so the headers come along here.
-        return _render(request, 500, "Internal error; it has been logged.", "internal_error",
-                       headers=SECURITY_HEADERS)
+        return render_error(request, 500, "Internal error; it has been logged.", "internal_error",
+                            headers=SECURITY_HEADERS)

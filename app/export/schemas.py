@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.comparisons.models import Choice
+from app.core.text import Text
 
 
 class JudgmentFilters(BaseModel):
@@ -33,7 +34,7 @@ class JudgmentFilters(BaseModel):
     policy_version: int | None = Field(
         None, ge=0, le=2**31 - 1, description="Policy version number that sampled either completion."
     )
-    annotator: str | None = Field(
+    annotator: Text | None = Field(
         None, min_length=1, max_length=64, description="Pseudonymous annotator id, as listed in judgments."
     )
     choice: list[Choice] = Field(default_factory=list, description="Keep only these choices (repeatable).")
@@ -41,7 +42,7 @@ class JudgmentFilters(BaseModel):
 
 
 class JudgmentListQuery(JudgmentFilters):
-    cursor: str | None = Field(
+    cursor: Text | None = Field(
         None,
         max_length=200,
         description="Opaque cursor from the previous page's next_cursor; omit for the first.",

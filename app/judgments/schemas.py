@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from app.comparisons.models import Choice
+from app.core.text import Text
 from app.judgments.models import Judgment, ScreenChoice, Strength
 from app.queue.schemas import ComparisonId
 
@@ -20,8 +21,8 @@ class JudgmentCreate(BaseModel):
     comparison_id: ComparisonId
     choice: ScreenChoice = Field(description="left (A is better), right (B is better), tie or both_bad.")
     strength: StrengthName | None = Field(None, description="How much better the chosen side is.")
-    rationale: str = Field("", description="Why, in a few words (optional; the server limits its length).")
-    client_request_id: str | None = Field(
+    rationale: Text = Field("", description="Why, in a few words (optional; the server limits its length).")
+    client_request_id: Text | None = Field(
         None, min_length=1, max_length=100,
         description="Idempotency key: a retry with the same id returns the first judgment, storing nothing.",
     )

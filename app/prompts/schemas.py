@@ -7,29 +7,24 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.core.text import Text
+
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 50
-
-
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL, and no prompt needs one.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "user", "assistant"]
-    content: str = Field(min_length=1)
+    content: Text = Field(min_length=1)
 
     @field_validator("content")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
-        return _no_nul(value)
+        return value
 
 
 class PromptIn(BaseModel):
@@ -38,20 +33,15 @@ class PromptIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str | None = None
+    prompt: Text | None = None
     messages: list[Message] | None = None
-    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
-    source: str | None = Field(None, max_length=100)
-
-    @field_validator("prompt", "source")
-    @classmethod
-    def _text_without_nul(cls, value: str | None) -> str | None:
-        return None if value is None else _no_nul(value)
+    tags: list[Text] = Field(default_factory=list, max_length=MAX_TAGS)
+    source: Text | None = Field(None, max_length=100)
 
     @field_validator("tags")
     @classmethod
     def _clean_tags(cls, tags: list[str]) -> list[str]:
-        cleaned = list(dict.fromkeys(_no_nul(t.strip()) for t in tags if t.strip()))
+        cleaned = list(dict.fromkeys(t.strip() for t in tags if t.strip()))
         too_long = [t for t in cleaned if len(t) > MAX_TAG_LENGTH]
         if too_long:
             raise ValueError(f"tags must be at most {MAX_TAG_LENGTH} characters: {too_long[0][:60]!r}")

@@ -1,21 +1,20 @@
 """JSON API for prompts: bulk import (JSON body, or a JSONL/CSV upload), list with filters, deactivate.
 
-Admins only. Every request body here is capped at UPLOAD_MAX_BYTES (a 413 that states the limit, read
-before anything is parsed or stored); an import stores all of its prompts or none of them, unless an
-upload asks to skip its bad lines.
+Admins only. The imports' bodies are capped at UPLOAD_MAX_BYTES before anything reads them (a 413, see
+app.core.limits); an import stores all of its prompts or none of them, unless an upload asks to skip its
+bad lines.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Query, Request, Response, UploadFile
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, File, Query, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import ApiAdmin, IdPath, SessionDep, SettingsDep
-from app.core.errors import TooLarge, Unprocessable
+from app.core.errors import Unprocessable
+from app.core.text import Text
 from app.prompts import service
 from app.prompts.schemas import ImportReport, PromptIn, PromptPage, PromptRead
 
@@ -23,57 +22,22 @@ MAX_PROMPTS_PER_REQUEST = 10_000
 # Ids are 32-bit integer columns: a larger one is a 422 naming it, not a database overflow (a 500).
 
 
-class BodyLimitRoute(APIRoute):
-    """Reads the request body up to UPLOAD_MAX_BYTES before FastAPI parses it; past that, a 413."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def limited(request: Request) -> Response:
-            limit = request.app.state.settings.UPLOAD_MAX_BYTES
-            too_large = TooLarge(
-                f"The request body is larger than the limit of {limit} bytes "
-                "(PREFLOOP_UPLOAD_MAX_BYTES); split the import.",
-                loc=("body",),
-            )
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > limit:
-                raise too_large
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise too_large
-            replayed = False
-
-            async def replay() -> dict:
-                nonlocal replayed
-                if replayed:
-                    return {"type": "http.disconnect"}
-                replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
-
-            return await handler(Request(request.scope, replay))
-
-        return limited
-
-
-router = APIRouter(prefix="/prompts", route_class=BodyLimitRoute)
+router = APIRouter(prefix="/prompts")
 
 
 class PromptImport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompts: list[PromptIn] = Field(min_length=1, max_length=MAX_PROMPTS_PER_REQUEST)
-    source: str = Field("api", max_length=100, description="Recorded on each prompt that names no source.")
+    source: Text = Field("api", max_length=100, description="Recorded on each prompt that names no source.")
 
 
 class PromptListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    q: str | None = Field(None, max_length=500, description="Case-insensitive substring of the prompt text.")
-    tag: str | None = Field(None, max_length=50)
-    source: str | None = Field(None, max_length=100)
+    q: Text | None = Field(None, max_length=500, description="Case-insensitive substring of the prompt text.")
+    tag: Text | None = Field(None, max_length=50)
+    source: Text | None = Field(None, max_length=100)
     active: bool | None = None
     offset: int = Field(0, ge=0, le=10**9)
     limit: int = Field(50, ge=1, le=1000)
@@ -105,7 +69,7 @@ def upload_prompts(
     file_format: Annotated[
         Literal["jsonl", "csv"] | None, Query(description="By default from the name.")
     ] = None,
-    source: Annotated[str | None, Query(max_length=100, description="Defaults to the file name.")] = None,
+    source: Annotated[Text | None, Query(max_length=100, description="Defaults to the file name.")] = None,
 ) -> ImportReport:
     """Import a prompt file. A bad line refuses the whole file (a 422 listing every bad line) unless
     skip_bad_lines; the report lists the lines left out."""

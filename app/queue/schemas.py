@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import MAX_DB_ID
+from app.core.text import Text
 from app.queue.service import Pair
 
 # Ids are 32-bit integers in the database; anything outside that range cannot name a pair.
@@ -37,7 +38,7 @@ class PairRead(BaseModel):
 
 
 class SkipCreate(BaseModel):
-    reason: str = Field(min_length=1, max_length=500, description="Why you pass on this pair.")
+    reason: Text = Field(min_length=1, max_length=500, description="Why you pass on this pair.")
 
 
 class SkipRead(BaseModel):

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
 
+from app.core.text import Text
+
 from .models import DeliveryStatus, WebhookEvent
 
 SUBSCRIBABLE = [e for e in WebhookEvent if e != WebhookEvent.ping]
@@ -33,7 +35,7 @@ class WebhookCreate(BaseModel):
 
     url: HttpUrl = Field(description="Where deliveries are POSTed (http or https).")
     events: Events
-    description: str = Field("", max_length=200)
+    description: Text = Field("", max_length=200)
 
 
 class WebhookUpdate(BaseModel):
@@ -41,7 +43,7 @@ class WebhookUpdate(BaseModel):
 
     url: HttpUrl | None = None
     events: Events | None = None
-    description: str | None = Field(None, max_length=200)
+    description: Text | None = Field(None, max_length=200)
     is_active: bool | None = None
 
 

@@ -1,5 +1,6 @@
 """Every /api/v1 operation fuzzed from the OpenAPI schema (schemathesis, in-process, as an admin), with
-valid and invalid inputs: no 5xx, and every response matches its declared schema and media type."""
+valid and invalid inputs: no 5xx, every status is one the operation documents (app.router.document_errors),
+and every response matches its declared schema and media type."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
-from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.export.builders import build_world
 
-CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, content_type_conformance]
 EXAMPLES_PER_MODE = 10
 
 

@@ -118,7 +118,7 @@ def test_oversized_upload_is_413_stating_the_limit(client, app, db, admin_token)
             "type": "too_large",
             "msg": (
                 "The request body is larger than the limit of 2048 bytes (PREFLOOP_UPLOAD_MAX_BYTES); "
-                "split the import."
+                "send less at once."
             ),
         }
     ]

@@ -97,7 +97,7 @@ def test_bad_lines_refuse_the_whole_file_with_line_numbers(db):
         "line 9: tags: Input should be a valid list",
         "line 10: colour: Extra inputs are not permitted",
         "line 11: messages.0.content: must not contain NUL characters",
-        "line 12: tags: must not contain NUL characters",
+        "line 12: tags.0: must not contain NUL characters",
     ):
         assert expected in message, expected
     assert message.endswith("nothing was imported (skip bad lines to import the good ones).")
