@@ -73,6 +73,13 @@ def db_current() -> None:
     db.dispose()
 
 
+def _password(given: str | None, *, generate: bool, prompt: str) -> str:
+    """--password as given, else a generated one (--generate-password), else asked for twice."""
+    if given is not None:
+        return given
+    return generate_password() if generate else typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
 @users_cli.command("create")
 def users_create(
     username: str,
@@ -82,9 +89,7 @@ def users_create(
 ) -> None:
     """Create an account."""
     settings = get_settings()
-    if password is None:
-        password = generate_password() if generate else typer.prompt("Password", hide_input=True,
-                                                                      confirmation_prompt=True)
+    password = _password(password, generate=generate, prompt="Password")
     db = Database(settings.database_url)
     try:
         with db.session() as session:
@@ -105,9 +110,7 @@ def users_set_password(
 ) -> None:
     """Give USERNAME a new password and sign them out of every browser (e.g. a forgotten password)."""
     settings = get_settings()
-    if password is None:
-        password = generate_password() if generate else typer.prompt("New password", hide_input=True,
-                                                                      confirmation_prompt=True)
+    password = _password(password, generate=generate, prompt="New password")
     db = Database(settings.database_url)
     try:
         with db.session() as session:

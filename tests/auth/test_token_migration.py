@@ -3,21 +3,18 @@ they keep working."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from alembic import command
 from fastapi.testclient import TestClient
 from sqlalchemy import JSON, column, create_engine, select, table, text
-from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
 from app.core.migrations import alembic_config
 from app.core.security import new_api_token
 from app.main import create_app
-from tests.conftest import POSTGRES_ENV
+from tests.conftest import throwaway_postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -26,17 +23,8 @@ def empty_url(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'old.db'}"
         return
-    server_url = os.environ.get(POSTGRES_ENV)
-    if not server_url:
-        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}")
-    name = f"prefloop_migration_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_postgres_database("prefloop_migration") as url:
+        yield url
 
 
 def test_upgrade_fills_scopes_for_existing_tokens(empty_url, tmp_path):
