@@ -7,7 +7,7 @@ Handlers read as prose: `def list_prompts(db: SessionDep, user: ApiAdmin, ...)`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 from fastapi import Depends, Path, Request, params
 from sqlalchemy.orm import Session
@@ -112,24 +112,34 @@ def _with_scopes(request: Request, user: User, grant: auth_service.Grant) -> Use
     return user
 
 
+def _count_bad_token(request: Request, db: Session) -> NoReturn:
+    """Refuse a bad token: 401, or 429 once its client used up its allowance of bad tokens.
+
+    Only bad tokens are throttled. A valid one is a 256-bit secret nobody guesses, so refusing it would
+    not slow an attacker down, only lock out the honest scripts that share the attacker's address
+    (a NAT, a proxy), and checking the throttle first would cost every request a query.
+    """
+    limits = throttle.token_limits(get_settings(request), client=client_address(request))
+    if wait := throttle.retry_after_s(db=db, limits=limits):
+        raise TooManyRequests(f"Too many bad API tokens from your address; try again in {wait} seconds.",
+                              retry_after_s=wait, loc=("header", "authorization"))
+    # The 401 below rolls the request's unit of work back, so the failure is committed first, in a
+    # transaction of its own (SQLite cannot turn a read snapshot into a write safely).
+    db.rollback()
+    throttle.record_failure(db=db, settings=get_settings(request), limits=limits)
+    db.commit()
+    raise NotAuthenticated("Invalid or revoked API token.", loc=("header", "authorization"))
+
+
 def api_user(request: Request, db: SessionDep) -> User:
     """A token holder (Authorization: Bearer), or the browser's own session plus its CSRF header, with
     the scopes the route declares (a session has every scope its role allows). A client that sent too
-    many bad tokens waits before any of its tokens is looked at again."""
+    many bad tokens gets 429 for each further bad one until its wait is over."""
     token = _bearer_token(request)
     if token is not None:
-        limits = throttle.token_limits(get_settings(request), client=client_address(request))
-        if wait := throttle.retry_after_s(db=db, limits=limits):
-            raise TooManyRequests(f"Too many bad API tokens from your address; try again in {wait} seconds.",
-                                  retry_after_s=wait, loc=("header", "authorization"))
         api_token = auth_service.token_for(db=db, token=token)
         if api_token is None:
-            # The 401 below rolls the request's unit of work back, so the failure is committed first,
-            # in a transaction of its own (SQLite cannot turn a read snapshot into a write safely).
-            db.rollback()
-            throttle.record_failure(db=db, settings=get_settings(request), limits=limits)
-            db.commit()
-            raise NotAuthenticated("Invalid or revoked API token.", loc=("header", "authorization"))
+            _count_bad_token(request, db)
         return _with_scopes(request, api_token.user, auth_service.token_grant(api_token))
     if request.headers.get("authorization"):
         raise NotAuthenticated("Use 'Authorization: Bearer <token>'.", loc=("header", "authorization"))
