@@ -16,6 +16,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from app import background
 from app.api.deps import LoginRequired
 from app.api.docs import install_api_docs
+from app.auth import sessions
 from app.core.config import PROJECT_ROOT, Settings, get_settings
 from app.core.cookies import SecureCookiesOverHttps
 from app.core.db import Database
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
         return response
 
     # Outside everything that reads a body: nothing below reads more of one than the route's limit.
-    app.add_middleware(BodyLimitMiddleware, session_cookie=SESSION_COOKIE)
+    app.add_middleware(BodyLimitMiddleware, session_cookie=SESSION_COOKIE, signed_in_key=sessions.COOKIE_KEY)
     # Outermost, so the limit's own 401/413 answers carry the headers too.
     app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app)

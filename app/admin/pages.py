@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from app.admin import round_form, service
 from app.api.deps import MAX_DB_ID, CsrfChecked, IdPath, PageAdmin, SessionDep, SettingsDep, page_admin
 from app.auth import service as auth_service
+from app.auth import sessions
 from app.auth.models import Role, Scope
 from app.comparisons.models import Choice
 from app.core.config import Settings
@@ -175,13 +176,15 @@ def set_user_role(
 
 @router.post("/users/{user_id}/password", dependencies=[CsrfChecked])
 def reset_user_password(
-    request: Request, user_id: IdPath, db: SessionDep, settings: SettingsDep,
+    request: Request, user_id: IdPath, db: SessionDep, settings: SettingsDep, admin: PageAdmin,
     password: Annotated[Text, Form(max_length=1024)] = "",
 ) -> Response:
     try:
         user = auth_service.get_or_raise(db=db, user_id=user_id)
+        # An admin resetting their own password stays signed in here, as on their account page.
+        own_session = request.session.get(sessions.COOKIE_KEY) if user.id == admin.id else None
         auth_service.set_password(db=db, user=user, password=password,
-                                  min_password_length=settings.MIN_PASSWORD_LENGTH)
+                                  min_password_length=settings.MIN_PASSWORD_LENGTH, keep_session=own_session)
     except DomainError as exc:
         return _failed(request, db, exc, "users", lambda: _users_context(db))
     return _done(request, "/admin/users", f"{user.username} has a new password and is signed out everywhere.")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from app.api.deps import CsrfChecked, PageUser, SessionDep, SettingsDep, client_address
+from app.api.deps import CsrfChecked, IdPath, PageUser, SessionDep, SettingsDep, client_address
 from app.auth import service, sessions
 from app.auth.models import Scope, User
 from app.core.db import utcnow
@@ -20,8 +20,10 @@ router = APIRouter()
 
 
 def _safe_next(target: str | None) -> str:
-    # Only local paths: "//evil.example" would be an open redirect.
-    if target and target.startswith("/") and not target.startswith("//"):
+    # Only local paths: "//evil.example" would be an open redirect, and browsers read a backslash as a
+    # slash and drop tabs and newlines, so "/\\evil.example" and "/\t/evil.example" would be too.
+    if (target and target.startswith("/") and not target.startswith("//")
+            and not any(c == "\\" or ord(c) < 32 or ord(c) == 127 for c in target)):
         return target
     return "/"
 
@@ -106,12 +108,15 @@ def create_token(
     scopes: Annotated[list[Scope], Form(default_factory=list)],
     expires_in_days: Annotated[int | None, Form(ge=1, le=service.MAX_TOKEN_DAYS)] = None,
 ) -> Response:
-    _api_token, token = service.create_token(db=db, user=user, name=name, scopes=scopes,
-                                             expires_in_days=expires_in_days, grantor=service.session_grant(user))
+    try:
+        _api_token, token = service.create_token(db=db, user=user, name=name, scopes=scopes,
+                                                 expires_in_days=expires_in_days, grantor=service.session_grant(user))
+    except DomainError as exc:
+        return _account(request, db, user, status_code=exc.status_code, token_error=exc.msg)
     return _account(request, db, user, status_code=201, new_token=token)
 
 
 @router.post("/account/tokens/{token_id}/revoke", dependencies=[CsrfChecked])
-def revoke_token(token_id: int, db: SessionDep, user: PageUser) -> Response:
+def revoke_token(token_id: IdPath, db: SessionDep, user: PageUser) -> Response:
     service.revoke_token(db=db, token_id=token_id, owner=user)
     return RedirectResponse("/account", status_code=303)

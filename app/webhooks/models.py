@@ -31,11 +31,14 @@ class DeliveryStatus(enum.StrEnum):
     failed = "failed"
 
 
+URL_MAX_CHARS = 2000
+
+
 class WebhookEndpoint(CreatedAtMixin, Base):
     __tablename__ = "webhook_endpoints"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    url: Mapped[str] = mapped_column(String(2000))
+    url: Mapped[str] = mapped_column(String(URL_MAX_CHARS))
     # The signing secret, Fernet-encrypted (see crypto.py); shown to the admin in the clear only once.
     encrypted_secret: Mapped[str] = mapped_column(String(255))
     # Its first characters, to tell secrets apart in listings without decrypting them.

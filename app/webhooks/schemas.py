@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
 
 from app.core.text import Text
 
-from .models import DeliveryStatus, WebhookEvent
+from .models import URL_MAX_CHARS, DeliveryStatus, WebhookEvent
 
 SUBSCRIBABLE = [e for e in WebhookEvent if e != WebhookEvent.ping]
 
@@ -30,10 +30,21 @@ Events = Annotated[
 ]
 
 
+def _storable(url: HttpUrl) -> HttpUrl:
+    # Checked on the normalised form: it percent-encodes non-ASCII characters, so it can be longer than
+    # what was sent.
+    if len(str(url)) > URL_MAX_CHARS:
+        raise ValueError(f"URL must be at most {URL_MAX_CHARS} characters once normalised")
+    return url
+
+
+ReceiverUrl = Annotated[HttpUrl, AfterValidator(_storable)]
+
+
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: HttpUrl = Field(description="Where deliveries are POSTed (http or https).")
+    url: ReceiverUrl = Field(description="Where deliveries are POSTed (http or https).")
     events: Events
     description: Text = Field("", max_length=200)
 
@@ -41,7 +52,7 @@ class WebhookCreate(BaseModel):
 class WebhookUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: HttpUrl | None = None
+    url: ReceiverUrl | None = None
     events: Events | None = None
     description: Text | None = Field(None, max_length=200)
     is_active: bool | None = None

@@ -48,8 +48,9 @@ def resolve(host: str, port: int) -> list[str]:
 def refusal(address: str) -> str | None:
     """What kind of internal address this IP is (why connecting to it is refused), or None if public."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        # IPv4 inside IPv6 (::ffff:a.b.c.d, and 6to4's 2002:aabb:ccdd::) is judged as that IPv4 address.
+        ip = ip.ipv4_mapped or ip.sixtofour or ip
     kinds = (
         ("an unspecified", ip.is_unspecified),
         ("a loopback", ip.is_loopback),

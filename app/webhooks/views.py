@@ -15,8 +15,6 @@ from .schemas import DeliveryRead, WebhookCreate, WebhookCreated, WebhookRead, W
 
 router = APIRouter(prefix="/webhooks")
 
-# Ids are 32-bit integer columns: a larger one is a 422 naming it, not a database overflow (a 500).
-
 
 def _read(endpoint: WebhookEndpoint) -> WebhookRead:
     return WebhookRead(

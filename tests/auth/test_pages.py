@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.auth.models import Role, User
 from tests.helpers import PASSWORD, csrf_from, login, make_user
 
@@ -84,12 +86,31 @@ def test_expired_session_cookie_is_treated_as_anonymous(app, client, db, setting
         assert client.get("/account", follow_redirects=False).status_code == 303
 
 
-def test_open_redirect_after_login_is_refused(client, db):
+@pytest.mark.parametrize("target", ["//evil.example/", "/\\evil.example", "/\t/evil.example", "/\n/evil.example"])
+def test_open_redirect_after_login_is_refused(client, db, target):
     make_user(db, "alice")
     csrf = csrf_from(client.get("/login").text)
     response = client.post("/login", data={"username": "alice", "password": PASSWORD, "csrf_token": csrf,
-                                           "next": "//evil.example/"}, follow_redirects=False)
+                                           "next": target}, follow_redirects=False)
     assert response.headers["location"] == "/"
+
+
+def test_revoking_a_token_id_beyond_the_database_range_is_a_422(client, db):
+    make_user(db, "alice")
+    login(client, "alice")
+    csrf = csrf_from(client.get("/account").text)
+    response = client.post(f"/account/tokens/{2**63}/revoke", data={"csrf_token": csrf})
+    assert response.status_code == 422
+
+
+def test_a_refused_token_shows_its_reason_on_the_account_page(client, db):
+    make_user(db, "alice")
+    login(client, "alice")
+    csrf = csrf_from(client.get("/account").text)
+    response = client.post("/account/tokens", data={"csrf_token": csrf, "name": "ci"},
+                           headers={"accept": "text/html"})
+    assert response.status_code == 422
+    assert "at least one scope" in response.text and "Your account" in response.text
 
 
 def test_deactivated_user_loses_browser_session(client, db):

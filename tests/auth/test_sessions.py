@@ -142,6 +142,18 @@ def test_admin_reset_in_the_console_ends_every_session_of_the_user(client, brows
     assert short.status_code == 422 and "at least 8 characters" in short.text
 
 
+def test_an_admin_resetting_their_own_password_in_the_console_stays_signed_in_there(client, browser, db):
+    boss = make_user(db, "boss", Role.admin)
+    login(browser, "boss")
+    login(client, "boss")
+    csrf = csrf_from(client.get("/admin/users").text)
+    reset = client.post(f"/admin/users/{boss}/password", data={"csrf_token": csrf, "password": NEW_PASSWORD},
+                        follow_redirects=False)
+    assert reset.status_code == 303
+    assert client.get("/api/v1/me").status_code == 200
+    assert browser.get("/api/v1/me").status_code == 401
+
+
 def test_the_last_active_admin_can_be_neither_deactivated_nor_demoted(client, db, admin_token):
     with db.session() as session:
         root_id = session.scalar(select(User.id).where(User.username == "root-admin"))

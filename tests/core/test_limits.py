@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.prompts.models import Prompt
+from tests.helpers import login, make_user
 
 MB = 1024 * 1024
 
@@ -66,6 +67,26 @@ def test_an_anonymous_write_is_a_401_whatever_its_body(client, body):
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.json()["detail"][0]["type"] == "not_authenticated"
+
+
+def test_a_cookie_that_names_no_signed_in_session_is_anonymous_before_the_body(client):
+    """A made-up cookie, and the one an anonymous browser gets from the sign-in page (a CSRF token, no
+    session), are refused before the body; a signed-in browser's JSON is read (and judged on its merits)."""
+    client.cookies.set("prefloop_session", "x")
+    made_up = client.post("/api/v1/judgments", content=b"{not json", headers={"content-type": "application/json"})
+    assert made_up.status_code == 401
+    client.cookies.clear()
+    client.get("/login")  # the anonymous browser's own, correctly signed cookie
+    assert "prefloop_session" in client.cookies
+    anonymous = client.post("/api/v1/judgments", content=b"{not json", headers={"content-type": "application/json"})
+    assert anonymous.status_code == 401
+
+
+def test_a_signed_in_browser_gets_past_the_anonymous_check(client, db):
+    make_user(db, "alice")
+    assert login(client, "alice").status_code == 303
+    response = client.post("/api/v1/judgments", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422  # the body was read: the cookie names a session
 
 
 # --- a real server: what a streamed body costs it -----------------------------------------------------

@@ -48,6 +48,7 @@ INTERNAL = [
     ("http://017700000001/hook", "loopback"),
     ("http://[::1]/hook", "loopback"),
     ("http://[::ffff:127.0.0.1]/hook", "loopback"),
+    ("http://[2002:7f00:1::1]/hook", "loopback"),  # 6to4 for 127.0.0.1
     ("http://169.254.169.254/latest/meta-data/", "link-local"),
     ("http://[fe80::1]/hook", "link-local"),
     ("http://10.0.0.5/hook", "private"),
@@ -68,6 +69,13 @@ def test_internal_targets_are_refused_at_creation(client, db, admin_token, url, 
     assert error["loc"] == ["body", "url"] and why in error["msg"]
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(WebhookEndpoint)) == 0
+
+
+def test_a_url_longer_than_stored_urls_once_normalised_is_a_422(client, admin_token):
+    # Each non-ASCII character is percent-encoded to 9 characters: well under the input limit, over 2000 after.
+    url = "https://hooks.example.com/" + "\u20ac" * 230
+    response = client.post("/api/v1/webhooks", json={"url": url, "events": ["round.finished"]}, headers=admin_token)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "url"]
 
 
 def test_a_name_that_resolves_inward_is_refused_at_creation_and_on_change(client, admin_token, dns):
