@@ -11,7 +11,7 @@ from app.auth import service as auth_service
 from app.auth.models import User
 from app.comparisons.models import Choice, Comparison
 from app.core.db import utcnow
-from app.core.errors import InvalidState, NotFound, Unprocessable
+from app.core.errors import NotFound, Unprocessable
 from app.judgments.models import Judgment
 
 GUIDELINES_KEY = "guidelines"
@@ -106,9 +106,6 @@ def list_judgments(*, db: Session, comparison_id: int) -> list[tuple[Judgment, s
 
 
 def set_user_active(*, db: Session, actor: User, user_id: int, active: bool) -> User:
-    """Deactivate (signs the user out everywhere, tokens stop working) or reactivate an account.
-    An admin cannot deactivate their own account: nobody might be left to undo it."""
+    """Deactivate (signs the user out everywhere, tokens stop working) or reactivate an account."""
     user = auth_service.get_or_raise(db=db, user_id=user_id)
-    if not active and user.id == actor.id:
-        raise InvalidState("You cannot deactivate your own account.", loc=("user_id",))
-    return auth_service.set_active(db=db, user=user, active=active)
+    return auth_service.set_active(db=db, actor=actor, user=user, active=active)

@@ -77,11 +77,14 @@ def _keep_an_active_admin(*, db: Session, user: User) -> None:
                            loc=("user_id",))
 
 
-def set_active(*, db: Session, user: User, active: bool) -> User:
+def set_active(*, db: Session, actor: User, user: User, active: bool) -> User:
     """Deactivate (signs the user out everywhere and revokes their tokens) or reactivate an account.
-    Either way their old sessions stay dead, and revoked tokens never come back."""
+    Either way their old sessions stay dead, and revoked tokens never come back. Nobody deactivates
+    their own account (actor: who asks), from the console or the API."""
     if user.is_active == active:
         return user
+    if not active and user.id == actor.id:
+        raise InvalidState("You cannot deactivate your own account.", loc=("user_id",))
     if not active:
         _keep_an_active_admin(db=db, user=user)
         revoke_user_tokens(db=db, user=user)

@@ -63,12 +63,12 @@ def create_user(body: UserCreate, db: SessionDep, settings: SettingsDep, _admin:
 
 
 @router.patch("/users/{user_id}", response_model=UserRead, dependencies=ADMIN)
-def update_user(user_id: IdPath, body: UserUpdate, db: SessionDep, _admin: ApiAdmin) -> UserRead:
+def update_user(user_id: IdPath, body: UserUpdate, db: SessionDep, admin: ApiAdmin) -> UserRead:
     """Deactivate or reactivate an account, change its role, or exclude its judgments from training.
-    The last active admin can be neither deactivated nor demoted (409)."""
+    Nobody deactivates their own account, and the last active admin cannot be demoted (409)."""
     user = service.get_or_raise(db=db, user_id=user_id)
     if body.is_active is not None:
-        service.set_active(db=db, user=user, active=body.is_active)
+        service.set_active(db=db, actor=admin, user=user, active=body.is_active)
     if body.role is not None:
         service.set_role(db=db, user=user, role=body.role)
     if body.excluded_from_training is not None:
