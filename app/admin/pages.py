@@ -262,7 +262,7 @@ def import_prompts(
         content = prompts_service.decode_upload(data)
         report = prompts_service.import_text(
             db=db, content=content, fmt=prompts_service.detect_format(file.filename, content),
-            source=source.strip() or file.filename, skip_bad_lines=skip_bad_lines,
+            source=prompts_service.upload_source(source, file.filename), skip_bad_lines=skip_bad_lines,
             max_chars=settings.PROMPT_MAX_CHARS,
         )
     except DomainError as exc:

@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.core.errors import NotFound, Unprocessable
+from app.core.text import check_text
 from app.prompts.models import Prompt
 from app.prompts.schemas import ImportReport, LineError, PromptIn
 from app.sampler import service as sampler_service
@@ -51,6 +52,16 @@ def decode_upload(data: bytes) -> str:
     except UnicodeDecodeError as exc:
         raise Unprocessable(f"The file is not UTF-8 text (invalid byte at offset {exc.start}).",
                             loc=("file",)) from exc
+
+
+def upload_source(source: str | None, filename: str | None) -> str:
+    """The source recorded on an uploaded file's prompts that name none: the one given, else the file's name.
+    The name comes from the multipart header, outside any Text field, so it is checked here."""
+    name = (source or "").strip() or filename or "upload"
+    try:
+        return check_text(name)
+    except ValueError as exc:  # only the file name can be bad: `source` is a Text parameter
+        raise Unprocessable(f"The file name {exc}; rename the file or give a source.", loc=("file",)) from exc
 
 
 def detect_format(filename: str | None, content: str) -> str:

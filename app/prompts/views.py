@@ -78,7 +78,7 @@ def upload_prompts(
         db=db,
         content=content,
         fmt=file_format or service.detect_format(file.filename, content),
-        source=source or file.filename or "upload",
+        source=service.upload_source(source, file.filename),
         skip_bad_lines=skip_bad_lines,
         max_chars=settings.PROMPT_MAX_CHARS,
     )

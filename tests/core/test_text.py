@@ -191,3 +191,28 @@ def test_a_console_upload_reports_bad_text_lines(client, db):
                            follow_redirects=True)
     assert response.status_code == 200
     assert "Imported 1 prompts" in response.text and "3 bad lines skipped" in response.text
+
+
+# A raw NUL in a multipart header: clients percent-encode it, so the body is written by hand.
+NUL_NAMED_UPLOAD = (b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a\x00b.jsonl"\r\n'
+                    b'Content-Type: application/octet-stream\r\n\r\n{"prompt": "hello"}\n\r\n--XX--\r\n')
+
+
+def test_an_upload_whose_file_name_has_a_nul_is_a_422(client, admin_token):
+    response = client.post("/api/v1/prompts/import", content=NUL_NAMED_UPLOAD,
+                           headers={**admin_token, "Content-Type": "multipart/form-data; boundary=XX"})
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["file"], response.text
+    named = client.post("/api/v1/prompts/import", params={"source": "sheet"}, content=NUL_NAMED_UPLOAD,
+                        headers={**admin_token, "Content-Type": "multipart/form-data; boundary=XX"})
+    assert named.status_code == 200 and named.json()["created"] == 1  # a given source stands in for the name
+
+
+def test_a_console_upload_whose_file_name_has_a_nul_is_refused_on_its_page(client, db):
+    make_user(db, "boss", Role.admin)
+    assert login(client, "boss").status_code == 303
+    csrf = csrf_from(client.get("/admin").text)
+    body = NUL_NAMED_UPLOAD.replace(b"--XX--", b'--XX\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+                                    + csrf.encode() + b"\r\n--XX--")
+    response = client.post("/admin/prompts/import", content=body,
+                           headers={"Content-Type": "multipart/form-data; boundary=XX", "Accept": "text/html"})
+    assert response.status_code == 422 and "The file name must not contain NUL" in response.text
