@@ -22,8 +22,11 @@ from app.simulate import cli as simulate_cli
 from app.training import cli as training_cli
 from app.webhooks import cli as webhooks_cli
 
-cli = typer.Typer(help="prefloop: collect human preferences and train the next policy from them.",
-                  no_args_is_help=True, add_completion=False)
+cli = typer.Typer(
+    help="prefloop: collect human preferences and train the next policy from them.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_cli = typer.Typer(help="Accounts.", no_args_is_help=True)
 tokens_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
@@ -51,8 +54,13 @@ def ensure_first_admin(settings: Settings, db: Database) -> tuple[str, str] | No
             return None
         username = "admin" if auth_service.get_by_username(db=session, username="admin") is None else "prefloop-admin"
         password = generate_password()
-        auth_service.create(db=session, username=username, password=password, role=Role.admin,
-                            min_password_length=settings.MIN_PASSWORD_LENGTH)
+        auth_service.create(
+            db=session,
+            username=username,
+            password=password,
+            role=Role.admin,
+            min_password_length=settings.MIN_PASSWORD_LENGTH,
+        )
     return username, password
 
 
@@ -93,9 +101,13 @@ def users_create(
     db = Database(settings.database_url)
     try:
         with db.session() as session:
-            user = auth_service.create(db=session, username=username, password=password,
-                                       role=Role.admin if admin else Role.annotator,
-                                       min_password_length=settings.MIN_PASSWORD_LENGTH)
+            user = auth_service.create(
+                db=session,
+                username=username,
+                password=password,
+                role=Role.admin if admin else Role.annotator,
+                min_password_length=settings.MIN_PASSWORD_LENGTH,
+            )
             role = user.role.value
     except DomainError as exc:
         fail(exc.msg)
@@ -117,22 +129,23 @@ def users_set_password(
             user = auth_service.get_by_username(db=session, username=username)
             if user is None:
                 fail(f"no user named '{username}'")
-            auth_service.set_password(db=session, user=user, password=password,
-                                      min_password_length=settings.MIN_PASSWORD_LENGTH)
+            auth_service.set_password(
+                db=session, user=user, password=password, min_password_length=settings.MIN_PASSWORD_LENGTH
+            )
     except DomainError as exc:
         fail(exc.msg)
     finally:
         db.dispose()
-    typer.echo(f"new password for '{username}'" + (f": {password}" if generate else "") +
-               "; signed out everywhere")
+    typer.echo(f"new password for '{username}'" + (f": {password}" if generate else "") + "; signed out everywhere")
 
 
 @tokens_cli.command("create")
 def tokens_create(
     username: str,
     name: str = typer.Option("cli", help="A label for the token."),
-    scopes: Annotated[list[Scope] | None, typer.Option(
-        "--scope", help="A scope (repeatable). Default: every scope the role allows.")] = None,
+    scopes: Annotated[
+        list[Scope] | None, typer.Option("--scope", help="A scope (repeatable). Default: every scope the role allows.")
+    ] = None,
     expires_in_days: Annotated[int | None, typer.Option(help="Default: the token never expires.")] = None,
 ) -> None:
     """Create an API token for USERNAME and print it (it is shown only once)."""
@@ -142,8 +155,9 @@ def tokens_create(
             user = auth_service.get_by_username(db=session, username=username)
             if user is None:
                 fail(f"no user named '{username}'")
-            _api_token, token = auth_service.create_token(db=session, user=user, name=name, scopes=scopes or None,
-                                                          expires_in_days=expires_in_days)
+            _api_token, token = auth_service.create_token(
+                db=session, user=user, name=name, scopes=scopes or None, expires_in_days=expires_in_days
+            )
     except DomainError as exc:
         fail(exc.msg)
     typer.echo(token)
@@ -162,8 +176,10 @@ def tokens_list(username: Annotated[str | None, typer.Argument(help="Only this a
         for t in auth_service.list_tokens(db=session, user=user):
             expires = f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never"
             status = "revoked" if t.revoked_at else ("expired" if t.expired(now) else "active")
-            typer.echo(f"{t.id:>5}  {t.prefix:<10}{t.user.username:<20}{t.name:<20}{','.join(t.scopes):<24}"
-                       f"{expires:<18}{status}")
+            typer.echo(
+                f"{t.id:>5}  {t.prefix:<10}{t.user.username:<20}{t.name:<20}{','.join(t.scopes):<24}"
+                f"{expires:<18}{status}"
+            )
 
 
 @cli.command()
@@ -181,14 +197,22 @@ def serve(
     db = Database(settings.database_url)
     if settings.CREATE_FIRST_ADMIN and (created := ensure_first_admin(settings, db)):
         username, password = created
-        typer.secho("\n  First start: created an admin account (this password is shown only once)",
-                    fg=typer.colors.GREEN)
+        typer.secho(
+            "\n  First start: created an admin account (this password is shown only once)", fg=typer.colors.GREEN
+        )
         typer.secho(f"    username: {username}\n    password: {password}\n", bold=True)
     db.dispose()
     host, port = host or settings.HOST, port or settings.PORT
     typer.secho(f"  prefloop is running: open http://{host}:{port}/ in your browser\n", fg=typer.colors.GREEN)
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
-                workers=workers or settings.WORKERS, log_level="info", access_log=False)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers or settings.WORKERS,
+        log_level="info",
+        access_log=False,
+    )
 
 
 def main() -> None:

@@ -81,8 +81,13 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
     async def log_requests(request: Request, call_next):
         started = time.perf_counter()
         response = await call_next(request)
-        log.info("%s %s %d %.1fms", request.method, request.url.path, response.status_code,
-                 (time.perf_counter() - started) * 1000)
+        log.info(
+            "%s %s %d %.1fms",
+            request.method,
+            request.url.path,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
         return response
 
     # Outside everything that reads a body: nothing below reads more of one than the route's limit.

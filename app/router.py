@@ -107,7 +107,8 @@ def document_errors(app: FastAPI) -> None:
                     operation = schema["paths"][context.path_format][method.lower()]
                     for status in sorted(_error_statuses(context, method)):
                         operation["responses"][str(status)] = {
-                            "description": ERROR_DESCRIPTIONS[status], "content": content,
+                            "description": ERROR_DESCRIPTIONS[status],
+                            "content": content,
                         }
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)

@@ -180,16 +180,11 @@ def seed(
             # Explicit ids above: move every id sequence past them.
             for table in ("users", "prompts", "completions", "comparisons", "judgments", "policy_versions"):
                 session.execute(
-                    text(
-                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                        f"(SELECT max(id) FROM {table}))"
-                    )
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
                 )
         tokens = []
         for user_id in range(1, annotators + 1):
-            _api_token, token = auth_service.create_token(
-                db=session, user=session.get(User, user_id), name="bench"
-            )
+            _api_token, token = auth_service.create_token(db=session, user=session.get(User, user_id), name="bench")
             tokens.append(token)
     if db.engine.dialect.name == "postgresql":
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -224,9 +219,7 @@ def start_server(database_url: str, data_dir: Path, port: int, log_path: Path) -
         else [sys.executable, "-c", "from app.cli import main; main()", "serve"]
     )
     log = log_path.open("w")
-    server = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -317,9 +310,7 @@ async def annotate(
         }
         if think_s:
             await asyncio.sleep(rng.uniform(0.5 * think_s, 1.5 * think_s))
-        response = await timed(
-            samples, "submit", client.post("/api/v1/judgments", json=body, headers=headers)
-        )
+        response = await timed(samples, "submit", client.post("/api/v1/judgments", json=body, headers=headers))
         if samples is not None and response is not None and response.status_code != 201:
             samples.errors["submit"] += 1
 
@@ -371,9 +362,7 @@ def server_times(log_path: Path, offset: int) -> dict[str, list[float]]:
     return times
 
 
-async def ceiling(
-    client: httpx.AsyncClient, concurrency: int, *, duration: float
-) -> tuple[float, float, float]:
+async def ceiling(client: httpx.AsyncClient, concurrency: int, *, duration: float) -> tuple[float, float, float]:
     """What this client and machine reach at all: GET /healthz (no database, no auth) back to back from
     as many tasks as there are annotators. Returns (req/s, p50 s, p99 s)."""
     latencies: list[float] = []
@@ -405,9 +394,7 @@ async def run_load(
     """A warm-up, the harness's ceiling, then each phase (name, pairs per annotator, think seconds)."""
     # Idle connections are dropped before uvicorn's 5 s keep-alive timeout would close them under a
     # request being sent (a thinking annotator leaves its connection idle for seconds).
-    limits = httpx.Limits(
-        max_connections=len(tokens), max_keepalive_connections=len(tokens), keepalive_expiry=2.0
-    )
+    limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens), keepalive_expiry=2.0)
     rng = random.Random(seed)
     results = {}
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
@@ -417,9 +404,7 @@ async def run_load(
         for name, pairs, think_s in phases:
             offset = log_path.stat().st_size
             server_cpu, client_cpu = sum(server.cpu_times()[:2]), time.process_time()
-            samples, elapsed = await run_phase(
-                client, tokens, pairs=pairs, duration=duration, think_s=think_s, rng=rng
-            )
+            samples, elapsed = await run_phase(client, tokens, pairs=pairs, duration=duration, think_s=think_s, rng=rng)
             samples.server_cpu_s = sum(server.cpu_times()[:2]) - server_cpu
             samples.client_cpu_s = time.process_time() - client_cpu
             await asyncio.sleep(0.5)  # the last log lines
@@ -429,11 +414,7 @@ async def run_load(
 
 
 def percentile(values: list[float], q: float) -> float:
-    return (
-        statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1]
-        if len(values) > 1
-        else values[0]
-    )
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1] if len(values) > 1 else values[0]
 
 
 def summarize(samples: Samples, elapsed: float) -> dict:
@@ -481,9 +462,7 @@ def prepare_database(args, workdir: Path) -> tuple[str, callable]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument(
         "--postgres-url",
@@ -493,9 +472,7 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=32)
     parser.add_argument("--ready", type=int, default=2_000, help="Ready comparisons in the pool.")
     parser.add_argument("--judgments", type=int, default=100_000, help="Stored judgments (two per old pair).")
-    parser.add_argument(
-        "--duration", type=float, default=20.0, help="Time limit of each measured phase, seconds."
-    )
+    parser.add_argument("--duration", type=float, default=20.0, help="Time limit of each measured phase, seconds.")
     parser.add_argument(
         "--max-pairs",
         type=int,
@@ -508,12 +485,8 @@ def main() -> None:
         default=2000,
         help="Mean think time per pair in the paced phase (0 skips that phase).",
     )
-    parser.add_argument(
-        "--paced-pairs", type=int, default=10, help="Judgments per annotator in the paced phase."
-    )
-    parser.add_argument(
-        "--warmup-pairs", type=int, default=2, help="Unmeasured judgments per annotator first."
-    )
+    parser.add_argument("--paced-pairs", type=int, default=10, help="Judgments per annotator in the paced phase.")
+    parser.add_argument("--warmup-pairs", type=int, default=2, help="Unmeasured judgments per annotator first.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="Also print the result as JSON.")
     parser.add_argument("--keep", action="store_true", help="Keep the work directory (database, server log).")
@@ -541,9 +514,7 @@ def main() -> None:
         with db.session() as session:
             stored = session.scalar(select(func.count()).select_from(Judgment))
             open_pairs = session.scalar(
-                select(func.count())
-                .select_from(Comparison)
-                .where(Comparison.status == ComparisonStatus.ready)
+                select(func.count()).select_from(Comparison).where(Comparison.status == ComparisonStatus.ready)
             )
         db.dispose()
         seeding_s = time.perf_counter() - started

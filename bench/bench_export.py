@@ -149,9 +149,7 @@ def seed_judgments(db: Database, *, start: int, stop: int, rng: random.Random) -
             comparison_id += 1
             prompt_id = (comparison_id - 1) // 5 + 1
             if (comparison_id - 1) % 5 == 0:
-                content = (
-                    f"Prompt {prompt_id}: explain item {rng.getrandbits(64):016x} in two short paragraphs."
-                )
+                content = f"Prompt {prompt_id}: explain item {rng.getrandbits(64):016x} in two short paragraphs."
                 prompts.append(
                     {
                         "id": prompt_id,
@@ -262,9 +260,7 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed_export(
-    base_url: str, token: str, params: dict, out: Path, server_pid: int
-) -> tuple[float, float, int, int]:
+def timed_export(base_url: str, token: str, params: dict, out: Path, server_pid: int) -> tuple[float, float, int, int]:
     """(wall seconds, server CPU seconds, bytes, peak server RSS) for one streamed export written to `out`."""
     with PeakRss(server_pid) as rss, out.open("wb") as file:
         cpu_before = cpu_seconds(rss.process)
@@ -293,8 +289,7 @@ def timed_dump(database_url: str, out: Path) -> tuple[float, float]:
     with out.open("wb") as file:
         if url.get_backend_name() == "sqlite":
             fields = ", ".join(
-                f"'{name}', {('json(' + expr + ')') if name == 'prompt' else expr}"
-                for name, expr in DUMP_COLUMNS
+                f"'{name}', {('json(' + expr + ')') if name == 'prompt' else expr}" for name, expr in DUMP_COLUMNS
             )
             subprocess.run(
                 ["sqlite3", url.database, f"SELECT json_object({fields}) {DUMP_FROM};"],
@@ -325,14 +320,11 @@ def count_lines(path: Path) -> int:
         return sum(1 for _ in file)
 
 
-def measure(
-    base_url: str, token: str, database_url: str, server_pid: int, workdir: Path, repeats: int
-) -> dict:
+def measure(base_url: str, token: str, database_url: str, server_pid: int, workdir: Path, repeats: int) -> dict:
     results = {}
     for name, params in (("trl", {"format": "trl"}), ("raw", {"format": "raw"})):
         runs = [
-            timed_export(base_url, token, params, workdir / f"export-{name}.jsonl", server_pid)
-            for _ in range(repeats)
+            timed_export(base_url, token, params, workdir / f"export-{name}.jsonl", server_pid) for _ in range(repeats)
         ]
         results[name] = {
             "seconds": statistics.median(r[0] for r in runs),
@@ -355,9 +347,7 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument(
         "--postgres-url",

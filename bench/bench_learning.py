@@ -50,18 +50,18 @@ class LoopConfig:
     """One learning run's knobs; the CI-sized test (tests/simulate/test_learning_loop.py) shrinks them."""
 
     rounds: int = 3
-    judgments: int = 400             # acknowledged judgments per round
+    judgments: int = 400  # acknowledged judgments per round
     annotators: int = 4
-    noise: float = 0.1               # share of random answers per annotator
-    oracle_prompts: int = 300        # held-out prompts the oracle judges per round
+    noise: float = 0.1  # share of random answers per annotator
+    oracle_prompts: int = 300  # held-out prompts the oracle judges per round
     # "rephrased": training subjects asked in words never used in training (RL prompts are "train");
     # "heldout": subjects the policy never saw at all, where it cannot be on topic (trainer/embedded/task.py)
     oracle_split: str = "rephrased"
-    temperature: float = 0.7         # oracle sampling temperature (the PPO rollout default)
+    temperature: float = 0.7  # oracle sampling temperature (the PPO rollout default)
     max_new_tokens: int = 64
     round_config: dict = field(default_factory=dict)  # overrides for every round (POST /api/v1/rounds)
     round_timeout_s: float = 3600
-    server_env: dict = field(default_factory=dict)    # extra PREFLOOP_* settings for the server
+    server_env: dict = field(default_factory=dict)  # extra PREFLOOP_* settings for the server
 
 
 def free_port() -> int:
@@ -86,11 +86,17 @@ def bootstrap(base_dir: Path, preset: str) -> None:
 def running_server(data_dir: Path, env_extra: dict) -> Iterator[str]:
     """`prefloop serve` (web app, sampler and a local training worker) on a free port; yields its URL."""
     port = free_port()
-    env = {**os.environ, "PREFLOOP_DATA_DIR": str(data_dir), "PREFLOOP_PORT": str(port),
-           "PREFLOOP_CREATE_FIRST_ADMIN": "false", **env_extra}
+    env = {
+        **os.environ,
+        "PREFLOOP_DATA_DIR": str(data_dir),
+        "PREFLOOP_PORT": str(port),
+        "PREFLOOP_CREATE_FIRST_ADMIN": "false",
+        **env_extra,
+    }
     with open(data_dir / "server.log", "w") as log:
-        server = subprocess.Popen([PREFLOOP, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            [PREFLOOP, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             wait_ready(url, server)
@@ -153,8 +159,15 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
             state = run_round(client, config.round_config, config.round_timeout_s)
             train_s = time.perf_counter() - started
             if state["status"] != "succeeded":
-                rows.append({"preference": name, "round": k, "status": state["status"], "error": state["error"],
-                             "results": state["results"]})
+                rows.append(
+                    {
+                        "preference": name,
+                        "round": k,
+                        "status": state["status"],
+                        "error": state["error"],
+                        "results": state["results"],
+                    }
+                )
                 log(json.dumps(rows[-1]))
                 break
             policy = client.get(f"/api/v1/policies/{state['policy_number']}").json()
@@ -162,25 +175,40 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
             oracle = oracle_win_rate(policy["path"], base_path, heldout, preference, params, seed=k)
             oracle_s = time.perf_counter() - started
             results = state["results"]
-            rows.append({
-                "preference": name, "round": k, "status": state["status"], "version": state["policy_number"],
-                "judgments": stats.acknowledged, "oracle_split": config.oracle_split,
-                "rm_heldout_accuracy": results["reward_model"].get(M.RM_EVAL_ACCURACY),
-                "kl_to_base": results["evaluate"].get("eval/kl"),
-                "oracle_wins": oracle.wins, "oracle_losses": oracle.losses, "oracle_ties": oracle.ties,
-                "oracle_win_rate": oracle.win_rate,
-                "oracle_ci95": wilson_interval(oracle.wins, oracle.wins + oracle.losses),
-                "oracle_tie_rate": oracle.tie_rate,
-                "seconds": {"judging": round(judge_s, 1), "training": round(train_s, 1), "oracle": round(oracle_s, 1)},
-                "gates": results.get("gates"),
-            })
+            rows.append(
+                {
+                    "preference": name,
+                    "round": k,
+                    "status": state["status"],
+                    "version": state["policy_number"],
+                    "judgments": stats.acknowledged,
+                    "oracle_split": config.oracle_split,
+                    "rm_heldout_accuracy": results["reward_model"].get(M.RM_EVAL_ACCURACY),
+                    "kl_to_base": results["evaluate"].get("eval/kl"),
+                    "oracle_wins": oracle.wins,
+                    "oracle_losses": oracle.losses,
+                    "oracle_ties": oracle.ties,
+                    "oracle_win_rate": oracle.win_rate,
+                    "oracle_ci95": wilson_interval(oracle.wins, oracle.wins + oracle.losses),
+                    "oracle_tie_rate": oracle.tie_rate,
+                    "seconds": {
+                        "judging": round(judge_s, 1),
+                        "training": round(train_s, 1),
+                        "oracle": round(oracle_s, 1),
+                    },
+                    "gates": results.get("gates"),
+                }
+            )
             log(json.dumps(rows[-1]))
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| preference | round | RM held-out acc | KL to base | oracle win rate vs base (95% CI) | ties | "
-             "judge s | train s | oracle s |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| preference | round | RM held-out acc | KL to base | oracle win rate vs base (95% CI) | ties | "
+        "judge s | train s | oracle s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r["status"] != "succeeded":
             lines.append(f"| {r['preference']} | {r['round']} | {r['status']}: {r.get('error', '')} |||||||")
@@ -192,9 +220,9 @@ def table(rows: list[dict]) -> str:
             f"| {r['preference']} | {r['round']} | {acc:.3f} | {kl:.3f} | {r['oracle_win_rate']:.3f} "
             f"({ci[0]:.3f}–{ci[1]:.3f}) | {r['oracle_tie_rate']:.2f} | {r['seconds']['judging']} | "
             f"{r['seconds']['training']} | {r['seconds']['oracle']} |"
-            if acc is not None and kl is not None and r["oracle_win_rate"] is not None else
-            f"| {r['preference']} | {r['round']} | {acc} | {kl} | {r['oracle_win_rate']} | {r['oracle_tie_rate']} | "
-            f"{r['seconds']} |||"
+            if acc is not None and kl is not None and r["oracle_win_rate"] is not None
+            else f"| {r['preference']} | {r['round']} | {acc} | {kl} | {r['oracle_win_rate']} | "
+            f"{r['oracle_tie_rate']} | {r['seconds']} |||"
         )
     return "\n".join(lines)
 
@@ -242,15 +270,22 @@ def main() -> None:
     parser.add_argument("--base-dir", type=Path, help="reuse a bootstrapped data directory instead of building one")
     parser.add_argument("--round-config", default="{}", help="JSON overrides for each round")
     parser.add_argument("--round-timeout-s", type=float, default=defaults.round_timeout_s)
-    parser.add_argument("--server-env", default="{}",
-                        help='JSON of extra server settings, e.g. {"PREFLOOP_SAMPLER_LOW_WATER": "128"}')
+    parser.add_argument(
+        "--server-env", default="{}", help='JSON of extra server settings, e.g. {"PREFLOOP_SAMPLER_LOW_WATER": "128"}'
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "learning")
     args = parser.parse_args()
     config = LoopConfig(
-        rounds=args.rounds, judgments=args.judgments, annotators=args.annotators, noise=args.noise,
-        oracle_prompts=args.oracle_prompts, oracle_split=args.oracle_split, temperature=args.temperature,
+        rounds=args.rounds,
+        judgments=args.judgments,
+        annotators=args.annotators,
+        noise=args.noise,
+        oracle_prompts=args.oracle_prompts,
+        oracle_split=args.oracle_split,
+        temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
-        round_config=json.loads(args.round_config), round_timeout_s=args.round_timeout_s,
+        round_config=json.loads(args.round_config),
+        round_timeout_s=args.round_timeout_s,
         server_env=json.loads(args.server_env),
     )
 
@@ -264,8 +299,7 @@ def main() -> None:
             print(f"bootstrap: {time.perf_counter() - started:.1f}s", flush=True)
         rows = []
         for name in args.preferences.split(","):
-            rows += learn(name, config, base_dir, workdir / name,
-                          log=lambda line: print(line, flush=True))
+            rows += learn(name, config, base_dir, workdir / name, log=lambda line: print(line, flush=True))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "learning.json").write_text(json.dumps(rows, indent=2))
     (args.out / "learning.md").write_text(table(rows) + "\n")

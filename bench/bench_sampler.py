@@ -40,26 +40,39 @@ from app.sampler.worker import SamplerWorker  # noqa: E402
 
 def prefloop(data_dir: Path, *args: str, **env: str) -> float:
     started = time.perf_counter()
-    environment = {**os.environ, "PREFLOOP_DATA_DIR": str(data_dir), "PREFLOOP_DATABASE_URL": "",
-                   "PYTHONPATH": str(ROOT), **env}
-    subprocess.run([sys.executable, "-c", "from app.cli import main; main()", *args], cwd=ROOT,
-                   env=environment, check=True)
+    environment = {
+        **os.environ,
+        "PREFLOOP_DATA_DIR": str(data_dir),
+        "PREFLOOP_DATABASE_URL": "",
+        "PYTHONPATH": str(ROOT),
+        **env,
+    }
+    subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", *args], cwd=ROOT, env=environment, check=True
+    )
     return time.perf_counter() - started
 
 
 def bench_bootstrap(data_dir: Path, preset: str) -> dict:
     bootstrap_s = prefloop(data_dir, "bootstrap", "--preset", preset)
-    first_pair_s = prefloop(data_dir, "sampler", "--once", PREFLOOP_SAMPLER_LOW_WATER="1",
-                            PREFLOOP_SAMPLER_BATCH_PROMPTS="1")
-    return {"bootstrap_s": bootstrap_s, "first_pair_s": first_pair_s,
-            "bootstrap_to_first_pair_s": bootstrap_s + first_pair_s}
+    first_pair_s = prefloop(
+        data_dir, "sampler", "--once", PREFLOOP_SAMPLER_LOW_WATER="1", PREFLOOP_SAMPLER_BATCH_PROMPTS="1"
+    )
+    return {
+        "bootstrap_s": bootstrap_s,
+        "first_pair_s": first_pair_s,
+        "bootstrap_to_first_pair_s": bootstrap_s + first_pair_s,
+    }
 
 
 def drain(db: Database) -> None:
     """Annotators 'finish' every ready pair, so the next cycle starts from an empty pool."""
     with db.session() as session:
-        session.execute(update(Comparison).where(Comparison.status == ComparisonStatus.ready)
-                        .values(status=ComparisonStatus.completed))
+        session.execute(
+            update(Comparison)
+            .where(Comparison.status == ComparisonStatus.ready)
+            .values(status=ComparisonStatus.completed)
+        )
 
 
 def stored_tokens(db: Database, after_id: int) -> int:
@@ -87,10 +100,16 @@ def bench_refill(settings: Settings, db: Database) -> dict:
     worker.sync_version()  # load the model outside the timing, as a running sampler has it loaded
     timed_cycle(worker, db)  # warm-up
     created, tokens, seconds, cpu = timed_cycle(worker, db)
-    return {"low_water": settings.SAMPLER_LOW_WATER, "batch_prompts": settings.SAMPLER_BATCH_PROMPTS,
-            "max_new_tokens": settings.SAMPLER_MAX_NEW_TOKENS, "comparisons": created, "seconds": seconds,
-            "cpu_seconds": cpu, "comparisons_per_min": created / seconds * 60,
-            "tokens_per_s": tokens / seconds}
+    return {
+        "low_water": settings.SAMPLER_LOW_WATER,
+        "batch_prompts": settings.SAMPLER_BATCH_PROMPTS,
+        "max_new_tokens": settings.SAMPLER_MAX_NEW_TOKENS,
+        "comparisons": created,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "comparisons_per_min": created / seconds * 60,
+        "tokens_per_s": tokens / seconds,
+    }
 
 
 def plain_generate(policy, prompts: list[list[dict]], params, seed: int) -> tuple[int, float, float]:
@@ -104,14 +123,20 @@ def plain_generate(policy, prompts: list[list[dict]], params, seed: int) -> tupl
     wall, cpu = time.perf_counter(), time.process_time()
     ids = [render_prompt_ids(policy.tokenizer, m) for m in prompts for _ in range(2)]
     batch = policy.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
-    config = GenerationConfig(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0,
-                              max_new_tokens=params.max_new_tokens, eos_token_id=sorted(policy.eos_ids),
-                              pad_token_id=policy.tokenizer.pad_token_id)
+    config = GenerationConfig(
+        do_sample=True,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        top_k=0,
+        max_new_tokens=params.max_new_tokens,
+        eos_token_id=sorted(policy.eos_ids),
+        pad_token_id=policy.tokenizer.pad_token_id,
+    )
     torch.manual_seed(seed)
     with torch.inference_mode():
         output = policy.model.generate(**batch, generation_config=config)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    new = output[:, batch["input_ids"].shape[1]:]
+    new = output[:, batch["input_ids"].shape[1] :]
     tokens = int((new != policy.tokenizer.pad_token_id).sum())  # pad != eos, so this counts the eos too
     return tokens, wall, cpu
 
@@ -122,8 +147,7 @@ def bench_overhead(settings: Settings, db: Database, repeats: int) -> dict:
     from trainer.generate import SamplingParams
 
     batch = settings.SAMPLER_BATCH_PROMPTS
-    one_batch = settings.model_copy(update={"SAMPLER_LOW_WATER": batch,
-                                            "SAMPLER_CROSS_VERSION_FRACTION": 0.0})
+    one_batch = settings.model_copy(update={"SAMPLER_LOW_WATER": batch, "SAMPLER_CROSS_VERSION_FRACTION": 0.0})
     worker = SamplerWorker(one_batch, db)
     worker.sync_version()
     policy = worker._loaded[worker.serving.id]
@@ -140,8 +164,7 @@ def bench_overhead(settings: Settings, db: Database, repeats: int) -> dict:
             in_generate.append(time.perf_counter() - started)
 
     policy.model.generate = timed_generate
-    params = SamplingParams(settings.SAMPLER_TEMPERATURE, settings.SAMPLER_TOP_P,
-                            settings.SAMPLER_MAX_NEW_TOKENS)
+    params = SamplingParams(settings.SAMPLER_TEMPERATURE, settings.SAMPLER_TOP_P, settings.SAMPLER_MAX_NEW_TOKENS)
     runs = []
     timed_cycle(worker, db)  # warm-up
     for repeat in range(repeats):
@@ -160,11 +183,21 @@ def bench_overhead(settings: Settings, db: Database, repeats: int) -> dict:
             created, tokens, wall, cpu = timed_cycle(worker, db)
             generate_wall = sum(in_generate)
         assert created == batch and tokens == plain_tokens, (created, tokens, plain_tokens)
-        runs.append({"tokens": tokens, "sampler_wall": wall, "plain_wall": plain_wall, "sampler_cpu": cpu,
-                     "plain_cpu": plain_cpu, "generate_wall_in_cycle": generate_wall})
+        runs.append(
+            {
+                "tokens": tokens,
+                "sampler_wall": wall,
+                "plain_wall": plain_wall,
+                "sampler_cpu": cpu,
+                "plain_cpu": plain_cpu,
+                "generate_wall_in_cycle": generate_wall,
+            }
+        )
     median = statistics.median
     return {
-        "rows": 2 * batch, "max_new_tokens": params.max_new_tokens, "pairs": repeats,
+        "rows": 2 * batch,
+        "max_new_tokens": params.max_new_tokens,
+        "pairs": repeats,
         "ratio_in_cycle": median(r["generate_wall_in_cycle"] / r["sampler_wall"] for r in runs),
         "overhead_s_in_cycle": median(r["sampler_wall"] - r["generate_wall_in_cycle"] for r in runs),
         "ratio_wall": median(r["plain_wall"] / r["sampler_wall"] for r in runs),

@@ -341,8 +341,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=2000, help="training pairs (held-out: a fifth of it)")
     parser.add_argument("--only", choices=["rm", "ppo"], help="run one of the two benchmarks")
-    parser.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE"],
-                        help="OMP_WAIT_POLICY for every process (default: the OpenMP runtime's own)")
+    parser.add_argument(
+        "--omp-wait-policy",
+        choices=["PASSIVE", "ACTIVE"],
+        help="OMP_WAIT_POLICY for every process (default: the OpenMP runtime's own)",
+    )
     parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32",
                         help="fp32 / bf16: both frameworks at that precision (TRL without gradient checkpointing); "
                              "trl-defaults: TRL's own configuration against prefloop's")  # fmt: skip

@@ -1,6 +1,7 @@
 """Alembic environment: the URL comes from the caller (app.core.migrations) or from Settings."""
 
 from alembic import context
+
 from app.core.config import get_settings
 from app.core.db import make_engine
 from app.models import Base
@@ -14,8 +15,9 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True,
-                      compare_type=True, render_as_batch=True)
+    context.configure(
+        url=_url(), target_metadata=target_metadata, literal_binds=True, compare_type=True, render_as_batch=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -33,8 +35,7 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:
     # render_as_batch: SQLite cannot ALTER most things in place; batch mode rebuilds the table.
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True,
-                      render_as_batch=True)
+    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True, render_as_batch=True)
     sqlite = connection.dialect.name == "sqlite"
     if sqlite:
         # Rebuilding a table drops the old one, which SQLite refuses while other rows still refer to

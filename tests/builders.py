@@ -51,26 +51,38 @@ def make_comparisons(
         for _ in range(n):
             tag = uuid.uuid4().hex
             prompt_messages = messages or [{"role": "user", "content": f"Question {tag[:8]}?"}]
-            prompt = Prompt(messages=prompt_messages, text=" ".join(m["content"] for m in prompt_messages),
-                            content_hash=tag + tag, is_active=prompt_active)
+            prompt = Prompt(
+                messages=prompt_messages,
+                text=" ".join(m["content"] for m in prompt_messages),
+                content_hash=tag + tag,
+                is_active=prompt_active,
+            )
             session.add(prompt)
             session.flush()
             completions = [
-                Completion(prompt_id=prompt.id, policy_version_id=version_id,
-                           text=text or f"{tag} answer {side}", token_count=4, finish_reason="eos")
+                Completion(
+                    prompt_id=prompt.id,
+                    policy_version_id=version_id,
+                    text=text or f"{tag} answer {side}",
+                    token_count=4,
+                    finish_reason="eos",
+                )
                 for side, text in (("a", text_a), ("b", text_b))
             ]
             session.add_all(completions)
             session.flush()
             comparison = Comparison(
-                prompt_id=prompt.id, completion_a_id=completions[0].id, completion_b_id=completions[1].id,
-                overlap_target=overlap_target, is_gold=is_gold, gold_choice=gold_choice,
+                prompt_id=prompt.id,
+                completion_a_id=completions[0].id,
+                completion_b_id=completions[1].id,
+                overlap_target=overlap_target,
+                is_gold=is_gold,
+                gold_choice=gold_choice,
             )
             session.add(comparison)
             session.flush()
             ids.append(comparison.id)
     return ids
-
 
 
 @cache
@@ -81,8 +93,7 @@ def _password_hash() -> str:
 def make_annotators(db: Database, n: int, prefix: str = "annotator") -> list[int]:
     """n annotator accounts (password helpers.PASSWORD), hashed once: many users stay cheap."""
     with db.session() as session:
-        users = [User(username=f"{prefix}{i}", password_hash=_password_hash(), role=Role.annotator)
-                 for i in range(n)]
+        users = [User(username=f"{prefix}{i}", password_hash=_password_hash(), role=Role.annotator) for i in range(n)]
         session.add_all(users)
         session.flush()
         return [user.id for user in users]

@@ -142,10 +142,20 @@ def active_policy(settings, db, tiny_policy_dir) -> int:
     from app.policies import service as policy_service
     from app.policies.models import PolicyStatus
 
-    path = registry.publish(registry_dir=settings.registry_dir, kind="policy", number=1,
-                            source_dir=tiny_policy_dir, manifest={"source": "test"})
+    path = registry.publish(
+        registry_dir=settings.registry_dir,
+        kind="policy",
+        number=1,
+        source_dir=tiny_policy_dir,
+        manifest={"source": "test"},
+    )
     with db.session() as session:
         return policy_service.record_policy_version(
-            db=session, number=1, path=path, parent_id=None, source="test", status=PolicyStatus.active,
+            db=session,
+            number=1,
+            path=path,
+            parent_id=None,
+            source="test",
+            status=PolicyStatus.active,
             metrics={},
         ).id

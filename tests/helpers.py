@@ -16,8 +16,9 @@ PASSWORD = "correct horse battery"
 
 def make_user(db: Database, username: str, role: Role = Role.annotator, password: str = PASSWORD) -> int:
     with db.session() as session:
-        return auth_service.create(db=session, username=username, password=password, role=role,
-                                   min_password_length=8).id
+        return auth_service.create(
+            db=session, username=username, password=password, role=role, min_password_length=8
+        ).id
 
 
 def make_token(db: Database, username: str, scopes: Iterable[Scope] | None = None) -> str:
@@ -37,5 +38,8 @@ def csrf_from(html: str) -> str:
 
 def login(client: TestClient, username: str, password: str = PASSWORD):
     csrf = csrf_from(client.get("/login").text)
-    return client.post("/login", data={"username": username, "password": password, "csrf_token": csrf,
-                                       "next": "/"}, follow_redirects=False)
+    return client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": csrf, "next": "/"},
+        follow_redirects=False,
+    )

@@ -20,8 +20,9 @@ def _env(settings) -> dict[str, str]:
 
 
 def test_users_create_admin_and_token_authenticates(client, settings, db):
-    created = runner.invoke(cli, ["users", "create", "ops", "--admin", "--password", "a long password"],
-                            env=_env(settings))
+    created = runner.invoke(
+        cli, ["users", "create", "ops", "--admin", "--password", "a long password"], env=_env(settings)
+    )
     assert created.exit_code == 0, created.output
     assert "created admin 'ops'" in created.output
     token = runner.invoke(cli, ["tokens", "create", "ops"], env=_env(settings))
@@ -59,10 +60,27 @@ def test_first_admin_is_created_once_with_a_random_password(settings, db):
 
 def test_tokens_create_with_scopes_and_expiry_and_list_shows_them(client, settings, db):
     env = _env(settings)
-    assert runner.invoke(cli, ["users", "create", "ops", "--admin", "--password", "a long password"],
-                         env=env).exit_code == 0
-    created = runner.invoke(cli, ["tokens", "create", "ops", "--name", "exporter", "--scope", "export",
-                                  "--scope", "annotate", "--expires-in-days", "7"], env=env)
+    assert (
+        runner.invoke(cli, ["users", "create", "ops", "--admin", "--password", "a long password"], env=env).exit_code
+        == 0
+    )
+    created = runner.invoke(
+        cli,
+        [
+            "tokens",
+            "create",
+            "ops",
+            "--name",
+            "exporter",
+            "--scope",
+            "export",
+            "--scope",
+            "annotate",
+            "--expires-in-days",
+            "7",
+        ],
+        env=env,
+    )
     assert created.exit_code == 0, created.output
     headers = {"Authorization": f"Bearer {created.output.strip()}"}
     assert client.get("/api/v1/judgments", headers=headers).status_code == 200
@@ -84,6 +102,8 @@ def test_tokens_create_refuses_scopes_beyond_the_role(settings, db):
     unknown = runner.invoke(cli, ["tokens", "create", "ann", "--scope", "root"], env=env)
     assert unknown.exit_code == 2
     assert "ann" not in runner.invoke(cli, ["tokens", "list"], env=env).output
+
+
 def test_users_set_password_signs_the_user_out_everywhere(client, settings, db):
     make_user(db, "alice")
     assert login(client, "alice").status_code == 303

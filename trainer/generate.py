@@ -70,8 +70,10 @@ def load_policy(path_or_id: str, device: str = "cpu", dtype: torch.dtype | str |
     """
     device = resolve_device(device)
     if dtype is None:
-        dtype = torch.float32 if device == "cpu" else (
-            torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
+        dtype = (
+            torch.float32
+            if device == "cpu"
+            else (torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16)
         )
     try:
         tokenizer = load_tokenizer(path_or_id, padding_side="left")
@@ -115,21 +117,26 @@ def fits(policy: LoadedPolicy, prompt_length: int, max_new_tokens: int) -> bool:
 
 
 @torch.inference_mode()
-def generate(policy: LoadedPolicy, prompts: list[list[dict]], *, n_per_prompt: int, params: SamplingParams,
-             seed: int) -> list[list[Sample]]:
+def generate(
+    policy: LoadedPolicy, prompts: list[list[dict]], *, n_per_prompt: int, params: SamplingParams, seed: int
+) -> list[list[Sample]]:
     """n_per_prompt samples for each prompt (chat messages), in one batch of len(prompts) * n rows."""
     ids = [render_prompt_ids(policy.tokenizer, messages) for messages in prompts for _ in range(n_per_prompt)]
     batch = policy.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(policy.device)
     config = GenerationConfig(
-        do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0,
-        max_new_tokens=params.max_new_tokens, eos_token_id=sorted(policy.eos_ids),
+        do_sample=True,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        top_k=0,
+        max_new_tokens=params.max_new_tokens,
+        eos_token_id=sorted(policy.eos_ids),
         pad_token_id=policy.tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
     output = policy.model.generate(**batch, generation_config=config)  # (B*n, T_prompt + T_new)
-    new_tokens = output[:, batch["input_ids"].shape[1]:].tolist()
+    new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
     samples = [_sample(policy, row) for row in new_tokens]
-    return [samples[i * n_per_prompt:(i + 1) * n_per_prompt] for i in range(len(prompts))]
+    return [samples[i * n_per_prompt : (i + 1) * n_per_prompt] for i in range(len(prompts))]
 
 
 def _sample(policy: LoadedPolicy, tokens: list[int]) -> Sample:

@@ -56,7 +56,7 @@ def configure_cpu(num_threads: int | None = None) -> int:
 
 
 def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when a GPU is visible, else "cpu"; anything else ("cpu", "cuda:1") as given."""
+    """ "auto" -> "cuda" when a GPU is visible, else "cpu"; anything else ("cpu", "cuda:1") as given."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
@@ -140,9 +140,7 @@ def load_tokenizer(path: str, padding_side: str = "left") -> PreTrainedTokenizer
             stacklevel=2,
         )
     if tokenizer.chat_template is None:
-        warnings.warn(
-            f"tokenizer at {path!r} has no chat template; using plain 'role: text' turns", stacklevel=2
-        )
+        warnings.warn(f"tokenizer at {path!r} has no chat template; using plain 'role: text' turns", stacklevel=2)
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     return tokenizer
 
@@ -179,9 +177,7 @@ def load_checked(auto_class, path: str, what: str, may_lack: str | None = None, 
     """
     try:
         # mismatched shapes are collected (not raised) so the error below can name all of them
-        model, info = auto_class.from_pretrained(
-            path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
-        )
+        model, info = auto_class.from_pretrained(path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
     except Exception as e:  # re-raised with the path: nothing is swallowed
         raise ModelLoadError(f"could not load a {what} from {path!r}: {e}") from e
     allowed_missing = sorted(k for k in info["missing_keys"] if may_lack and k.startswith(may_lack))
@@ -204,9 +200,7 @@ def load_checked(auto_class, path: str, what: str, may_lack: str | None = None, 
     return model, allowed_missing
 
 
-def load_policy(
-    path: str, pad_token_id: int | None = None, dtype: torch.dtype = torch.float32
-) -> PreTrainedModel:
+def load_policy(path: str, pad_token_id: int | None = None, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
     """Causal LM from a local save_pretrained dir (or a Hub id), dropout disabled, fused GELU.
     Raises ModelLoadError when the weights do not match the config (see load_checked)."""
     _check_local_dir(path, "policy")
@@ -235,8 +229,14 @@ def load_scalar_model(path: str, pad_token_id: int, dtype: torch.dtype = torch.f
         raise ModelLoadError(f"could not load a {what} from {path!r}: {e}") from e
     # only a policy dir may lack the head; a reward model dir without one is a broken copy
     from_policy = not any(name.endswith("ForSequenceClassification") for name in saved_as)
-    model, new_keys = load_checked(AutoModelForSequenceClassification, path, what,
-                                   may_lack="score." if from_policy else None, num_labels=1, dtype=dtype)
+    model, new_keys = load_checked(
+        AutoModelForSequenceClassification,
+        path,
+        what,
+        may_lack="score." if from_policy else None,
+        num_labels=1,
+        dtype=dtype,
+    )
     head = _score_head(model)
     if new_keys:
         hidden_size = model.config.hidden_size

@@ -31,20 +31,27 @@ class OracleResult:
         return self.ties / total if total else 0.0
 
 
-def sample_texts(policy: LoadedPolicy, prompts: list[str], params: SamplingParams, seed: int,
-                 batch_size: int = 64) -> list[str]:
+def sample_texts(
+    policy: LoadedPolicy, prompts: list[str], params: SamplingParams, seed: int, batch_size: int = 64
+) -> list[str]:
     texts = []
     for start in range(0, len(prompts), batch_size):
-        chunk = [[{"role": "user", "content": p}] for p in prompts[start:start + batch_size]]
+        chunk = [[{"role": "user", "content": p}] for p in prompts[start : start + batch_size]]
         texts += [s[0].text for s in generate(policy, chunk, n_per_prompt=1, params=params, seed=seed + start)]
     return texts
 
 
-def oracle_win_rate(policy_dir: str, base_dir: str, prompts: list[str],
-                    preference: Callable[[str, str, str], float], params: SamplingParams,
-                    seed: int = 0) -> OracleResult:
+def oracle_win_rate(
+    policy_dir: str,
+    base_dir: str,
+    prompts: list[str],
+    preference: Callable[[str, str, str], float],
+    params: SamplingParams,
+    seed: int = 0,
+) -> OracleResult:
     new = sample_texts(load_policy(policy_dir), prompts, params, seed)
     base = sample_texts(load_policy(base_dir), prompts, params, seed)
     scores = [preference(p, n, b) for p, n, b in zip(prompts, new, base, strict=True)]
-    return OracleResult(wins=sum(s > 0 for s in scores), losses=sum(s < 0 for s in scores),
-                        ties=sum(s == 0 for s in scores))
+    return OracleResult(
+        wins=sum(s > 0 for s in scores), losses=sum(s < 0 for s in scores), ties=sum(s == 0 for s in scores)
+    )

@@ -148,9 +148,7 @@ def derive_sizes(args: PPOArgs, num_prompts: int) -> PPOArgs:
     if args.temperature <= 0:
         raise ValueError("temperature must be > 0 (logprobs are computed from logits / temperature)")
     if args.whiten_rewards and args.batch_size < 8:
-        raise ValueError(
-            "whiten_rewards needs batch_size >= 8 for a meaningful variance (TRL asserts the same)"
-        )
+        raise ValueError("whiten_rewards needs batch_size >= 8 for a meaningful variance (TRL asserts the same)")
     mini_batch_size = exact_div(args.batch_size, args.num_mini_batches, "batch_size / num_mini_batches")
     micro_batch_size = exact_div(mini_batch_size, args.gradient_accumulation_steps,
                                  "mini_batch_size / gradient_accumulation_steps")  # fmt: skip
@@ -437,9 +435,7 @@ def load_models(policy_dir: str, ref_policy_dir: str, reward_model_dir: str, dev
     value_model = load_scalar_model(reward_model_dir, pad).to(device).train()
     vocab_sizes = {m.config.vocab_size for m in (policy, ref_policy, reward_model)}
     if len(vocab_sizes) != 1:
-        raise ValueError(
-            f"policy, reference and reward model must share one tokenizer; vocab sizes {vocab_sizes}"
-        )
+        raise ValueError(f"policy, reference and reward model must share one tokenizer; vocab sizes {vocab_sizes}")
     return tokenizer, policy, ref_policy, reward_model, value_model
 
 

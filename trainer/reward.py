@@ -126,19 +126,13 @@ def encode_pairs(tokenizer, pairs: list[dict], max_length: int) -> tuple[list[tu
     return encoded, dropped
 
 
-def length_grouped_batches(
-    lengths: list[int], batch_size: int, rng: random.Random, group: bool
-) -> list[list[int]]:
+def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random, group: bool) -> list[list[int]]:
     """Shuffled batches of indices; with group=True each batch holds similar lengths (little padding)."""
     order = list(range(len(lengths)))
     rng.shuffle(order)
     if group:
         mega = batch_size * 50
-        order = [
-            i
-            for s in range(0, len(order), mega)
-            for i in sorted(order[s : s + mega], key=lambda j: -lengths[j])
-        ]
+        order = [i for s in range(0, len(order), mega) for i in sorted(order[s : s + mega], key=lambda j: -lengths[j])]
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     rng.shuffle(batches)
     return batches

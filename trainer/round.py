@@ -200,8 +200,7 @@ def load_snapshot(workdir: Path) -> Snapshot:
     if not train:
         raise RoundFailed("the snapshot has no usable training pairs")
     if not held_out:
-        raise RoundFailed("the snapshot has no held-out pairs, so the reward model's accuracy cannot be "
-                          "measured")
+        raise RoundFailed("the snapshot has no held-out pairs, so the reward model's accuracy cannot be measured")
     ppo_prompts = [p["prompt"] for p in prompts if p["split"] == "train"]
     if not ppo_prompts:
         raise RoundFailed("the snapshot has no training-split prompts for PPO rollouts")
@@ -226,8 +225,14 @@ def stage_reward_model(rnd: Round, snap: Snapshot) -> dict:
     """Train the reward model from the lineage's base policy; only a finished one reaches outputs/."""
     tmp = rnd.work / "reward_model"
     shutil.rmtree(tmp, ignore_errors=True)
-    result = train_reward_model(snap.reward_args, snap.config["base_policy_dir"], snap.pairs_train,
-                                snap.pairs_eval, str(tmp), on_progress=rnd.on_progress("reward_model"))
+    result = train_reward_model(
+        snap.reward_args,
+        snap.config["base_policy_dir"],
+        snap.pairs_train,
+        snap.pairs_eval,
+        str(tmp),
+        on_progress=rnd.on_progress("reward_model"),
+    )
     _replace_dir(tmp, rnd.outputs / "reward_model")
     return result
 
@@ -236,9 +241,16 @@ def stage_ppo(rnd: Round, snap: Snapshot, stop: StopFlag) -> dict:
     """PPO in work/ppo (its checkpoint survives a kill there); the final policy moves to outputs/."""
     stop.graceful = True
     try:
-        result = train_ppo(snap.ppo_args, snap.config["policy_dir"], snap.config["ref_policy_dir"],
-                           str(rnd.outputs / "reward_model"), snap.ppo_prompts, str(rnd.work / "ppo"),
-                           on_progress=rnd.on_progress("ppo"), should_stop=lambda: stop.requested)
+        result = train_ppo(
+            snap.ppo_args,
+            snap.config["policy_dir"],
+            snap.config["ref_policy_dir"],
+            str(rnd.outputs / "reward_model"),
+            snap.ppo_prompts,
+            str(rnd.work / "ppo"),
+            on_progress=rnd.on_progress("ppo"),
+            should_stop=lambda: stop.requested,
+        )
     finally:
         stop.graceful = False
     if result["stopped"]:
@@ -267,16 +279,48 @@ def gate_verdicts(results: dict, gates: dict) -> dict[str, dict]:
     value fails its gate."""
     checks = []  # (name, value, op, limit, what it measures, the setting or cause to name)
     if "reward_model" in results:
-        checks.append(("rm_accuracy", results["reward_model"].get(M.RM_EVAL_ACCURACY), ">=",
-                       gates["min_rm_accuracy"], "reward model held-out accuracy", "gates.min_rm_accuracy"))
+        checks.append(
+            (
+                "rm_accuracy",
+                results["reward_model"].get(M.RM_EVAL_ACCURACY),
+                ">=",
+                gates["min_rm_accuracy"],
+                "reward model held-out accuracy",
+                "gates.min_rm_accuracy",
+            )
+        )
     if "ppo" in results:
-        checks.append(("finite", 0.0 if results["ppo"]["gates"]["nan_or_inf"] else 1.0, ">=", 1.0,
-                       "PPO losses and metrics finite (1 = yes)", "NaN/inf during PPO"))
+        checks.append(
+            (
+                "finite",
+                0.0 if results["ppo"]["gates"]["nan_or_inf"] else 1.0,
+                ">=",
+                1.0,
+                "PPO losses and metrics finite (1 = yes)",
+                "NaN/inf during PPO",
+            )
+        )
     if "evaluate" in results:
-        checks.append(("kl", results["evaluate"].get("eval/kl"), "<=", gates["max_kl"],
-                       "KL of the new policy to the reference on held-out prompts (nats)", "gates.max_kl"))
-        checks.append(("eos_rate", results["evaluate"].get("eval/eos_rate"), ">=", gates["min_eos_rate"],
-                       "share of held-out answers that end with EOS", "gates.min_eos_rate"))
+        checks.append(
+            (
+                "kl",
+                results["evaluate"].get("eval/kl"),
+                "<=",
+                gates["max_kl"],
+                "KL of the new policy to the reference on held-out prompts (nats)",
+                "gates.max_kl",
+            )
+        )
+        checks.append(
+            (
+                "eos_rate",
+                results["evaluate"].get("eval/eos_rate"),
+                ">=",
+                gates["min_eos_rate"],
+                "share of held-out answers that end with EOS",
+                "gates.min_eos_rate",
+            )
+        )
         if gates.get("min_score_gain") is not None:
             checks.append(("score_gain", results["evaluate"].get("eval/score_gain"), ">=",
                            gates["min_score_gain"], "held-out reward-model score gain over the old policy",
@@ -337,8 +381,9 @@ def run_round(workdir: Path, stop: StopFlag) -> int:
             if _rejected(rnd, snap.config["gates"]):
                 log.info("rejected: %s", rnd.status.data["rejected_reasons"])
                 return EXIT_VERDICT
-        rnd.status.update(state="succeeded",
-                          outputs={"reward_model": "outputs/reward_model", "policy": "outputs/policy"})
+        rnd.status.update(
+            state="succeeded", outputs={"reward_model": "outputs/reward_model", "policy": "outputs/policy"}
+        )
         log.info("succeeded")
         return EXIT_VERDICT
     except Interrupted:

@@ -43,13 +43,23 @@ router = APIRouter(prefix="/admin", dependencies=[Depends(page_admin)])
 RECENT_COMPARISONS = 20
 
 
-def _page(request: Request, name: str, context: dict[str, Any], *, status_code: int = 200,
-          error: str | None = None, section: str | None = None) -> Response:
+def _page(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+    section: str | None = None,
+) -> Response:
     """Render templates/admin/<name>.html with its sub-navigation section and any flash message."""
     flash = request.session.pop("flash", None)
-    return render(request, f"admin/{name}.html",
-                  {"section": section or name, "flash": flash, "error": error, **context},
-                  status_code=status_code)
+    return render(
+        request,
+        f"admin/{name}.html",
+        {"section": section or name, "flash": flash, "error": error, **context},
+        status_code=status_code,
+    )
 
 
 def _done(request: Request, url: str, message: str) -> RedirectResponse:
@@ -58,8 +68,15 @@ def _done(request: Request, url: str, message: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def _failed(request: Request, db: Session, exc: DomainError, name: str,
-            context: Callable[[], dict[str, Any]], *, section: str | None = None) -> Response:
+def _failed(
+    request: Request,
+    db: Session,
+    exc: DomainError,
+    name: str,
+    context: Callable[[], dict[str, Any]],
+    *,
+    section: str | None = None,
+) -> Response:
     """Re-render a page after a refused form: nothing of it is kept, the message says why."""
     db.rollback()
     return _page(request, name, context(), status_code=exc.status_code, error=exc.msg, section=section)
@@ -78,13 +95,17 @@ def dashboard(request: Request, db: SessionDep, settings: SettingsDep) -> Respon
     progress = stats_service.progress(db=db)
     agreement = stats_service.agreement(db=db)
     busiest = sorted(stats_service.annotator_stats(db=db), key=lambda a: -a.judgments_today)
-    return _page(request, "dashboard", {
-        "progress": progress,
-        "agreement": agreement,
-        "busiest": [a for a in busiest if a.judgments_today][:5],
-        "stages": training_service.STAGE_ORDER,
-        "poll_ms": int(settings.ADMIN_POLL_S * 1000),
-    })
+    return _page(
+        request,
+        "dashboard",
+        {
+            "progress": progress,
+            "agreement": agreement,
+            "busiest": [a for a in busiest if a.judgments_today][:5],
+            "stages": training_service.STAGE_ORDER,
+            "poll_ms": int(settings.ADMIN_POLL_S * 1000),
+        },
+    )
 
 
 # --- annotators and agreement ----------------------------------------------------------------------
@@ -92,16 +113,24 @@ def dashboard(request: Request, db: SessionDep, settings: SettingsDep) -> Respon
 
 @router.get("/annotators")
 def annotators(request: Request, db: SessionDep) -> Response:
-    return _page(request, "annotators", {
-        "annotators": stats_service.annotator_stats(db=db),
-        "agreement": stats_service.agreement(db=db),
-    })
+    return _page(
+        request,
+        "annotators",
+        {
+            "annotators": stats_service.annotator_stats(db=db),
+            "agreement": stats_service.agreement(db=db),
+        },
+    )
 
 
 @router.post("/users/{user_id}/active", dependencies=[CsrfChecked])
 def set_user_active(
-    request: Request, user_id: IdPath, db: SessionDep, admin: PageAdmin,
-    active: Annotated[bool, Form()], next: Annotated[Text, Form(max_length=200)] = "/admin/users",
+    request: Request,
+    user_id: IdPath,
+    db: SessionDep,
+    admin: PageAdmin,
+    active: Annotated[bool, Form()],
+    next: Annotated[Text, Form(max_length=200)] = "/admin/users",
 ) -> Response:
     try:
         user = service.set_user_active(db=db, actor=admin, user_id=user_id, active=active)
@@ -113,14 +142,16 @@ def set_user_active(
 
 @router.post("/users/{user_id}/training", dependencies=[CsrfChecked])
 def set_user_training(
-    request: Request, user_id: IdPath, db: SessionDep,
-    excluded: Annotated[bool, Form()], next: Annotated[Text, Form(max_length=200)] = "/admin/users",
+    request: Request,
+    user_id: IdPath,
+    db: SessionDep,
+    excluded: Annotated[bool, Form()],
+    next: Annotated[Text, Form(max_length=200)] = "/admin/users",
 ) -> Response:
     user = auth_service.get_or_raise(db=db, user_id=user_id)
     auth_service.set_excluded_from_training(db=db, user=user, excluded=excluded)
     verdict = "excluded from" if excluded else "included in"
-    return _done(request, _back(next, "/admin/users"),
-                 f"{user.username}'s judgments are now {verdict} training.")
+    return _done(request, _back(next, "/admin/users"), f"{user.username}'s judgments are now {verdict} training.")
 
 
 # --- users and API tokens --------------------------------------------------------------------------
@@ -137,8 +168,16 @@ def _users_context(db: Session, **extra: Any) -> dict[str, Any]:
     users = auth_service.list_(db=db)
     names = {u.id: u.username for u in users}
     live = Counter(token.user_id for token in tokens if token.revoked_at is None)
-    return {"users": users, "tokens": tokens, "names": names, "live_tokens": live, "roles": list(Role),
-            "form": {}, "now": utcnow(), **extra}
+    return {
+        "users": users,
+        "tokens": tokens,
+        "names": names,
+        "live_tokens": live,
+        "roles": list(Role),
+        "form": {},
+        "now": utcnow(),
+        **extra,
+    }
 
 
 @router.get("/users")
@@ -148,15 +187,22 @@ def users(request: Request, db: SessionDep) -> Response:
 
 @router.post("/users", dependencies=[CsrfChecked])
 def create_user(
-    request: Request, db: SessionDep, settings: SettingsDep,
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
     username: Annotated[Text, Form(max_length=64)] = "",
     password: Annotated[Text, Form(max_length=1024)] = "",
     role: Annotated[Text, Form(max_length=16)] = Role.annotator.value,
 ) -> Response:
     form = {"username": username, "role": role}
     try:
-        user = auth_service.create(db=db, username=username, password=password, role=_role(role),
-                                   min_password_length=settings.MIN_PASSWORD_LENGTH)
+        user = auth_service.create(
+            db=db,
+            username=username,
+            password=password,
+            role=_role(role),
+            min_password_length=settings.MIN_PASSWORD_LENGTH,
+        )
     except DomainError as exc:
         return _failed(request, db, exc, "users", lambda: _users_context(db, form=form))
     return _done(request, "/admin/users", f"Created {user.role.value} {user.username}.")
@@ -164,7 +210,10 @@ def create_user(
 
 @router.post("/users/{user_id}/role", dependencies=[CsrfChecked])
 def set_user_role(
-    request: Request, user_id: IdPath, db: SessionDep, role: Annotated[Text, Form(max_length=16)],
+    request: Request,
+    user_id: IdPath,
+    db: SessionDep,
+    role: Annotated[Text, Form(max_length=16)],
 ) -> Response:
     try:
         user = auth_service.get_or_raise(db=db, user_id=user_id)
@@ -176,15 +225,24 @@ def set_user_role(
 
 @router.post("/users/{user_id}/password", dependencies=[CsrfChecked])
 def reset_user_password(
-    request: Request, user_id: IdPath, db: SessionDep, settings: SettingsDep, admin: PageAdmin,
+    request: Request,
+    user_id: IdPath,
+    db: SessionDep,
+    settings: SettingsDep,
+    admin: PageAdmin,
     password: Annotated[Text, Form(max_length=1024)] = "",
 ) -> Response:
     try:
         user = auth_service.get_or_raise(db=db, user_id=user_id)
         # An admin resetting their own password stays signed in here, as on their account page.
         own_session = request.session.get(sessions.COOKIE_KEY) if user.id == admin.id else None
-        auth_service.set_password(db=db, user=user, password=password,
-                                  min_password_length=settings.MIN_PASSWORD_LENGTH, keep_session=own_session)
+        auth_service.set_password(
+            db=db,
+            user=user,
+            password=password,
+            min_password_length=settings.MIN_PASSWORD_LENGTH,
+            keep_session=own_session,
+        )
     except DomainError as exc:
         return _failed(request, db, exc, "users", lambda: _users_context(db))
     return _done(request, "/admin/users", f"{user.username} has a new password and is signed out everywhere.")
@@ -192,7 +250,10 @@ def reset_user_password(
 
 @router.post("/users/{user_id}/tokens", dependencies=[CsrfChecked])
 def create_token(
-    request: Request, user_id: IdPath, db: SessionDep, admin: PageAdmin,
+    request: Request,
+    user_id: IdPath,
+    db: SessionDep,
+    admin: PageAdmin,
     scopes: Annotated[list[Scope], Form(default_factory=list)],
     name: Annotated[Text, Form(max_length=100)] = "",
     expires_in_days: Annotated[int | None, Form(ge=1, le=auth_service.MAX_TOKEN_DAYS)] = None,
@@ -202,14 +263,17 @@ def create_token(
         if not name.strip():
             raise Unprocessable("Give the token a name (e.g. what will use it).", loc=("name",))
         _api_token, token = auth_service.create_token(
-            db=db, user=user, name=name.strip(), scopes=scopes, expires_in_days=expires_in_days,
+            db=db,
+            user=user,
+            name=name.strip(),
+            scopes=scopes,
+            expires_in_days=expires_in_days,
             grantor=auth_service.session_grant(admin),
         )
     except DomainError as exc:
         return _failed(request, db, exc, "users", lambda: _users_context(db))
     # Shown in this response only (never through the session cookie, which is signed, not encrypted).
-    return _page(request, "users", _users_context(db, new_token=token, new_token_owner=user.username),
-                 status_code=201)
+    return _page(request, "users", _users_context(db, new_token=token, new_token_owner=user.username), status_code=201)
 
 
 @router.post("/tokens/{token_id}/revoke", dependencies=[CsrfChecked])
@@ -223,20 +287,32 @@ def revoke_token(request: Request, token_id: IdPath, db: SessionDep) -> Response
 ACTIVE_FILTERS = {"all": None, "active": True, "inactive": False}
 
 
-def _prompts_context(db: Session, settings: Settings, *, q: str = "", status: str = "all", page: int = 1,
-                     **extra: Any) -> dict[str, Any]:
+def _prompts_context(
+    db: Session, settings: Settings, *, q: str = "", status: str = "all", page: int = 1, **extra: Any
+) -> dict[str, Any]:
     size = settings.ADMIN_PAGE_SIZE
-    items, total = prompts_service.list_(db=db, q=q.strip() or None, active=ACTIVE_FILTERS.get(status),
-                                         offset=(page - 1) * size, limit=size)
-    return {"prompts": items, "total": total, "q": q, "status": status, "page": page,
-            "here": "/admin/prompts?" + urlencode({"q": q, "status": status, "page": page}),
-            "pages": max(1, math.ceil(total / size)), "active_count": prompts_service.count_active(db=db),
-            "max_mb": settings.UPLOAD_MAX_BYTES / 2**20, **extra}
+    items, total = prompts_service.list_(
+        db=db, q=q.strip() or None, active=ACTIVE_FILTERS.get(status), offset=(page - 1) * size, limit=size
+    )
+    return {
+        "prompts": items,
+        "total": total,
+        "q": q,
+        "status": status,
+        "page": page,
+        "here": "/admin/prompts?" + urlencode({"q": q, "status": status, "page": page}),
+        "pages": max(1, math.ceil(total / size)),
+        "active_count": prompts_service.count_active(db=db),
+        "max_mb": settings.UPLOAD_MAX_BYTES / 2**20,
+        **extra,
+    }
 
 
 @router.get("/prompts")
 def prompts(
-    request: Request, db: SessionDep, settings: SettingsDep,
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
     q: Annotated[Text, Query(max_length=500)] = "",
     status: Annotated[Literal["all", "active", "inactive"], Query()] = "all",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
@@ -246,7 +322,9 @@ def prompts(
 
 @router.post("/prompts/import", dependencies=[CsrfChecked])
 def import_prompts(
-    request: Request, db: SessionDep, settings: SettingsDep,
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
     file: Annotated[UploadFile | None, File()] = None,
     source: Annotated[Text, Form(max_length=100)] = "",
     skip_bad_lines: Annotated[bool, Form()] = False,
@@ -261,8 +339,11 @@ def import_prompts(
             raise TooLarge(f"The file is larger than {limit_mb:g} MB; split it.", loc=("file",))
         content = prompts_service.decode_upload(data)
         report = prompts_service.import_text(
-            db=db, content=content, fmt=prompts_service.detect_format(file.filename, content),
-            source=prompts_service.upload_source(source, file.filename), skip_bad_lines=skip_bad_lines,
+            db=db,
+            content=content,
+            fmt=prompts_service.detect_format(file.filename, content),
+            source=prompts_service.upload_source(source, file.filename),
+            skip_bad_lines=skip_bad_lines,
             max_chars=settings.PROMPT_MAX_CHARS,
         )
     except DomainError as exc:
@@ -275,7 +356,10 @@ def import_prompts(
 
 @router.post("/prompts/{prompt_id}/active", dependencies=[CsrfChecked])
 def set_prompt_active(
-    request: Request, prompt_id: IdPath, db: SessionDep, active: Annotated[bool, Form()],
+    request: Request,
+    prompt_id: IdPath,
+    db: SessionDep,
+    active: Annotated[bool, Form()],
     next: Annotated[Text, Form(max_length=2000)] = "/admin/prompts",
 ) -> Response:
     if active:
@@ -307,9 +391,14 @@ def save_guidelines(request: Request, db: SessionDep, markdown: Annotated[Text, 
 
 
 def _gold_context(db: Session, **extra: Any) -> dict[str, Any]:
-    return {"gold": service.list_gold(db=db), "results": stats_service.gold_results(db=db),
-            "recent": service.list_recent_comparisons(db=db, limit=RECENT_COMPARISONS),
-            "choices": list(Choice), "form": {}, **extra}
+    return {
+        "gold": service.list_gold(db=db),
+        "results": stats_service.gold_results(db=db),
+        "recent": service.list_recent_comparisons(db=db, limit=RECENT_COMPARISONS),
+        "choices": list(Choice),
+        "form": {},
+        **extra,
+    }
 
 
 @router.get("/gold")
@@ -319,8 +408,10 @@ def gold(request: Request, db: SessionDep) -> Response:
 
 @router.post("/gold", dependencies=[CsrfChecked])
 def mark_gold(
-    request: Request, db: SessionDep,
-    comparison_id: Annotated[Text, Form(max_length=20)] = "", choice: Annotated[Text, Form(max_length=16)] = "",
+    request: Request,
+    db: SessionDep,
+    comparison_id: Annotated[Text, Form(max_length=20)] = "",
+    choice: Annotated[Text, Form(max_length=16)] = "",
     next: Annotated[Text, Form(max_length=200)] = "/admin/gold",
 ) -> Response:
     form = {"comparison_id": comparison_id, "choice": choice}
@@ -330,13 +421,17 @@ def mark_gold(
         comparison = service.set_gold(db=db, comparison_id=int(comparison_id), choice=choice)
     except DomainError as exc:
         return _failed(request, db, exc, "gold", lambda: _gold_context(db, form=form))
-    return _done(request, _back(next, "/admin/gold"),
-                 f"Comparison {comparison.id} is gold; expected answer: {comparison.gold_choice.value}.")
+    return _done(
+        request,
+        _back(next, "/admin/gold"),
+        f"Comparison {comparison.id} is gold; expected answer: {comparison.gold_choice.value}.",
+    )
 
 
 @router.post("/gold/{comparison_id}/clear", dependencies=[CsrfChecked])
-def clear_gold(request: Request, comparison_id: IdPath, db: SessionDep,
-               next: Annotated[Text, Form(max_length=200)] = "/admin/gold") -> Response:
+def clear_gold(
+    request: Request, comparison_id: IdPath, db: SessionDep, next: Annotated[Text, Form(max_length=200)] = "/admin/gold"
+) -> Response:
     service.clear_gold(db=db, comparison_id=comparison_id)
     return _done(request, _back(next, "/admin/gold"), f"Comparison {comparison_id} is no longer gold.")
 
@@ -344,10 +439,16 @@ def clear_gold(request: Request, comparison_id: IdPath, db: SessionDep,
 @router.get("/comparisons/{comparison_id}")
 def comparison(request: Request, comparison_id: IdPath, db: SessionDep) -> Response:
     found = service.get_comparison_or_raise(db=db, comparison_id=comparison_id)
-    return _page(request, "comparison", {
-        "comparison": found, "judgments": service.list_judgments(db=db, comparison_id=comparison_id),
-        "choices": list(Choice),
-    }, section="gold")
+    return _page(
+        request,
+        "comparison",
+        {
+            "comparison": found,
+            "judgments": service.list_judgments(db=db, comparison_id=comparison_id),
+            "choices": list(Choice),
+        },
+        section="gold",
+    )
 
 
 # --- policy versions -------------------------------------------------------------------------------
@@ -370,8 +471,10 @@ def _policies_context(db: Session) -> dict[str, Any]:
         "rounds": policies_service.producing_rounds(db=db, version_ids=list(by_id)),
         "active": policies_service.get_active(db=db),
         "ratings": {row.version_id: row for row in leaderboard},
-        "chart_points": [{"version": row.number, "rating": row.rating, "low": row.rating_low, "high": row.rating_high}
-                         for row in sorted(leaderboard, key=lambda row: row.number)],
+        "chart_points": [
+            {"version": row.number, "rating": row.rating, "low": row.rating_low, "high": row.rating_high}
+            for row in sorted(leaderboard, key=lambda row: row.number)
+        ],
     }
 
 
@@ -386,8 +489,7 @@ def activate_policy(request: Request, version_id: IdPath, db: SessionDep) -> Res
         version = policies_service.activate(db=db, version_id=version_id)
     except DomainError as exc:
         return _failed(request, db, exc, "policies", lambda: _policies_context(db))
-    return _done(request, "/admin/policies",
-                 f"Policy v{version.number} is active; the sampler switches to it.")
+    return _done(request, "/admin/policies", f"Policy v{version.number} is active; the sampler switches to it.")
 
 
 # --- training rounds -------------------------------------------------------------------------------
@@ -395,27 +497,51 @@ def activate_policy(request: Request, version_id: IdPath, db: SessionDep) -> Res
 # The live charts of a round's page: which logged values each one plots (names from trainer.metrics,
 # the metrics.jsonl contract between the trainer and the app).
 ROUND_CHARTS = [
-    {"id": "rm-accuracy", "title": "Reward model · accuracy", "stage": "reward_model",
-     "series": [{"key": M.RM_TRAIN_ACCURACY, "label": "train batch accuracy"}],
-     # The number that matters is on held-out pairs, once the stage ends, against its gate.
-     "note": {"result": M.RM_EVAL_ACCURACY, "gate": "min_rm_accuracy", "label": "held-out"}},
-    {"id": "rm-loss", "title": "Reward model · loss", "stage": "reward_model",
-     "series": [{"key": M.RM_TRAIN_LOSS, "label": "train loss"}]},
-    {"id": "ppo-reward", "title": "PPO · reward", "stage": "ppo",
-     "series": [{"key": M.OBJECTIVE_RLHF_REWARD, "label": "RLHF reward"},
-                {"key": M.OBJECTIVE_SCORES, "label": "RM score"}]},
-    {"id": "ppo-kl", "title": "PPO · KL to the reference", "stage": "ppo",
-     "series": [{"key": M.OBJECTIVE_KL, "label": "KL"}]},
-    {"id": "ppo-entropy", "title": "PPO · entropy", "stage": "ppo",
-     "series": [{"key": M.OBJECTIVE_ENTROPY, "label": "entropy"}]},
-    {"id": "ppo-clipfrac", "title": "PPO · clip fraction", "stage": "ppo",
-     "series": [{"key": M.POLICY_CLIPFRAC_AVG, "label": "policy"},
-                {"key": M.VAL_CLIPFRAC_AVG, "label": "value"}]},
+    {
+        "id": "rm-accuracy",
+        "title": "Reward model · accuracy",
+        "stage": "reward_model",
+        "series": [{"key": M.RM_TRAIN_ACCURACY, "label": "train batch accuracy"}],
+        # The number that matters is on held-out pairs, once the stage ends, against its gate.
+        "note": {"result": M.RM_EVAL_ACCURACY, "gate": "min_rm_accuracy", "label": "held-out"},
+    },
+    {
+        "id": "rm-loss",
+        "title": "Reward model · loss",
+        "stage": "reward_model",
+        "series": [{"key": M.RM_TRAIN_LOSS, "label": "train loss"}],
+    },
+    {
+        "id": "ppo-reward",
+        "title": "PPO · reward",
+        "stage": "ppo",
+        "series": [
+            {"key": M.OBJECTIVE_RLHF_REWARD, "label": "RLHF reward"},
+            {"key": M.OBJECTIVE_SCORES, "label": "RM score"},
+        ],
+    },
+    {
+        "id": "ppo-kl",
+        "title": "PPO · KL to the reference",
+        "stage": "ppo",
+        "series": [{"key": M.OBJECTIVE_KL, "label": "KL"}],
+    },
+    {
+        "id": "ppo-entropy",
+        "title": "PPO · entropy",
+        "stage": "ppo",
+        "series": [{"key": M.OBJECTIVE_ENTROPY, "label": "entropy"}],
+    },
+    {
+        "id": "ppo-clipfrac",
+        "title": "PPO · clip fraction",
+        "stage": "ppo",
+        "series": [{"key": M.POLICY_CLIPFRAC_AVG, "label": "policy"}, {"key": M.VAL_CLIPFRAC_AVG, "label": "value"}],
+    },
 ]
 
 
-def _rounds_context(db: Session, settings: Settings,
-                    submitted: dict[str, str] | None = None) -> dict[str, Any]:
+def _rounds_context(db: Session, settings: Settings, submitted: dict[str, str] | None = None) -> dict[str, Any]:
     rounds, total = training_service.list_(db=db, limit=settings.ADMIN_PAGE_SIZE)
     defaults = default_config(settings)
     last_bound = max((r.snapshot_max_judgment_id or 0 for r in rounds), default=0)
@@ -424,7 +550,8 @@ def _rounds_context(db: Session, settings: Settings,
         "total": total,
         "in_flight": training_service.in_flight(db=db),
         "new_judgments": training_service.count_usable_judgments(
-            db=db, after_id=last_bound, include_ties=defaults["data"]["include_ties"]),
+            db=db, after_id=last_bound, include_ties=defaults["data"]["include_ties"]
+        ),
         "sections": round_form.sections(defaults, RoundConfig.model_json_schema(), submitted),
         "names": {u.id: u.username for u in auth_service.list_(db=db)},
         "stages_count": len(training_service.STAGE_ORDER),
@@ -442,12 +569,10 @@ async def launch_round(request: Request, db: SessionDep, settings: SettingsDep, 
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str) and k != "csrf_token"}
     try:
         overrides = round_form.overrides(form, default_config(settings))
-        round_ = training_service.launch(db=db, settings=settings, requested_by=admin,
-                                         config_overrides=overrides)
+        round_ = training_service.launch(db=db, settings=settings, requested_by=admin, config_overrides=overrides)
     except DomainError as exc:
         return _failed(request, db, exc, "rounds", lambda: _rounds_context(db, settings, form))
-    return _done(request, f"/admin/rounds/{round_.id}",
-                 f"Round {round_.id} is queued; a worker picks it up shortly.")
+    return _done(request, f"/admin/rounds/{round_.id}", f"Round {round_.id} is queued; a worker picks it up shortly.")
 
 
 @router.get("/rounds/{round_id}")
@@ -461,7 +586,8 @@ def _round_context(db: Session, settings: Settings, round_id: int) -> dict[str, 
     return {
         "round": round_,
         "vs_parent": ratings_service.against_parent(db=db, version_id=round_.policy_version_id)
-        if round_.policy_version_id else None,
+        if round_.policy_version_id
+        else None,
         "requester": requester.username if requester else None,
         "stages": training_service.STAGE_ORDER,
         "charts": ROUND_CHARTS,
@@ -474,8 +600,7 @@ def cancel_round(request: Request, round_id: IdPath, db: SessionDep, settings: S
     try:
         round_ = training_service.request_cancel(db=db, round_id=round_id, now=utcnow())
     except InvalidState as exc:
-        return _failed(request, db, exc, "round", lambda: _round_context(db, settings, round_id),
-                       section="rounds")
+        return _failed(request, db, exc, "round", lambda: _round_context(db, settings, round_id), section="rounds")
     cancelled = round_.status == RoundStatus.cancelled
     message = "cancelled" if cancelled else "being cancelled; its worker stops it"
     return _done(request, f"/admin/rounds/{round_id}", f"Round {round_id} is {message}.")
@@ -486,6 +611,5 @@ def retry_round(request: Request, round_id: IdPath, db: SessionDep, settings: Se
     try:
         training_service.retry(db=db, round_id=round_id)
     except (InvalidState, Conflict) as exc:
-        return _failed(request, db, exc, "round", lambda: _round_context(db, settings, round_id),
-                       section="rounds")
+        return _failed(request, db, exc, "round", lambda: _round_context(db, settings, round_id), section="rounds")
     return _done(request, f"/admin/rounds/{round_id}", f"Round {round_id} is queued again.")

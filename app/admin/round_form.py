@@ -56,11 +56,20 @@ def _field(name: str, prop: dict, value: str) -> Field:
     nullable = any(v.get("type") == "null" for v in variants)
     main = next((v for v in variants if v.get("type") != "null"), {})
     options = tuple(shown(o) for o in main.get("enum", ()))
-    kind = "choice" if options else {"integer": "integer", "number": "number", "boolean": "boolean"}.get(
-        main.get("type", ""), "text")
-    return Field(name=name, label=name.rsplit(".", 1)[-1].replace("_", " "), kind=kind, value=value,
-                 options=options or (("true", "false") if kind == "boolean" else ()), nullable=nullable,
-                 help=prop.get("description", ""))
+    kind = (
+        "choice"
+        if options
+        else {"integer": "integer", "number": "number", "boolean": "boolean"}.get(main.get("type", ""), "text")
+    )
+    return Field(
+        name=name,
+        label=name.rsplit(".", 1)[-1].replace("_", " "),
+        kind=kind,
+        value=value,
+        options=options or (("true", "false") if kind == "boolean" else ()),
+        nullable=nullable,
+        help=prop.get("description", ""),
+    )
 
 
 def sections(defaults: dict, schema: dict, submitted: Mapping[str, str] | None = None) -> list[Section]:
@@ -87,8 +96,7 @@ def overrides(form: Mapping[str, str], defaults: dict) -> dict:
     for key, default in defaults.items():
         if isinstance(default, dict):
             prefix = f"{key}."
-            inner = overrides(
-                {k.removeprefix(prefix): v for k, v in form.items() if k.startswith(prefix)}, default)
+            inner = overrides({k.removeprefix(prefix): v for k, v in form.items() if k.startswith(prefix)}, default)
             if inner:
                 changed[key] = inner
             continue

@@ -80,26 +80,39 @@ def clear_gold(*, db: Session, comparison_id: int) -> Comparison:
 
 def list_gold(*, db: Session) -> list[Comparison]:
     """Every gold comparison, newest first, with its prompt loaded."""
-    return list(db.scalars(
-        select(Comparison).where(Comparison.is_gold.is_(True))
-        .options(selectinload(Comparison.prompt)).order_by(Comparison.id.desc())
-    ))
+    return list(
+        db.scalars(
+            select(Comparison)
+            .where(Comparison.is_gold.is_(True))
+            .options(selectinload(Comparison.prompt))
+            .order_by(Comparison.id.desc())
+        )
+    )
 
 
 def list_recent_comparisons(*, db: Session, limit: int) -> list[Comparison]:
     """The newest comparisons that are not gold yet: candidates an admin may mark."""
-    return list(db.scalars(
-        select(Comparison).where(Comparison.is_gold.is_(False))
-        .options(selectinload(Comparison.prompt)).order_by(Comparison.id.desc()).limit(limit)
-    ))
+    return list(
+        db.scalars(
+            select(Comparison)
+            .where(Comparison.is_gold.is_(False))
+            .options(selectinload(Comparison.prompt))
+            .order_by(Comparison.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 def list_judgments(*, db: Session, comparison_id: int) -> list[tuple[Judgment, str]]:
     """The judgments of one comparison, oldest first, each with its annotator's username."""
-    return list(db.execute(
-        select(Judgment, User.username).join(User, Judgment.annotator_id == User.id)
-        .where(Judgment.comparison_id == comparison_id).order_by(Judgment.id)
-    ).all())
+    return list(
+        db.execute(
+            select(Judgment, User.username)
+            .join(User, Judgment.annotator_id == User.id)
+            .where(Judgment.comparison_id == comparison_id)
+            .order_by(Judgment.id)
+        ).all()
+    )
 
 
 # --- accounts --------------------------------------------------------------------------------------

@@ -121,8 +121,11 @@ def _count_bad_token(request: Request, db: Session) -> NoReturn:
     """
     limits = throttle.token_limits(get_settings(request), client=client_address(request))
     if wait := throttle.retry_after_s(db=db, limits=limits):
-        raise TooManyRequests(f"Too many bad API tokens from your address; try again in {wait} seconds.",
-                              retry_after_s=wait, loc=("header", "authorization"))
+        raise TooManyRequests(
+            f"Too many bad API tokens from your address; try again in {wait} seconds.",
+            retry_after_s=wait,
+            loc=("header", "authorization"),
+        )
     # The 401 below rolls the request's unit of work back, so the failure is committed first, in a
     # transaction of its own (SQLite cannot turn a read snapshot into a write safely).
     db.rollback()

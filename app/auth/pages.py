@@ -22,8 +22,12 @@ router = APIRouter()
 def _safe_next(target: str | None) -> str:
     # Only local paths: "//evil.example" would be an open redirect, and browsers read a backslash as a
     # slash and drop tabs and newlines, so "/\\evil.example" and "/\t/evil.example" would be too.
-    if (target and target.startswith("/") and not target.startswith("//")
-            and not any(c == "\\" or ord(c) < 32 or ord(c) == 127 for c in target)):
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and not any(c == "\\" or ord(c) < 32 or ord(c) == 127 for c in target)
+    ):
         return target
     return "/"
 
@@ -42,13 +46,15 @@ def login(
     password: Annotated[Text, Form(max_length=1024)] = "",
     next: Annotated[Text, Form(max_length=2000)] = "/",
 ) -> Response:
-    result = service.authenticate(db=db, settings=settings, client=client_address(request), username=username,
-                                  password=password)
+    result = service.authenticate(
+        db=db, settings=settings, client=client_address(request), username=username, password=password
+    )
     context = {"next": _safe_next(next), "username": username}
     if result.throttled:
         context["error"] = f"Too many failed attempts. Try again in {result.retry_after_s} seconds."
-        return render(request, "auth/login.html", context, status_code=429,
-                      headers={"Retry-After": str(result.retry_after_s)})
+        return render(
+            request, "auth/login.html", context, status_code=429, headers={"Retry-After": str(result.retry_after_s)}
+        )
     if result.user is None:
         context["error"] = "Wrong username or password."
         return render(request, "auth/login.html", context, status_code=401)
@@ -56,8 +62,7 @@ def login(
     if isinstance(previous := request.session.get(sessions.COOKIE_KEY), str):
         sessions.end(db=db, session_id=previous)
     request.session.clear()
-    request.session[sessions.COOKIE_KEY] = sessions.open_(db=db, user=result.user,
-                                                          max_age_s=settings.SESSION_MAX_AGE_S)
+    request.session[sessions.COOKIE_KEY] = sessions.open_(db=db, user=result.user, max_age_s=settings.SESSION_MAX_AGE_S)
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
@@ -69,11 +74,23 @@ def logout(request: Request, db: SessionDep) -> Response:
     return RedirectResponse("/login", status_code=303)
 
 
-def _account(request: Request, db: Session, user: User, *, status_code: int = 200,
-             headers: dict[str, str] | None = None, **extra: Any) -> Response:
+def _account(
+    request: Request,
+    db: Session,
+    user: User,
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
     tokens = service.list_tokens(db=db, user=user)
-    return render(request, "auth/account.html", {"user": user, "tokens": tokens, "now": utcnow(), **extra},
-                  status_code=status_code, headers=headers)
+    return render(
+        request,
+        "auth/account.html",
+        {"user": user, "tokens": tokens, "now": utcnow(), **extra},
+        status_code=status_code,
+        headers=headers,
+    )
 
 
 @router.get("/account")
@@ -83,20 +100,34 @@ def account_page(request: Request, db: SessionDep, user: PageUser) -> Response:
 
 @router.post("/account/password", dependencies=[CsrfChecked])
 def change_password(
-    request: Request, db: SessionDep, settings: SettingsDep, user: PageUser,
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    user: PageUser,
     current_password: Annotated[Text, Form(max_length=1024)] = "",
     new_password: Annotated[Text, Form(max_length=1024)] = "",
 ) -> Response:
     try:
         result = service.change_password(
-            db=db, settings=settings, user=user, client=client_address(request), current_password=current_password,
-            new_password=new_password, keep_session=request.session.get(sessions.COOKIE_KEY),
+            db=db,
+            settings=settings,
+            user=user,
+            client=client_address(request),
+            current_password=current_password,
+            new_password=new_password,
+            keep_session=request.session.get(sessions.COOKIE_KEY),
         )
     except DomainError as exc:
         return _account(request, db, user, status_code=exc.status_code, password_error=exc.msg)
     if result.throttled:
-        return _account(request, db, user, status_code=429, headers={"Retry-After": str(result.retry_after_s)},
-                        password_error=f"Too many failed attempts. Try again in {result.retry_after_s} seconds.")
+        return _account(
+            request,
+            db,
+            user,
+            status_code=429,
+            headers={"Retry-After": str(result.retry_after_s)},
+            password_error=f"Too many failed attempts. Try again in {result.retry_after_s} seconds.",
+        )
     if result.user is None:
         return _account(request, db, user, status_code=422, password_error="Your current password is wrong.")
     return _account(request, db, user, password_changed=True)
@@ -104,13 +135,22 @@ def change_password(
 
 @router.post("/account/tokens", dependencies=[CsrfChecked])
 def create_token(
-    request: Request, db: SessionDep, user: PageUser, name: Annotated[Text, Form(min_length=1, max_length=100)],
+    request: Request,
+    db: SessionDep,
+    user: PageUser,
+    name: Annotated[Text, Form(min_length=1, max_length=100)],
     scopes: Annotated[list[Scope], Form(default_factory=list)],
     expires_in_days: Annotated[int | None, Form(ge=1, le=service.MAX_TOKEN_DAYS)] = None,
 ) -> Response:
     try:
-        _api_token, token = service.create_token(db=db, user=user, name=name, scopes=scopes,
-                                                 expires_in_days=expires_in_days, grantor=service.session_grant(user))
+        _api_token, token = service.create_token(
+            db=db,
+            user=user,
+            name=name,
+            scopes=scopes,
+            expires_in_days=expires_in_days,
+            grantor=service.session_grant(user),
+        )
     except DomainError as exc:
         return _account(request, db, user, status_code=exc.status_code, token_error=exc.msg)
     return _account(request, db, user, status_code=201, new_token=token)

@@ -45,7 +45,9 @@ class UserRead(BaseModel):
 class TokenCreate(BaseModel):
     name: Text = Field("api", min_length=1, max_length=100)
     scopes: list[Scope] | None = Field(
-        None, min_length=1, max_length=len(Scope),
+        None,
+        min_length=1,
+        max_length=len(Scope),
         description="Default: every scope the owner's role allows that your own credential holds.",
     )
     expires_in_days: int | None = Field(None, ge=1, le=MAX_TOKEN_DAYS, description="Default: no expiry.")

@@ -73,8 +73,7 @@ def _keep_an_active_admin(*, db: Session, user: User) -> None:
     # serializes writers anyway).
     admins = db.scalars(select(User.id).where(User.role == Role.admin, User.is_active.is_(True)).with_for_update())
     if set(admins) <= {user.id}:
-        raise InvalidState(f"{user.username} is the last active admin; make another admin first.",
-                           loc=("user_id",))
+        raise InvalidState(f"{user.username} is the last active admin; make another admin first.", loc=("user_id",))
 
 
 def set_active(*, db: Session, actor: User, user: User, active: bool) -> User:
@@ -147,17 +146,27 @@ def authenticate(*, db: Session, settings: Settings, client: str, username: str,
 
 
 def change_password(
-    *, db: Session, settings: Settings, user: User, client: str, current_password: str, new_password: str,
+    *,
+    db: Session,
+    settings: Settings,
+    user: User,
+    client: str,
+    current_password: str,
+    new_password: str,
     keep_session: str | None,
 ) -> LoginResult:
     """The user's own password change: the current password is checked as a sign-in is (throttled,
     failures counted); only if it passes is the new one set. Returns that check."""
     check_password_length(new_password, min_length=settings.MIN_PASSWORD_LENGTH, loc=("new_password",))
-    result = authenticate(db=db, settings=settings, client=client, username=user.username,
-                          password=current_password)
+    result = authenticate(db=db, settings=settings, client=client, username=user.username, password=current_password)
     if result.user is not None:
-        set_password(db=db, user=user, password=new_password, min_password_length=settings.MIN_PASSWORD_LENGTH,
-                     keep_session=keep_session)
+        set_password(
+            db=db,
+            user=user,
+            password=new_password,
+            min_password_length=settings.MIN_PASSWORD_LENGTH,
+            keep_session=keep_session,
+        )
     return result
 
 
@@ -183,8 +192,14 @@ def _scope_list(scopes: Iterable[Scope]) -> str:
 
 
 def create_token(
-    *, db: Session, user: User, name: str, scopes: Iterable[Scope] | None = None,
-    expires_at: datetime | None = None, expires_in_days: int | None = None, grantor: Grant | None = None,
+    *,
+    db: Session,
+    user: User,
+    name: str,
+    scopes: Iterable[Scope] | None = None,
+    expires_at: datetime | None = None,
+    expires_in_days: int | None = None,
+    grantor: Grant | None = None,
 ) -> tuple[ApiToken, str]:
     """A new API token for user; the full token is returned once and only its hash is kept.
 
@@ -195,8 +210,14 @@ def create_token(
     wanted = _token_scopes(user, scopes, grantor)
     expires_at = _token_expiry(expires_at, expires_in_days, grantor)
     token, prefix, token_hash = new_api_token()
-    api_token = ApiToken(user_id=user.id, name=name, prefix=prefix, token_hash=token_hash,
-                         scopes=sorted(s.value for s in wanted), expires_at=expires_at)
+    api_token = ApiToken(
+        user_id=user.id,
+        name=name,
+        prefix=prefix,
+        token_hash=token_hash,
+        scopes=sorted(s.value for s in wanted),
+        expires_at=expires_at,
+    )
     db.add(api_token)
     db.flush()
     return api_token, token
@@ -215,8 +236,8 @@ def _token_scopes(user: User, scopes: Iterable[Scope] | None, grantor: Grant | N
         )
     if grantor is not None and (beyond_grantor := wanted - grantor.scopes):
         raise PermissionDenied(
-            f"You cannot grant the {_scope_list(beyond_grantor)} scope: the credential you are using does not "
-            "hold it.", loc=("scopes",),
+            f"You cannot grant the {_scope_list(beyond_grantor)} scope: the credential you are using does not hold it.",
+            loc=("scopes",),
         )
     return wanted
 
@@ -238,7 +259,8 @@ def _token_expiry(expires_at: datetime | None, expires_in_days: int | None, gran
     if expires_at > grantor.expires_at:
         raise PermissionDenied(
             f"A token cannot outlive the token that creates it (that one expires "
-            f"{grantor.expires_at:%Y-%m-%d %H:%M} UTC).", loc=("expires_at",),
+            f"{grantor.expires_at:%Y-%m-%d %H:%M} UTC).",
+            loc=("expires_at",),
         )
     return expires_at
 
@@ -263,8 +285,9 @@ def revoke_token(*, db: Session, token_id: int, owner: User | None = None) -> Ap
 
 def revoke_user_tokens(*, db: Session, user: User) -> None:
     """Revoke every live token of user (on deactivation, so none works again after reactivation)."""
-    db.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-               .values(revoked_at=utcnow()))
+    db.execute(
+        update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow())
+    )
 
 
 def token_for(*, db: Session, token: str) -> ApiToken | None:
@@ -286,8 +309,9 @@ def token_for(*, db: Session, token: str) -> ApiToken | None:
         return None
     now = utcnow()
     if api_token.expired(now):
-        raise NotAuthenticated(f"API token expired at {api_token.expires_at:%Y-%m-%d %H:%M} UTC.",
-                               loc=("header", "authorization"))
+        raise NotAuthenticated(
+            f"API token expired at {api_token.expires_at:%Y-%m-%d %H:%M} UTC.", loc=("header", "authorization")
+        )
     last_used = api_token.last_used_at
     if last_used is None or now - last_used > LAST_USED_RESOLUTION:
         api_token.last_used_at = now

@@ -33,8 +33,14 @@ def open_(*, db: Session, user: User, max_age_s: int) -> str:
     # The user's expired sessions go now; nothing else would ever delete them.
     db.execute(delete(UserSession).where(UserSession.user_id == user.id, UserSession.expires_at <= now))
     session_id = secrets.token_urlsafe(32)
-    db.add(UserSession(id_hash=_hash(session_id), user_id=user.id, version=user.session_version,
-                       expires_at=now + timedelta(seconds=max_age_s)))
+    db.add(
+        UserSession(
+            id_hash=_hash(session_id),
+            user_id=user.id,
+            version=user.session_version,
+            expires_at=now + timedelta(seconds=max_age_s),
+        )
+    )
     user.last_login_at = now
     db.flush()
     return session_id
@@ -63,7 +69,10 @@ def end_all(*, db: Session, user: User, keep: str | None = None) -> None:
     others = delete(UserSession).where(UserSession.user_id == user.id)
     if keep is not None:
         others = others.where(UserSession.id_hash != _hash(keep))
-        db.execute(update(UserSession).where(UserSession.id_hash == _hash(keep), UserSession.user_id == user.id)
-                   .values(version=user.session_version))
+        db.execute(
+            update(UserSession)
+            .where(UserSession.id_hash == _hash(keep), UserSession.user_id == user.id)
+            .values(version=user.session_version)
+        )
     db.execute(others)
     db.flush()

@@ -52,9 +52,12 @@ def token_limits(settings: Settings, *, client: str) -> list[Limit]:
 def retry_after_s(*, db: Session, limits: list[Limit]) -> int:
     """Seconds until every key of limits takes attempts again; 0 when none waits."""
     now = utcnow()
-    blocked = db.scalars(select(LoginThrottle.blocked_until).where(
-        LoginThrottle.key_hash.in_([limit.key_hash for limit in limits]), LoginThrottle.blocked_until > now,
-    ))
+    blocked = db.scalars(
+        select(LoginThrottle.blocked_until).where(
+            LoginThrottle.key_hash.in_([limit.key_hash for limit in limits]),
+            LoginThrottle.blocked_until > now,
+        )
+    )
     return max((math.ceil((until - now).total_seconds()) for until in blocked), default=0)
 
 
@@ -63,19 +66,27 @@ def record_failure(*, db: Session, settings: Settings, limits: list[Limit]) -> N
     now = utcnow()
     window_start = now - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_S)
     # Keys quiet for a whole window are forgotten, which also keeps the table small.
-    db.execute(delete(LoginThrottle).where(
-        LoginThrottle.last_failure_at < window_start,
-        or_(LoginThrottle.blocked_until.is_(None), LoginThrottle.blocked_until < now),
-    ))
+    db.execute(
+        delete(LoginThrottle).where(
+            LoginThrottle.last_failure_at < window_start,
+            or_(LoginThrottle.blocked_until.is_(None), LoginThrottle.blocked_until < now),
+        )
+    )
     by_hash = {limit.key_hash: limit for limit in limits}
     # Two workers may count the first failure of one key at once: insert-if-missing, then lock the rows
     # (in key order, as the locking select does, so two attempts never wait for each other in a cycle).
     insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
-    db.execute(insert(LoginThrottle).values(
-        [{"key_hash": key_hash, "failures": 0, "last_failure_at": now} for key_hash in sorted(by_hash)]
-    ).on_conflict_do_nothing(index_elements=["key_hash"]))
-    rows = db.scalars(select(LoginThrottle).where(LoginThrottle.key_hash.in_(by_hash))
-                      .order_by(LoginThrottle.key_hash).with_for_update())
+    db.execute(
+        insert(LoginThrottle)
+        .values([{"key_hash": key_hash, "failures": 0, "last_failure_at": now} for key_hash in sorted(by_hash)])
+        .on_conflict_do_nothing(index_elements=["key_hash"])
+    )
+    rows = db.scalars(
+        select(LoginThrottle)
+        .where(LoginThrottle.key_hash.in_(by_hash))
+        .order_by(LoginThrottle.key_hash)
+        .with_for_update()
+    )
     for row in rows:
         row.failures += 1
         row.last_failure_at = now
@@ -93,4 +104,3 @@ def _backoff(settings: Settings, excess: int) -> timedelta:
 def forgive(*, db: Session, limit: Limit) -> None:
     """Forget the failures under one key, e.g. an address's typos once it signs in."""
     db.execute(delete(LoginThrottle).where(LoginThrottle.key_hash == limit.key_hash))
-

@@ -33,15 +33,22 @@ def change_password(
 ) -> Response:
     """Change your password. Your other browser sessions end; this one (if any) and API tokens stay."""
     result = service.change_password(
-        db=db, settings=settings, user=user, client=client_address(request),
-        current_password=body.current_password, new_password=body.new_password,
+        db=db,
+        settings=settings,
+        user=user,
+        client=client_address(request),
+        current_password=body.current_password,
+        new_password=body.new_password,
         keep_session=request.session.get(sessions.COOKIE_KEY),
     )
     if result.user is None:
         db.commit()  # the error below rolls the request back; the failed check must still count
         if result.throttled:
-            raise TooManyRequests(f"Too many failed attempts. Try again in {result.retry_after_s} seconds.",
-                                  retry_after_s=result.retry_after_s, loc=("body", "current_password"))
+            raise TooManyRequests(
+                f"Too many failed attempts. Try again in {result.retry_after_s} seconds.",
+                retry_after_s=result.retry_after_s,
+                loc=("body", "current_password"),
+            )
         raise Unprocessable("Your current password is wrong.", loc=("body", "current_password"))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -56,7 +63,10 @@ def list_users(db: SessionDep, _admin: ApiAdmin) -> list[UserRead]:
 def create_user(body: UserCreate, db: SessionDep, settings: SettingsDep, _admin: ApiAdmin) -> UserRead:
     """Create an account."""
     user = service.create(
-        db=db, username=body.username, password=body.password, role=body.role,
+        db=db,
+        username=body.username,
+        password=body.password,
+        role=body.role,
         min_password_length=settings.MIN_PASSWORD_LENGTH,
     )
     return UserRead.model_validate(user)
@@ -89,8 +99,13 @@ def list_tokens(db: SessionDep, user: ApiUser, grant: ApiGrant) -> list[TokenRea
 
 def _created(body: TokenCreate, db: Session, owner: User, grant: service.Grant) -> TokenCreated:
     api_token, token = service.create_token(
-        db=db, user=owner, name=body.name, scopes=body.scopes, expires_at=body.expires_at,
-        expires_in_days=body.expires_in_days, grantor=grant,
+        db=db,
+        user=owner,
+        name=body.name,
+        scopes=body.scopes,
+        expires_at=body.expires_at,
+        expires_in_days=body.expires_in_days,
+        grantor=grant,
     )
     return TokenCreated.model_validate({**TokenRead.model_validate(api_token).model_dump(), "token": token})
 
@@ -102,8 +117,9 @@ def create_token(body: TokenCreate, db: SessionDep, user: ApiUser, grant: ApiGra
     return _created(body, db, user, grant)
 
 
-@router.post("/users/{user_id}/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED,
-             dependencies=ADMIN)
+@router.post(
+    "/users/{user_id}/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED, dependencies=ADMIN
+)
 def create_token_for_user(
     user_id: IdPath, body: TokenCreate, db: SessionDep, _admin: ApiAdmin, grant: ApiGrant
 ) -> TokenCreated:

@@ -26,8 +26,9 @@ class Settings(BaseSettings):
     PORT: int = 8000
     WORKERS: int = 1
     SECURE_COOKIES: bool = Field(
-        False, description="Send the session cookie over HTTPS only, even to a plain-http request (TLS ends "
-        "at a proxy that does not send X-Forwarded-Proto). Requests seen as https always get it."
+        False,
+        description="Send the session cookie over HTTPS only, even to a plain-http request (TLS ends "
+        "at a proxy that does not send X-Forwarded-Proto). Requests seen as https always get it.",
     )
     SESSION_MAX_AGE_S: int = 14 * 24 * 3600
     RUN_BACKGROUND: bool = Field(True, description="Start the sampler and local worker with the server.")
@@ -106,7 +107,8 @@ class Settings(BaseSettings):
         True, description="Activate a round's new policy at once; false leaves it a candidate for an admin."
     )
     TRAINING_SCHEDULE_MIN_NEW_JUDGMENTS: int = Field(
-        0, ge=0,
+        0,
+        ge=0,
         description="Queue a round once this many new usable judgments arrived and none is in flight; 0=off.",
     )
     TRAINING_HEARTBEAT_TIMEOUT_S: float = Field(
@@ -127,9 +129,7 @@ class Settings(BaseSettings):
     TRAINING_HELDOUT_FRACTION: float = Field(
         0.1, gt=0, lt=1, description="Share of prompts whose pairs are held out, the same ones every round."
     )
-    TRAINING_MIN_HELDOUT_PAIRS: int = Field(
-        10, ge=1, description="Fewer held-out pairs than this fails the round."
-    )
+    TRAINING_MIN_HELDOUT_PAIRS: int = Field(10, ge=1, description="Fewer held-out pairs than this fails the round.")
     TRAINING_REFERENCE: Literal["base", "previous"] = Field(
         "base", description="PPO's frozen reference: the lineage's base policy, or the version trained from."
     )
@@ -155,12 +155,11 @@ class Settings(BaseSettings):
         description="Who may read /docs and /openapi.json: anyone, signed-in users and token holders, or nobody.",
     )
     BODY_MAX_BYTES: int = Field(
-        1024 * 1024, ge=1024, description="Largest request body of every other route (JSON and forms); larger "
-        "gets a 413 before it is read.",
+        1024 * 1024,
+        ge=1024,
+        description="Largest request body of every other route (JSON and forms); larger gets a 413 before it is read.",
     )
-    WEBHOOKS_ENABLED: bool = Field(
-        True, description="Deliver webhooks from the web process (with RUN_BACKGROUND)."
-    )
+    WEBHOOKS_ENABLED: bool = Field(True, description="Deliver webhooks from the web process (with RUN_BACKGROUND).")
     WEBHOOK_TIMEOUT_S: float = Field(10.0, gt=0, le=120, description="How long one delivery waits for the receiver.")
     WEBHOOK_MAX_ATTEMPTS: int = Field(
         8, ge=1, le=50, description="Attempts before a delivery is given up (kept as failed)."

@@ -96,8 +96,7 @@ def render_error(request: Request, status: int, msg: str, kind: str, loc=None, h
         return JSONResponse(error_body(msg, kind, loc), status_code=status, headers=headers)
     from app.core.templates import render
 
-    return render(request, "error.html", {"status": status, "message": msg}, status_code=status,
-                  headers=headers)
+    return render(request, "error.html", {"status": status, "message": msg}, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -128,5 +127,6 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         # Rendered outside every middleware (see app.core.headers), so the headers come along here.
-        return render_error(request, 500, "Internal error; it has been logged.", "internal_error",
-                            headers=SECURITY_HEADERS)
+        return render_error(
+            request, 500, "Internal error; it has been logged.", "internal_error", headers=SECURITY_HEADERS
+        )

@@ -52,14 +52,26 @@ class BodyLimitMiddleware:
         path = scope["path"]
         settings: Settings = scope["app"].state.settings
         if path.startswith("/api/") and not headers.get("authorization") and not self._signed_in(headers, settings):
-            await _send_error(scope, send, 401, "Authentication required: send 'Authorization: Bearer <token>'.",
-                              "not_authenticated", {"WWW-Authenticate": "Bearer"})
+            await _send_error(
+                scope,
+                send,
+                401,
+                "Authentication required: send 'Authorization: Bearer <token>'.",
+                "not_authenticated",
+                {"WWW-Authenticate": "Bearer"},
+            )
             return
         limit, setting = limit_for(settings, scope["method"], path)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await _send_error(scope, send, 413, f"The request body is larger than the limit of {limit} bytes "
-                              f"({setting}); send less at once.", "too_large", {"Connection": "close"})
+            await _send_error(
+                scope,
+                send,
+                413,
+                f"The request body is larger than the limit of {limit} bytes ({setting}); send less at once.",
+                "too_large",
+                {"Connection": "close"},
+            )
             return
         await RequestBodyLimitMiddleware(self.app, limit)(scope, receive, send)
 
@@ -68,8 +80,14 @@ class BodyLimitMiddleware:
         Starlette's SessionMiddleware reads it. Whether that session still exists is the database's
         answer, given after the body is read; an anonymous browser's cookie (a CSRF token alone) or
         a made-up one ends here."""
-        cookie = next((part.strip()[len(self.session_cookie) + 1:] for part in headers.get("cookie", "").split(";")
-                       if part.strip().startswith(f"{self.session_cookie}=")), None)
+        cookie = next(
+            (
+                part.strip()[len(self.session_cookie) + 1 :]
+                for part in headers.get("cookie", "").split(";")
+                if part.strip().startswith(f"{self.session_cookie}=")
+            ),
+            None,
+        )
         if not cookie:
             return False
         try:

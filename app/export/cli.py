@@ -41,19 +41,13 @@ def export(
     include_inactive_annotators: Annotated[
         bool, typer.Option(help="Keep deactivated annotators and those excluded from training.")
     ] = False,
-    split: Annotated[
-        SplitName, typer.Option(help="Prompt-level split, stable across exports.")
-    ] = SplitName.all,
+    split: Annotated[SplitName, typer.Option(help="Prompt-level split, stable across exports.")] = SplitName.all,
     test_fraction: Annotated[float | None, typer.Option(help="Share of prompts in the test split.")] = None,
-    file_format: Annotated[
-        FileFormat | None, typer.Option(help="By default from the --out extension.")
-    ] = None,
+    file_format: Annotated[FileFormat | None, typer.Option(help="By default from the --out extension.")] = None,
     since: Annotated[str | None, typer.Option(help="ISO time: judgments created at or after it.")] = None,
     until: Annotated[str | None, typer.Option(help="ISO time: judgments created before it.")] = None,
     round_id: Annotated[int | None, typer.Option("--round", help="Training round id.")] = None,
-    policy_version: Annotated[
-        int | None, typer.Option(help="Policy version number of either completion.")
-    ] = None,
+    policy_version: Annotated[int | None, typer.Option(help="Policy version number of either completion.")] = None,
     annotator: Annotated[str | None, typer.Option(help="Pseudonymous annotator id.")] = None,
     choice: Annotated[list[Choice] | None, typer.Option(help="Keep only this choice (repeatable).")] = None,
     gold: Annotated[bool | None, typer.Option("--gold/--no-gold", help="Only, or no, gold pairs.")] = None,
@@ -76,14 +70,11 @@ def export(
                 "annotator": annotator,
                 "choice": choice or [],
                 "gold": gold,
-                "file_format": file_format
-                or (FileFormat.parquet if out.suffix == ".parquet" else FileFormat.jsonl),
+                "file_format": file_format or (FileFormat.parquet if out.suffix == ".parquet" else FileFormat.jsonl),
             }
         )
     except ValidationError as exc:
-        _fail(
-            "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
-        )
+        _fail("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()))
     settings = get_settings()
     database = Database(settings.database_url)
     partial = out.with_name(f".{out.name}.partial")

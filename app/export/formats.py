@@ -407,9 +407,7 @@ def parquet_schema(query: ExportQuery) -> pa.Schema:
     if query.format == ExportFormat.hh:
         return pa.schema([("chosen", pa.string()), ("rejected", pa.string()), ("metadata", _PAIR_METADATA)])
     if query.format == ExportFormat.kto:
-        return pa.schema(
-            [("prompt", text), ("completion", text), ("label", pa.bool_()), ("metadata", _KTO_METADATA)]
-        )
+        return pa.schema([("prompt", text), ("completion", text), ("label", pa.bool_()), ("metadata", _KTO_METADATA)])
     return pa.schema([("prompt", text), ("chosen", text), ("rejected", text), ("metadata", _PAIR_METADATA)])
 
 

@@ -21,9 +21,7 @@ class JudgmentFilters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    since: datetime | None = Field(
-        None, description="Judgments created at or after this time (UTC if no offset)."
-    )
+    since: datetime | None = Field(None, description="Judgments created at or after this time (UTC if no offset).")
     until: datetime | None = Field(None, description="Judgments created before this time (UTC if no offset).")
     round: int | None = Field(
         None,
@@ -132,9 +130,7 @@ class JudgmentRead(BaseModel):
     strength: int | None
     rationale: str
     shown_left: str = Field(description="Which completion ('a' or 'b') the annotator saw on the left.")
-    annotator: str = Field(
-        description="Pseudonymous annotator id (a keyed hash, stable across lists and exports)."
-    )
+    annotator: str = Field(description="Pseudonymous annotator id (a keyed hash, stable across lists and exports).")
     time_spent_ms: int | None = Field(description="Measured by the server, from showing to submit.")
     client_time_spent_ms: int | None = Field(description="The client's own measure, when it sent one.")
     channel: str = Field(description="'browser' or 'api'.")

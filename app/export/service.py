@@ -78,19 +78,13 @@ def encode_cursor(*, secret: str, last_id: int) -> str:
 
 def decode_cursor(*, secret: str, cursor: str) -> int:
     """The judgment id a cursor stands for; a 422 naming `cursor` if it was not issued by this server."""
-    invalid = Unprocessable(
-        "Invalid cursor: pass next_cursor from a previous page unchanged.", loc=("query", "cursor")
-    )
+    invalid = Unprocessable("Invalid cursor: pass next_cursor from a previous page unchanged.", loc=("query", "cursor"))
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise invalid from None
     last_id, _, mac = raw.partition(".")
-    if (
-        not last_id.isdigit()
-        or len(last_id) > 18
-        or not hmac.compare_digest(mac, _cursor_mac(secret, int(last_id)))
-    ):
+    if not last_id.isdigit() or len(last_id) > 18 or not hmac.compare_digest(mac, _cursor_mac(secret, int(last_id))):
         raise invalid
     return int(last_id)
 
@@ -180,9 +174,7 @@ def resolve_filters(
         if filters.round not in rounds.ranges:
             exists = db.get(TrainingRound, filters.round) is not None
             raise Unprocessable(
-                f"Round {filters.round} has no snapshot yet."
-                if exists
-                else f"Round {filters.round} does not exist.",
+                f"Round {filters.round} has no snapshot yet." if exists else f"Round {filters.round} does not exist.",
                 loc=("query", "round"),
             )
         id_low, id_high = rounds.ranges[filters.round]
@@ -190,17 +182,11 @@ def resolve_filters(
         filters.policy_version is not None
         and db.scalar(select(PolicyVersion.id).where(PolicyVersion.number == filters.policy_version)) is None
     ):
-        raise Unprocessable(
-            f"Policy version {filters.policy_version} does not exist.", loc=("query", "policy_version")
-        )
+        raise Unprocessable(f"Policy version {filters.policy_version} does not exist.", loc=("query", "policy_version"))
     annotator_id = None
     if filters.annotator is not None:
         annotator_id = next(
-            (
-                uid
-                for uid in db.scalars(select(User.id))
-                if pseudonym(secret=secret, user_id=uid) == filters.annotator
-            ),
+            (uid for uid in db.scalars(select(User.id)) if pseudonym(secret=secret, user_id=uid) == filters.annotator),
             None,
         )
         if annotator_id is None:

@@ -23,11 +23,14 @@ class JudgmentCreate(BaseModel):
     strength: StrengthName | None = Field(None, description="How much better the chosen side is.")
     rationale: Text = Field("", description="Why, in a few words (optional; the server limits its length).")
     client_request_id: Text | None = Field(
-        None, min_length=1, max_length=100,
+        None,
+        min_length=1,
+        max_length=100,
         description="Idempotency key: a retry with the same id returns the first judgment, storing nothing.",
     )
-    time_spent_ms: int | None = Field(None, ge=0, le=7 * 24 * 3600 * 1000,
-                                      description="Your own measure of the time spent on this pair.")
+    time_spent_ms: int | None = Field(
+        None, ge=0, le=7 * 24 * 3600 * 1000, description="Your own measure of the time spent on this pair."
+    )
 
 
 class JudgmentRead(BaseModel):
@@ -47,9 +50,15 @@ class JudgmentRead(BaseModel):
     def from_judgment(cls, judgment: Judgment) -> JudgmentRead:
         strength = Strength(judgment.strength).name if judgment.strength is not None else None
         return cls(
-            id=judgment.id, comparison_id=judgment.comparison_id, choice=judgment.choice, strength=strength,
-            shown_left=judgment.shown_left, rationale=judgment.rationale,
+            id=judgment.id,
+            comparison_id=judgment.comparison_id,
+            choice=judgment.choice,
+            strength=strength,
+            shown_left=judgment.shown_left,
+            rationale=judgment.rationale,
             time_spent_ms=judgment.time_spent_ms,
-            client_time_spent_ms=judgment.client_time_spent_ms, client_request_id=judgment.client_request_id,
-            channel=judgment.channel, created_at=judgment.created_at,
+            client_time_spent_ms=judgment.client_time_spent_ms,
+            client_request_id=judgment.client_request_id,
+            channel=judgment.channel,
+            created_at=judgment.created_at,
         )

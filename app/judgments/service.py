@@ -58,8 +58,9 @@ def submit(
         )
     # The row lock comes first: a concurrent retry of this submit waits here, then sees the first one.
     comparison = queue_service.get_for_update_or_raise(db=db, comparison_id=comparison_id)
-    earlier = _earlier(db=db, annotator_id=annotator_id, comparison_id=comparison_id,
-                       client_request_id=client_request_id)
+    earlier = _earlier(
+        db=db, annotator_id=annotator_id, comparison_id=comparison_id, client_request_id=client_request_id
+    )
     if earlier is not None:
         return earlier, False
     lock = queue_service.lock_for_judgment(db=db, comparison=comparison, annotator_id=annotator_id)
@@ -83,16 +84,33 @@ def submit(
         judgment_id = db.execute(_INSERT, values).scalar_one()
     except IntegrityError as exc:
         # Only reachable when the same request id races in for a *different* pair (a client bug).
-        raise Conflict("This client_request_id was just used for another judgment.",
-                       loc=("body", "client_request_id")) from exc
+        raise Conflict(
+            "This client_request_id was just used for another judgment.", loc=("body", "client_request_id")
+        ) from exc
     count = comparison.judgment_count + 1
     completed = count >= comparison.overlap_target
-    db.execute(_COUNT, {"comparison_id": comparison.id, "new_count": count,
-                        "new_status": ComparisonStatus.completed if completed else comparison.status})
+    db.execute(
+        _COUNT,
+        {
+            "comparison_id": comparison.id,
+            "new_count": count,
+            "new_status": ComparisonStatus.completed if completed else comparison.status,
+        },
+    )
     queue_service.finish(db=db, comparison_id=comparison.id, lock_id=lock.id, completed=completed)
-    events = [(WebhookEvent.judgment_created, {
-        "judgment_id": judgment_id, "comparison_id": comparison.id, "annotator_id": annotator_id,
-        "choice": values["choice"].value, "strength": values["strength"], "channel": channel})]
+    events = [
+        (
+            WebhookEvent.judgment_created,
+            {
+                "judgment_id": judgment_id,
+                "comparison_id": comparison.id,
+                "annotator_id": annotator_id,
+                "choice": values["choice"].value,
+                "strength": values["strength"],
+                "channel": channel,
+            },
+        )
+    ]
     if completed:
         events.append((WebhookEvent.comparison_completed, {"comparison_id": comparison.id, "judgment_count": count}))
     webhook_service.emit_all(db=db, events=events)
@@ -104,21 +122,23 @@ def submit(
 _INSERT = insert(Judgment.__table__).returning(Judgment.__table__.c.id)
 _COMPARISONS = Comparison.__table__
 _COUNT = (
-    update(_COMPARISONS).where(_COMPARISONS.c.id == bindparam("comparison_id"))
+    update(_COMPARISONS)
+    .where(_COMPARISONS.c.id == bindparam("comparison_id"))
     .values(judgment_count=bindparam("new_count"), status=bindparam("new_status"))
 )
 _OF_PAIR = select(Judgment).where(
-    Judgment.annotator_id == bindparam("annotator_id"), Judgment.comparison_id == bindparam("comparison_id"))
+    Judgment.annotator_id == bindparam("annotator_id"), Judgment.comparison_id == bindparam("comparison_id")
+)
 _OF_PAIR_OR_REQUEST = select(Judgment).where(
     Judgment.annotator_id == bindparam("annotator_id"),
-    or_(Judgment.comparison_id == bindparam("comparison_id"),
-        Judgment.client_request_id == bindparam("client_request_id")),
+    or_(
+        Judgment.comparison_id == bindparam("comparison_id"),
+        Judgment.client_request_id == bindparam("client_request_id"),
+    ),
 )
 
 
-def _earlier(
-    *, db: Session, annotator_id: int, comparison_id: int, client_request_id: str | None
-) -> Judgment | None:
+def _earlier(*, db: Session, annotator_id: int, comparison_id: int, client_request_id: str | None) -> Judgment | None:
     """This annotator's stored judgment that the request repeats, if it is a retry; raises if the
     pair was already judged by another request, or the request id belongs to another pair."""
     params = {"annotator_id": annotator_id, "comparison_id": comparison_id}
@@ -136,8 +156,10 @@ def _earlier(
             )
         return replay
     if found:
-        raise Conflict(f"You already judged pair {comparison_id}; judgments are not changed once stored.",
-                       loc=("body", "comparison_id"))
+        raise Conflict(
+            f"You already judged pair {comparison_id}; judgments are not changed once stored.",
+            loc=("body", "comparison_id"),
+        )
     return None
 
 
@@ -148,7 +170,8 @@ def _elapsed_ms(since: datetime, now: datetime) -> int:
 def counts_for(*, db: Session, annotator_id: int, since: datetime) -> tuple[int, int]:
     """How many judgments the annotator stored since `since` (e.g. today) and in total."""
     recent, total = db.execute(
-        select(func.count(case((Judgment.created_at >= since, 1))), func.count())
-        .where(Judgment.annotator_id == annotator_id)
+        select(func.count(case((Judgment.created_at >= since, 1))), func.count()).where(
+            Judgment.annotator_id == annotator_id
+        )
     ).one()
     return recent, total

@@ -13,7 +13,9 @@ router = APIRouter(prefix="/judgments", tags=["judgments"])
 
 
 @router.post(
-    "", response_model=JudgmentRead, status_code=status.HTTP_201_CREATED,
+    "",
+    response_model=JudgmentRead,
+    status_code=status.HTTP_201_CREATED,
     responses={200: {"description": "A retry (same client_request_id): the judgment stored the first time."}},
 )
 async def create_judgment(
@@ -21,9 +23,13 @@ async def create_judgment(
 ) -> JudgmentRead:
     """Judge a pair reserved for you (from GET /api/v1/queue/next)."""
     judgment, created = await work.run(
-        service.submit, comparison_id=body.comparison_id, side=body.choice,
-        strength=Strength[body.strength] if body.strength else None, rationale=body.rationale,
-        client_request_id=body.client_request_id, client_time_spent_ms=body.time_spent_ms,
+        service.submit,
+        comparison_id=body.comparison_id,
+        side=body.choice,
+        strength=Strength[body.strength] if body.strength else None,
+        rationale=body.rationale,
+        client_request_id=body.client_request_id,
+        client_time_spent_ms=body.time_spent_ms,
         # Authenticated either by a bearer token or by the browser's session (see ApiUser).
         channel="api" if request.headers.get("authorization") else "browser",
         rationale_max_chars=settings.JUDGMENT_RATIONALE_MAX_CHARS,

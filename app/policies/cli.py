@@ -46,19 +46,30 @@ def _staging_dir(settings: Settings) -> Path:
     return path
 
 
-def publish_base(settings: Settings, db: Database, *, source_dir: Path, source: str, activate: bool,
-                 metrics: dict, move: bool) -> PolicyVersion:
+def publish_base(
+    settings: Settings, db: Database, *, source_dir: Path, source: str, activate: bool, metrics: dict, move: bool
+) -> PolicyVersion:
     """Publish a model directory as a base version (no parent) and record it; active when asked or
     when no version is active yet."""
     with db.session() as session:
         number = service.next_policy_number(db=session, registry_dir=settings.registry_dir)
-        manifest = {"parent": None, "round_id": None, "data_snapshot": None, "source": source,
-                    "metrics": metrics}
-        path = registry.publish(registry_dir=settings.registry_dir, kind="policy", number=number,
-                                source_dir=source_dir, manifest=manifest, move=move)
+        manifest = {"parent": None, "round_id": None, "data_snapshot": None, "source": source, "metrics": metrics}
+        path = registry.publish(
+            registry_dir=settings.registry_dir,
+            kind="policy",
+            number=number,
+            source_dir=source_dir,
+            manifest=manifest,
+            move=move,
+        )
         active = activate or service.get_active(db=session) is None
         return service.record_policy_version(
-            db=session, number=number, path=path, parent_id=None, source=source, metrics=metrics,
+            db=session,
+            number=number,
+            path=path,
+            parent_id=None,
+            source=source,
+            metrics=metrics,
             status=PolicyStatus.active if active else PolicyStatus.candidate,
         )
 
@@ -84,15 +95,17 @@ def register_policy(
         if is_local:
             registry.validate_model_dir(local)
             generate.load_policy(str(local))
-            version = publish_base(settings, db, source_dir=local, source=str(local.resolve()),
-                                   activate=activate, metrics={}, move=False)
+            version = publish_base(
+                settings, db, source_dir=local, source=str(local.resolve()), activate=activate, metrics={}, move=False
+            )
         else:
             loaded = generate.load_policy(path_or_id, dtype="auto")
             staging = _staging_dir(settings)
             try:
                 generate.save_policy(loaded, str(staging))
-                version = publish_base(settings, db, source_dir=staging, source=path_or_id,
-                                       activate=activate, metrics={}, move=True)
+                version = publish_base(
+                    settings, db, source_dir=staging, source=path_or_id, activate=activate, metrics={}, move=True
+                )
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     except DomainError as exc:
@@ -161,8 +174,15 @@ def bootstrap(
             try:
                 metrics = build_policy(staging, preset=preset, seed=seed, progress=True)
                 summary = {k: v for k, v in metrics.items() if k != "config"}
-                version = publish_base(settings, db, source_dir=staging, source=f"{EMBEDDED_SOURCE}:{preset}",
-                                       activate=True, metrics=summary, move=True)
+                version = publish_base(
+                    settings,
+                    db,
+                    source_dir=staging,
+                    source=f"{EMBEDDED_SOURCE}:{preset}",
+                    activate=True,
+                    metrics=summary,
+                    move=True,
+                )
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
             typer.echo(f"policy version {version.number} is active ({time.perf_counter() - started:.0f} s)")
@@ -174,11 +194,14 @@ def bootstrap(
             write_demo_prompts(prompts_file, n=DEMO_PROMPTS, seed=seed)
             with db.session() as session:
                 report = prompt_service.import_text(
-                    db=session, content=prompts_file.read_text(encoding="utf-8"), fmt="jsonl", source="demo",
-                    skip_bad_lines=False, max_chars=settings.PROMPT_MAX_CHARS,
+                    db=session,
+                    content=prompts_file.read_text(encoding="utf-8"),
+                    fmt="jsonl",
+                    source="demo",
+                    skip_bad_lines=False,
+                    max_chars=settings.PROMPT_MAX_CHARS,
                 )
-            typer.echo(f"demo prompts: {report.created} imported, {report.duplicates} duplicates "
-                       f"({prompts_file})")
+            typer.echo(f"demo prompts: {report.created} imported, {report.duplicates} duplicates ({prompts_file})")
     except DomainError as exc:
         _fail(exc.msg)
     finally:

@@ -84,8 +84,9 @@ def validate_model_dir(path: Path) -> None:
     except (ValueError, UnicodeDecodeError, AttributeError) as exc:
         raise InvalidModelDir(f"{config} is not valid JSON ({exc}).", loc=("path",)) from exc
     if not model_type:
-        raise InvalidModelDir(f"{config} has no model_type, so transformers cannot tell which model it is.",
-                              loc=("path",))
+        raise InvalidModelDir(
+            f"{config} has no model_type, so transformers cannot tell which model it is.", loc=("path",)
+        )
     _check_weights(path)
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise InvalidModelDir(
@@ -133,8 +134,7 @@ def _check_safetensors(file: Path) -> None:
         raise InvalidModelDir(f"{file} is not a valid safetensors file ({exc}).", loc=("path",)) from exc
     if 8 + header_len + end != size:
         raise InvalidModelDir(
-            f"{file} is truncated or corrupt: its header lists {8 + header_len + end} bytes, "
-            f"the file has {size}.",
+            f"{file} is truncated or corrupt: its header lists {8 + header_len + end} bytes, the file has {size}.",
             loc=("path",),
         )
 
@@ -153,8 +153,9 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
-def publish(*, registry_dir: Path, kind: str, number: int, source_dir: Path, manifest: dict,
-            move: bool = False) -> Path:
+def publish(
+    *, registry_dir: Path, kind: str, number: int, source_dir: Path, manifest: dict, move: bool = False
+) -> Path:
     """Copy (or move) a model directory into the registry as version `number`; returns its path.
 
     `manifest` is the lineage: parent version, producing round, data snapshot, metrics, source.
@@ -195,8 +196,7 @@ def publish(*, registry_dir: Path, kind: str, number: int, source_dir: Path, man
     return target
 
 
-def remove_stale_staging(registry_dir: Path, kind: str, *,
-                         older_than_s: float = STALE_STAGING_S) -> list[Path]:
+def remove_stale_staging(registry_dir: Path, kind: str, *, older_than_s: float = STALE_STAGING_S) -> list[Path]:
     """Delete staging directories left by publishes that crashed; returns what was removed."""
     root = Path(registry_dir) / _checked_kind(kind)
     if not root.is_dir():

@@ -39,16 +39,28 @@ def next_reward_number(*, db: Session, registry_dir: Path) -> int:
 
 
 def record_policy_version(
-    *, db: Session, number: int, path: Path | str, parent_id: int | None, source: str,
-    status: PolicyStatus, metrics: dict,
+    *,
+    db: Session,
+    number: int,
+    path: Path | str,
+    parent_id: int | None,
+    source: str,
+    status: PolicyStatus,
+    metrics: dict,
 ) -> PolicyVersion:
     """The row for a version already published to `path`. status=active also archives the current one."""
     if db.scalar(select(PolicyVersion.id).where(PolicyVersion.number == number)) is not None:
         raise Conflict(f"Policy version {number} is already recorded.", loc=("number",))
     if parent_id is not None and get(db=db, version_id=parent_id) is None:
         raise NotFound(f"Parent policy version id {parent_id} does not exist.", loc=("parent_id",))
-    version = PolicyVersion(number=number, path=str(path), parent_id=parent_id, source=source[:500],
-                            status=PolicyStatus.candidate, metrics=metrics)
+    version = PolicyVersion(
+        number=number,
+        path=str(path),
+        parent_id=parent_id,
+        source=source[:500],
+        status=PolicyStatus.candidate,
+        metrics=metrics,
+    )
     db.add(version)
     db.flush()
     if status is PolicyStatus.active:
@@ -59,14 +71,18 @@ def record_policy_version(
 
 
 def record_reward_model(
-    *, db: Session, number: int, path: Path | str, metrics: dict, score_mean: float = 0.0,
+    *,
+    db: Session,
+    number: int,
+    path: Path | str,
+    metrics: dict,
+    score_mean: float = 0.0,
     score_std: float = 1.0,
 ) -> RewardModel:
     """The row for a reward model already published to `path`, with its score normalization."""
     if db.scalar(select(RewardModel.id).where(RewardModel.number == number)) is not None:
         raise Conflict(f"Reward model {number} is already recorded.", loc=("number",))
-    model = RewardModel(number=number, path=str(path), metrics=metrics, score_mean=score_mean,
-                        score_std=score_std)
+    model = RewardModel(number=number, path=str(path), metrics=metrics, score_mean=score_mean, score_std=score_std)
     db.add(model)
     db.flush()
     return model
@@ -127,8 +143,9 @@ def activate(*, db: Session, version_id: int, check_files: bool = True) -> Polic
         try:
             registry.validate_model_dir(Path(version.path))
         except registry.InvalidModelDir as exc:
-            raise InvalidState(f"Policy version {version.number} cannot be activated: {exc.msg}",
-                               loc=("path", "number")) from exc
+            raise InvalidState(
+                f"Policy version {version.number} cannot be activated: {exc.msg}", loc=("path", "number")
+            ) from exc
     try:
         with db.begin_nested():
             # Archive first and flush: the partial unique index allows one active row at any moment,
@@ -142,9 +159,15 @@ def activate(*, db: Session, version_id: int, check_files: bool = True) -> Polic
             db.flush()
     except IntegrityError as exc:
         raise Conflict("Another version was activated at the same moment; reload and try again.") from exc
-    webhook_service.emit(db=db, event=WebhookEvent.policy_activated, payload={
-        "policy_number": version.number, "previous_number": current.number if current is not None else None,
-        "source": version.source})
+    webhook_service.emit(
+        db=db,
+        event=WebhookEvent.policy_activated,
+        payload={
+            "policy_number": version.number,
+            "previous_number": current.number if current is not None else None,
+            "source": version.source,
+        },
+    )
     return version
 
 
@@ -153,8 +176,12 @@ def previous_version(*, db: Session, version: PolicyVersion) -> PolicyVersion | 
     just below it; None for the first version."""
     if version.parent_id is not None:
         return db.get(PolicyVersion, version.parent_id)
-    return db.scalar(select(PolicyVersion).where(PolicyVersion.number < version.number)
-                     .order_by(PolicyVersion.number.desc()).limit(1))
+    return db.scalar(
+        select(PolicyVersion)
+        .where(PolicyVersion.number < version.number)
+        .order_by(PolicyVersion.number.desc())
+        .limit(1)
+    )
 
 
 def list_reward_models(*, db: Session) -> list[RewardModel]:

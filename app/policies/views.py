@@ -13,10 +13,12 @@ router = APIRouter()
 
 
 def _read(version: PolicyVersion, round_ids: dict[int, int]) -> PolicyVersionRead:
-    return PolicyVersionRead.model_validate(version).model_copy(update={
-        "parent_number": version.parent.number if version.parent else None,
-        "round_id": round_ids.get(version.id),
-    })
+    return PolicyVersionRead.model_validate(version).model_copy(
+        update={
+            "parent_number": version.parent.number if version.parent else None,
+            "round_id": round_ids.get(version.id),
+        }
+    )
 
 
 @router.get("/policies", response_model=list[PolicyVersionRead])

@@ -29,8 +29,9 @@ def _fail(message: str) -> None:
 def import_file(
     file: Annotated[Path, typer.Argument(help='JSONL ({"prompt": ...} or {"messages": [...]}) or CSV.')],
     source: str = typer.Option(None, help="Recorded on prompts that name none; defaults to the file name."),
-    skip_bad_lines: bool = typer.Option(False, "--skip-bad-lines",
-                                        help="Import the good lines of a file that has bad ones."),
+    skip_bad_lines: bool = typer.Option(
+        False, "--skip-bad-lines", help="Import the good lines of a file that has bad ones."
+    ),
     fmt: str = typer.Option(None, "--format", help="jsonl or csv; by default from the extension or content."),
 ) -> None:
     """Import prompts. A file with a bad line is refused whole (every bad line is listed) unless
@@ -47,8 +48,11 @@ def import_file(
         content = service.decode_upload(data)
         with db.session() as session:
             report = service.import_text(
-                db=session, content=content, fmt=fmt or service.detect_format(file.name, content),
-                source=source or file.name, skip_bad_lines=skip_bad_lines,
+                db=session,
+                content=content,
+                fmt=fmt or service.detect_format(file.name, content),
+                source=source or file.name,
+                skip_bad_lines=skip_bad_lines,
                 max_chars=settings.PROMPT_MAX_CHARS,
             )
     except DomainError as exc:
@@ -57,5 +61,7 @@ def import_file(
         db.dispose()
     for error in report.errors:
         typer.secho(f"skipped line {error.line}: {error.message}", fg=typer.colors.YELLOW, err=True)
-    typer.echo(f"imported {report.created} prompts from {file} ({report.duplicates} duplicates, "
-               f"{len(report.errors)} bad lines skipped)")
+    typer.echo(
+        f"imported {report.created} prompts from {file} ({report.duplicates} duplicates, "
+        f"{len(report.errors)} bad lines skipped)"
+    )

@@ -50,8 +50,7 @@ class PromptIn(BaseModel):
     @model_validator(mode="after")
     def _one_form(self) -> PromptIn:
         if (self.prompt is None) == (self.messages is None):
-            raise ValueError("give either 'prompt' (text) or 'messages' (a list of {role, content}), "
-                             "not both")
+            raise ValueError("give either 'prompt' (text) or 'messages' (a list of {role, content}), not both")
         if self.prompt is not None and not self.prompt.strip():
             raise ValueError("'prompt' must not be blank")
         if self.messages is not None and (not self.messages or self.messages[-1].role != "user"):

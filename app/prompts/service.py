@@ -50,8 +50,7 @@ def decode_upload(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise Unprocessable(f"The file is not UTF-8 text (invalid byte at offset {exc.start}).",
-                            loc=("file",)) from exc
+        raise Unprocessable(f"The file is not UTF-8 text (invalid byte at offset {exc.start}).", loc=("file",)) from exc
 
 
 def upload_source(source: str | None, filename: str | None) -> str:
@@ -93,8 +92,13 @@ def _parse_jsonl(content: str) -> tuple[list[tuple[int, PromptIn]], list[LineErr
             errors.append(LineError(line=number, message=f"not valid JSON ({exc})"))
             continue
         if not isinstance(value, dict):
-            errors.append(LineError(line=number, message="expected one JSON object per line (JSONL), got "
-                                                         f"{type(value).__name__.replace('dict', 'object')}"))
+            errors.append(
+                LineError(
+                    line=number,
+                    message="expected one JSON object per line (JSONL), got "
+                    f"{type(value).__name__.replace('dict', 'object')}",
+                )
+            )
             continue
         _validate(number, value, rows, errors)
     return rows, errors
@@ -141,8 +145,7 @@ def _validate(line: int, value: dict, rows: list, errors: list) -> None:
         rows.append((line, PromptIn.model_validate(value)))
     except ValidationError as exc:
         problems = "; ".join(
-            (".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "")
-            + e["msg"].removeprefix("Value error, ")
+            (".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
             for e in exc.errors()
         )
         errors.append(LineError(line=line, message=problems))
@@ -153,8 +156,10 @@ def _validate(line: int, value: dict, rows: list, errors: list) -> None:
 
 def normalize(row: PromptIn) -> list[dict]:
     """Chat messages with Unicode NFC and Unix newlines, so equal-looking prompts hash equal."""
-    return [{"role": m["role"], "content": unicodedata.normalize("NFC", m["content"].replace("\r\n", "\n"))}
-            for m in row.chat()]
+    return [
+        {"role": m["role"], "content": unicodedata.normalize("NFC", m["content"].replace("\r\n", "\n"))}
+        for m in row.chat()
+    ]
 
 
 def content_hash(messages: list[dict]) -> str:
@@ -169,8 +174,9 @@ def flatten(messages: list[dict]) -> str:
     return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
-def import_text(*, db: Session, content: str, fmt: str, source: str, skip_bad_lines: bool,
-                max_chars: int) -> ImportReport:
+def import_text(
+    *, db: Session, content: str, fmt: str, source: str, skip_bad_lines: bool, max_chars: int
+) -> ImportReport:
     """Parse a JSONL or CSV file and import its prompts. A bad line refuses the whole file (with every
     bad line number) unless skip_bad_lines, which imports the good lines and reports the bad ones."""
     rows, errors = parse(content, fmt)
@@ -204,14 +210,21 @@ def import_prompts(*, db: Session, rows: list[PromptIn], source: str, max_chars:
     values: dict[str, dict] = {}
     for row in rows:
         messages = normalize(row)
-        values.setdefault(content_hash(messages), {
-            "messages": messages, "text": flatten(messages), "source": (row.source or source)[:100],
-            "tags": row.tags, "content_hash": content_hash(messages), "is_active": True,
-        })
+        values.setdefault(
+            content_hash(messages),
+            {
+                "messages": messages,
+                "text": flatten(messages),
+                "source": (row.source or source)[:100],
+                "tags": row.tags,
+                "content_hash": content_hash(messages),
+                "is_active": True,
+            },
+        )
     unique = list(values.values())
     created = 0
     for start in range(0, len(unique), INSERT_CHUNK):
-        chunk = unique[start:start + INSERT_CHUNK]
+        chunk = unique[start : start + INSERT_CHUNK]
         created += len(db.scalars(_insert_new(db).returning(Prompt.id), chunk).all())
     db.flush()
     return ImportReport(created=created, duplicates=len(rows) - created)
@@ -241,8 +254,16 @@ def get_or_raise(*, db: Session, prompt_id: int) -> Prompt:
     return prompt
 
 
-def list_(*, db: Session, q: str | None = None, tag: str | None = None, source: str | None = None,
-          active: bool | None = None, offset: int = 0, limit: int = 50) -> tuple[list[Prompt], int]:
+def list_(
+    *,
+    db: Session,
+    q: str | None = None,
+    tag: str | None = None,
+    source: str | None = None,
+    active: bool | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[Prompt], int]:
     """A page of prompts, newest first, and the total matching: `q` searches the text (case-insensitive
     substring), `tag` and `source` match exactly, `active` filters on the active flag."""
     conditions = []

@@ -44,15 +44,11 @@ class PromptListQuery(BaseModel):
 
 
 @router.post("", response_model=ImportReport)
-def import_prompts(
-    body: PromptImport, db: SessionDep, settings: SettingsDep, _admin: ApiAdmin
-) -> ImportReport:
+def import_prompts(body: PromptImport, db: SessionDep, settings: SettingsDep, _admin: ApiAdmin) -> ImportReport:
     """Import prompts from a JSON body, all or nothing: an invalid item is a 422 naming its index.
     Prompts already stored (or repeated in the body) are counted as duplicates, not stored twice."""
     try:
-        return service.import_prompts(
-            db=db, rows=body.prompts, source=body.source, max_chars=settings.PROMPT_MAX_CHARS
-        )
+        return service.import_prompts(db=db, rows=body.prompts, source=body.source, max_chars=settings.PROMPT_MAX_CHARS)
     except Unprocessable as exc:  # the service names the item as ("rows", i): here it is body.prompts[i]
         raise Unprocessable(exc.msg, loc=("body", "prompts", *exc.loc[1:])) from exc
 
@@ -63,12 +59,8 @@ def upload_prompts(
     db: SessionDep,
     settings: SettingsDep,
     _admin: ApiAdmin,
-    skip_bad_lines: Annotated[
-        bool, Query(description="Import the good lines and report the bad ones.")
-    ] = False,
-    file_format: Annotated[
-        Literal["jsonl", "csv"] | None, Query(description="By default from the name.")
-    ] = None,
+    skip_bad_lines: Annotated[bool, Query(description="Import the good lines and report the bad ones.")] = False,
+    file_format: Annotated[Literal["jsonl", "csv"] | None, Query(description="By default from the name.")] = None,
     source: Annotated[Text | None, Query(max_length=100, description="Defaults to the file name.")] = None,
 ) -> ImportReport:
     """Import a prompt file. A bad line refuses the whole file (a 422 listing every bad line) unless

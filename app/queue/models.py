@@ -56,5 +56,8 @@ class Skip(CreatedAtMixin, Base):
 # tier is an index range read in id order that stops at the first pair the annotator may take.
 Index(
     "ix_comparisons_queue_order",
-    Comparison.status, Comparison.is_gold, Comparison.judgment_count, Comparison.id,
+    Comparison.status,
+    Comparison.is_gold,
+    Comparison.judgment_count,
+    Comparison.id,
 )

@@ -29,9 +29,13 @@ SKIP_REASONS = (
 
 def _pair_context(*, db: Session, annotator_id: int, settings: Settings, after: int | None) -> dict:
     """The pair to show (see queue_service.next_for) and what the template needs to show it."""
-    pair = service.next_for(db=db, annotator_id=annotator_id, after=after,
-                            lock_ttl=timedelta(seconds=settings.QUEUE_LOCK_TTL_S),
-                            gold_rate=settings.QUEUE_GOLD_RATE)
+    pair = service.next_for(
+        db=db,
+        annotator_id=annotator_id,
+        after=after,
+        lock_ttl=timedelta(seconds=settings.QUEUE_LOCK_TTL_S),
+        gold_rate=settings.QUEUE_GOLD_RATE,
+    )
     expires_in_s = int((pair.expires_at - utcnow()).total_seconds()) if pair else 0
     return {"pair": pair, "expires_in_s": expires_in_s, "retry_s": settings.QUEUE_EMPTY_RETRY_S}
 
@@ -56,7 +60,9 @@ async def annotate_page(request: Request, work: PageWork, settings: AppSettings)
 
 @router.get("/annotate/pair")
 async def pair_fragment(
-    request: Request, work: PageWork, settings: AppSettings,
+    request: Request,
+    work: PageWork,
+    settings: AppSettings,
     after: Annotated[ComparisonId | None, Query()] = None,
 ) -> Response:
     """The page's next pair as an HTML fragment (rendered by the same template as the first one)."""

@@ -33,8 +33,13 @@ class PairRead(BaseModel):
 
     @classmethod
     def from_pair(cls, pair: Pair) -> PairRead:
-        return cls(comparison_id=pair.comparison_id, messages=pair.messages, left=pair.left_text,
-                   right=pair.right_text, expires_at=pair.expires_at)
+        return cls(
+            comparison_id=pair.comparison_id,
+            messages=pair.messages,
+            left=pair.left_text,
+            right=pair.right_text,
+            expires_at=pair.expires_at,
+        )
 
 
 class SkipCreate(BaseModel):

@@ -79,8 +79,9 @@ def next_for(
     waiting = [lock for lock in live if lock.comparison_id != after]
     comparison_id = None
     if not waiting:
-        comparison_id = _pick(db=db, annotator_id=annotator_id, now=now, gold_rate=gold_rate,
-                              held=[lock.comparison_id for lock in live])
+        comparison_id = _pick(
+            db=db, annotator_id=annotator_id, now=now, gold_rate=gold_rate, held=[lock.comparison_id for lock in live]
+        )
     # Writes come only after the pick: on PostgreSQL the pick may wait for a row lock, and a
     # transaction that waits must hold no rows (updated or deleted locks) that others could wait for.
     on_screen = next((lock for lock in live if lock.comparison_id == after), None)
@@ -90,11 +91,18 @@ def next_for(
         db.execute(_DELETE_LOCKS, {"ids": stale})
     if comparison_id is not None:
         left, expires_at = random.choice("ab"), now + lock_ttl
-        lock_id = db.scalar(_INSERT_LOCK[db.get_bind().dialect.name], {
-            "comparison_id": comparison_id, "annotator_id": annotator_id, "left": left,
-            "slot": 0 if on_screen is None else 1 - on_screen.slot, "expires_at": expires_at,
-            "shown_at": now if after is None else None, "created_at": now,
-        })
+        lock_id = db.scalar(
+            _INSERT_LOCK[db.get_bind().dialect.name],
+            {
+                "comparison_id": comparison_id,
+                "annotator_id": annotator_id,
+                "left": left,
+                "slot": 0 if on_screen is None else 1 - on_screen.slot,
+                "expires_at": expires_at,
+                "shown_at": now if after is None else None,
+                "created_at": now,
+            },
+        )
         if lock_id is not None:
             return _pair(db=db, comparison_id=comparison_id, left=left, expires_at=expires_at)
         # A simultaneous request of this annotator took the place first (PostgreSQL; on SQLite the
@@ -116,17 +124,27 @@ def next_for(
 
 _LOCKS = QueueLock.__table__
 _OWN_LOCKS = (
-    select(_LOCKS.c.id, _LOCKS.c.comparison_id, _LOCKS.c.left, _LOCKS.c.slot, _LOCKS.c.expires_at,
-           _LOCKS.c.shown_at,
-           Comparison.status, Prompt.is_active)
+    select(
+        _LOCKS.c.id,
+        _LOCKS.c.comparison_id,
+        _LOCKS.c.left,
+        _LOCKS.c.slot,
+        _LOCKS.c.expires_at,
+        _LOCKS.c.shown_at,
+        Comparison.status,
+        Prompt.is_active,
+    )
     .join(Comparison, Comparison.id == _LOCKS.c.comparison_id)
     .join(Prompt, Prompt.id == Comparison.prompt_id)
     .where(_LOCKS.c.annotator_id == bindparam("annotator_id"))
     .order_by(_LOCKS.c.id)
 )
 # Locks are read and written through the table, not the ORM: no unit-of-work bookkeeping.
-_START_CLOCK = update(_LOCKS).where(_LOCKS.c.id == bindparam("lock_id")).values(
-    shown_at=bindparam("now"), expires_at=bindparam("new_expires_at"))
+_START_CLOCK = (
+    update(_LOCKS)
+    .where(_LOCKS.c.id == bindparam("lock_id"))
+    .values(shown_at=bindparam("now"), expires_at=bindparam("new_expires_at"))
+)
 # A lock whose place (or pair) the annotator already holds is not inserted and returns no id: the
 # claim's loser learns it without an error that would abort its PostgreSQL transaction.
 _INSERT_LOCK = {
@@ -135,7 +153,8 @@ _INSERT_LOCK = {
 }
 _DELETE_LOCKS = delete(_LOCKS).where(_LOCKS.c.id.in_(bindparam("ids", expanding=True)))
 _RELEASE = delete(_LOCKS).where(
-    _LOCKS.c.comparison_id == bindparam("comparison_id"), _LOCKS.c.annotator_id == bindparam("annotator_id"))
+    _LOCKS.c.comparison_id == bindparam("comparison_id"), _LOCKS.c.annotator_id == bindparam("annotator_id")
+)
 _DELETE_LOCKS_OF = delete(_LOCKS).where(_LOCKS.c.comparison_id == bindparam("comparison_id"))
 
 
@@ -143,9 +162,11 @@ def _open_for(tier, lock: str | None) -> Select:
     """Ready comparisons of a tier with an open place that the annotator has not judged, skipped or
     passed over, oldest first; lock: None (SQLite), "skip" (FOR UPDATE SKIP LOCKED), "wait" (FOR UPDATE)."""
     live_locks = (
-        select(func.count()).select_from(QueueLock)
+        select(func.count())
+        .select_from(QueueLock)
         .where(QueueLock.comparison_id == Comparison.id, QueueLock.expires_at > bindparam("now"))
-        .correlate(Comparison).scalar_subquery()
+        .correlate(Comparison)
+        .scalar_subquery()
     )
     annotator = bindparam("annotator_id")
     query = (
@@ -175,9 +196,14 @@ _OPEN = {
     for name, tier in (("gold", _GOLD), ("in_progress", _IN_PROGRESS), ("fresh", _FRESH))
     for lock in (None, "skip", "wait")
 }
-_LIVE_LOCK_COUNT = select(func.count()).select_from(QueueLock).where(
-    QueueLock.comparison_id == bindparam("comparison_id"), QueueLock.expires_at > bindparam("now"),
-    QueueLock.annotator_id != bindparam("except_annotator"),
+_LIVE_LOCK_COUNT = (
+    select(func.count())
+    .select_from(QueueLock)
+    .where(
+        QueueLock.comparison_id == bindparam("comparison_id"),
+        QueueLock.expires_at > bindparam("now"),
+        QueueLock.annotator_id != bindparam("except_annotator"),
+    )
 )
 _A, _B = aliased(Completion), aliased(Completion)
 _PAIR_CONTENT = (
@@ -189,15 +215,20 @@ _PAIR_CONTENT = (
     .where(Comparison.id == bindparam("comparison_id"))
 )
 _FOR_UPDATE = (
-    select(Comparison).where(Comparison.id == bindparam("comparison_id"))
-    .with_for_update().execution_options(populate_existing=True)
+    select(Comparison)
+    .where(Comparison.id == bindparam("comparison_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
 )
-_LOCK_OF = select(QueueLock).where(QueueLock.comparison_id == bindparam("comparison_id"),
-                                   QueueLock.annotator_id == bindparam("annotator_id"))
+_LOCK_OF = select(QueueLock).where(
+    QueueLock.comparison_id == bindparam("comparison_id"), QueueLock.annotator_id == bindparam("annotator_id")
+)
 _SKIP_OF = select(Skip).where(
-    Skip.comparison_id == bindparam("comparison_id"), Skip.annotator_id == bindparam("annotator_id"))
+    Skip.comparison_id == bindparam("comparison_id"), Skip.annotator_id == bindparam("annotator_id")
+)
 _JUDGED = select(Judgment.id).where(
-    Judgment.comparison_id == bindparam("comparison_id"), Judgment.annotator_id == bindparam("annotator_id"))
+    Judgment.comparison_id == bindparam("comparison_id"), Judgment.annotator_id == bindparam("annotator_id")
+)
 
 
 def _own_locks(*, db: Session, annotator_id: int, now: datetime) -> tuple[list[Row], list[int]]:
@@ -252,9 +283,7 @@ def _pick(*, db: Session, annotator_id: int, now: datetime, gold_rate: float, he
     return None
 
 
-def _first_open(
-    *, db: Session, tiers: list[str], lock: str | None, params: dict
-) -> tuple[int, int, int] | None:
+def _first_open(*, db: Session, tiers: list[str], lock: str | None, params: dict) -> tuple[int, int, int] | None:
     """(id, judgment_count, overlap_target) of the first open comparison of the first tier that has one."""
     for tier in tiers:
         if (row := db.execute(_OPEN[tier, lock], params).first()) is not None:
@@ -264,15 +293,23 @@ def _first_open(
 
 def _live_lock_count(*, db: Session, comparison_id: int, now: datetime, except_annotator: int = 0) -> int:
     """Unexpired locks on the comparison, other than except_annotator's (ids start at 1: 0 is nobody)."""
-    return db.scalar(_LIVE_LOCK_COUNT, {"comparison_id": comparison_id, "now": now,
-                                        "except_annotator": except_annotator}) or 0
+    return (
+        db.scalar(_LIVE_LOCK_COUNT, {"comparison_id": comparison_id, "now": now, "except_annotator": except_annotator})
+        or 0
+    )
 
 
 def _pair(*, db: Session, comparison_id: int, left: str, expires_at: datetime) -> Pair:
     messages, text_a, text_b = db.execute(_PAIR_CONTENT, {"comparison_id": comparison_id}).one()
     left_text, right_text = (text_a, text_b) if left == "a" else (text_b, text_a)
-    return Pair(comparison_id=comparison_id, messages=messages, left_text=left_text, right_text=right_text,
-                left=left, expires_at=expires_at)
+    return Pair(
+        comparison_id=comparison_id,
+        messages=messages,
+        left_text=left_text,
+        right_text=right_text,
+        left=left,
+        expires_at=expires_at,
+    )
 
 
 def get_for_update_or_raise(*, db: Session, comparison_id: int) -> Comparison:
@@ -292,11 +329,13 @@ def lock_for_judgment(*, db: Session, comparison: Comparison, annotator_id: int)
     place meanwhile, their work wins and this submit gets a clear 409.
     """
     if comparison.status == ComparisonStatus.retired:
-        raise InvalidState(f"Pair {comparison.id} was retired; it no longer takes judgments.",
-                           loc=("body", "comparison_id"))
+        raise InvalidState(
+            f"Pair {comparison.id} was retired; it no longer takes judgments.", loc=("body", "comparison_id")
+        )
     if comparison.status == ComparisonStatus.completed:
-        raise InvalidState(f"Pair {comparison.id} already has all the judgments it needs.",
-                           loc=("body", "comparison_id"))
+        raise InvalidState(
+            f"Pair {comparison.id} already has all the judgments it needs.", loc=("body", "comparison_id")
+        )
     lock = db.scalar(_LOCK_OF, {"comparison_id": comparison.id, "annotator_id": annotator_id})
     if lock is None:
         raise InvalidState(
@@ -340,8 +379,9 @@ def skip(*, db: Session, annotator_id: int, comparison_id: int, reason: str) -> 
     if existing is not None:
         return existing, False
     if db.scalar(_JUDGED, ids) is not None:
-        raise Conflict(f"You already judged pair {comparison.id}; there is nothing to skip.",
-                       loc=("path", "comparison_id"))
+        raise Conflict(
+            f"You already judged pair {comparison.id}; there is nothing to skip.", loc=("path", "comparison_id")
+        )
     if not release(db=db, annotator_id=annotator_id, comparison_id=comparison.id):
         raise InvalidState(
             f"Pair {comparison.id} is not reserved for you; only a pair you were shown can be skipped.",

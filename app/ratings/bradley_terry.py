@@ -20,8 +20,9 @@ ANCHOR_RATING = 1000.0
 Battle = tuple[Hashable, Hashable, float]
 
 
-def fit(battles: Sequence[Battle], anchor: Hashable | None = None, l2: float = 1e-4,
-        iterations: int = 100) -> dict[Hashable, float]:
+def fit(
+    battles: Sequence[Battle], anchor: Hashable | None = None, l2: float = 1e-4, iterations: int = 100
+) -> dict[Hashable, float]:
     """Maximum-likelihood ratings by Newton's method on the logistic loss.
 
     Ties enter as half a win for each side (the fractional outcome in the loss), as Chatbot Arena
@@ -38,7 +39,7 @@ def fit(battles: Sequence[Battle], anchor: Hashable | None = None, l2: float = 1
     k = np.log(BASE) / SCALE
     theta = np.zeros(len(models))  # natural-log-odds strengths
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(theta[x] - theta[y])))       # P(x beats y)
+        p = 1.0 / (1.0 + np.exp(-(theta[x] - theta[y])))  # P(x beats y)
         residual = outcome - p
         grad = np.bincount(x, residual, len(models)) - np.bincount(y, residual, len(models)) - l2 * theta
         weight = p * (1 - p)
@@ -61,8 +62,13 @@ class Interval:
     high: float
 
 
-def bootstrap(battles: Sequence[Battle], anchor: Hashable | None = None, rounds: int = 200,
-              seed: int = 0, confidence: float = 0.95) -> dict[Hashable, Interval]:
+def bootstrap(
+    battles: Sequence[Battle],
+    anchor: Hashable | None = None,
+    rounds: int = 200,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[Hashable, Interval]:
     """Percentile intervals of each rating over `rounds` refits on battles resampled with replacement."""
     if not battles:
         return {}
@@ -73,8 +79,7 @@ def bootstrap(battles: Sequence[Battle], anchor: Hashable | None = None, rounds:
         for model, rating in fit([battles[i] for i in picked], anchor=anchor).items():
             samples.setdefault(model, []).append(rating)
     tail = (1 - confidence) / 2 * 100
-    return {m: Interval(float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
-            for m, v in samples.items()}
+    return {m: Interval(float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))) for m, v in samples.items()}
 
 
 @dataclass(frozen=True)

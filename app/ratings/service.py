@@ -93,8 +93,12 @@ def leaderboard(*, db: Session, bootstrap_rounds: int = 200, seed: int = 0) -> l
         counts[b] = counts.get(b, 0) + 1
     rows = [
         LeaderboardRow(
-            version_id=vid, number=versions[vid].number, status=versions[vid].status.value,
-            rating=rating, rating_low=intervals[vid].low, rating_high=intervals[vid].high,
+            version_id=vid,
+            number=versions[vid].number,
+            status=versions[vid].status.value,
+            rating=rating,
+            rating_low=intervals[vid].low,
+            rating_high=intervals[vid].high,
             battles=counts.get(vid, 0),
             vs_parent=_record(all_battles, vid, versions[vid].parent_id),
             vs_base=_record(all_battles, vid, base_id),

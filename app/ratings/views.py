@@ -35,10 +35,13 @@ class LeaderboardRowRead(BaseModel):
 
 @router.get("/leaderboard", response_model=list[LeaderboardRowRead])
 def read_leaderboard(
-    db: SessionDep, _admin: ApiAdmin,
+    db: SessionDep,
+    _admin: ApiAdmin,
     bootstrap_rounds: int = Query(200, ge=10, le=2000, description="Resamples for the 95% intervals."),
 ) -> list[LeaderboardRowRead]:
     """Bradley-Terry rating per policy version (ties as half, both-bad as a tie) with bootstrap
     intervals, and each version's head-to-head record against its parent and the base."""
-    return [LeaderboardRowRead.model_validate(asdict(row))
-            for row in service.leaderboard(db=db, bootstrap_rounds=bootstrap_rounds)]
+    return [
+        LeaderboardRowRead.model_validate(asdict(row))
+        for row in service.leaderboard(db=db, bootstrap_rounds=bootstrap_rounds)
+    ]

@@ -27,7 +27,10 @@ def sampler(once: bool = typer.Option(False, "--once", help="Refill the pool onc
     finally:
         db.dispose()
     if worker.serving is None:
-        typer.secho(f"error: no policy to sample with: {worker.last_error or 'no version is active'}",
-                    fg=typer.colors.RED, err=True)
+        typer.secho(
+            f"error: no policy to sample with: {worker.last_error or 'no version is active'}",
+            fg=typer.colors.RED,
+            err=True,
+        )
         raise typer.Exit(1)
     typer.echo(f"created {created} comparisons with policy version {worker.serving.number}")

@@ -12,7 +12,7 @@ class SamplerStatusRead(BaseModel):
     active_version: int | None = Field(description="The version the database says is active.")
     serving_version: int | None = Field(
         description="The version the sampler generates with; differs from active_version while a switch is "
-                    "pending or after the active version failed to load (see last_error)."
+        "pending or after the active version failed to load (see last_error)."
     )
     baseline_version: int | None = Field(description="The earlier version of cross-version pairs.")
     last_error: str

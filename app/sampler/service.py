@@ -33,12 +33,12 @@ class NewCompletion:
 
 def pool_size(*, db: Session) -> int:
     """Ready comparisons: pairs waiting for (more) judgments."""
-    return db.scalar(select(func.count()).select_from(Comparison)
-                     .where(Comparison.status == ComparisonStatus.ready)) or 0
+    return (
+        db.scalar(select(func.count()).select_from(Comparison).where(Comparison.status == ComparisonStatus.ready)) or 0
+    )
 
 
-def prompts_by_need(*, db: Session, limit: int,
-                    exclude_ids: set[int] | frozenset[int] = frozenset()) -> list[Prompt]:
+def prompts_by_need(*, db: Session, limit: int, exclude_ids: set[int] | frozenset[int] = frozenset()) -> list[Prompt]:
     """Active prompts that need a new pair most: fewest judgments first, then fewest ready pairs, then
     the oldest. Judgments are counted through Comparison.judgment_count, retired pairs included."""
     per_prompt = (
@@ -83,21 +83,29 @@ def overlap_target(*, rng: random.Random, target: int, share: float) -> int:
     return max(target, 2) if rng.random() < share else target
 
 
-def store_comparison(*, db: Session, prompt_id: int, a: NewCompletion, b: NewCompletion,
-                     overlap: int) -> Comparison:
+def store_comparison(*, db: Session, prompt_id: int, a: NewCompletion, b: NewCompletion, overlap: int) -> Comparison:
     """Two completions of one prompt and the ready comparison between them."""
     # Byte-level tokenizers can emit a NUL byte, which PostgreSQL text cannot hold: show it as U+FFFD.
     completions = [
-        Completion(prompt_id=prompt_id, policy_version_id=c.policy_version_id,
-                   text=c.text.replace("\x00", "\ufffd"), token_count=c.token_count,
-                   finish_reason=c.finish_reason, sampling=c.sampling)
+        Completion(
+            prompt_id=prompt_id,
+            policy_version_id=c.policy_version_id,
+            text=c.text.replace("\x00", "\ufffd"),
+            token_count=c.token_count,
+            finish_reason=c.finish_reason,
+            sampling=c.sampling,
+        )
         for c in (a, b)
     ]
     db.add_all(completions)
     db.flush()
-    comparison = Comparison(prompt_id=prompt_id, completion_a_id=completions[0].id,
-                            completion_b_id=completions[1].id, status=ComparisonStatus.ready,
-                            overlap_target=overlap)
+    comparison = Comparison(
+        prompt_id=prompt_id,
+        completion_a_id=completions[0].id,
+        completion_b_id=completions[1].id,
+        status=ComparisonStatus.ready,
+        overlap_target=overlap,
+    )
     db.add(comparison)
     db.flush()
     return comparison
@@ -118,8 +126,11 @@ def retire_superseded(*, db: Session, active_version_id: int, mode: str) -> int:
         select(Comparison.id)
         .join(a, a.id == Comparison.completion_a_id)
         .join(b, b.id == Comparison.completion_b_id)
-        .where(Comparison.status == ComparisonStatus.ready, a.policy_version_id != active_version_id,
-               b.policy_version_id != active_version_id)
+        .where(
+            Comparison.status == ComparisonStatus.ready,
+            a.policy_version_id != active_version_id,
+            b.policy_version_id != active_version_id,
+        )
     )
     if mode == "unjudged":
         superseded = superseded.where(Comparison.judgment_count == 0)

@@ -19,8 +19,13 @@ def read_sampler(db: SessionDep, _admin: ApiAdmin) -> SamplerStatusRead:
     saved = service.load_status(db=db)
     status = saved[0] if saved else {}
     return SamplerStatusRead(
-        pool_size=service.pool_size(db=db), active_version=active.number if active else None,
-        serving_version=status.get("serving_version"), baseline_version=status.get("baseline_version"),
-        last_error=status.get("last_error", ""), low_water=status.get("low_water"), host=status.get("host"),
-        pid=status.get("pid"), reported_at=status.get("reported_at"),
+        pool_size=service.pool_size(db=db),
+        active_version=active.number if active else None,
+        serving_version=status.get("serving_version"),
+        baseline_version=status.get("baseline_version"),
+        last_error=status.get("last_error", ""),
+        low_water=status.get("low_water"),
+        host=status.get("host"),
+        pid=status.get("pid"),
+        reported_at=status.get("reported_at"),
     )

@@ -134,8 +134,10 @@ class SamplerWorker:
         status = {
             "serving_version": self.serving.number if self.serving else None,
             "baseline_version": self.baseline.number if self.baseline else None,
-            "last_error": self.last_error, "low_water": self.settings.SAMPLER_LOW_WATER,
-            "host": socket.gethostname(), "pid": os.getpid(),
+            "last_error": self.last_error,
+            "low_water": self.settings.SAMPLER_LOW_WATER,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
         }
         if status == self._reported and time.monotonic() - self._reported_at < STATUS_EVERY_S:
             return
@@ -171,8 +173,7 @@ class SamplerWorker:
                 return
             baseline = None
             if self.settings.SAMPLER_CROSS_VERSION_FRACTION > 0:
-                baseline = service.baseline_version(db=db, active=active,
-                                                    number=self.settings.SAMPLER_BASELINE_VERSION)
+                baseline = service.baseline_version(db=db, active=active, number=self.settings.SAMPLER_BASELINE_VERSION)
             active_ref = VersionRef(active.id, active.number, active.path)
             baseline_ref = VersionRef(baseline.id, baseline.number, baseline.path) if baseline else None
         wanted = {active_ref.id, baseline_ref.id if baseline_ref else None}
@@ -205,22 +206,27 @@ class SamplerWorker:
         except Exception as exc:  # noqa: BLE001 - any failure leaves the serving model in place
             why = f"policy version {ref.number} failed to load: {exc}"
             self._failures[ref.id] = (time.monotonic(), why)
-            log.error("%s; %s", why,
-                      f"still serving version {self.serving.number}" if self.serving else "nothing to serve")
+            log.error(
+                "%s; %s", why, f"still serving version {self.serving.number}" if self.serving else "nothing to serve"
+            )
             return False
         self._failures.pop(ref.id, None)
-        log.info("loaded policy version %d from %s in %.1f s", ref.number, ref.path,
-                 time.perf_counter() - started)
+        log.info("loaded policy version %d from %s in %.1f s", ref.number, ref.path, time.perf_counter() - started)
         return True
 
     def _switch_to(self, ref: VersionRef) -> None:
         previous, self.serving = self.serving, ref
         self._too_long.clear()
         with self.db.session() as db:
-            retired = service.retire_superseded(db=db, active_version_id=ref.id,
-                                                mode=self.settings.SAMPLER_RETIRE_ON_SWITCH)
-        log.info("sampler now serving policy version %d%s; retired %d ready pairs without it", ref.number,
-                 f" (was {previous.number})" if previous else "", retired)
+            retired = service.retire_superseded(
+                db=db, active_version_id=ref.id, mode=self.settings.SAMPLER_RETIRE_ON_SWITCH
+            )
+        log.info(
+            "sampler now serving policy version %d%s; retired %d ready pairs without it",
+            ref.number,
+            f" (was {previous.number})" if previous else "",
+            retired,
+        )
 
     def _fill(self, n_prompts: int) -> int:
         """Generate and store pairs for up to n_prompts prompts; returns how many were stored."""
@@ -228,43 +234,53 @@ class SamplerWorker:
 
         settings = self.settings
         with self.db.session() as db:
-            prompts = [(p.id, p.messages) for p in
-                       service.prompts_by_need(db=db, limit=n_prompts, exclude_ids=self._too_long)]
+            prompts = [
+                (p.id, p.messages) for p in service.prompts_by_need(db=db, limit=n_prompts, exclude_ids=self._too_long)
+            ]
             seed = service.next_seed(db=db, base_seed=settings.SAMPLER_SEED)
         if not prompts:
             self._note("no active prompts to sample for; import some with `prefloop prompts import`")
             return 0
         rng = random.Random(seed)
-        params = generate.SamplingParams(settings.SAMPLER_TEMPERATURE, settings.SAMPLER_TOP_P,
-                                         settings.SAMPLER_MAX_NEW_TOKENS)
+        params = generate.SamplingParams(
+            settings.SAMPLER_TEMPERATURE, settings.SAMPLER_TOP_P, settings.SAMPLER_MAX_NEW_TOKENS
+        )
         jobs = self._plan(prompts, rng, params.max_new_tokens)
         if not jobs:
             return 0
         serving = self._loaded[self.serving.id]
         # One batch for the serving model: two rows for a same-version pair, one for a cross-version pair.
         rows = [job.messages for job in jobs for _ in range(1 if job.cross else 2)]
-        served = iter([s for [s] in generate.generate(serving, rows, n_per_prompt=1, params=params,
-                                                      seed=seed)])
+        served = iter([s for [s] in generate.generate(serving, rows, n_per_prompt=1, params=params, seed=seed)])
         cross_rows = [job.messages for job in jobs if job.cross]
-        based = iter([s for [s] in generate.generate(self._loaded[self.baseline.id], cross_rows,
-                                                     n_per_prompt=1, params=params, seed=seed + 1)]
-                     if cross_rows else [])
+        based = iter(
+            [
+                s
+                for [s] in generate.generate(
+                    self._loaded[self.baseline.id], cross_rows, n_per_prompt=1, params=params, seed=seed + 1
+                )
+            ]
+            if cross_rows
+            else []
+        )
         sampling = {**params.as_dict(), "seed": seed}
         with self.db.session() as db:
             for job in jobs:
-                pair = [self._completion(next(served), self.serving, sampling),
-                        self._completion(next(based), self.baseline, sampling) if job.cross
-                        else self._completion(next(served), self.serving, sampling)]
+                pair = [
+                    self._completion(next(served), self.serving, sampling),
+                    self._completion(next(based), self.baseline, sampling)
+                    if job.cross
+                    else self._completion(next(served), self.serving, sampling),
+                ]
                 if job.cross:
                     rng.shuffle(pair)  # which version ends up as "a" must carry no information
-                overlap = service.overlap_target(rng=rng, target=settings.QUEUE_OVERLAP_TARGET,
-                                                 share=settings.QUEUE_OVERLAP_SHARE)
-                service.store_comparison(db=db, prompt_id=job.prompt_id, a=pair[0], b=pair[1],
-                                         overlap=overlap)
+                overlap = service.overlap_target(
+                    rng=rng, target=settings.QUEUE_OVERLAP_TARGET, share=settings.QUEUE_OVERLAP_SHARE
+                )
+                service.store_comparison(db=db, prompt_id=job.prompt_id, a=pair[0], b=pair[1], overlap=overlap)
         return len(jobs)
 
-    def _plan(self, prompts: list[tuple[int, list[dict]]], rng: random.Random,
-              max_new_tokens: int) -> list[_Job]:
+    def _plan(self, prompts: list[tuple[int, list[dict]]], rng: random.Random, max_new_tokens: int) -> list[_Job]:
         """Leave out prompts the serving model cannot hold and draw which pairs are cross-version."""
         from trainer import generate
 
@@ -274,9 +290,15 @@ class SamplerWorker:
         lengths = generate.prompt_lengths(serving, [messages for _, messages in prompts])
         for (prompt_id, messages), length in zip(prompts, lengths, strict=True):
             if not generate.fits(serving, length, max_new_tokens):
-                log.warning("prompt %d (%d tokens) plus max_new_tokens %d does not fit the %s-token "
-                            "context of version %d; leaving it out", prompt_id, length, max_new_tokens,
-                            serving.context_length, self.serving.number)
+                log.warning(
+                    "prompt %d (%d tokens) plus max_new_tokens %d does not fit the %s-token "
+                    "context of version %d; leaving it out",
+                    prompt_id,
+                    length,
+                    max_new_tokens,
+                    serving.context_length,
+                    self.serving.number,
+                )
                 self._too_long.add(prompt_id)
                 continue
             cross = baseline is not None and rng.random() < self.settings.SAMPLER_CROSS_VERSION_FRACTION
@@ -288,9 +310,13 @@ class SamplerWorker:
 
     @staticmethod
     def _completion(sample: Sample, ref: VersionRef, sampling: dict) -> service.NewCompletion:
-        return service.NewCompletion(policy_version_id=ref.id, text=sample.text,
-                                     token_count=sample.token_count, finish_reason=sample.finish_reason,
-                                     sampling=sampling)
+        return service.NewCompletion(
+            policy_version_id=ref.id,
+            text=sample.text,
+            token_count=sample.token_count,
+            finish_reason=sample.finish_reason,
+            sampling=sampling,
+        )
 
     def _note(self, message: str) -> None:
         """Log a recurring condition once, not every poll."""

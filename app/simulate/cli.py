@@ -17,8 +17,9 @@ def register(cli: typer.Typer) -> None:
 
 def simulate_command(
     url: str = typer.Option("http://127.0.0.1:8000", help="The prefloop server."),
-    admin_token: str = typer.Option(..., envvar="PREFLOOP_ADMIN_TOKEN",
-                                    help="Creates the simulated accounts and their tokens."),
+    admin_token: str = typer.Option(
+        ..., envvar="PREFLOOP_ADMIN_TOKEN", help="Creates the simulated accounts and their tokens."
+    ),
     annotators: int = typer.Option(4, min=1, max=256),
     judgments: int = typer.Option(100, min=1, help="Stop after this many acknowledged judgments."),
     preference: str = typer.Option(
@@ -42,9 +43,12 @@ def simulate_command(
     async def run():
         tokens = await provision(url, admin_token, names)
         with tqdm(total=judgments, unit="judgment", desc="simulate") as bar:
-            return await simulate(url, tokens, specs, judgments, seed=seed, timeout_s=timeout_s,
-                                  on_ack=lambda: bar.update(1))
+            return await simulate(
+                url, tokens, specs, judgments, seed=seed, timeout_s=timeout_s, on_ack=lambda: bar.update(1)
+            )
 
     stats = asyncio.run(run())
-    typer.echo(f"acknowledged {stats.acknowledged} judgments: {dict(stats.choices)}; "
-               f"backoffs {dict(stats.backoffs)}; empty polls {stats.empty_polls}")
+    typer.echo(
+        f"acknowledged {stats.acknowledged} judgments: {dict(stats.choices)}; "
+        f"backoffs {dict(stats.backoffs)}; empty polls {stats.empty_polls}"
+    )

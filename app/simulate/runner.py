@@ -28,10 +28,10 @@ class AnnotatorSpec:
 
     name: str
     preference: Preference
-    noise: float = 0.0          # share of answers replaced by a random left/right
-    tie_rate: float = 0.0       # share of answers that are "tie" regardless of preference
-    think_s: float = 0.0        # seconds spent per pair before submitting
-    tie_margin: float = 0.05    # |preference score| below this is judged a tie
+    noise: float = 0.0  # share of answers replaced by a random left/right
+    tie_rate: float = 0.0  # share of answers that are "tie" regardless of preference
+    think_s: float = 0.0  # seconds spent per pair before submitting
+    tie_margin: float = 0.05  # |preference score| below this is judged a tie
 
 
 @dataclass
@@ -65,7 +65,9 @@ async def _request(client: httpx.AsyncClient, stats: RunStats, method: str, url:
     """One API call, retried with exponential backoff on 401/409/429/5xx and connection errors."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(lambda e: isinstance(e, Retryable | httpx.TransportError)),
-        wait=wait_exponential_jitter(multiplier=0.2, max=10, jitter=0.2), stop=stop_after_attempt(8), reraise=True,
+        wait=wait_exponential_jitter(multiplier=0.2, max=10, jitter=0.2),
+        stop=stop_after_attempt(8),
+        reraise=True,
     ):
         with attempt:
             response = await client.request(method, url, **kwargs)
@@ -79,8 +81,15 @@ async def _request(client: httpx.AsyncClient, stats: RunStats, method: str, url:
     raise AssertionError("unreachable: tenacity reraises")
 
 
-async def run_annotator(client: httpx.AsyncClient, spec: AnnotatorSpec, quota: asyncio.Semaphore,
-                        stats: RunStats, stop: asyncio.Event, seed: int, on_ack=None) -> None:
+async def run_annotator(
+    client: httpx.AsyncClient,
+    spec: AnnotatorSpec,
+    quota: asyncio.Semaphore,
+    stats: RunStats,
+    stop: asyncio.Event,
+    seed: int,
+    on_ack=None,
+) -> None:
     rng = random.Random(seed)
     while not stop.is_set():
         if not await _try_acquire(quota):
@@ -92,8 +101,12 @@ async def run_annotator(client: httpx.AsyncClient, spec: AnnotatorSpec, quota: a
         choice = decide(spec, prompt_text(pair["messages"]), pair["left"], pair["right"], rng)
         if spec.think_s:
             await asyncio.sleep(spec.think_s * rng.uniform(0.5, 1.5))
-        body = {"comparison_id": pair["comparison_id"], "choice": choice,
-                "client_request_id": uuid.uuid4().hex, "time_spent_ms": int(spec.think_s * 1000)}
+        body = {
+            "comparison_id": pair["comparison_id"],
+            "choice": choice,
+            "client_request_id": uuid.uuid4().hex,
+            "time_spent_ms": int(spec.think_s * 1000),
+        }
         response = await _request(client, stats, "POST", "/api/v1/judgments", json=body)
         if response.status_code == 409:  # the lock lapsed and the pair was taken or closed: next one
             stats.backoffs[409] += 1
@@ -132,23 +145,37 @@ async def provision(base_url: str, admin_token: str, names: list[str]) -> dict[s
         existing = {u["username"]: u["id"] for u in (await client.get("/api/v1/users")).raise_for_status().json()}
         for name in names:
             if name not in existing:
-                created = await client.post("/api/v1/users", json={
-                    "username": name, "password": uuid.uuid4().hex, "role": "annotator"})
+                created = await client.post(
+                    "/api/v1/users", json={"username": name, "password": uuid.uuid4().hex, "role": "annotator"}
+                )
                 existing[name] = created.raise_for_status().json()["id"]
             token = await client.post(f"/api/v1/users/{existing[name]}/tokens", json={"name": "simulate"})
             tokens[name] = token.raise_for_status().json()["token"]
     return tokens
 
 
-async def simulate(base_url: str, tokens: dict[str, str], specs: list[AnnotatorSpec], judgments: int,
-                   seed: int = 0, timeout_s: float | None = None, on_ack=None,
-                   transport: httpx.AsyncBaseTransport | None = None) -> RunStats:
+async def simulate(
+    base_url: str,
+    tokens: dict[str, str],
+    specs: list[AnnotatorSpec],
+    judgments: int,
+    seed: int = 0,
+    timeout_s: float | None = None,
+    on_ack=None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> RunStats:
     """Run the annotators concurrently until `judgments` are acknowledged (or timeout_s passes)."""
     stats, stop, quota = RunStats(), asyncio.Event(), asyncio.Semaphore(judgments)
-    clients = [httpx.AsyncClient(base_url=base_url, timeout=30, transport=transport,
-                                 headers={"Authorization": f"Bearer {tokens[s.name]}"}) for s in specs]
-    tasks = [asyncio.create_task(run_annotator(c, s, quota, stats, stop, seed + i, on_ack))
-             for i, (c, s) in enumerate(zip(clients, specs, strict=True))]
+    clients = [
+        httpx.AsyncClient(
+            base_url=base_url, timeout=30, transport=transport, headers={"Authorization": f"Bearer {tokens[s.name]}"}
+        )
+        for s in specs
+    ]
+    tasks = [
+        asyncio.create_task(run_annotator(c, s, quota, stats, stop, seed + i, on_ack))
+        for i, (c, s) in enumerate(zip(clients, specs, strict=True))
+    ]
     try:
         await asyncio.wait_for(asyncio.gather(*tasks), timeout_s)
     except TimeoutError:

@@ -101,8 +101,7 @@ def binomial_test_half(successes: int, trials: int) -> float | None:
     tail = min(successes, trials - successes)
     log_half_n = trials * math.log(0.5)
     log_terms = [
-        math.lgamma(trials + 1) - math.lgamma(i + 1) - math.lgamma(trials - i + 1) + log_half_n
-        for i in range(tail + 1)
+        math.lgamma(trials + 1) - math.lgamma(i + 1) - math.lgamma(trials - i + 1) + log_half_n for i in range(tail + 1)
     ]
     top = max(log_terms)
     log_tail = top + math.log(sum(math.exp(t - top) for t in log_terms))
@@ -142,12 +141,9 @@ def pairwise_kappas(units: dict[int, dict[int, str]]) -> dict[tuple[int, int], t
     for labels in units.values():
         raters = sorted(labels)
         for i, first in enumerate(raters):
-            for second in raters[i + 1:]:
+            for second in raters[i + 1 :]:
                 shared.setdefault((first, second), []).append((labels[first], labels[second]))
-    return {
-        pair: (len(pairs), sum(a == b for a, b in pairs), cohen_kappa(pairs))
-        for pair, pairs in shared.items()
-    }
+    return {pair: (len(pairs), sum(a == b for a, b in pairs), cohen_kappa(pairs)) for pair, pairs in shared.items()}
 
 
 def agreement_with_others(units: dict[int, dict[int, str]]) -> dict[int, tuple[int, int, float | None]]:
@@ -161,7 +157,8 @@ def agreement_with_others(units: dict[int, dict[int, str]]) -> dict[int, tuple[i
             )
     return {
         rater: (len(pairs), sum(a == b for a, b in pairs), cohen_kappa(pairs))
-        for rater, pairs in pooled.items() if pairs
+        for rater, pairs in pooled.items()
+        if pairs
     }
 
 

@@ -106,7 +106,8 @@ class Agreement(BaseModel):
 
     alpha: float | None = Field(description="Krippendorff's alpha, nominal over a / b / tie / both_bad.")
     alpha_reading: str = Field(
-        description="reliable (>= 0.8), tentative (>= 0.667), unreliable or undefined (no data).")
+        description="reliable (>= 0.8), tentative (>= 0.667), unreliable or undefined (no data)."
+    )
     units: int = Field(description="Comparisons with two or more judgments.")
     judgments: int = Field(description="Judgments on those comparisons.")
     pairs: list[PairAgreement] = Field(description="Cohen's kappa per annotator pair, most shared first.")

@@ -63,10 +63,15 @@ def progress(*, db: Session, now: datetime | None = None) -> Progress:
         judgments_per_hour=[
             HourCount(start=window_start + timedelta(hours=i), judgments=n) for i, n in enumerate(hourly)
         ],
-        annotators_active=_count(db, select(func.count(func.distinct(Judgment.annotator_id))).where(
-            Judgment.created_at >= now - timedelta(hours=24))),
+        annotators_active=_count(
+            db,
+            select(func.count(func.distinct(Judgment.annotator_id))).where(
+                Judgment.created_at >= now - timedelta(hours=24)
+            ),
+        ),
         active_policy=ActivePolicy(id=active.id, number=active.number, activated_at=active.activated_at)
-        if active else None,
+        if active
+        else None,
         current_round=_current_round(db),
         generated_at=now,
     )
@@ -77,8 +82,13 @@ def _current_round(db: Session) -> RoundProgress | None:
     if found is None:
         return None
     return RoundProgress(
-        id=found.id, status=found.status.value, stage=found.stage, completed_stages=found.completed_stages,
-        step=found.step, total_steps=found.total_steps, started_at=found.started_at,
+        id=found.id,
+        status=found.status.value,
+        stage=found.stage,
+        completed_stages=found.completed_stages,
+        step=found.step,
+        total_steps=found.total_steps,
+        started_at=found.started_at,
         fraction=metrics.rate(min(found.step, found.total_steps), found.total_steps),
     )
 
@@ -88,8 +98,7 @@ def _overlap_units(db: Session) -> dict[int, dict[int, str]]:
     shared = select(Judgment.comparison_id).group_by(Judgment.comparison_id).having(func.count() >= 2)
     units: dict[int, dict[int, str]] = defaultdict(dict)
     for comparison_id, annotator_id, choice in db.execute(
-        select(Judgment.comparison_id, Judgment.annotator_id, Judgment.choice)
-        .where(Judgment.comparison_id.in_(shared))
+        select(Judgment.comparison_id, Judgment.annotator_id, Judgment.choice).where(Judgment.comparison_id.in_(shared))
     ):
         units[comparison_id][annotator_id] = Choice(choice).value
     return units
@@ -102,16 +111,21 @@ def annotator_stats(*, db: Session, now: datetime | None = None) -> list[Annotat
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     choices: dict[int, Counter[tuple[str, str]]] = defaultdict(Counter)
     for annotator_id, choice, shown_left, n in db.execute(
-        select(Judgment.annotator_id, Judgment.choice, Judgment.shown_left, func.count())
-        .group_by(Judgment.annotator_id, Judgment.choice, Judgment.shown_left)
+        select(Judgment.annotator_id, Judgment.choice, Judgment.shown_left, func.count()).group_by(
+            Judgment.annotator_id, Judgment.choice, Judgment.shown_left
+        )
     ):
         choices[annotator_id][Choice(choice).value, shown_left] += n
-    today = dict(db.execute(
-        select(Judgment.annotator_id, func.count()).where(Judgment.created_at >= day_start)
-        .group_by(Judgment.annotator_id)
-    ).all())
-    last = dict(db.execute(select(Judgment.annotator_id, func.max(Judgment.created_at))
-                           .group_by(Judgment.annotator_id)).all())
+    today = dict(
+        db.execute(
+            select(Judgment.annotator_id, func.count())
+            .where(Judgment.created_at >= day_start)
+            .group_by(Judgment.annotator_id)
+        ).all()
+    )
+    last = dict(
+        db.execute(select(Judgment.annotator_id, func.max(Judgment.created_at)).group_by(Judgment.annotator_id)).all()
+    )
     skips = dict(db.execute(select(Skip.annotator_id, func.count()).group_by(Skip.annotator_id)).all())
     times: dict[int, list[int]] = defaultdict(list)
     for annotator_id, spent in db.execute(
@@ -121,7 +135,8 @@ def annotator_stats(*, db: Session, now: datetime | None = None) -> list[Annotat
     gold = _gold_tally(db, Judgment.annotator_id)
     agreement = metrics.agreement_with_others(_overlap_units(db))
     users = db.scalars(
-        select(User).where(or_(User.role == Role.annotator, User.id.in_(set(choices) | set(skips))))
+        select(User)
+        .where(or_(User.role == Role.annotator, User.id.in_(set(choices) | set(skips))))
         .order_by(User.username)
     )
     rows = []
@@ -136,20 +151,30 @@ def annotator_stats(*, db: Session, now: datetime | None = None) -> list[Annotat
         user_skips = skips.get(user.id, 0)
         pairs, agreed, kappa = agreement.get(user.id, (0, 0, None))
         gold_judged, gold_correct = gold.get(user.id, (0, 0))
-        rows.append(AnnotatorStats(
-            user_id=user.id, username=user.username, role=user.role.value, is_active=user.is_active,
-            excluded_from_training=user.excluded_from_training,
-            judgments=judged, judgments_today=today.get(user.id, 0), skips=user_skips,
-            skip_rate=metrics.rate(user_skips, judged + user_skips),
-            tie_rate=metrics.rate(by_choice["tie"], judged),
-            both_bad_rate=metrics.rate(by_choice["both_bad"], judged),
-            median_time_ms=statistics.median(times[user.id]) if times.get(user.id) else None,
-            position_bias=PositionBiasRead(**asdict(bias), significant=bias.significant),
-            gold_judged=gold_judged, gold_correct=gold_correct,
-            gold_accuracy=metrics.rate(gold_correct, gold_judged),
-            overlap_pairs=pairs, agreement_rate=metrics.rate(agreed, pairs), kappa_vs_others=kappa,
-            last_judgment_at=last.get(user.id),
-        ))
+        rows.append(
+            AnnotatorStats(
+                user_id=user.id,
+                username=user.username,
+                role=user.role.value,
+                is_active=user.is_active,
+                excluded_from_training=user.excluded_from_training,
+                judgments=judged,
+                judgments_today=today.get(user.id, 0),
+                skips=user_skips,
+                skip_rate=metrics.rate(user_skips, judged + user_skips),
+                tie_rate=metrics.rate(by_choice["tie"], judged),
+                both_bad_rate=metrics.rate(by_choice["both_bad"], judged),
+                median_time_ms=statistics.median(times[user.id]) if times.get(user.id) else None,
+                position_bias=PositionBiasRead(**asdict(bias), significant=bias.significant),
+                gold_judged=gold_judged,
+                gold_correct=gold_correct,
+                gold_accuracy=metrics.rate(gold_correct, gold_judged),
+                overlap_pairs=pairs,
+                agreement_rate=metrics.rate(agreed, pairs),
+                kappa_vs_others=kappa,
+                last_judgment_at=last.get(user.id),
+            )
+        )
     return rows
 
 
@@ -162,15 +187,22 @@ def agreement(*, db: Session) -> Agreement:
     names = dict(db.execute(select(User.id, User.username).where(User.id.in_(raters))).all())
     pairs = [
         PairAgreement(
-            annotator_a=UserRef(id=a, username=names[a]), annotator_b=UserRef(id=b, username=names[b]),
-            shared=shared, agreed=agreed, agreement_rate=agreed / shared, kappa=kappa,
+            annotator_a=UserRef(id=a, username=names[a]),
+            annotator_b=UserRef(id=b, username=names[b]),
+            shared=shared,
+            agreed=agreed,
+            agreement_rate=agreed / shared,
+            kappa=kappa,
         )
         for (a, b), (shared, agreed, kappa) in per_pair.items()
     ]
     pairs.sort(key=lambda p: (-p.shared, p.annotator_a.username, p.annotator_b.username))
     return Agreement(
-        alpha=alpha, alpha_reading=metrics.alpha_reading(alpha), units=len(units),
-        judgments=sum(len(labels) for labels in units.values()), pairs=pairs,
+        alpha=alpha,
+        alpha_reading=metrics.alpha_reading(alpha),
+        units=len(units),
+        judgments=sum(len(labels) for labels in units.values()),
+        pairs=pairs,
     )
 
 

@@ -29,9 +29,7 @@ def _fail(message: str) -> None:
 
 def worker_command(
     once: bool = typer.Option(False, "--once", help="Run one pass (and the round it claims), then exit."),
-    poll_s: float = typer.Option(
-        None, "--poll-s", help="Seconds between looks for queued rounds (WORKER_POLL_S)."
-    ),
+    poll_s: float = typer.Option(None, "--poll-s", help="Seconds between looks for queued rounds (WORKER_POLL_S)."),
     parent_pid: int = typer.Option(None, "--parent-pid", hidden=True, help="Exit when this process dies."),
 ) -> None:
     """Run training rounds: claim queued (and scheduled) rounds and run them one at a time until stopped."""
@@ -73,9 +71,7 @@ def _overrides(pairs: list[str], config_file: Path | None) -> dict:
 def _line(round_: RoundRead) -> str:
     progress = f"{round_.stage} {round_.step}/{round_.total_steps}" if round_.stage else ""
     made = f" -> policy v{round_.policy_number}" if round_.policy_number else ""
-    return (
-        f"#{round_.id:<4} {round_.status.value:<10} {progress:<22} {round_.created_at:%Y-%m-%d %H:%M}{made}"
-    )
+    return f"#{round_.id:<4} {round_.status.value:<10} {progress:<22} {round_.created_at:%Y-%m-%d %H:%M}{made}"
 
 
 @rounds_cli.command("launch")

@@ -24,24 +24,37 @@ from app.training.workdir import OUTPUTS, SNAPSHOT
 POLICY_METRIC_KEYS = ("objective/kl", "objective/scores", "objective/rlhf_reward", "rollout/eos_rate")
 
 
-def publish_round(*, db: Session, settings: Settings, round_: TrainingRound, workdir: Path,
-                  results: dict) -> tuple[RewardModel, PolicyVersion]:
+def publish_round(
+    *, db: Session, settings: Settings, round_: TrainingRound, workdir: Path, results: dict
+) -> tuple[RewardModel, PolicyVersion]:
     """Publish and record both models; the policy becomes active when the round's config says so."""
     snapshot = json.loads((workdir / SNAPSHOT / "manifest.json").read_text(encoding="utf-8"))
     parent = policy_service.get(db=db, version_id=round_.base_policy_version_id)
-    lineage = {"round_id": round_.id, "source": f"round {round_.id}", "data_snapshot": snapshot,
-               "config": round_.config, "gates": results.get("gates", {})}
+    lineage = {
+        "round_id": round_.id,
+        "source": f"round {round_.id}",
+        "data_snapshot": snapshot,
+        "config": round_.config,
+        "gates": results.get("gates", {}),
+    }
 
     rm_metrics = results["reward_model"]
     rm_number = policy_service.next_reward_number(db=db, registry_dir=settings.registry_dir)
     rm_path = registry.publish(
-        registry_dir=settings.registry_dir, kind="reward", number=rm_number, move=True,
+        registry_dir=settings.registry_dir,
+        kind="reward",
+        number=rm_number,
+        move=True,
         source_dir=workdir / OUTPUTS / "reward_model",
         manifest=lineage | {"base_policy_version": snapshot["base_policy_version"], "metrics": rm_metrics},
     )
     reward_model = policy_service.record_reward_model(
-        db=db, number=rm_number, path=rm_path, metrics=rm_metrics,
-        score_mean=rm_metrics["rm/norm/mean"], score_std=rm_metrics["rm/norm/std"],
+        db=db,
+        number=rm_number,
+        path=rm_path,
+        metrics=rm_metrics,
+        score_mean=rm_metrics["rm/norm/mean"],
+        score_std=rm_metrics["rm/norm/std"],
     )
 
     ppo_metrics = results["ppo"]["metrics"]
@@ -49,14 +62,22 @@ def publish_round(*, db: Session, settings: Settings, round_: TrainingRound, wor
     metrics |= {"reward_model": rm_number, "rm/eval/accuracy": rm_metrics.get("rm/eval/accuracy")}
     number = policy_service.next_policy_number(db=db, registry_dir=settings.registry_dir)
     path = registry.publish(
-        registry_dir=settings.registry_dir, kind="policy", number=number, move=True,
+        registry_dir=settings.registry_dir,
+        kind="policy",
+        number=number,
+        move=True,
         source_dir=workdir / OUTPUTS / "policy",
-        manifest=lineage | {"parent_version": parent.number if parent else None,
-                            "reward_model_version": rm_number, "metrics": metrics},
+        manifest=lineage
+        | {"parent_version": parent.number if parent else None, "reward_model_version": rm_number, "metrics": metrics},
     )
     status = PolicyStatus.active if round_.config.get("activate") else PolicyStatus.candidate
     policy = policy_service.record_policy_version(
-        db=db, number=number, path=path, parent_id=round_.base_policy_version_id, source=f"round {round_.id}",
-        status=status, metrics=metrics,
+        db=db,
+        number=number,
+        path=path,
+        parent_id=round_.base_policy_version_id,
+        source=f"round {round_.id}",
+        status=status,
+        metrics=metrics,
     )
     return reward_model, policy

@@ -61,9 +61,7 @@ class PPOConfig(_Section):
     )
     num_prompt_epochs: float = Field(1.0, gt=0, le=1000, description="Passes over the training prompts.")
     batch_size: int = Field(16, ge=1, le=65536, description="Episodes per PPO update.")
-    num_mini_batches: int = Field(
-        1, ge=1, description="Optimizer steps per PPO epoch; must divide batch_size."
-    )
+    num_mini_batches: int = Field(1, ge=1, description="Optimizer steps per PPO epoch; must divide batch_size.")
     gradient_accumulation_steps: int = Field(
         1, ge=1, description="Micro-batches per minibatch; must divide batch_size / num_mini_batches."
     )
@@ -98,8 +96,7 @@ class PPOConfig(_Section):
             )
         if self.total_episodes is not None and self.total_episodes % self.batch_size:
             return "total_episodes", (
-                f"total_episodes ({self.total_episodes}) must be a multiple of "
-                f"batch_size ({self.batch_size})."
+                f"total_episodes ({self.total_episodes}) must be a multiple of batch_size ({self.batch_size})."
             )
         if self.whiten_rewards and self.batch_size < 8:
             return "whiten_rewards", "whiten_rewards needs batch_size >= 8 for a meaningful variance."
@@ -107,9 +104,7 @@ class PPOConfig(_Section):
 
 
 class EvaluateConfig(_Section):
-    max_prompts: int = Field(
-        64, ge=1, le=10000, description="Held-out prompts sampled to compare old and new policy."
-    )
+    max_prompts: int = Field(64, ge=1, le=10000, description="Held-out prompts sampled to compare old and new policy.")
     samples_per_prompt: int = Field(2, ge=1, le=64)
     batch_size: int = Field(64, ge=1, le=4096, description="Sequences generated per batch.")
     seed: int = Field(0, ge=0)
@@ -118,9 +113,7 @@ class EvaluateConfig(_Section):
 class GateConfig(_Section):
     min_rm_accuracy: float = Field(ge=0, le=1, description="Reward model accuracy on held-out pairs.")
     max_kl: float = Field(gt=0, description="Mean per-answer KL (nats) to the reference on held-out prompts.")
-    min_eos_rate: float = Field(
-        ge=0, le=1, description="Share of held-out answers the new policy ends itself."
-    )
+    min_eos_rate: float = Field(ge=0, le=1, description="Share of held-out answers the new policy ends itself.")
     min_score_gain: float | None = Field(
         None, description="Mean held-out reward-model score of the new policy minus the old one's; None: off."
     )
@@ -178,9 +171,7 @@ def resolve_config(*, settings: Settings, overrides: dict) -> RoundConfig:
 def _merge(base: dict, overrides: dict) -> dict:
     merged = dict(base)
     for key, value in overrides.items():
-        merged[key] = (
-            _merge(base[key], value) if isinstance(base.get(key), dict) and isinstance(value, dict) else value
-        )
+        merged[key] = _merge(base[key], value) if isinstance(base.get(key), dict) and isinstance(value, dict) else value
     return merged
 
 
@@ -194,17 +185,13 @@ class RoundRead(BaseModel):
 
     id: int
     status: RoundStatus
-    stage: str = Field(
-        description="snapshot | reward_model | ppo | evaluate | publish, or '' before it starts."
-    )
+    stage: str = Field(description="snapshot | reward_model | ppo | evaluate | publish, or '' before it starts.")
     completed_stages: list[str]
     step: int
     total_steps: int
     progress: float = Field(0.0, description="step / total_steps of the current stage, 0..1.")
     latest_metrics: dict
-    results: dict = Field(
-        description="Final metrics per stage, the gate verdicts and the held-out evaluation."
-    )
+    results: dict = Field(description="Final metrics per stage, the gate verdicts and the held-out evaluation.")
     error: str = Field(description="Why the round failed, was rejected or was cancelled.")
     log_tail: str = Field(description="The end of the trainer's log.")
     config: dict
@@ -216,9 +203,7 @@ class RoundRead(BaseModel):
     cancel_requested: bool
     requested_by_id: int | None = Field(description="The admin who launched it; None when the schedule did.")
     trigger: Literal["admin", "schedule"] = "admin"
-    base_policy_version_id: int | None = Field(
-        description="The version the round started from (the new one's parent)."
-    )
+    base_policy_version_id: int | None = Field(description="The version the round started from (the new one's parent).")
     base_policy_number: int | None = None
     policy_version_id: int | None = Field(description="The policy version the round published.")
     policy_number: int | None = None

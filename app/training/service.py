@@ -53,10 +53,17 @@ def _move(round_: TrainingRound, to: RoundStatus, *, now: datetime | None = None
 
 def _announce_finished(db: Session, round_: TrainingRound) -> None:
     policy = db.get(PolicyVersion, round_.policy_version_id) if round_.policy_version_id else None
-    webhook_service.emit(db=db, event=WebhookEvent.round_finished, payload={
-        "round_id": round_.id, "status": round_.status.value, "error": round_.error,
-        "policy_number": policy.number if policy else None,
-        "policy_status": policy.status.value if policy else None})
+    webhook_service.emit(
+        db=db,
+        event=WebhookEvent.round_finished,
+        payload={
+            "round_id": round_.id,
+            "status": round_.status.value,
+            "error": round_.error,
+            "policy_number": policy.number if policy else None,
+            "policy_status": policy.status.value if policy else None,
+        },
+    )
 
 
 # ---- reading ------------------------------------------------------------------------------------------
@@ -81,9 +88,7 @@ def list_(
     """Rounds newest first, and how many match in all."""
     where = [TrainingRound.status == status] if status is not None else []
     total = db.scalar(select(func.count()).select_from(TrainingRound).where(*where)) or 0
-    rows = db.scalars(
-        select(TrainingRound).where(*where).order_by(TrainingRound.id.desc()).limit(limit).offset(offset)
-    )
+    rows = db.scalars(select(TrainingRound).where(*where).order_by(TrainingRound.id.desc()).limit(limit).offset(offset))
     return list(rows), total
 
 
@@ -91,9 +96,7 @@ def in_flight(*, db: Session) -> TrainingRound | None:
     return db.scalar(select(TrainingRound).where(TrainingRound.in_flight.is_(True)))
 
 
-def metric_history(
-    *, db: Session, round_id: int, since_id: int | None = None, limit: int = 5000
-) -> list[RoundMetric]:
+def metric_history(*, db: Session, round_id: int, since_id: int | None = None, limit: int = 5000) -> list[RoundMetric]:
     """Logged points of a round in the order they arrived, only those after `since_id` when given."""
     get_or_raise(db=db, round_id=round_id)
     where = [RoundMetric.round_id == round_id]
@@ -135,15 +138,11 @@ def count_usable_judgments(*, db: Session, after_id: int = 0, include_ties: bool
 # ---- launching ----------------------------------------------------------------------------------------
 
 
-def launch(
-    *, db: Session, settings: Settings, requested_by: User | None, config_overrides: dict
-) -> TrainingRound:
+def launch(*, db: Session, settings: Settings, requested_by: User | None, config_overrides: dict) -> TrainingRound:
     """Queue a round (requested_by None: the schedule). 422 for a bad config, 409 while one is in flight."""
     config = resolve_config(settings=settings, overrides=config_overrides)
     _refuse_if_in_flight(db)
-    round_ = TrainingRound(
-        config=config.model_dump(), requested_by_id=requested_by.id if requested_by else None
-    )
+    round_ = TrainingRound(config=config.model_dump(), requested_by_id=requested_by.id if requested_by else None)
     try:
         with db.begin_nested():
             db.add(round_)
@@ -157,9 +156,7 @@ def launch(
 def _refuse_if_in_flight(db: Session) -> None:
     current = in_flight(db=db)
     if current is not None:
-        raise Conflict(
-            f"Round {current.id} is {current.status.value}; wait for it to finish or cancel it first."
-        )
+        raise Conflict(f"Round {current.id} is {current.status.value}; wait for it to finish or cancel it first.")
 
 
 def maybe_schedule(*, db: Session, settings: Settings) -> TrainingRound | None:
@@ -170,10 +167,7 @@ def maybe_schedule(*, db: Session, settings: Settings) -> TrainingRound | None:
     if needed <= 0 or in_flight(db=db) is not None:
         return None
     last_bound = db.scalar(select(func.max(TrainingRound.snapshot_max_judgment_id))) or 0
-    if (
-        count_usable_judgments(db=db, after_id=last_bound, include_ties=settings.TRAINING_INCLUDE_TIES)
-        < needed
-    ):
+    if count_usable_judgments(db=db, after_id=last_bound, include_ties=settings.TRAINING_INCLUDE_TIES) < needed:
         return None
     try:
         return launch(db=db, settings=settings, requested_by=None, config_overrides={})
@@ -212,9 +206,7 @@ def _owned(db: Session, round_id: int, worker_id: str, *, lock: bool = False) ->
     """The round, if `worker_id` still runs it; InvalidState once it was taken away (stale, cancelled)."""
     round_ = get_or_raise(db=db, round_id=round_id, lock=lock)
     if round_.status != S.running or round_.worker_id != worker_id:
-        raise InvalidState(
-            f"Round {round_id} is no longer run by worker {worker_id} ({round_.status.value})."
-        )
+        raise InvalidState(f"Round {round_id} is no longer run by worker {worker_id} ({round_.status.value}).")
     return round_
 
 
@@ -293,8 +285,7 @@ def record_progress(
             )
         )
         db.add_all(
-            RoundMetric(round_id=round_id, stage=stage, step=p["step"], values=p["values"])
-            for p in stage_points
+            RoundMetric(round_id=round_id, stage=stage, step=p["step"], values=p["values"]) for p in stage_points
         )
     db.flush()
     return round_

@@ -84,9 +84,7 @@ def write_snapshot(*, db: Session, round_id: int, config: RoundConfig, out_dir: 
     try:
         policy, base = _policies(db)
         pairs, counts = _pairs(db, max_id=max_id, config=config)
-        prompts = _prompts(
-            db, config=config, eval_prompt_ids={p["prompt_id"] for p in pairs if p["split"] == "eval"}
-        )
+        prompts = _prompts(db, config=config, eval_prompt_ids={p["prompt_id"] for p in pairs if p["split"] == "eval"})
         counts |= {
             "ppo_prompts": sum(p["split"] == "train" for p in prompts),
             "eval_prompts": sum(p["split"] == "eval" for p in prompts),
@@ -175,8 +173,7 @@ def _pairs(db: Session, *, max_id: int, config: RoundConfig) -> tuple[list[dict]
         if choice in STRICT_CHOICES:
             chosen, rejected = (text_a, text_b) if choice == Choice.a else (text_b, text_a)
             pairs.append(
-                common
-                | {"chosen": chosen, "rejected": rejected, "margin": STRENGTH_MARGIN.get(strength, 0.0)}
+                common | {"chosen": chosen, "rejected": rejected, "margin": STRENGTH_MARGIN.get(strength, 0.0)}
             )
         elif split == "train":
             # A tie trains as both orders, whose losses together pull the two scores together. Held-out
@@ -243,10 +240,7 @@ def _check(counts: dict, config: RoundConfig) -> None:
         )
     if counts["train_pairs"] == 0:
         raise SnapshotError(
-            "No training pairs: every usable judgment is on a held-out prompt; collect judgments "
-            "on more prompts."
+            "No training pairs: every usable judgment is on a held-out prompt; collect judgments on more prompts."
         )
     if counts["ppo_prompts"] == 0:
-        raise SnapshotError(
-            "No active prompts in the training split for PPO to sample; import or activate prompts."
-        )
+        raise SnapshotError("No active prompts in the training split for PPO to sample; import or activate prompts.")

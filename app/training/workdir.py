@@ -69,11 +69,7 @@ class MetricsTail:
                 row = json.loads(line)
             except ValueError:
                 continue  # a line torn by a killed trainer; the resumed run logs that step again
-            if (
-                isinstance(row, dict)
-                and isinstance(row.get("step"), int)
-                and isinstance(row.get("values"), dict)
-            ):
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and isinstance(row.get("values"), dict):
                 points.append(
                     {
                         "stage": str(row.get("stage", "")),

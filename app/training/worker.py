@@ -93,16 +93,12 @@ class Worker:
         """One pass of the loop; returns the id of the round it ran, if any."""
         now = utcnow()
         with self.db.write_session() as session:
-            for round_ in service.fail_stale(
-                db=session, now=now, timeout_s=self.settings.TRAINING_HEARTBEAT_TIMEOUT_S
-            ):
+            for round_ in service.fail_stale(db=session, now=now, timeout_s=self.settings.TRAINING_HEARTBEAT_TIMEOUT_S):
                 log.warning("round %d failed: %s", round_.id, round_.error)
             if (scheduled := service.maybe_schedule(db=session, settings=self.settings)) is not None:
                 log.info("schedule queued round %d", scheduled.id)
         with self.db.session() as session:
-            round_ = service.claim_next(
-                db=session, worker_id=self.worker_id, executor=self.executor.name, now=now
-            )
+            round_ = service.claim_next(db=session, worker_id=self.worker_id, executor=self.executor.name, now=now)
             round_id = round_.id if round_ is not None else None
         if round_id is not None:
             log.info("claimed round %d", round_id)
@@ -130,9 +126,7 @@ class Worker:
             log.warning("round %d: %s", round_id, exc.msg)
         except Exception as exc:  # noqa: BLE001 - the boundary: any bug becomes a failed round, logged
             log.exception("round %d: worker error", round_id)
-            self._record(
-                round_id, RoundStatus.failed, f"Internal error in the worker: {type(exc).__name__}: {exc}"
-            )
+            self._record(round_id, RoundStatus.failed, f"Internal error in the worker: {type(exc).__name__}: {exc}")
         finally:
             if handle is not None:
                 self.executor.cancel(handle, grace_s=0)
@@ -230,9 +224,7 @@ class Worker:
         state = status.get("state")
         if code == 0 and state == "rejected":
             remove_outputs(workdir)
-            self._record(
-                round_id, RoundStatus.rejected, "Rejected by a gate: " + "; ".join(status["rejected_reasons"])
-            )
+            self._record(round_id, RoundStatus.rejected, "Rejected by a gate: " + "; ".join(status["rejected_reasons"]))
         elif code == 0 and state == "succeeded":
             self._publish(round_id, workdir, status)
         else:
@@ -248,9 +240,7 @@ class Worker:
         try:
             with self.db.write_session() as session:
                 # Locks the row: no other worker can declare the round stale while it is published.
-                round_ = service.heartbeat(
-                    db=session, round_id=round_id, worker_id=self.worker_id, now=utcnow()
-                )
+                round_ = service.heartbeat(db=session, round_id=round_id, worker_id=self.worker_id, now=utcnow())
                 reward_model, policy = publish_round(
                     db=session,
                     settings=self.settings,
@@ -267,9 +257,7 @@ class Worker:
                     reward_model_id=reward_model.id,
                     policy_version_id=policy.id,
                 )
-                log.info(
-                    "round %d published policy version %d (%s)", round_id, policy.number, policy.status.value
-                )
+                log.info("round %d published policy version %d (%s)", round_id, policy.number, policy.status.value)
         except DomainError as exc:  # an incomplete output directory, a version number taken meanwhile
             self._record(round_id, RoundStatus.failed, f"Publishing failed: {exc.msg}")
             return
@@ -312,9 +300,7 @@ class LocalWorker:
 
     def _spawn(self) -> subprocess.Popen:
         # The child reads the same settings from the environment, whatever way this process got them.
-        env = os.environ | {
-            f"PREFLOOP_{k}": str(v) for k, v in self.settings.model_dump().items() if v is not None
-        }
+        env = os.environ | {f"PREFLOOP_{k}": str(v) for k, v in self.settings.model_dump().items() if v is not None}
         return subprocess.Popen(
             [
                 sys.executable,

@@ -17,8 +17,7 @@ SUBSCRIBABLE = [e for e in WebhookEvent if e != WebhookEvent.ping]
 def _subscribable(events: list[WebhookEvent]) -> list[WebhookEvent]:
     if WebhookEvent.ping in events:
         raise ValueError(
-            "'ping' is sent by the test action only; subscribe to: "
-            + ", ".join(e.value for e in SUBSCRIBABLE)
+            "'ping' is sent by the test action only; subscribe to: " + ", ".join(e.value for e in SUBSCRIBABLE)
         )
     return events
 

@@ -184,9 +184,7 @@ def retry_delivery(*, db: Session, endpoint: WebhookEndpoint, delivery_id: int) 
     """Send a delivery again now, with a fresh attempt budget (a failed one, or hurry a pending one)."""
     delivery = db.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.endpoint_id != endpoint.id:
-        raise NotFound(
-            f"Delivery {delivery_id} of webhook {endpoint.id} does not exist.", loc=("path", "delivery_id")
-        )
+        raise NotFound(f"Delivery {delivery_id} of webhook {endpoint.id} does not exist.", loc=("path", "delivery_id"))
     if delivery.status != DeliveryStatus.delivered:
         delivery.status, delivery.attempts, delivery.next_attempt_at = DeliveryStatus.pending, 0, utcnow()
         db.flush()

@@ -109,11 +109,7 @@ def list_webhook_deliveries(
 
 
 @router.post("/{webhook_id}/deliveries/{delivery_id}/retry", response_model=DeliveryRead)
-def retry_webhook_delivery(
-    webhook_id: IdPath, delivery_id: IdPath, db: SessionDep, _admin: ApiAdmin
-) -> DeliveryRead:
+def retry_webhook_delivery(webhook_id: IdPath, delivery_id: IdPath, db: SessionDep, _admin: ApiAdmin) -> DeliveryRead:
     """Send a delivery again now with a fresh attempt budget (a delivered one is left as it is)."""
     endpoint = service.get_or_raise(db=db, endpoint_id=webhook_id)
-    return DeliveryRead.model_validate(
-        service.retry_delivery(db=db, endpoint=endpoint, delivery_id=delivery_id)
-    )
+    return DeliveryRead.model_validate(service.retry_delivery(db=db, endpoint=endpoint, delivery_id=delivery_id))

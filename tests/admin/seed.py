@@ -26,13 +26,28 @@ from trainer import metrics as M
 WORKER = "test-worker"
 
 
-def judge(db: Database, comparison_id: int, annotator_id: int, choice: str, *, shown_left: str = "a",
-          time_spent_ms: int | None = 5000, created_at: datetime | None = None) -> None:
+def judge(
+    db: Database,
+    comparison_id: int,
+    annotator_id: int,
+    choice: str,
+    *,
+    shown_left: str = "a",
+    time_spent_ms: int | None = 5000,
+    created_at: datetime | None = None,
+) -> None:
     """One stored judgment, as the judgments service would leave it (the pair's count goes up)."""
     with db.session() as session:
-        session.add(Judgment(comparison_id=comparison_id, annotator_id=annotator_id, choice=Choice(choice),
-                             shown_left=shown_left, time_spent_ms=time_spent_ms,
-                             created_at=created_at or utcnow()))
+        session.add(
+            Judgment(
+                comparison_id=comparison_id,
+                annotator_id=annotator_id,
+                choice=Choice(choice),
+                shown_left=shown_left,
+                time_spent_ms=time_spent_ms,
+                created_at=created_at or utcnow(),
+            )
+        )
         comparison = session.get(Comparison, comparison_id)
         comparison.judgment_count += 1
         if comparison.judgment_count >= comparison.overlap_target:
@@ -42,21 +57,31 @@ def judge(db: Database, comparison_id: int, annotator_id: int, choice: str, *, s
 def battle(db: Database, newer_id: int, older_id: int, annotator_id: int, choice: str) -> None:
     """A pair of completions of two policy versions (the newer one is completion a), judged once."""
     with db.session() as session:
-        prompt = Prompt(messages=[{"role": "user", "content": "Describe the otter."}], text="Describe the otter.",
-                        content_hash=uuid.uuid4().hex)
+        prompt = Prompt(
+            messages=[{"role": "user", "content": "Describe the otter."}],
+            text="Describe the otter.",
+            content_hash=uuid.uuid4().hex,
+        )
         session.add(prompt)
         session.flush()
-        a, b = (Completion(prompt_id=prompt.id, policy_version_id=version_id, text=text, token_count=3,
-                           finish_reason="eos")
-                for version_id, text in ((newer_id, "Otters hold hands."), (older_id, "Otters? No idea.")))
+        a, b = (
+            Completion(prompt_id=prompt.id, policy_version_id=version_id, text=text, token_count=3, finish_reason="eos")
+            for version_id, text in ((newer_id, "Otters hold hands."), (older_id, "Otters? No idea."))
+        )
         session.add_all([a, b])
         session.flush()
-        comparison = Comparison(prompt_id=prompt.id, completion_a_id=a.id, completion_b_id=b.id,
-                                status=ComparisonStatus.completed, judgment_count=1)
+        comparison = Comparison(
+            prompt_id=prompt.id,
+            completion_a_id=a.id,
+            completion_b_id=b.id,
+            status=ComparisonStatus.completed,
+            judgment_count=1,
+        )
         session.add(comparison)
         session.flush()
-        session.add(Judgment(comparison_id=comparison.id, annotator_id=annotator_id, choice=Choice(choice),
-                             shown_left="a"))
+        session.add(
+            Judgment(comparison_id=comparison.id, annotator_id=annotator_id, choice=Choice(choice), shown_left="a")
+        )
 
 
 def claim_round(db: Database) -> int:
@@ -71,47 +96,84 @@ def record_snapshot(db: Database, round_id: int) -> None:
     """The worker has written the round's snapshot: all judgments so far, from the active policy."""
     with db.session() as session:
         training_service.record_snapshot(
-            db=session, round_id=round_id, worker_id=WORKER,
+            db=session,
+            round_id=round_id,
+            worker_id=WORKER,
             max_judgment_id=session.scalar(select(func.max(Judgment.id))) or 0,
             policy_version_id=policies_service.get_active(db=session).id,
             counts={"pairs_train": 180, "pairs_eval": 20},
         )
 
 
-def report(db: Database, round_id: int, *, stage: str, step: int, total: int, points: list[dict],
-           completed: list[str], log: str = "", results: dict | None = None) -> None:
+def report(
+    db: Database,
+    round_id: int,
+    *,
+    stage: str,
+    step: int,
+    total: int,
+    points: list[dict],
+    completed: list[str],
+    log: str = "",
+    results: dict | None = None,
+) -> None:
     """What the worker copies in from the trainer's status.json and metrics.jsonl."""
     with db.session() as session:
         training_service.record_progress(
-            db=session, round_id=round_id, worker_id=WORKER, now=utcnow(),
-            status={"stage": stage, "step": step, "total_steps": total, "completed_stages": completed,
-                    "latest_metrics": points[-1]["values"] if points else {}, "results": results or {}},
-            points=points, log_tail=log,
+            db=session,
+            round_id=round_id,
+            worker_id=WORKER,
+            now=utcnow(),
+            status={
+                "stage": stage,
+                "step": step,
+                "total_steps": total,
+                "completed_stages": completed,
+                "latest_metrics": points[-1]["values"] if points else {},
+                "results": results or {},
+            },
+            points=points,
+            log_tail=log,
         )
 
 
 def finish_round(db: Database, round_id: int, status: RoundStatus, *, error: str = "") -> None:
     with db.session() as session:
-        training_service.finish(db=session, round_id=round_id, worker_id=WORKER, status=status, now=utcnow(),
-                                error=error)
+        training_service.finish(
+            db=session, round_id=round_id, worker_id=WORKER, status=status, now=utcnow(), error=error
+        )
 
 
 def rm_points(steps: range) -> list[dict]:
-    return [{"stage": "reward_model", "step": s, "values": {
-        M.RM_TRAIN_LOSS: 0.69 * math.exp(-s / 18) + 0.25 + 0.03 * math.sin(s),
-        M.RM_TRAIN_ACCURACY: 0.5 + 0.3 * (1 - math.exp(-s / 12)) + 0.03 * math.cos(s * 1.7),
-    }} for s in steps]
+    return [
+        {
+            "stage": "reward_model",
+            "step": s,
+            "values": {
+                M.RM_TRAIN_LOSS: 0.69 * math.exp(-s / 18) + 0.25 + 0.03 * math.sin(s),
+                M.RM_TRAIN_ACCURACY: 0.5 + 0.3 * (1 - math.exp(-s / 12)) + 0.03 * math.cos(s * 1.7),
+            },
+        }
+        for s in steps
+    ]
 
 
 def ppo_points(steps: range) -> list[dict]:
-    return [{"stage": "ppo", "step": s, "values": {
-        M.OBJECTIVE_RLHF_REWARD: -0.4 + 1.2 * (1 - math.exp(-s / 10)) + 0.05 * math.sin(s * 1.3),
-        M.OBJECTIVE_SCORES: -0.3 + 1.4 * (1 - math.exp(-s / 10)) + 0.05 * math.sin(s * 1.3),
-        M.OBJECTIVE_KL: 0.02 * s + 0.05 * math.sin(s / 2) ** 2,
-        M.OBJECTIVE_ENTROPY: 38 - 0.25 * s + math.cos(s),
-        M.POLICY_CLIPFRAC_AVG: 0.04 + 0.03 * math.exp(-s / 8) + 0.01 * math.sin(s),
-        M.VAL_CLIPFRAC_AVG: 0.12 * math.exp(-s / 12) + 0.02,
-    }} for s in steps]
+    return [
+        {
+            "stage": "ppo",
+            "step": s,
+            "values": {
+                M.OBJECTIVE_RLHF_REWARD: -0.4 + 1.2 * (1 - math.exp(-s / 10)) + 0.05 * math.sin(s * 1.3),
+                M.OBJECTIVE_SCORES: -0.3 + 1.4 * (1 - math.exp(-s / 10)) + 0.05 * math.sin(s * 1.3),
+                M.OBJECTIVE_KL: 0.02 * s + 0.05 * math.sin(s / 2) ** 2,
+                M.OBJECTIVE_ENTROPY: 38 - 0.25 * s + math.cos(s),
+                M.POLICY_CLIPFRAC_AVG: 0.04 + 0.03 * math.exp(-s / 8) + 0.01 * math.sin(s),
+                M.VAL_CLIPFRAC_AVG: 0.12 * math.exp(-s / 12) + 0.02,
+            },
+        }
+        for s in steps
+    ]
 
 
 def seed_console(db: Database, settings: Settings, admin_id: int, *, seed: int = 3) -> dict[str, int]:
@@ -119,14 +181,32 @@ def seed_console(db: Database, settings: Settings, admin_id: int, *, seed: int =
     rng = random.Random(seed)
     with db.session() as session:
         v1 = policies_service.record_policy_version(
-            db=session, number=1, path="/registry/policy/1", parent_id=None, source="embedded:default",
-            status=PolicyStatus.archived, metrics={})
+            db=session,
+            number=1,
+            path="/registry/policy/1",
+            parent_id=None,
+            source="embedded:default",
+            status=PolicyStatus.archived,
+            metrics={},
+        )
         v2 = policies_service.record_policy_version(
-            db=session, number=2, path="/registry/policy/2", parent_id=v1.id, source="round",
-            status=PolicyStatus.archived, metrics={"rm_heldout_accuracy": 0.64, "kl": 1.8, "eos_rate": 0.91})
+            db=session,
+            number=2,
+            path="/registry/policy/2",
+            parent_id=v1.id,
+            source="round",
+            status=PolicyStatus.archived,
+            metrics={"rm_heldout_accuracy": 0.64, "kl": 1.8, "eos_rate": 0.91},
+        )
         v3 = policies_service.record_policy_version(
-            db=session, number=3, path="/registry/policy/3", parent_id=v2.id, source="round",
-            status=PolicyStatus.active, metrics={"rm_heldout_accuracy": 0.69, "kl": 2.6, "eos_rate": 0.94})
+            db=session,
+            number=3,
+            path="/registry/policy/3",
+            parent_id=v2.id,
+            source="round",
+            status=PolicyStatus.active,
+            metrics={"rm_heldout_accuracy": 0.69, "kl": 2.6, "eos_rate": 0.94},
+        )
         versions = (v1.id, v2.id, v3.id)
     names = ["maria", "kenji", "lena", "omar", "priya"]
     annotators = dict(zip(names, make_annotators(db, len(names), prefix="tmp"), strict=True))
@@ -159,18 +239,38 @@ def seed_console(db: Database, settings: Settings, admin_id: int, *, seed: int =
             if choice is None:
                 choice = Choice(shown_left)
             hours_ago = rng.triangular(0, 23.9, 2)
-            judge(db, comparison_id, annotators[name], choice.value, shown_left=shown_left,
-                  time_spent_ms=int(rng.lognormvariate(math.log(speed[name]), 0.4)),
-                  created_at=now - timedelta(hours=hours_ago))
+            judge(
+                db,
+                comparison_id,
+                annotators[name],
+                choice.value,
+                shown_left=shown_left,
+                time_spent_ms=int(rng.lognormvariate(math.log(speed[name]), 0.4)),
+                created_at=now - timedelta(hours=hours_ago),
+            )
     with db.session() as session:
         admin = session.get(User, admin_id)
-        round_id = training_service.launch(db=session, settings=settings, requested_by=admin,
-                                           config_overrides={}).id
+        round_id = training_service.launch(db=session, settings=settings, requested_by=admin, config_overrides={}).id
     claim_round(db)
     record_snapshot(db, round_id)
-    report(db, round_id, stage="reward_model", step=40, total=40, points=rm_points(range(1, 41)),
-           completed=["snapshot", "reward_model"],
-           results={"reward_model": {M.RM_EVAL_ACCURACY: 0.71, M.RM_EVAL_LOSS: 0.58}})
-    report(db, round_id, stage="ppo", step=26, total=60, points=ppo_points(range(1, 27)),
-           completed=["snapshot", "reward_model"], log="ppo 26/60 objective/kl=0.52 objective/scores=1.02\n")
+    report(
+        db,
+        round_id,
+        stage="reward_model",
+        step=40,
+        total=40,
+        points=rm_points(range(1, 41)),
+        completed=["snapshot", "reward_model"],
+        results={"reward_model": {M.RM_EVAL_ACCURACY: 0.71, M.RM_EVAL_LOSS: 0.58}},
+    )
+    report(
+        db,
+        round_id,
+        stage="ppo",
+        step=26,
+        total=60,
+        points=ppo_points(range(1, 27)),
+        completed=["snapshot", "reward_model"],
+        log="ppo 26/60 objective/kl=0.52 objective/scores=1.02\n",
+    )
     return {"round_id": round_id, **annotators}

@@ -79,7 +79,12 @@ def test_krippendorff_alpha_edge_cases():
 
 def test_alpha_reading_uses_krippendorffs_thresholds():
     assert [metrics.alpha_reading(v) for v in (None, 0.9, 0.8, 0.7, 0.5)] == [
-        "undefined", "reliable", "reliable", "tentative", "unreliable"]
+        "undefined",
+        "reliable",
+        "reliable",
+        "tentative",
+        "unreliable",
+    ]
 
 
 def test_position_bias_share_interval_and_exact_test():

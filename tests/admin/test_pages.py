@@ -194,9 +194,7 @@ def test_admin_creates_a_token_for_another_user_and_revokes_it(client, db, submi
     created = submit(f"/admin/users/{vendor}/tokens", {"name": "labeling vendor", "scopes": ["annotate"]})
     assert created.status_code == 201
     token = re.search(r'id="new-token">([^<]+)<', created.text).group(1)
-    assert (
-        client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["username"] == "vendor"
-    )
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["username"] == "vendor"
     assert token not in client.get("/admin/users").text  # shown once
     with db.session() as session:
         token_id = session.scalar(select(ApiToken.id).where(ApiToken.user_id == vendor))
@@ -298,9 +296,7 @@ def test_bad_gold_input_rerenders_the_form(client, db, submit, comparison_id, ch
 
 
 def test_import_prompts_from_an_upload_then_search_and_deactivate(client, db, submit):
-    jsonl = (
-        b'{"prompt": "How do tides work?", "tags": ["science"]}\n{"prompt": "Write a haiku about rain."}\n'
-    )
+    jsonl = b'{"prompt": "How do tides work?", "tags": ["science"]}\n{"prompt": "Write a haiku about rain."}\n'
     response = submit(
         "/admin/prompts/import",
         {"source": "seed"},
@@ -341,9 +337,7 @@ def test_a_bad_prompt_file_is_refused_whole_with_its_line_numbers(client, db, su
 def test_prompt_import_without_a_file_or_with_a_binary_one_is_refused(client, db, submit):
     missing = submit("/admin/prompts/import")
     assert missing.status_code == 422 and error(missing.text) == "Choose a JSONL or CSV file to import."
-    binary = submit(
-        "/admin/prompts/import", files={"file": ("x.jsonl", b"\xff\xfe\x00", "application/octet-stream")}
-    )
+    binary = submit("/admin/prompts/import", files={"file": ("x.jsonl", b"\xff\xfe\x00", "application/octet-stream")})
     assert binary.status_code == 422 and "not UTF-8" in error(binary.text)
 
 
@@ -359,9 +353,7 @@ def test_an_oversized_prompt_file_is_refused_with_413(app, client, db, submit):
 # --- policies -----------------------------------------------------------------------------------------
 
 
-def test_activate_a_newer_version_then_roll_back(
-    client, db, settings, submit, active_policy, tiny_policy_dir
-):
+def test_activate_a_newer_version_then_roll_back(client, db, settings, submit, active_policy, tiny_policy_dir):
     path = registry.publish(
         registry_dir=settings.registry_dir,
         kind="policy",
@@ -469,24 +461,33 @@ def test_cancel_and_retry_a_round_from_its_page(client, db, submit):
     assert flash(cancel.text) == f"Round {round_id} is being cancelled; its worker stops it."
     finish_round(db, round_id, RoundStatus.cancelled)
     refused = submit(f"/admin/rounds/{round_id}/cancel")
-    assert refused.status_code == 409 and "only a queued or running round can be cancelled" in error(
-        refused.text
-    )
+    assert refused.status_code == 409 and "only a queued or running round can be cancelled" in error(refused.text)
     retried = submit(f"/admin/rounds/{round_id}/retry")
     assert flash(retried.text) == f"Round {round_id} is queued again."
     assert client.get("/admin/rounds/999", headers=HTML).status_code == 404
 
 
-def test_a_finished_round_shows_how_people_judged_its_version_against_the_parent(client, db, submit,
-                                                                                   active_policy):
+def test_a_finished_round_shows_how_people_judged_its_version_against_the_parent(client, db, submit, active_policy):
     submit("/admin/rounds")
     round_id = claim_round(db)
     with db.session() as session:
         v2 = policies_service.record_policy_version(
-            db=session, number=2, path="/registry/policy/2", parent_id=active_policy, source=f"round {round_id}",
-            status=PolicyStatus.active, metrics={})
-        training_service.finish(db=session, round_id=round_id, worker_id=WORKER, status=RoundStatus.succeeded,
-                                now=utcnow(), policy_version_id=v2.id)
+            db=session,
+            number=2,
+            path="/registry/policy/2",
+            parent_id=active_policy,
+            source=f"round {round_id}",
+            status=PolicyStatus.active,
+            metrics={},
+        )
+        training_service.finish(
+            db=session,
+            round_id=round_id,
+            worker_id=WORKER,
+            status=RoundStatus.succeeded,
+            now=utcnow(),
+            policy_version_id=v2.id,
+        )
         v2_id = v2.id
     waiting = client.get(f"/admin/rounds/{round_id}").text
     assert "No judgments of v2 against v1 yet" in waiting

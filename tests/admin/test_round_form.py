@@ -38,8 +38,14 @@ def test_sections_follow_the_configuration_and_show_submitted_text():
 def test_overrides_hold_only_what_changed():
     unchanged = {f.name: f.value for f in fields().values()}
     assert round_form.overrides(unchanged, DEFAULTS) == {}
-    form = {**unchanged, "ppo.kl_coef": " 0.2 ", "activate": "false", "ppo.total_episodes": "64",
-            "reward.center_rewards_coefficient": "", "unknown.field": "1"}
+    form = {
+        **unchanged,
+        "ppo.kl_coef": " 0.2 ",
+        "activate": "false",
+        "ppo.total_episodes": "64",
+        "reward.center_rewards_coefficient": "",
+        "unknown.field": "1",
+    }
     assert round_form.overrides(form, DEFAULTS) == {
         "activate": "false",
         "ppo": {"kl_coef": "0.2", "total_episodes": "64"},

@@ -28,9 +28,9 @@ def ago(**delta) -> datetime:
 def dataset(db) -> dict[str, int]:
     """Three annotators judge five pairs (g1 is gold, expected a); u4 has judged nothing.
 
-        c1: u1 a (left a)  u2 a (left b)             c3: u1 tie  u2 tie  u3 tie
-        c2: u1 b (left b)  u2 a (left a)             c4: u3 both_bad (left b); u2 skipped it
-        g1: u1 a (left a)  u3 b (left a)
+    c1: u1 a (left a)  u2 a (left b)             c3: u1 tie  u2 tie  u3 tie
+    c2: u1 b (left b)  u2 a (left a)             c4: u3 both_bad (left b); u2 skipped it
+    g1: u1 a (left a)  u3 b (left a)
     """
     ids = {name: make_user(db, name) for name in ("u1", "u2", "u3", "u4")}
     ids["boss"] = make_user(db, "boss", Role.admin)

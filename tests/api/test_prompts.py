@@ -71,9 +71,7 @@ def test_malformed_json_bodies_are_422(client, db, admin_token, payload, loc):
 
 
 def test_upload_imports_a_jsonl_file(client, db, admin_token):
-    data = _jsonl(
-        {"prompt": "One?"}, {"messages": [{"role": "user", "content": "Two?"}]}, "", {"prompt": "One?"}
-    )
+    data = _jsonl({"prompt": "One?"}, {"messages": [{"role": "user", "content": "Two?"}]}, "", {"prompt": "One?"})
     response = client.post(f"{URL}/import", files={"file": ("batch.jsonl", data)}, headers=admin_token)
     assert response.status_code == 200 and response.json() == {"created": 2, "duplicates": 1, "errors": []}
     listed = client.get(URL, params={"source": "batch.jsonl"}, headers=admin_token).json()

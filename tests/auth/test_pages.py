@@ -36,8 +36,12 @@ def test_wrong_password_is_rejected_without_revealing_the_account(client, db):
 def test_login_without_csrf_token_is_refused(client, db):
     make_user(db, "alice")
     client.get("/login")
-    response = client.post("/login", data={"username": "alice", "password": PASSWORD},
-                           headers={"accept": "text/html"}, follow_redirects=False)
+    response = client.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORD},
+        headers={"accept": "text/html"},
+        follow_redirects=False,
+    )
     assert response.status_code == 403
     assert "security token" in response.text
     assert client.get("/account", follow_redirects=False).status_code == 303
@@ -46,8 +50,9 @@ def test_login_without_csrf_token_is_refused(client, db):
 def test_form_post_with_wrong_csrf_token_changes_nothing(client, db):
     make_user(db, "alice")
     login(client, "alice")
-    response = client.post("/account/tokens", data={"name": "x", "csrf_token": "forged"},
-                           headers={"accept": "text/html"})
+    response = client.post(
+        "/account/tokens", data={"name": "x", "csrf_token": "forged"}, headers={"accept": "text/html"}
+    )
     assert response.status_code == 403
     assert "No tokens yet." in client.get("/account").text
 
@@ -90,8 +95,11 @@ def test_expired_session_cookie_is_treated_as_anonymous(app, client, db, setting
 def test_open_redirect_after_login_is_refused(client, db, target):
     make_user(db, "alice")
     csrf = csrf_from(client.get("/login").text)
-    response = client.post("/login", data={"username": "alice", "password": PASSWORD, "csrf_token": csrf,
-                                           "next": target}, follow_redirects=False)
+    response = client.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORD, "csrf_token": csrf, "next": target},
+        follow_redirects=False,
+    )
     assert response.headers["location"] == "/"
 
 
@@ -107,8 +115,7 @@ def test_a_refused_token_shows_its_reason_on_the_account_page(client, db):
     make_user(db, "alice")
     login(client, "alice")
     csrf = csrf_from(client.get("/account").text)
-    response = client.post("/account/tokens", data={"csrf_token": csrf, "name": "ci"},
-                           headers={"accept": "text/html"})
+    response = client.post("/account/tokens", data={"csrf_token": csrf, "name": "ci"}, headers={"accept": "text/html"})
     assert response.status_code == 422
     assert "at least one scope" in response.text and "Your account" in response.text
 

@@ -164,14 +164,17 @@ def test_token_with_expiry_in_days_or_at_a_time(client, db, annotator_token):
     assert fixed.status_code == 201 and fixed.json()["expires_at"].startswith(at.isoformat())
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"expires_in_days": 0}, "expires_in_days"),
-    ({"expires_in_days": 100_000}, "expires_in_days"),
-    ({"expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
-    ({"expires_in_days": 1, "expires_at": "2999-01-01T00:00:00Z"}, None),
-    ({"scopes": []}, "scopes"),
-    ({"scopes": ["root"]}, "scopes"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"expires_in_days": 0}, "expires_in_days"),
+        ({"expires_in_days": 100_000}, "expires_in_days"),
+        ({"expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
+        ({"expires_in_days": 1, "expires_at": "2999-01-01T00:00:00Z"}, None),
+        ({"scopes": []}, "scopes"),
+        ({"scopes": ["root"]}, "scopes"),
+    ],
+)
 def test_bad_expiry_or_scopes_are_422_and_store_nothing(client, db, annotator_token, body, field):
     response = client.post("/api/v1/tokens", json={"name": "bad", **body}, headers=annotator_token)
     assert response.status_code == 422, response.text
@@ -255,19 +258,24 @@ def test_console_and_account_page_show_scopes_and_expiry(client, db):
     ann = make_user(db, "ann")
     login(client, "root")
     csrf = csrf_from(client.get("/admin/users").text)
-    created = client.post(f"/admin/users/{ann}/tokens", data={
-        "name": "vendor", "scopes": ["annotate"], "expires_in_days": "3", "csrf_token": csrf})
+    created = client.post(
+        f"/admin/users/{ann}/tokens",
+        data={"name": "vendor", "scopes": ["annotate"], "expires_in_days": "3", "csrf_token": csrf},
+    )
     assert created.status_code == 201
-    refused = client.post(f"/admin/users/{ann}/tokens", data={
-        "name": "vendor", "scopes": ["admin"], "csrf_token": csrf})
+    refused = client.post(
+        f"/admin/users/{ann}/tokens", data={"name": "vendor", "scopes": ["admin"], "csrf_token": csrf}
+    )
     assert refused.status_code == 422 and "cannot hold the &#39;admin&#39; scope" in refused.text
     expiry = (utcnow() + timedelta(days=3)).date().isoformat()
     table = client.get("/admin/users").text.split('id="token-table"')[1]
-    assert "<td class=\"scopes\">annotate</td>" in table and expiry in table
+    assert '<td class="scopes">annotate</td>' in table and expiry in table
 
-    client.post("/account/tokens", data={"name": "mine", "scopes": ["export", "admin"], "expires_in_days": "2",
-                                         "csrf_token": csrf})
+    client.post(
+        "/account/tokens",
+        data={"name": "mine", "scopes": ["export", "admin"], "expires_in_days": "2", "csrf_token": csrf},
+    )
     with db.session() as session:
         session.scalar(select(ApiToken).where(ApiToken.name == "mine")).expires_at = utcnow() - timedelta(days=1)
     account = client.get("/account").text.split('id="token-table"')[1]
-    assert "<td class=\"scopes\">admin export</td>" in account and "expired" in account
+    assert '<td class="scopes">admin export</td>' in account and "expired" in account

@@ -30,8 +30,7 @@ def replay(client: TestClient, cookie: str) -> None:
 
 def token_count(db, username: str) -> int:
     with db.session() as session:
-        return session.scalar(select(func.count()).select_from(ApiToken).join(User)
-                              .where(User.username == username))
+        return session.scalar(select(func.count()).select_from(ApiToken).join(User).where(User.username == username))
 
 
 def test_a_cookie_replayed_after_logout_is_refused_and_cannot_mint_a_token(client, db):
@@ -86,8 +85,11 @@ def test_password_change_through_the_api_ends_other_sessions_but_keeps_this_one(
     login(client, "alice")
     login(browser, "alice")
     csrf = csrf_from(client.get("/account").text)
-    changed = client.post("/api/v1/me/password", headers={"X-CSRF-Token": csrf},
-                          json={"current_password": PASSWORD, "new_password": NEW_PASSWORD})
+    changed = client.post(
+        "/api/v1/me/password",
+        headers={"X-CSRF-Token": csrf},
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+    )
     assert changed.status_code == 204
     assert client.get("/api/v1/me").status_code == 200
     assert browser.get("/api/v1/me").status_code == 401
@@ -100,8 +102,9 @@ def test_password_change_on_the_account_page_ends_other_sessions_but_keeps_this_
     login(client, "alice")
     login(browser, "alice")
     csrf = csrf_from(client.get("/account").text)
-    page = client.post("/account/password", data={"csrf_token": csrf, "current_password": PASSWORD,
-                                                  "new_password": NEW_PASSWORD})
+    page = client.post(
+        "/account/password", data={"csrf_token": csrf, "current_password": PASSWORD, "new_password": NEW_PASSWORD}
+    )
     assert page.status_code == 200 and "Your password is changed." in page.text
     assert client.get("/account", follow_redirects=False).status_code == 200
     assert browser.get("/account", follow_redirects=False).status_code == 303
@@ -117,8 +120,9 @@ def test_password_change_with_a_wrong_current_password_is_refused_and_counted(cl
         assert wrong.json()["detail"][0]["loc"] == ["body", "current_password"]
     throttled = client.post("/api/v1/me/password", json={**body, "current_password": PASSWORD}, headers=token)
     assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
-    short = client.post("/api/v1/me/password", json={"current_password": PASSWORD, "new_password": "short"},
-                        headers=token)
+    short = client.post(
+        "/api/v1/me/password", json={"current_password": PASSWORD, "new_password": "short"}, headers=token
+    )
     assert short.status_code == 422 and short.json()["detail"][0]["loc"] == ["new_password"]
     with db.session() as session:  # nothing was changed
         stored = session.scalar(select(User.password_hash).where(User.username == "alice"))
@@ -131,14 +135,18 @@ def test_admin_reset_in_the_console_ends_every_session_of_the_user(client, brows
     login(browser, "alice")
     login(client, "boss")
     csrf = csrf_from(client.get("/admin/users").text)
-    reset = client.post(f"/admin/users/{user_id}/password", data={"csrf_token": csrf, "password": NEW_PASSWORD},
-                        follow_redirects=False)
+    reset = client.post(
+        f"/admin/users/{user_id}/password", data={"csrf_token": csrf, "password": NEW_PASSWORD}, follow_redirects=False
+    )
     assert reset.status_code == 303
     assert "alice has a new password" in client.get("/admin/users").text
     assert browser.get("/api/v1/me").status_code == 401
     assert login(browser, "alice", NEW_PASSWORD).status_code == 303
-    short = client.post(f"/admin/users/{user_id}/password", data={"csrf_token": csrf, "password": "short"},
-                        headers={"accept": "text/html"})
+    short = client.post(
+        f"/admin/users/{user_id}/password",
+        data={"csrf_token": csrf, "password": "short"},
+        headers={"accept": "text/html"},
+    )
     assert short.status_code == 422 and "at least 8 characters" in short.text
 
 
@@ -147,8 +155,9 @@ def test_an_admin_resetting_their_own_password_in_the_console_stays_signed_in_th
     login(browser, "boss")
     login(client, "boss")
     csrf = csrf_from(client.get("/admin/users").text)
-    reset = client.post(f"/admin/users/{boss}/password", data={"csrf_token": csrf, "password": NEW_PASSWORD},
-                        follow_redirects=False)
+    reset = client.post(
+        f"/admin/users/{boss}/password", data={"csrf_token": csrf, "password": NEW_PASSWORD}, follow_redirects=False
+    )
     assert reset.status_code == 303
     assert client.get("/api/v1/me").status_code == 200
     assert browser.get("/api/v1/me").status_code == 401
@@ -183,11 +192,13 @@ def test_the_console_refuses_to_demote_the_last_active_admin(client, db):
     ann = make_user(db, "ann")
     login(client, "boss")
     csrf = csrf_from(client.get("/admin/users").text)
-    refused = client.post(f"/admin/users/{boss}/role", data={"csrf_token": csrf, "role": "annotator"},
-                          headers={"accept": "text/html"})
+    refused = client.post(
+        f"/admin/users/{boss}/role", data={"csrf_token": csrf, "role": "annotator"}, headers={"accept": "text/html"}
+    )
     assert refused.status_code == 409 and "last active admin" in refused.text
-    promoted = client.post(f"/admin/users/{ann}/role", data={"csrf_token": csrf, "role": "admin"},
-                           follow_redirects=False)
+    promoted = client.post(
+        f"/admin/users/{ann}/role", data={"csrf_token": csrf, "role": "admin"}, follow_redirects=False
+    )
     assert promoted.status_code == 303
     with db.session() as session:
         assert session.get(User, ann).role == Role.admin and session.get(User, boss).role == Role.admin

@@ -33,16 +33,22 @@ def test_upgrade_fills_scopes_for_existing_tokens(empty_url, tmp_path):
     engine = create_engine(empty_url)
     with engine.begin() as connection:
         for user_id, role in ((1, "admin"), (2, "annotator")):
-            connection.execute(text(
-                "INSERT INTO users (id, username, password_hash, role, is_active, excluded_from_training, "
-                "failed_logins, created_at) VALUES (:id, :name, 'x', :role, true, false, 0, CURRENT_TIMESTAMP)"
-            ), {"id": user_id, "name": f"user{user_id}", "role": role})
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, username, password_hash, role, is_active, excluded_from_training, "
+                    "failed_logins, created_at) VALUES (:id, :name, 'x', :role, true, false, 0, CURRENT_TIMESTAMP)"
+                ),
+                {"id": user_id, "name": f"user{user_id}", "role": role},
+            )
             token, prefix, token_hash = new_api_token()
             tokens[role] = token
-            connection.execute(text(
-                "INSERT INTO api_tokens (user_id, name, prefix, token_hash, created_at) "
-                "VALUES (:user_id, 'old', :prefix, :hash, CURRENT_TIMESTAMP)"
-            ), {"user_id": user_id, "prefix": prefix, "hash": token_hash})
+            connection.execute(
+                text(
+                    "INSERT INTO api_tokens (user_id, name, prefix, token_hash, created_at) "
+                    "VALUES (:user_id, 'old', :prefix, :hash, CURRENT_TIMESTAMP)"
+                ),
+                {"user_id": user_id, "prefix": prefix, "hash": token_hash},
+            )
     engine.dispose()
 
     command.upgrade(alembic_config(empty_url), "0003")
@@ -56,8 +62,15 @@ def test_upgrade_fills_scopes_for_existing_tokens(empty_url, tmp_path):
 
     # And the old tokens keep working, with those scopes, once the app runs on the migrated database.
     command.upgrade(alembic_config(empty_url), "head")
-    settings = Settings(DATA_DIR=tmp_path / "data", DATABASE_URL=empty_url, SECRET_KEY="test-secret-key",
-                        RUN_BACKGROUND=False, CREATE_FIRST_ADMIN=False, GC_FREEZE_ON_START=False, _env_file=None)
+    settings = Settings(
+        DATA_DIR=tmp_path / "data",
+        DATABASE_URL=empty_url,
+        SECRET_KEY="test-secret-key",
+        RUN_BACKGROUND=False,
+        CREATE_FIRST_ADMIN=False,
+        GC_FREEZE_ON_START=False,
+        _env_file=None,
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         admin = {"Authorization": f"Bearer {tokens['admin']}"}
         annotator = {"Authorization": f"Bearer {tokens['annotator']}"}

@@ -51,9 +51,7 @@ def test_annotator_cannot_revoke_someone_elses_token(client, db, annotator_token
     make_user(db, "bob")
     make_token(db, "bob")
     with db.session() as session:
-        bob_token_id = session.scalar(
-            select(ApiToken.id).join(User).where(User.username == "bob")
-        )
+        bob_token_id = session.scalar(select(ApiToken.id).join(User).where(User.username == "bob"))
     response = client.delete(f"/api/v1/tokens/{bob_token_id}", headers=annotator_token)
     assert response.status_code == 404
 
@@ -65,11 +63,13 @@ def test_annotator_gets_403_from_admin_routes(client, annotator_token):
 
 
 def test_admin_creates_user_and_duplicate_is_409(client, db, admin_token):
-    created = client.post("/api/v1/users", json={"username": "carol", "password": "long enough pw"},
-                          headers=admin_token)
+    created = client.post(
+        "/api/v1/users", json={"username": "carol", "password": "long enough pw"}, headers=admin_token
+    )
     assert created.status_code == 201 and created.json()["role"] == "annotator"
-    duplicate = client.post("/api/v1/users", json={"username": "carol", "password": "another one!"},
-                            headers=admin_token)
+    duplicate = client.post(
+        "/api/v1/users", json={"username": "carol", "password": "another one!"}, headers=admin_token
+    )
     assert duplicate.status_code == 409
     assert duplicate.json()["detail"][0]["loc"] == ["username"]
     with db.session() as session:
@@ -84,8 +84,9 @@ def test_short_and_empty_passwords_are_422(client, admin_token):
 
 
 def test_malformed_json_is_422_naming_the_body(client, admin_token):
-    response = client.post("/api/v1/users", content=b"{not json", headers={
-        **admin_token, "content-type": "application/json"})
+    response = client.post(
+        "/api/v1/users", content=b"{not json", headers={**admin_token, "content-type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"][0] == "body"
 

@@ -50,8 +50,13 @@ def live_server(tmp_path: Path, sqlite_template: Path) -> Iterator[LiveServer]:
     path = tmp_path / "prefloop.db"
     shutil.copy(sqlite_template, path)
     settings = Settings(
-        DATA_DIR=tmp_path / "data", DATABASE_URL=f"sqlite:///{path}", SECRET_KEY="browser-test-secret",
-        RUN_BACKGROUND=False, CREATE_FIRST_ADMIN=False, QUEUE_EMPTY_RETRY_S=1, _env_file=None,
+        DATA_DIR=tmp_path / "data",
+        DATABASE_URL=f"sqlite:///{path}",
+        SECRET_KEY="browser-test-secret",
+        RUN_BACKGROUND=False,
+        CREATE_FIRST_ADMIN=False,
+        QUEUE_EMPTY_RETRY_S=1,
+        _env_file=None,
     )
     app = create_app(settings)
     port = _free_port()

@@ -50,8 +50,16 @@ def test_admin_launches_a_round_and_watches_it_progress(live_server, browser_pag
     # A worker takes the round and reports reward-model steps: the page follows without a reload.
     claim_round(db)
     record_snapshot(db, round_id)
-    report(db, round_id, stage="reward_model", step=12, total=40, points=rm_points(range(1, 13)),
-           completed=["snapshot"], log="reward_model 12/40 rm/train/loss=0.52\n")
+    report(
+        db,
+        round_id,
+        stage="reward_model",
+        step=12,
+        total=40,
+        points=rm_points(range(1, 13)),
+        completed=["snapshot"],
+        log="reward_model 12/40 rm/train/loss=0.52\n",
+    )
     expect(page.locator("#round-status")).to_have_text("running")
     expect(page.locator("#round-steps")).to_have_text("reward model: step 12 / 40 (30%)")
     expect(page.locator("#stages li[data-stage=snapshot]")).to_have_class("done")
@@ -62,10 +70,25 @@ def test_admin_launches_a_round_and_watches_it_progress(live_server, browser_pag
     expect(page.locator("#chart-ppo-kl .empty")).to_have_text("No points yet")
 
     # On into PPO: the PPO charts fill in and the stage moves on.
-    report(db, round_id, stage="reward_model", step=40, total=40, points=rm_points(range(13, 41)),
-           completed=["snapshot", "reward_model"])
-    report(db, round_id, stage="ppo", step=9, total=30, points=ppo_points(range(1, 10)),
-           completed=["snapshot", "reward_model"], log="ppo 9/30 objective/kl=0.18\n")
+    report(
+        db,
+        round_id,
+        stage="reward_model",
+        step=40,
+        total=40,
+        points=rm_points(range(13, 41)),
+        completed=["snapshot", "reward_model"],
+    )
+    report(
+        db,
+        round_id,
+        stage="ppo",
+        step=9,
+        total=30,
+        points=ppo_points(range(1, 10)),
+        completed=["snapshot", "reward_model"],
+        log="ppo 9/30 objective/kl=0.18\n",
+    )
     expect(page.locator("#round-steps")).to_have_text("ppo: step 9 / 30 (30%)")
     expect(page.locator("#stages li[data-stage=reward_model]")).to_have_class("done")
     expect(page.locator("#stages li[data-stage=ppo]")).to_have_class("current")
@@ -119,8 +142,13 @@ def test_console_pages_render_with_a_day_of_data(live_server, browser_page):
     page.goto(live_server.url + "/admin/policies")
     expect(page.locator("#rating-chart canvas")).to_be_visible()
     expect(page.locator("#policy-table tbody tr").first).to_contain_text("v3")  # newest first
-    for path, name in (("/admin/rounds", "rounds"), ("/admin/policies", "policies"), ("/admin/gold", "gold"),
-                       ("/admin/users", "users"), ("/admin/prompts", "prompts")):
+    for path, name in (
+        ("/admin/rounds", "rounds"),
+        ("/admin/policies", "policies"),
+        ("/admin/gold", "gold"),
+        ("/admin/users", "users"),
+        ("/admin/prompts", "prompts"),
+    ):
         page.goto(live_server.url + path)
         screenshot(page, name)
     page.goto(live_server.url + "/admin/gold")

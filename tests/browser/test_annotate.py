@@ -38,7 +38,9 @@ def eventually(condition, timeout_s: float = 5.0) -> bool:
 def wait_for_pair_after(page: Page, comparison_id: int) -> None:
     page.wait_for_function(
         "id => { const s = document.querySelector('#pair-slot section'); "
-        "return s && s.dataset.comparisonId !== String(id); }", arg=comparison_id)
+        "return s && s.dataset.comparisonId !== String(id); }",
+        arg=comparison_id,
+    )
 
 
 def test_ten_pairs_judged_with_the_keyboard_only_are_stored_through_the_left_right_swap(
@@ -99,8 +101,7 @@ def test_a_double_submit_and_a_resent_request_store_one_judgment(browser_page: P
     )
     assert statuses == [201, 200]
     with live_server.db.session() as session:
-        stored = [(j.comparison_id, j.choice)
-                  for j in session.scalars(select(Judgment).order_by(Judgment.id))]
+        stored = [(j.comparison_id, j.choice) for j in session.scalars(select(Judgment).order_by(Judgment.id))]
     assert [comparison_id for comparison_id, _ in stored] == [first, second]
     assert stored[1][1] == Choice.tie
 
@@ -143,11 +144,11 @@ def test_model_text_cannot_run_script_even_when_it_arrives_prefetched(browser_pa
     make_user(live_server.db, "alice")
     make_comparisons(live_server.db, 1)
     make_comparisons(
-        live_server.db, 1,
+        live_server.db,
+        1,
         messages=[{"role": "user", "content": "<script>window.__pwned = 'prompt'</script>"}],
         text_a="<img src=x onerror=\"window.__pwned = 'img'\">",
-        text_b=("<svg onload=\"window.__pwned = 'svg'\"></svg>\n\n"
-                "```html\n<script>window.__pwned = 1</script>\n```"),
+        text_b=("<svg onload=\"window.__pwned = 'svg'\"></svg>\n\n```html\n<script>window.__pwned = 1</script>\n```"),
     )
     sign_in(page, live_server, "alice", next="/annotate")
     first = pair_on_screen(page)
@@ -187,20 +188,29 @@ def test_screenshots_of_a_realistic_pair(browser_page: Page, live_server):
     page = browser_page
     make_user(live_server.db, "alice")
     with live_server.db.session() as session:
-        admin_service.set_guidelines(db=session, markdown=(
-            "Prefer the response that is **correct**, then the one that is *helpful* and concise.\n\n"
-            "- Penalise made-up facts heavily.\n- A tie means both are equally good."))
+        admin_service.set_guidelines(
+            db=session,
+            markdown=(
+                "Prefer the response that is **correct**, then the one that is *helpful* and concise.\n\n"
+                "- Penalise made-up facts heavily.\n- A tie means both are equally good."
+            ),
+        )
     make_comparisons(
-        live_server.db, 2,
+        live_server.db,
+        2,
         messages=[
             {"role": "system", "content": "You are a concise Python tutor."},
             {"role": "user", "content": "How do I reverse a list in Python without changing the original?"},
         ],
-        text_a=("Use slicing, which returns a new list:\n\n```python\nitems = [1, 2, 3]\n"
-                "reversed_items = items[::-1]\n```\n\n`items` stays `[1, 2, 3]`."),
-        text_b=("You can call `reverse()`:\n\n```python\nitems.reverse()\n```\n\n"
-                "Other options:\n- `reversed(items)` gives an iterator\n"
-                "- `sorted(items, reverse=True)` sorts"),
+        text_a=(
+            "Use slicing, which returns a new list:\n\n```python\nitems = [1, 2, 3]\n"
+            "reversed_items = items[::-1]\n```\n\n`items` stays `[1, 2, 3]`."
+        ),
+        text_b=(
+            "You can call `reverse()`:\n\n```python\nitems.reverse()\n```\n\n"
+            "Other options:\n- `reversed(items)` gives an iterator\n"
+            "- `sorted(items, reverse=True)` sorts"
+        ),
     )
     sign_in(page, live_server, "alice", next="/annotate")
     page.click("#guidelines summary")
@@ -213,6 +223,5 @@ def test_screenshots_of_a_realistic_pair(browser_page: Page, live_server):
     screenshot(page, "annotate")
     page.set_viewport_size({"width": 420, "height": 900})
     screenshot(page, "annotate-narrow")
-    left, right = (page.locator(f"{PAIR} .response[data-side={side}]").bounding_box()
-                   for side in ("left", "right"))
+    left, right = (page.locator(f"{PAIR} .response[data-side={side}]").bounding_box() for side in ("left", "right"))
     assert right["y"] >= left["y"] + left["height"]  # stacked on a narrow screen

@@ -27,8 +27,14 @@ def watch(page: Page) -> list[str]:
     problems: list[str] = []
     page.add_init_script(RECORD_VIOLATIONS)
     # The browser's own /favicon.ico probe (the app has none) is not the page's doing.
-    page.on("console", lambda msg: problems.append(msg.text)
-            if msg.type == "error" and not msg.location["url"].endswith("/favicon.ico") else None)
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(msg.text)
+            if msg.type == "error" and not msg.location["url"].endswith("/favicon.ico")
+            else None
+        ),
+    )
     page.on("pageerror", lambda exc: problems.append(str(exc)))
     return problems
 
@@ -76,8 +82,12 @@ def test_api_reference_renders_from_local_files_under_the_policy(live_server, br
     page = browser_page
     problems = watch(page)
     other_hosts: list[str] = []
-    page.on("request", lambda request: other_hosts.append(request.url)
-            if not request.url.startswith((live_server.url, "data:")) else None)
+    page.on(
+        "request",
+        lambda request: (
+            other_hosts.append(request.url) if not request.url.startswith((live_server.url, "data:")) else None
+        ),
+    )
     page.goto(live_server.url + "/docs")
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("prefloop")
     expect(page.locator(".opblock-tag-section").first).to_be_visible()

@@ -22,8 +22,9 @@ MB = 1024 * 1024
 
 
 def test_a_declared_body_over_the_limit_is_a_413_before_it_is_read(client, annotator_token):
-    response = client.post("/api/v1/judgments", content=b"x" * (MB + 1),
-                           headers={**annotator_token, "content-type": "application/json"})
+    response = client.post(
+        "/api/v1/judgments", content=b"x" * (MB + 1), headers={**annotator_token, "content-type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.json()["detail"][0]["loc"] == ["body"]
     assert "1048576 bytes (PREFLOOP_BODY_MAX_BYTES)" in response.json()["detail"][0]["msg"]
@@ -34,30 +35,40 @@ def test_a_chunked_body_over_the_limit_is_a_413(client, annotator_token):
         for _ in range(64):  # 4 MB in all, no Content-Length
             yield b" " * 65536
 
-    response = client.post("/api/v1/judgments", content=chunks(),
-                           headers={**annotator_token, "content-type": "application/json"})
+    response = client.post(
+        "/api/v1/judgments", content=chunks(), headers={**annotator_token, "content-type": "application/json"}
+    )
     assert response.status_code == 413
 
 
 def test_the_prompt_import_takes_uploads_up_to_its_own_limit(app, client, db, admin_token):
     line = json.dumps({"prompt": "p" * 1000}) + "\n"
     lines = [line.replace("p" * 8, f"{i:08d}", 1) for i in range(1100)]  # distinct prompts, 1.1 MB
-    accepted = client.post("/api/v1/prompts/import", headers=admin_token,
-                           files={"file": ("big.jsonl", "".join(lines).encode(), "application/json")})
+    accepted = client.post(
+        "/api/v1/prompts/import",
+        headers=admin_token,
+        files={"file": ("big.jsonl", "".join(lines).encode(), "application/json")},
+    )
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["created"] == 1100
 
     app.state.settings.UPLOAD_MAX_BYTES = 2 * MB
-    refused = client.post("/api/v1/prompts/import", headers=admin_token,
-                          files={"file": ("huge.jsonl", ("".join(lines) * 2).encode(), "application/json")})
+    refused = client.post(
+        "/api/v1/prompts/import",
+        headers=admin_token,
+        files={"file": ("huge.jsonl", ("".join(lines) * 2).encode(), "application/json")},
+    )
     assert refused.status_code == 413
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(Prompt)) == 1100
 
 
 def test_a_json_body_over_the_small_limit_is_refused_elsewhere(client, admin_token):
-    response = client.post("/api/v1/webhooks", headers={**admin_token, "content-type": "application/json"},
-                           content=json.dumps({"url": "https://example.com/", "description": "d" * (MB + 10)}))
+    response = client.post(
+        "/api/v1/webhooks",
+        headers={**admin_token, "content-type": "application/json"},
+        content=json.dumps({"url": "https://example.com/", "description": "d" * (MB + 10)}),
+    )
     assert response.status_code == 413
 
 
@@ -101,11 +112,19 @@ def _free_port() -> int:
 @pytest.fixture
 def server(tmp_path: Path):
     port = _free_port()
-    env = {**os.environ, "PREFLOOP_DATA_DIR": str(tmp_path / "data"), "PREFLOOP_RUN_BACKGROUND": "false",
-           "PREFLOOP_CREATE_FIRST_ADMIN": "false", "PREFLOOP_DATABASE_URL": "", "PREFLOOP_SECRET_KEY": "k" * 32}
+    env = {
+        **os.environ,
+        "PREFLOOP_DATA_DIR": str(tmp_path / "data"),
+        "PREFLOOP_RUN_BACKGROUND": "false",
+        "PREFLOOP_CREATE_FIRST_ADMIN": "false",
+        "PREFLOOP_DATABASE_URL": "",
+        "PREFLOOP_SECRET_KEY": "k" * 32,
+    }
     process = subprocess.Popen(
-        [sys.executable, "-c", "from app.cli import main; main()", "serve", "--port", str(port), "--host",
-         "127.0.0.1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-c", "from app.cli import main; main()", "serve", "--port", str(port), "--host", "127.0.0.1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
@@ -127,8 +146,10 @@ def _stream(port: int, headers: str, total: int, on_chunk) -> bytes:
     chunk = b" " * 65536
     framed = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"POST /api/v1/judgments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  f"Transfer-Encoding: chunked\r\n{headers}\r\n".encode())
+        s.sendall(
+            f"POST /api/v1/judgments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Transfer-Encoding: chunked\r\n{headers}\r\n".encode()
+        )
         try:
             for index in range(total // len(chunk)):
                 s.sendall(framed)
@@ -143,8 +164,11 @@ def _stream(port: int, headers: str, total: int, on_chunk) -> bytes:
             return b""
 
 
-@pytest.mark.parametrize("headers, status", [("", b" 401 "), ("Authorization: Bearer not-a-token\r\n", b" 413 ")],
-                         ids=["anonymous", "bearer"])
+@pytest.mark.parametrize(
+    "headers, status",
+    [("", b" 401 "), ("Authorization: Bearer not-a-token\r\n", b" 413 ")],
+    ids=["anonymous", "bearer"],
+)
 def test_a_streamed_500_mb_body_does_not_grow_the_server(server, headers, status):
     port, process = server
     before = process.memory_info().rss

@@ -130,8 +130,9 @@ def test_bad_text_in_any_api_string_is_a_422_naming_it(client, admin_token, bad)
             response = client.request(method, path, params={loc[1]: bad}, headers=admin_token)
         else:
             body = json.dumps(build(bad))  # json escapes the surrogate as \ud800, as a client would
-            response = client.request(method, path, content=body,
-                                      headers={**admin_token, "content-type": "application/json"})
+            response = client.request(
+                method, path, content=body, headers={**admin_token, "content-type": "application/json"}
+            )
         locs = [e["loc"] for e in response.json()["detail"]] if response.status_code == 422 else []
         if loc not in locs:
             wrong.append(f"{method.upper()} {path} {loc}: {response.status_code} {response.text[:200]}")
@@ -167,17 +168,26 @@ def test_nul_in_any_console_form_field_is_a_422_naming_it(app, client, db):
     assert client.get("/admin").status_code == 200  # still signed in, the database still answers
 
 
-UPLOAD_WITH_BAD_TEXT = (b'{"prompt": "a\\u0000b"}\n{"prompt": "\\ud800"}\n{"prompt": "fine"}\n'
-                        b'{"messages": [{"role": "user", "content": "x\\u0000"}]}\n')
+UPLOAD_WITH_BAD_TEXT = (
+    b'{"prompt": "a\\u0000b"}\n{"prompt": "\\ud800"}\n{"prompt": "fine"}\n'
+    b'{"messages": [{"role": "user", "content": "x\\u0000"}]}\n'
+)
 
 
 def test_an_upload_reports_bad_text_lines(client, admin_token):
-    refused = client.post("/api/v1/prompts/import", headers=admin_token,
-                          files={"file": ("p.jsonl", UPLOAD_WITH_BAD_TEXT, "application/json")})
+    refused = client.post(
+        "/api/v1/prompts/import",
+        headers=admin_token,
+        files={"file": ("p.jsonl", UPLOAD_WITH_BAD_TEXT, "application/json")},
+    )
     assert refused.status_code == 422
     assert "line 1: prompt: must not contain NUL" in refused.text and "line 2: prompt: must be valid" in refused.text
-    skipped = client.post("/api/v1/prompts/import", params={"skip_bad_lines": True}, headers=admin_token,
-                          files={"file": ("p.jsonl", UPLOAD_WITH_BAD_TEXT, "application/json")})
+    skipped = client.post(
+        "/api/v1/prompts/import",
+        params={"skip_bad_lines": True},
+        headers=admin_token,
+        files={"file": ("p.jsonl", UPLOAD_WITH_BAD_TEXT, "application/json")},
+    )
     assert skipped.status_code == 200
     assert skipped.json()["created"] == 1 and [e["line"] for e in skipped.json()["errors"]] == [1, 2, 4]
 
@@ -186,24 +196,36 @@ def test_a_console_upload_reports_bad_text_lines(client, db):
     make_user(db, "boss", Role.admin)
     assert login(client, "boss").status_code == 303
     csrf = csrf_from(client.get("/admin").text)
-    response = client.post("/admin/prompts/import", data={"csrf_token": csrf, "skip_bad_lines": "true"},
-                           files={"file": ("p.jsonl", UPLOAD_WITH_BAD_TEXT, "application/json")},
-                           follow_redirects=True)
+    response = client.post(
+        "/admin/prompts/import",
+        data={"csrf_token": csrf, "skip_bad_lines": "true"},
+        files={"file": ("p.jsonl", UPLOAD_WITH_BAD_TEXT, "application/json")},
+        follow_redirects=True,
+    )
     assert response.status_code == 200
     assert "Imported 1 prompts" in response.text and "3 bad lines skipped" in response.text
 
 
 # A raw NUL in a multipart header: clients percent-encode it, so the body is written by hand.
-NUL_NAMED_UPLOAD = (b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a\x00b.jsonl"\r\n'
-                    b'Content-Type: application/octet-stream\r\n\r\n{"prompt": "hello"}\n\r\n--XX--\r\n')
+NUL_NAMED_UPLOAD = (
+    b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a\x00b.jsonl"\r\n'
+    b'Content-Type: application/octet-stream\r\n\r\n{"prompt": "hello"}\n\r\n--XX--\r\n'
+)
 
 
 def test_an_upload_whose_file_name_has_a_nul_is_a_422(client, admin_token):
-    response = client.post("/api/v1/prompts/import", content=NUL_NAMED_UPLOAD,
-                           headers={**admin_token, "Content-Type": "multipart/form-data; boundary=XX"})
+    response = client.post(
+        "/api/v1/prompts/import",
+        content=NUL_NAMED_UPLOAD,
+        headers={**admin_token, "Content-Type": "multipart/form-data; boundary=XX"},
+    )
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["file"], response.text
-    named = client.post("/api/v1/prompts/import", params={"source": "sheet"}, content=NUL_NAMED_UPLOAD,
-                        headers={**admin_token, "Content-Type": "multipart/form-data; boundary=XX"})
+    named = client.post(
+        "/api/v1/prompts/import",
+        params={"source": "sheet"},
+        content=NUL_NAMED_UPLOAD,
+        headers={**admin_token, "Content-Type": "multipart/form-data; boundary=XX"},
+    )
     assert named.status_code == 200 and named.json()["created"] == 1  # a given source stands in for the name
 
 
@@ -211,8 +233,12 @@ def test_a_console_upload_whose_file_name_has_a_nul_is_refused_on_its_page(clien
     make_user(db, "boss", Role.admin)
     assert login(client, "boss").status_code == 303
     csrf = csrf_from(client.get("/admin").text)
-    body = NUL_NAMED_UPLOAD.replace(b"--XX--", b'--XX\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
-                                    + csrf.encode() + b"\r\n--XX--")
-    response = client.post("/admin/prompts/import", content=body,
-                           headers={"Content-Type": "multipart/form-data; boundary=XX", "Accept": "text/html"})
+    body = NUL_NAMED_UPLOAD.replace(
+        b"--XX--", b'--XX\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n' + csrf.encode() + b"\r\n--XX--"
+    )
+    response = client.post(
+        "/admin/prompts/import",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=XX", "Accept": "text/html"},
+    )
     assert response.status_code == 422 and "The file name must not contain NUL" in response.text

@@ -12,8 +12,7 @@ def test_failed_commit_returns_500_and_stores_nothing(app, client, db, admin_tok
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(Session, "commit", failing_commit)
-    response = client.post("/api/v1/users", json={"username": "zed", "password": "long enough pw"},
-                           headers=admin_token)
+    response = client.post("/api/v1/users", json={"username": "zed", "password": "long enough pw"}, headers=admin_token)
     monkeypatch.undo()
     assert response.status_code == 500
     with db.session() as session:

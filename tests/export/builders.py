@@ -31,9 +31,7 @@ def policy(session: Session, number: int) -> PolicyVersion:
 
 def prompt(session: Session, text: str, messages: list[dict] | None = None) -> Prompt:
     messages = messages or [{"role": "user", "content": text}]
-    row = Prompt(
-        messages=messages, text=text, content_hash=hashlib.sha256(repr(messages).encode()).hexdigest()
-    )
+    row = Prompt(messages=messages, text=text, content_hash=hashlib.sha256(repr(messages).encode()).hexdigest())
     session.add(row)
     session.flush()
     return row
@@ -146,9 +144,7 @@ def build_world(db: Database) -> World:
         c1 = comparison(s, p1, text_a="Blue.", text_b="Green.")
         c2 = comparison(s, p2, text_a="Hi!", text_b="Hello there.")
         c3 = comparison(s, p3, text_a="1 2 3", text_b="one two three", version_a=2, version_b=3)
-        c4 = comparison(
-            s, p4, text_a="4", text_b="5", version_a=2, version_b=3, is_gold=True, gold_choice=Choice.a
-        )
+        c4 = comparison(s, p4, text_a="4", text_b="5", version_a=2, version_b=3, is_gold=True, gold_choice=Choice.a)
         c5 = comparison(s, p5, text_a="They lived.", text_b="The end.", version_a=3, version_b=1)
         plan = [
             (c1, "alice", Choice.a, "b", 3, "clearer"),

@@ -91,9 +91,7 @@ def test_split_is_by_prompt_stable_and_matches_training_heldout(client, db, worl
         prompt_id = row["metadata"]["prompt_id"]
         heldout = training_snapshot.split_of(hashes[prompt_id], 0.5) == "eval"
         assert row["metadata"]["split"] == ("test" if heldout else "train")
-    assert {r["metadata"]["split"] for r in export(client, admin_token, format="raw", test_fraction=1)} == {
-        "test"
-    }
+    assert {r["metadata"]["split"] for r in export(client, admin_token, format="raw", test_fraction=1)} == {"test"}
 
 
 def test_split_of_only_moves_prompts_into_test_as_the_fraction_grows():

@@ -58,9 +58,7 @@ def _reproduce(db, *, secret: str, everyone: bool, test_fraction: float) -> list
         created = _utc(r["created_at"])
         judge = (
             "ann_"
-            + hmac.new(
-                secret.encode(), f"annotator:{r['annotator_id']}".encode(), hashlib.sha256
-            ).hexdigest()[:16]
+            + hmac.new(secret.encode(), f"annotator:{r['annotator_id']}".encode(), hashlib.sha256).hexdigest()[:16]
         )
         heldout = training_snapshot.split_of(r["content_hash"], test_fraction) == "eval"
         out.append(

@@ -25,16 +25,20 @@ def take(db, annotator_id, *, left=None):
     with db.write_session() as session:
         pair = queue_service.next_for(db=session, annotator_id=annotator_id, lock_ttl=TTL, gold_rate=0.0)
         if left is not None:
-            session.execute(update(QueueLock).where(QueueLock.comparison_id == pair.comparison_id,
-                                                    QueueLock.annotator_id == annotator_id).values(left=left))
+            session.execute(
+                update(QueueLock)
+                .where(QueueLock.comparison_id == pair.comparison_id, QueueLock.annotator_id == annotator_id)
+                .values(left=left)
+            )
     return pair.comparison_id
 
 
 def submit(db, annotator_id, comparison_id, side=ScreenChoice.left, **kwargs):
     kwargs.setdefault("rationale_max_chars", 50)
     with db.write_session() as session:
-        judgment, created = service.submit(db=session, annotator_id=annotator_id, comparison_id=comparison_id,
-                                           side=side, **kwargs)
+        judgment, created = service.submit(
+            db=session, annotator_id=annotator_id, comparison_id=comparison_id, side=side, **kwargs
+        )
         return judgment.id, created
 
 
@@ -56,9 +60,12 @@ def annotators(db):
 @pytest.mark.parametrize(
     ("left", "side", "expected"),
     [
-        ("a", ScreenChoice.left, Choice.a), ("a", ScreenChoice.right, Choice.b),
-        ("b", ScreenChoice.left, Choice.b), ("b", ScreenChoice.right, Choice.a),
-        ("b", ScreenChoice.tie, Choice.tie), ("a", ScreenChoice.both_bad, Choice.both_bad),
+        ("a", ScreenChoice.left, Choice.a),
+        ("a", ScreenChoice.right, Choice.b),
+        ("b", ScreenChoice.left, Choice.b),
+        ("b", ScreenChoice.right, Choice.a),
+        ("b", ScreenChoice.tie, Choice.tie),
+        ("a", ScreenChoice.both_bad, Choice.both_bad),
     ],
 )
 def test_screen_sides_map_to_completions_through_the_shown_order(db, annotators, left, side, expected):
@@ -72,14 +79,26 @@ def test_screen_sides_map_to_completions_through_the_shown_order(db, annotators,
 def test_submit_stores_everything_counts_and_completes_the_pair(db, annotators):
     make_comparisons(db, 1)
     pair_id = take(db, annotators[0])
-    judgment_id, created = submit(db, annotators[0], pair_id, ScreenChoice.right, strength=Strength.much,
-                                  rationale="  B cites its source. ", client_request_id="req-1",
-                                  client_time_spent_ms=4200, channel="browser")
+    judgment_id, created = submit(
+        db,
+        annotators[0],
+        pair_id,
+        ScreenChoice.right,
+        strength=Strength.much,
+        rationale="  B cites its source. ",
+        client_request_id="req-1",
+        client_time_spent_ms=4200,
+        channel="browser",
+    )
     assert created
     [judgment] = stored(db)
     assert judgment.id == judgment_id
     assert (judgment.strength, judgment.rationale, judgment.client_request_id, judgment.channel) == (
-        3, "B cites its source.", "req-1", "browser")
+        3,
+        "B cites its source.",
+        "req-1",
+        "browser",
+    )
     assert judgment.client_time_spent_ms == 4200
     assert 0 <= judgment.time_spent_ms < 60_000
     stored_pair = comparison(db, pair_id)

@@ -28,8 +28,14 @@ def test_a_token_client_judges_and_a_retry_stores_nothing_new(client, db, annota
     make_comparisons(db, 1)
     pair = client.get("/api/v1/queue/next", headers=annotator_token).json()
     left = shown_left(db, pair["comparison_id"])
-    body = {"comparison_id": pair["comparison_id"], "choice": "right", "strength": "clearly",
-            "rationale": "More precise.", "client_request_id": "r-1", "time_spent_ms": 5100}
+    body = {
+        "comparison_id": pair["comparison_id"],
+        "choice": "right",
+        "strength": "clearly",
+        "rationale": "More precise.",
+        "client_request_id": "r-1",
+        "time_spent_ms": 5100,
+    }
     first = client.post("/api/v1/judgments", json=body, headers=annotator_token)
     assert first.status_code == 201
     stored = first.json()
@@ -44,14 +50,12 @@ def test_a_token_client_judges_and_a_retry_stores_nothing_new(client, db, annota
 def test_an_unknown_choice_is_422_and_the_annotator_can_continue(client, db, annotator_token):
     make_comparisons(db, 1)
     pair_id = client.get("/api/v1/queue/next", headers=annotator_token).json()["comparison_id"]
-    response = client.post("/api/v1/judgments", json={"comparison_id": pair_id, "choice": "a"},
-                           headers=annotator_token)
+    response = client.post("/api/v1/judgments", json={"comparison_id": pair_id, "choice": "a"}, headers=annotator_token)
     assert response.status_code == 422
     error = response.json()["detail"][0]
     assert error["loc"] == ["body", "choice"] and "'left', 'right', 'tie' or 'both_bad'" in error["msg"]
     assert judgments(db) == []
-    ok = client.post("/api/v1/judgments", json={"comparison_id": pair_id, "choice": "tie"},
-                     headers=annotator_token)
+    ok = client.post("/api/v1/judgments", json={"comparison_id": pair_id, "choice": "tie"}, headers=annotator_token)
     assert ok.status_code == 201
 
 
@@ -59,8 +63,11 @@ def test_an_over_long_rationale_is_422_with_the_limit(client, db, annotator_toke
     make_comparisons(db, 1)
     pair_id = client.get("/api/v1/queue/next", headers=annotator_token).json()["comparison_id"]
     limit = settings.JUDGMENT_RATIONALE_MAX_CHARS
-    response = client.post("/api/v1/judgments", headers=annotator_token, json={
-        "comparison_id": pair_id, "choice": "left", "rationale": "x" * (limit + 1)})
+    response = client.post(
+        "/api/v1/judgments",
+        headers=annotator_token,
+        json={"comparison_id": pair_id, "choice": "left", "rationale": "x" * (limit + 1)},
+    )
     assert response.status_code == 422
     message = f"Rationale is limited to {limit} characters (got {limit + 1})."
     assert response.json()["detail"] == [{"loc": ["body", "rationale"], "type": "invalid", "msg": message}]
@@ -72,27 +79,37 @@ def test_refusals_name_the_problem_and_store_nothing(client, db, annotator_token
     assert client.get("/api/v1/queue/next", headers=annotator_token).json()["comparison_id"] == held
     me = client.get("/api/v1/me", headers=annotator_token).json()["id"]
     with db.session() as session:
-        session.execute(update(Comparison).where(Comparison.id == retired)
-                        .values(status=ComparisonStatus.retired))
-        session.add(QueueLock(comparison_id=retired, annotator_id=me, left="a", slot=1,
-                              expires_at=utcnow() + timedelta(minutes=5)))
+        session.execute(update(Comparison).where(Comparison.id == retired).values(status=ComparisonStatus.retired))
+        session.add(
+            QueueLock(
+                comparison_id=retired, annotator_id=me, left="a", slot=1, expires_at=utcnow() + timedelta(minutes=5)
+            )
+        )
     cases = {
         other: (409, "is not reserved for you"),
         retired: (409, "was retired"),
         424242: (404, "Pair 424242 does not exist."),
     }
     for comparison_id, (status, message) in cases.items():
-        response = client.post("/api/v1/judgments", json={"comparison_id": comparison_id, "choice": "left"},
-                               headers=annotator_token)
+        response = client.post(
+            "/api/v1/judgments", json={"comparison_id": comparison_id, "choice": "left"}, headers=annotator_token
+        )
         assert response.status_code == status, comparison_id
         assert message in response.json()["detail"][0]["msg"]
-    assert client.post("/api/v1/judgments", json={"comparison_id": 2**40, "choice": "left"},
-                       headers=annotator_token).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/judgments", json={"comparison_id": 2**40, "choice": "left"}, headers=annotator_token
+        ).status_code
+        == 422
+    )
     assert judgments(db) == []
-    assert client.post("/api/v1/judgments", json={"comparison_id": held, "choice": "left"},
-                       headers=annotator_token).status_code == 201
-    again = client.post("/api/v1/judgments", json={"comparison_id": held, "choice": "left"},
-                        headers=annotator_token)
+    assert (
+        client.post(
+            "/api/v1/judgments", json={"comparison_id": held, "choice": "left"}, headers=annotator_token
+        ).status_code
+        == 201
+    )
+    again = client.post("/api/v1/judgments", json={"comparison_id": held, "choice": "left"}, headers=annotator_token)
     assert again.status_code == 409 and "You already judged pair" in again.json()["detail"][0]["msg"]
     assert len(judgments(db)) == 1
 

@@ -65,14 +65,16 @@ def test_list_without_versions(settings, db):
     assert listed.startswith("no policy versions yet; run `prefloop bootstrap`")
 
 
-@pytest.mark.parametrize("how,expected", [
-    ("missing", "Model directory {path} does not exist."),
-    ("no weights", "{path} has no weights"),
-    ("no pad token", "has no pad token. Add a dedicated one (not EOS)"),
-    ("mismatched weights", "do not match its config.json (unexpected keys: transformer.h.1."),
-])
-def test_register_refuses_a_broken_model_with_a_clear_error(settings, db, tiny_policy_dir, tmp_path, how,
-                                                             expected):
+@pytest.mark.parametrize(
+    "how,expected",
+    [
+        ("missing", "Model directory {path} does not exist."),
+        ("no weights", "{path} has no weights"),
+        ("no pad token", "has no pad token. Add a dedicated one (not EOS)"),
+        ("mismatched weights", "do not match its config.json (unexpected keys: transformer.h.1."),
+    ],
+)
+def test_register_refuses_a_broken_model_with_a_clear_error(settings, db, tiny_policy_dir, tmp_path, how, expected):
     path = tmp_path / "model"
     shutil.copytree(tiny_policy_dir, path)
     if how == "missing":
@@ -105,14 +107,15 @@ def test_register_an_unreachable_hub_id(settings, db, monkeypatch):
 def fake_build(tiny_policy_dir):
     """build_policy's contract (a HF directory in out_dir, a metrics dict) without the training time;
     the real build runs in test_bootstrap_builds_the_embedded_policy_for_real and in tiny_policy_dir."""
+
     def build(out_dir, preset="default", seed=0, progress=True):
         shutil.copytree(tiny_policy_dir, out_dir, dirs_exist_ok=True)
         return {"preset": preset, "seed": seed, "final_loss": 4.5, "config": {"n_layer": 2}}
+
     return build
 
 
-def test_bootstrap_publishes_version_1_and_imports_demo_prompts_once(settings, db, tiny_policy_dir,
-                                                                      monkeypatch):
+def test_bootstrap_publishes_version_1_and_imports_demo_prompts_once(settings, db, tiny_policy_dir, monkeypatch):
     monkeypatch.setattr("trainer.embedded.build.build_policy", fake_build(tiny_policy_dir))
     result = run(settings, "bootstrap", "--preset", "test")
     assert result.exit_code == 0, result.output
@@ -134,11 +137,11 @@ def test_bootstrap_publishes_version_1_and_imports_demo_prompts_once(settings, d
     assert again.exit_code == 0 and again.stdout.strip() == "a policy exists (version 1); nothing to build"
 
 
-def test_bootstrap_interrupted_after_publishing_still_imports_the_prompts(settings, db, tiny_policy_dir,
-                                                                           monkeypatch):
+def test_bootstrap_interrupted_after_publishing_still_imports_the_prompts(settings, db, tiny_policy_dir, monkeypatch):
     monkeypatch.setattr("trainer.embedded.build.build_policy", fake_build(tiny_policy_dir))
-    monkeypatch.setattr("trainer.embedded.build.write_demo_prompts",
-                        lambda path, n, seed: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(
+        "trainer.embedded.build.write_demo_prompts", lambda path, n, seed: (_ for _ in ()).throw(KeyboardInterrupt())
+    )
     assert run(settings, "bootstrap", "--preset", "test").exit_code != 0
     monkeypatch.undo()
     monkeypatch.setattr("trainer.embedded.build.build_policy", fake_build(tiny_policy_dir))
@@ -167,12 +170,23 @@ def test_bootstrap_unknown_preset(settings, db):
 def test_bootstrap_builds_the_embedded_policy_for_real(tmp_path):
     """The README's first-run path, as its own process: offline build, publish, prompts, then sampling."""
     data_dir = tmp_path / "data"
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "PREFLOOP_DATA_DIR": str(data_dir),
-                   "PREFLOOP_DATABASE_URL": "", "PREFLOOP_SAMPLER_LOW_WATER": "2",
-                   "PREFLOOP_SAMPLER_MAX_NEW_TOKENS": "16"}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PREFLOOP_DATA_DIR": str(data_dir),
+        "PREFLOOP_DATABASE_URL": "",
+        "PREFLOOP_SAMPLER_LOW_WATER": "2",
+        "PREFLOOP_SAMPLER_MAX_NEW_TOKENS": "16",
+    }
     for args in (["bootstrap", "--preset", "test"], ["sampler", "--once"]):
-        result = subprocess.run([sys.executable, "-c", "from app.cli import main; main()", *args], cwd=ROOT,
-                                env=environment, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-c", "from app.cli import main; main()", *args],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "created 2 comparisons with policy version 1"
     settings = Settings(DATA_DIR=data_dir, _env_file=None)

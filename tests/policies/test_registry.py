@@ -29,9 +29,13 @@ def model_copy(tiny_policy_dir, tmp_path) -> Path:
 
 
 def test_publish_writes_version_with_manifest(tmp_path, tiny_policy_dir):
-    path = registry.publish(registry_dir=tmp_path / "reg", kind="policy", number=3,
-                            source_dir=tiny_policy_dir,
-                            manifest={"parent": 2, "round_id": 7, "metrics": {"kl": 0.1}})
+    path = registry.publish(
+        registry_dir=tmp_path / "reg",
+        kind="policy",
+        number=3,
+        source_dir=tiny_policy_dir,
+        manifest={"parent": 2, "round_id": 7, "metrics": {"kl": 0.1}},
+    )
     assert path == tmp_path / "reg" / "policy" / "v0003"
     assert {p.name for p in tiny_policy_dir.iterdir()} | {"manifest.json"} == {p.name for p in path.iterdir()}
     manifest = registry.read_manifest(path)
@@ -44,23 +48,22 @@ def test_publish_writes_version_with_manifest(tmp_path, tiny_policy_dir):
 
 
 def test_publish_with_move_takes_the_directory(tmp_path, model_copy):
-    path = registry.publish(registry_dir=tmp_path / "reg", kind="reward", number=1, source_dir=model_copy,
-                            manifest={}, move=True)
+    path = registry.publish(
+        registry_dir=tmp_path / "reg", kind="reward", number=1, source_dir=model_copy, manifest={}, move=True
+    )
     assert not model_copy.exists() and (path / "model.safetensors").is_file()
 
 
 def test_publish_refuses_an_existing_number(tmp_path, tiny_policy_dir):
     registry.publish(registry_dir=tmp_path, kind="policy", number=1, source_dir=tiny_policy_dir, manifest={})
     with pytest.raises(Conflict, match="policy version 1 already exists"):
-        registry.publish(registry_dir=tmp_path, kind="policy", number=1, source_dir=tiny_policy_dir,
-                         manifest={})
+        registry.publish(registry_dir=tmp_path, kind="policy", number=1, source_dir=tiny_policy_dir, manifest={})
     assert not list((tmp_path / "policy").glob(".staging-*"))
 
 
 def test_publish_refuses_an_unknown_kind(tmp_path, tiny_policy_dir):
     with pytest.raises(ValueError, match="registry kind must be one of"):
-        registry.publish(registry_dir=tmp_path, kind="critic", number=1, source_dir=tiny_policy_dir,
-                         manifest={})
+        registry.publish(registry_dir=tmp_path, kind="critic", number=1, source_dir=tiny_policy_dir, manifest={})
 
 
 def test_failed_copy_leaves_no_version_and_no_staging(tmp_path, tiny_policy_dir, monkeypatch):
@@ -69,16 +72,16 @@ def test_failed_copy_leaves_no_version_and_no_staging(tmp_path, tiny_policy_dir,
 
     monkeypatch.setattr(shutil, "copytree", functools.partial(shutil.copytree, copy_function=failing_copy))
     with pytest.raises(shutil.Error):
-        registry.publish(registry_dir=tmp_path, kind="policy", number=1, source_dir=tiny_policy_dir,
-                         manifest={})
+        registry.publish(registry_dir=tmp_path, kind="policy", number=1, source_dir=tiny_policy_dir, manifest={})
     assert list((tmp_path / "policy").iterdir()) == []
 
 
 def test_failed_move_publish_gives_the_source_back(tmp_path, model_copy, monkeypatch):
     monkeypatch.setattr(registry, "_fsync_tree", lambda root: (_ for _ in ()).throw(OSError(5, "I/O error")))
     with pytest.raises(OSError, match="I/O error"):
-        registry.publish(registry_dir=tmp_path / "reg", kind="policy", number=1, source_dir=model_copy,
-                         manifest={}, move=True)
+        registry.publish(
+            registry_dir=tmp_path / "reg", kind="policy", number=1, source_dir=model_copy, manifest={}, move=True
+        )
     assert (model_copy / "model.safetensors").is_file()
     assert list((tmp_path / "reg" / "policy").iterdir()) == []
 
@@ -109,8 +112,11 @@ registry.publish(registry_dir=registry_dir, kind="policy", number=1, source_dir=
 @pytest.mark.parametrize("stage", ["copy", "fsync"])
 def test_publish_killed_midway_leaves_no_version(tmp_path, tiny_policy_dir, stage):
     reg, ready = tmp_path / "reg", tmp_path / "ready"
-    child = subprocess.Popen([sys.executable, "-c", CRASHING_PUBLISH, str(reg), str(tiny_policy_dir),
-                              str(ready), stage], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    child = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_PUBLISH, str(reg), str(tiny_policy_dir), str(ready), stage],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     deadline = time.monotonic() + 60
     while not ready.exists():
         assert child.poll() is None, "the publishing child exited early"
@@ -127,8 +133,7 @@ def test_publish_killed_midway_leaves_no_version(tmp_path, tiny_policy_dir, stag
     # The next publish removes the leftover once it is old enough to be surely dead, and succeeds.
     an_hour_ago = time.time() - registry.STALE_STAGING_S - 1
     os.utime(staging, (an_hour_ago, an_hour_ago))
-    path = registry.publish(registry_dir=reg, kind="policy", number=1, source_dir=tiny_policy_dir,
-                            manifest={})
+    path = registry.publish(registry_dir=reg, kind="policy", number=1, source_dir=tiny_policy_dir, manifest={})
     assert [p.name for p in (reg / "policy").iterdir()] == ["v0001"]
     registry.validate_model_dir(path)
 
@@ -171,8 +176,7 @@ def _break(path: Path, how: str) -> str:
         return "is not a valid safetensors file"
     if how == "missing shard":
         (path / "model.safetensors").rename(path / "model-00001-of-00002.safetensors")
-        index = {"weight_map": {"a": "model-00001-of-00002.safetensors",
-                                "b": "model-00002-of-00002.safetensors"}}
+        index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
         (path / "model.safetensors.index.json").write_text(json.dumps(index))
         return "missing weight shards: model-00002-of-00002.safetensors"
     if how == "no tokenizer":
@@ -181,9 +185,21 @@ def _break(path: Path, how: str) -> str:
     raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how", ["missing", "file", "no config", "bad config", "config without model_type",
-                                 "no weights", "truncated weights", "garbage weights", "missing shard",
-                                 "no tokenizer"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "missing",
+        "file",
+        "no config",
+        "bad config",
+        "config without model_type",
+        "no weights",
+        "truncated weights",
+        "garbage weights",
+        "missing shard",
+        "no tokenizer",
+    ],
+)
 def test_validate_model_dir_says_what_is_wrong(model_copy, how):
     registry.validate_model_dir(model_copy)
     expected = _break(model_copy, how)
@@ -194,8 +210,7 @@ def test_validate_model_dir_says_what_is_wrong(model_copy, how):
 def test_publish_refuses_a_broken_source_and_writes_nothing(tmp_path, model_copy):
     _break(model_copy, "no tokenizer")
     with pytest.raises(InvalidModelDir, match="has no tokenizer files"):
-        registry.publish(registry_dir=tmp_path / "reg", kind="policy", number=1, source_dir=model_copy,
-                         manifest={})
+        registry.publish(registry_dir=tmp_path / "reg", kind="policy", number=1, source_dir=model_copy, manifest={})
     assert not (tmp_path / "reg" / "policy" / "v0001").exists()
 
 

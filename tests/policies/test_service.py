@@ -51,27 +51,29 @@ def test_a_version_whose_files_are_gone_cannot_be_activated(settings, db, tiny_p
 
 def test_record_refuses_a_taken_number_and_an_unknown_parent(settings, db, active_policy):
     with db.session() as session, pytest.raises(Conflict, match="Policy version 1 is already recorded"):
-        service.record_policy_version(db=session, number=1, path="x", parent_id=None, source="", metrics={},
-                                      status=PolicyStatus.candidate)
+        service.record_policy_version(
+            db=session, number=1, path="x", parent_id=None, source="", metrics={}, status=PolicyStatus.candidate
+        )
     with db.session() as session, pytest.raises(NotFound, match="Parent policy version id 99 does not exist"):
-        service.record_policy_version(db=session, number=2, path="x", parent_id=99, source="", metrics={},
-                                      status=PolicyStatus.candidate)
+        service.record_policy_version(
+            db=session, number=2, path="x", parent_id=99, source="", metrics={}, status=PolicyStatus.candidate
+        )
 
 
 def test_next_number_skips_a_directory_left_by_a_crash(settings, db, tiny_policy_dir, active_policy):
     with db.session() as session:
         assert service.next_policy_number(db=session, registry_dir=settings.registry_dir) == 2
     # Published but never recorded (the process died between the rename and the commit).
-    registry.publish(registry_dir=settings.registry_dir, kind="policy", number=2, source_dir=tiny_policy_dir,
-                     manifest={})
+    registry.publish(
+        registry_dir=settings.registry_dir, kind="policy", number=2, source_dir=tiny_policy_dir, manifest={}
+    )
     with db.session() as session:
         assert service.next_policy_number(db=session, registry_dir=settings.registry_dir) == 3
         assert [v.number for v in service.list_versions(db=session)] == [1]
         assert service.next_reward_number(db=session, registry_dir=settings.registry_dir) == 1
 
 
-def test_previous_version_is_the_parent_else_the_next_lower_number(settings, db, tiny_policy_dir,
-                                                                    active_policy):
+def test_previous_version_is_the_parent_else_the_next_lower_number(settings, db, tiny_policy_dir, active_policy):
     v2 = publish_version(settings, db, tiny_policy_dir, 2)  # a second registered base: no parent
     v3 = publish_version(settings, db, tiny_policy_dir, 3, parent_id=active_policy)
     with db.session() as session:
@@ -82,11 +84,13 @@ def test_previous_version_is_the_parent_else_the_next_lower_number(settings, db,
 
 
 def test_reward_models_are_recorded_and_listed(settings, db, tiny_policy_dir):
-    path = registry.publish(registry_dir=settings.registry_dir, kind="reward", number=1,
-                            source_dir=tiny_policy_dir, manifest={})
+    path = registry.publish(
+        registry_dir=settings.registry_dir, kind="reward", number=1, source_dir=tiny_policy_dir, manifest={}
+    )
     with db.session() as session:
-        service.record_reward_model(db=session, number=1, path=path, metrics={"accuracy": 0.7},
-                                    score_mean=0.5, score_std=2.0)
+        service.record_reward_model(
+            db=session, number=1, path=path, metrics={"accuracy": 0.7}, score_mean=0.5, score_std=2.0
+        )
     with db.session() as session, pytest.raises(Conflict, match="Reward model 1 is already recorded"):
         service.record_reward_model(db=session, number=1, path=path, metrics={})
     with db.session() as session:

@@ -10,8 +10,7 @@ from app.training.models import TrainingRound
 from tests.policies.helpers import publish_version
 
 
-def test_list_and_read_versions_with_lineage(client, settings, db, admin_token, tiny_policy_dir,
-                                             active_policy):
+def test_list_and_read_versions_with_lineage(client, settings, db, admin_token, tiny_policy_dir, active_policy):
     v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
     with db.session() as session:
         session.add(TrainingRound(policy_version_id=v2, base_policy_version_id=active_policy))
@@ -35,7 +34,9 @@ def test_activate_then_roll_back(client, settings, db, admin_token, tiny_policy_
     assert response.status_code == 200
     assert response.json()["status"] == "active" and response.json()["activated_at"]
     assert {v["number"]: v["status"] for v in client.get("/api/v1/policies", headers=admin_token).json()} == {
-        2: "active", 1: "archived"}
+        2: "active",
+        1: "archived",
+    }
 
     rollback = client.post("/api/v1/policies/1/activate", headers=admin_token)
     assert rollback.status_code == 200 and rollback.json()["status"] == "active"
@@ -43,8 +44,9 @@ def test_activate_then_roll_back(client, settings, db, admin_token, tiny_policy_
         assert policy_service.get_active(db=session).number == 1
 
 
-def test_activating_a_version_with_missing_files_is_refused(client, settings, db, admin_token,
-                                                            tiny_policy_dir, active_policy):
+def test_activating_a_version_with_missing_files_is_refused(
+    client, settings, db, admin_token, tiny_policy_dir, active_policy
+):
     publish_version(settings, db, tiny_policy_dir, 2)
     (registry.version_dir(settings.registry_dir, "policy", 2) / "config.json").unlink()
     response = client.post("/api/v1/policies/2/activate", headers=admin_token)
@@ -58,13 +60,16 @@ def test_activating_a_version_with_missing_files_is_refused(client, settings, db
 
 
 def test_unknown_version_is_404(client, admin_token, active_policy):
-    for response in (client.get("/api/v1/policies/9", headers=admin_token),
-                     client.post("/api/v1/policies/9/activate", headers=admin_token),
-                     client.get("/api/v1/reward-models/9", headers=admin_token)):
+    for response in (
+        client.get("/api/v1/policies/9", headers=admin_token),
+        client.post("/api/v1/policies/9/activate", headers=admin_token),
+        client.get("/api/v1/reward-models/9", headers=admin_token),
+    ):
         assert response.status_code == 404
     assert response.json()["detail"][0]["msg"] == "Reward model 9 does not exist."
     assert client.get("/api/v1/policies/9", headers=admin_token).json()["detail"][0]["msg"] == (
-        "Policy version 9 does not exist.")
+        "Policy version 9 does not exist."
+    )
 
 
 def test_version_number_must_be_an_integer(client, admin_token):
@@ -73,19 +78,25 @@ def test_version_number_must_be_an_integer(client, admin_token):
 
 
 def test_annotators_and_anonymous_clients_cannot_use_the_policies_api(client, annotator_token, active_policy):
-    for method, url in (("get", "/api/v1/policies"), ("get", "/api/v1/policies/1"),
-                        ("post", "/api/v1/policies/1/activate"), ("get", "/api/v1/reward-models")):
+    for method, url in (
+        ("get", "/api/v1/policies"),
+        ("get", "/api/v1/policies/1"),
+        ("post", "/api/v1/policies/1/activate"),
+        ("get", "/api/v1/reward-models"),
+    ):
         denied = client.request(method, url, headers=annotator_token)
         assert denied.status_code == 403 and denied.json()["detail"][0]["msg"] == "Admin role required."
         assert client.request(method, url).status_code == 401
 
 
 def test_reward_models_are_listed_with_normalization(client, settings, db, admin_token, tiny_policy_dir):
-    path = registry.publish(registry_dir=settings.registry_dir, kind="reward", number=1,
-                            source_dir=tiny_policy_dir, manifest={})
+    path = registry.publish(
+        registry_dir=settings.registry_dir, kind="reward", number=1, source_dir=tiny_policy_dir, manifest={}
+    )
     with db.session() as session:
-        policy_service.record_reward_model(db=session, number=1, path=path,
-                                           metrics={"heldout_accuracy": 0.71}, score_mean=0.25, score_std=1.5)
+        policy_service.record_reward_model(
+            db=session, number=1, path=path, metrics={"heldout_accuracy": 0.71}, score_mean=0.25, score_std=1.5
+        )
     [model] = client.get("/api/v1/reward-models", headers=admin_token).json()
     assert model["number"] == 1 and model["metrics"] == {"heldout_accuracy": 0.71}
     assert (model["score_mean"], model["score_std"]) == (0.25, 1.5)

@@ -32,8 +32,10 @@ def test_bad_lines_refuse_the_file_unless_skipped(settings, db, tmp_path):
     file.write_text("prompt,tags\nHello there,greeting\n,empty\nBye,farewell|short\n")
     refused = run(settings, str(file))
     assert refused.exit_code == 2
-    assert refused.stderr.strip() == ("error: 1 bad line in the file: line 3: 'prompt' must not be blank; "
-                                      "nothing was imported (skip bad lines to import the good ones).")
+    assert refused.stderr.strip() == (
+        "error: 1 bad line in the file: line 3: 'prompt' must not be blank; "
+        "nothing was imported (skip bad lines to import the good ones)."
+    )
     with db.session() as session:
         assert service.count_active(db=session) == 0
 
@@ -58,4 +60,5 @@ def test_empty_missing_and_misnamed_files(settings, db, tmp_path):
     text.write_text('{"prompt": "detected as JSONL from its first character"}\n')
     assert run(settings, str(text)).stdout.startswith("imported 1 prompts")
     assert run(settings, str(text), "--format", "xml").stderr.strip() == (
-        "error: Unknown prompt file format 'xml'; use jsonl or csv.")
+        "error: Unknown prompt file format 'xml'; use jsonl or csv."
+    )

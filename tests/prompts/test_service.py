@@ -23,8 +23,9 @@ def jsonl(*rows) -> str:
 
 def import_text(db, content, fmt="jsonl", skip_bad_lines=False, source="file.jsonl", max_chars=MAX):
     with db.session() as session:
-        return service.import_text(db=session, content=content, fmt=fmt, source=source,
-                                   skip_bad_lines=skip_bad_lines, max_chars=max_chars)
+        return service.import_text(
+            db=session, content=content, fmt=fmt, source=source, skip_bad_lines=skip_bad_lines, max_chars=max_chars
+        )
 
 
 def stored(db) -> list[Prompt]:
@@ -33,11 +34,16 @@ def stored(db) -> list[Prompt]:
 
 
 def test_jsonl_text_and_chat_prompts_are_stored_as_messages(db):
-    report = import_text(db, jsonl(
-        {"prompt": "  Tell me about owls.  ", "tags": ["animal", " animal ", ""]},
-        {"messages": [{"role": "system", "content": "Be brief."},
-                      {"role": "user", "content": "Name a color."}], "source": "vendor-x"},
-    ))
+    report = import_text(
+        db,
+        jsonl(
+            {"prompt": "  Tell me about owls.  ", "tags": ["animal", " animal ", ""]},
+            {
+                "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a color."}],
+                "source": "vendor-x",
+            },
+        ),
+    )
     assert (report.created, report.duplicates, report.errors) == (2, 0, [])
     owls, colors = stored(db)
     assert owls.messages == [{"role": "user", "content": "Tell me about owls."}]
@@ -118,8 +124,9 @@ def test_a_file_with_only_bad_lines_is_refused_even_when_skipping(db):
         import_text(db, "{oops\n", skip_bad_lines=True)
 
 
-@pytest.mark.parametrize("content,fmt", [("", "jsonl"), ("\n  \n", "jsonl"), ("", "csv"), ("prompt\n", "csv"),
-                                         ("prompt\n,\n", "csv")])
+@pytest.mark.parametrize(
+    "content,fmt", [("", "jsonl"), ("\n  \n", "jsonl"), ("", "csv"), ("prompt\n", "csv"), ("prompt\n,\n", "csv")]
+)
 def test_an_empty_file_is_refused(db, content, fmt):
     with pytest.raises(Unprocessable, match="^The file has no prompts.$"):
         import_text(db, content, fmt=fmt)
@@ -152,17 +159,29 @@ def test_unknown_format_and_undecodable_bytes(db):
     assert service.decode_upload("\ufeffprompt\n".encode()) == "prompt\n"
 
 
-@pytest.mark.parametrize("name,content,expected", [
-    ("p.jsonl", "prompt\n", "jsonl"), ("p.CSV", "{}", "csv"), ("p.txt", ' {"prompt": 1}', "jsonl"),
-    (None, "prompt\nhi", "csv"), ("upload", "\ufeff[1]", "jsonl"),
-])
+@pytest.mark.parametrize(
+    "name,content,expected",
+    [
+        ("p.jsonl", "prompt\n", "jsonl"),
+        ("p.CSV", "{}", "csv"),
+        ("p.txt", ' {"prompt": 1}', "jsonl"),
+        (None, "prompt\nhi", "csv"),
+        ("upload", "\ufeff[1]", "jsonl"),
+    ],
+)
 def test_format_detection(name, content, expected):
     assert service.detect_format(name, content) == expected
 
 
 def test_list_search_filter_and_page(db):
-    import_text(db, jsonl({"prompt": "Owls hunt at night", "tags": ["animal"]}, {"prompt": "100% juice_box",
-                          "tags": ["food"]}, {"prompt": "Tell me about OWLS", "tags": ["animal", "caps"]}))
+    import_text(
+        db,
+        jsonl(
+            {"prompt": "Owls hunt at night", "tags": ["animal"]},
+            {"prompt": "100% juice_box", "tags": ["food"]},
+            {"prompt": "Tell me about OWLS", "tags": ["animal", "caps"]},
+        ),
+    )
     with db.session() as session:
         items, total = service.list_(db=session, q="owls")
         assert total == 2 and [p.text for p in items] == ["Tell me about OWLS", "Owls hunt at night"]
@@ -186,8 +205,11 @@ def test_deactivate_retires_ready_pairs_and_reactivate(db, active_policy):
         assert service.list_(db=session, active=False)[0][0].id == one.id
     with db.session() as session:
         status = {c.id: c.status for c in session.scalars(select(Comparison))}
-    assert status == {ready_one: ComparisonStatus.retired, ready_two: ComparisonStatus.ready,
-                      done: ComparisonStatus.completed}
+    assert status == {
+        ready_one: ComparisonStatus.retired,
+        ready_two: ComparisonStatus.ready,
+        done: ComparisonStatus.completed,
+    }
     with db.session() as session:
         assert service.reactivate(db=session, prompt_id=one.id).is_active
         with pytest.raises(NotFound, match="Prompt 999 does not exist."):

@@ -38,8 +38,7 @@ def run_together(fn, args_list):
 
 def take(db, annotator_id, after=None):
     with db.write_session() as session:
-        pair = service.next_for(db=session, annotator_id=annotator_id, lock_ttl=TTL, gold_rate=0.0,
-                                after=after)
+        pair = service.next_for(db=session, annotator_id=annotator_id, lock_ttl=TTL, gold_rate=0.0, after=after)
         return pair.comparison_id if pair else None
 
 
@@ -72,8 +71,13 @@ def test_concurrent_annotators_judging_until_the_pool_is_dry_fill_every_target_e
         judged = []
         while (pair_id := take(db, annotator_id)) is not None:
             with db.write_session() as session:
-                judgment_service.submit(db=session, annotator_id=annotator_id, comparison_id=pair_id,
-                                        side=ScreenChoice.left, rationale_max_chars=10)
+                judgment_service.submit(
+                    db=session,
+                    annotator_id=annotator_id,
+                    comparison_id=pair_id,
+                    side=ScreenChoice.left,
+                    rationale_max_chars=10,
+                )
             judged.append(pair_id)
         return judged
 
@@ -97,8 +101,12 @@ def test_a_submit_retried_concurrently_stores_one_judgment(db):
     def submit():
         with db.write_session() as session:
             judgment, created = judgment_service.submit(
-                db=session, annotator_id=annotator, comparison_id=pair_id, side=ScreenChoice.right,
-                client_request_id="double-click", rationale_max_chars=10,
+                db=session,
+                annotator_id=annotator,
+                comparison_id=pair_id,
+                side=ScreenChoice.right,
+                client_request_id="double-click",
+                rationale_max_chars=10,
             )
             return judgment.id, created
 
@@ -115,7 +123,8 @@ def test_expired_locks_return_to_the_pool_under_concurrency(db):
     ids = [make_comparisons(db, 1, overlap_target=t)[0] for t in targets]
     first_wave, second_wave = make_annotators(db, 4, "early"), make_annotators(db, 8, "late")
     assert sorted(filter(None, run_together(lambda a: take(db, a), [(a,) for a in first_wave]))) == sorted(
-        [ids[0], ids[1], ids[1], ids[2]])
+        [ids[0], ids[1], ids[1], ids[2]]
+    )
     with db.session() as session:
         session.execute(update(QueueLock).values(expires_at=utcnow() - timedelta(seconds=1)))
     taken = run_together(lambda a: take(db, a), [(a,) for a in second_wave])
@@ -151,8 +160,9 @@ def test_simultaneous_api_requests_of_one_annotator_name_one_pair(client, db, an
     make_comparisons(db, 3)
     me = client.get("/api/v1/me", headers=annotator_token).json()["id"]
     for trial in range(TRIALS // 2):
-        responses = run_together(lambda: client.get("/api/v1/queue/next", headers=annotator_token),
-                                 [()] * SAME_ANNOTATOR_REQUESTS)
+        responses = run_together(
+            lambda: client.get("/api/v1/queue/next", headers=annotator_token), [()] * SAME_ANNOTATOR_REQUESTS
+        )
         assert {r.status_code for r in responses} == {200}, trial
         named = {r.json()["comparison_id"] for r in responses}
         assert len(named) == 1, (trial, named)
@@ -169,8 +179,11 @@ def test_the_database_refuses_a_lock_beyond_the_annotators_two_places(db):
 
     def add_lock(comparison_id, slot):
         with db.session() as session:
-            session.add(QueueLock(comparison_id=comparison_id, annotator_id=annotator, left="a",
-                                  expires_at=utcnow() + TTL, slot=slot))
+            session.add(
+                QueueLock(
+                    comparison_id=comparison_id, annotator_id=annotator, left="a", expires_at=utcnow() + TTL, slot=slot
+                )
+            )
 
     add_lock(first, 0)
     for slot in (0, 2, -1):

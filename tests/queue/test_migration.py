@@ -19,8 +19,10 @@ REVISION = "0005"
 
 _OLD_LOCKS = sa.table(
     "queue_locks",
-    sa.column("comparison_id", sa.Integer()), sa.column("annotator_id", sa.Integer()),
-    sa.column("left", sa.String()), sa.column("expires_at", sa.DateTime(timezone=True)),
+    sa.column("comparison_id", sa.Integer()),
+    sa.column("annotator_id", sa.Integer()),
+    sa.column("left", sa.String()),
+    sa.column("expires_at", sa.DateTime(timezone=True)),
     sa.column("created_at", sa.DateTime(timezone=True)),
 )
 
@@ -35,17 +37,37 @@ def test_existing_locks_are_fitted_into_two_places_per_annotator(db):
     command.downgrade(config, before)
     try:
         with db.engine.begin() as connection:
-            connection.execute(sa.insert(_OLD_LOCKS), [
-                # Three unexpired locks, as the race let one annotator take.
-                *({"comparison_id": p, "annotator_id": raced, "left": "a", "expires_at": live, "created_at": now}
-                  for p in pairs[:3]),
-                {"comparison_id": pairs[3], "annotator_id": mixed, "left": "b", "expires_at": expired,
-                 "created_at": now},
-                {"comparison_id": pairs[4], "annotator_id": mixed, "left": "a", "expires_at": live,
-                 "created_at": now},
-                {"comparison_id": pairs[0], "annotator_id": lapsed, "left": "a", "expires_at": expired,
-                 "created_at": now},
-            ])
+            connection.execute(
+                sa.insert(_OLD_LOCKS),
+                [
+                    # Three unexpired locks, as the race let one annotator take.
+                    *(
+                        {"comparison_id": p, "annotator_id": raced, "left": "a", "expires_at": live, "created_at": now}
+                        for p in pairs[:3]
+                    ),
+                    {
+                        "comparison_id": pairs[3],
+                        "annotator_id": mixed,
+                        "left": "b",
+                        "expires_at": expired,
+                        "created_at": now,
+                    },
+                    {
+                        "comparison_id": pairs[4],
+                        "annotator_id": mixed,
+                        "left": "a",
+                        "expires_at": live,
+                        "created_at": now,
+                    },
+                    {
+                        "comparison_id": pairs[0],
+                        "annotator_id": lapsed,
+                        "left": "a",
+                        "expires_at": expired,
+                        "created_at": now,
+                    },
+                ],
+            )
     finally:
         upgrade_to_head(db.url)
     with db.session() as session:

@@ -23,14 +23,14 @@ TTL = timedelta(minutes=10)
 
 def next_for(db, annotator_id, *, after=None, gold_rate=0.0):
     with db.write_session() as session:
-        return service.next_for(db=session, annotator_id=annotator_id, lock_ttl=TTL, gold_rate=gold_rate,
-                                after=after)
+        return service.next_for(db=session, annotator_id=annotator_id, lock_ttl=TTL, gold_rate=gold_rate, after=after)
 
 
 def judge(db, annotator_id, comparison_id, side=ScreenChoice.left):
     with db.write_session() as session:
-        return judgment_service.submit(db=session, annotator_id=annotator_id, comparison_id=comparison_id,
-                                       side=side, rationale_max_chars=100)[0].id
+        return judgment_service.submit(
+            db=session, annotator_id=annotator_id, comparison_id=comparison_id, side=side, rationale_max_chars=100
+        )[0].id
 
 
 def locks(db, **where):
@@ -51,8 +51,9 @@ def annotators(db):
 
 
 def test_next_locks_the_oldest_pair_and_shows_it_blind(db, annotators):
-    first, _second = make_comparisons(db, 2, messages=[{"role": "system", "content": "Be brief."},
-                                                       {"role": "user", "content": "Hi?"}])
+    first, _second = make_comparisons(
+        db, 2, messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]
+    )
     pair = next_for(db, annotators[0])
     assert pair.comparison_id == first
     assert pair.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]
@@ -132,8 +133,7 @@ def test_retired_pairs_and_pairs_of_inactive_prompts_are_never_handed_out(db, an
     [retired] = make_comparisons(db, 1)
     make_comparisons(db, 1, prompt_active=False)
     with db.session() as session:
-        session.execute(update(Comparison).where(Comparison.id == retired)
-                        .values(status=ComparisonStatus.retired))
+        session.execute(update(Comparison).where(Comparison.id == retired).values(status=ComparisonStatus.retired))
     assert next_for(db, annotators[0]) is None
 
 
@@ -141,8 +141,7 @@ def test_a_lock_on_a_pair_retired_meanwhile_is_dropped(db, annotators):
     first, second = make_comparisons(db, 2)
     assert next_for(db, annotators[0]).comparison_id == first
     with db.session() as session:
-        session.execute(update(Comparison).where(Comparison.id == first)
-                        .values(status=ComparisonStatus.retired))
+        session.execute(update(Comparison).where(Comparison.id == first).values(status=ComparisonStatus.retired))
     assert next_for(db, annotators[0]).comparison_id == second
     assert [lock.comparison_id for lock in locks(db, annotator_id=annotators[0])] == [second]
 
@@ -190,8 +189,11 @@ def test_naming_the_prefetched_pair_on_screen_starts_its_clock_and_ttl(db, annot
     next_for(db, annotators[0])
     next_for(db, annotators[0], after=first)
     with db.session() as session:
-        session.execute(update(QueueLock).where(QueueLock.comparison_id == second)
-                        .values(expires_at=utcnow() + timedelta(seconds=30)))
+        session.execute(
+            update(QueueLock)
+            .where(QueueLock.comparison_id == second)
+            .values(expires_at=utcnow() + timedelta(seconds=30))
+        )
     judge(db, annotators[0], first)
     before = utcnow()
     assert next_for(db, annotators[0], after=second).comparison_id not in (first, second)
@@ -213,12 +215,12 @@ def test_skip_records_the_reason_frees_the_pair_and_is_idempotent(db, annotators
     [pair_id] = make_comparisons(db, 1)
     next_for(db, annotators[0])
     with db.write_session() as session:
-        skip, created = service.skip(db=session, annotator_id=annotators[0], comparison_id=pair_id,
-                                     reason="  I can't judge this topic ")
+        skip, created = service.skip(
+            db=session, annotator_id=annotators[0], comparison_id=pair_id, reason="  I can't judge this topic "
+        )
         assert (skip.reason, created) == ("I can't judge this topic", True)
     with db.write_session() as session:
-        again, created = service.skip(db=session, annotator_id=annotators[0], comparison_id=pair_id,
-                                      reason="x")
+        again, created = service.skip(db=session, annotator_id=annotators[0], comparison_id=pair_id, reason="x")
         assert (again.id, again.reason, created) == (skip.id, "I can't judge this topic", False)
     assert locks(db) == []
     assert next_for(db, annotators[1]).comparison_id == pair_id

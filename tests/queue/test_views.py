@@ -57,8 +57,7 @@ def test_prefetch_with_after_returns_the_pair_behind(client, db, annotator_token
 def test_skip_and_release_over_the_api(client, db, annotator_token):
     first, second = make_comparisons(db, 2)
     client.get("/api/v1/queue/next", headers=annotator_token)
-    skipped = client.post(f"/api/v1/queue/{first}/skip", json={"reason": "Prompt is unclear"},
-                          headers=annotator_token)
+    skipped = client.post(f"/api/v1/queue/{first}/skip", json={"reason": "Prompt is unclear"}, headers=annotator_token)
     assert skipped.status_code == 201
     assert skipped.json()["reason"] == "Prompt is unclear"
     again = client.post(f"/api/v1/queue/{first}/skip", json={"reason": "other"}, headers=annotator_token)
@@ -78,8 +77,7 @@ def test_skip_refusals_are_clear_and_store_nothing(client, db, annotator_token):
     no_reason = client.post(f"/api/v1/queue/{pair_id}/skip", json={}, headers=annotator_token)
     assert no_reason.status_code == 422
     assert no_reason.json()["detail"][0]["loc"] == ["body", "reason"]
-    too_long = client.post(f"/api/v1/queue/{pair_id}/skip", json={"reason": "x" * 501},
-                           headers=annotator_token)
+    too_long = client.post(f"/api/v1/queue/{pair_id}/skip", json={"reason": "x" * 501}, headers=annotator_token)
     assert too_long.status_code == 422
     missing = client.post("/api/v1/queue/99999/skip", json={"reason": "x"}, headers=annotator_token)
     assert missing.status_code == 404
@@ -95,8 +93,7 @@ def test_browser_skip_needs_the_csrf_header(client, db):
     assert refused.status_code == 403
     assert "CSRF" in refused.json()["detail"][0]["msg"]
     assert count(db, Skip) == 0
-    accepted = client.post(f"/api/v1/queue/{pair_id}/skip", json={"reason": "x"},
-                           headers={"X-CSRF-Token": csrf})
+    accepted = client.post(f"/api/v1/queue/{pair_id}/skip", json={"reason": "x"}, headers={"X-CSRF-Token": csrf})
     assert accepted.status_code == 201
 
 
@@ -110,7 +107,8 @@ def test_annotate_page_renders_model_text_and_prompts_inert(client, db):
     make_user(db, "alice")
     login(client, "alice")
     make_comparisons(
-        db, 1,
+        db,
+        1,
         messages=[{"role": "user", "content": "<script>alert('prompt')</script> and `code`"}],
         text_a="<img src=x onerror=alert(1)>\n\n```python\nprint('<b>hi</b>')\n```",
         text_b="- one\n- two <iframe src=//evil>\n\n[click](javascript:alert(1))",
@@ -130,8 +128,7 @@ def test_annotate_page_shows_a_pair_counts_guidelines_and_a_legend(client, db):
     login(client, "alice")
     [pair_id] = make_comparisons(db, 1)
     with db.session() as session:
-        admin_service.set_guidelines(db=session,
-                                     markdown="# Be fair\n\nPrefer **correct** answers. <b>raw</b>")
+        admin_service.set_guidelines(db=session, markdown="# Be fair\n\nPrefer **correct** answers. <b>raw</b>")
     page = client.get("/annotate").text
     assert f'data-comparison-id="{pair_id}"' in page
     assert 'id="count-today">0<' in page and 'id="count-total">0<' in page

@@ -13,8 +13,10 @@ from trainer.generate import SamplingParams
 from trainer.models import ModelLoadError
 
 OWLS = [{"role": "user", "content": "Tell me about owls."}]
-LONG = [{"role": "system", "content": "Answer kindly, in one short paragraph, and stay on topic."},
-        {"role": "user", "content": "How do I make pasta at home for a big family dinner?"}]
+LONG = [
+    {"role": "system", "content": "Answer kindly, in one short paragraph, and stay on topic."},
+    {"role": "user", "content": "How do I make pasta at home for a big family dinner?"},
+]
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,7 @@ def by_need(db, limit=10, exclude=frozenset()) -> list[int]:
 
 
 def test_prompts_with_fewest_judgments_then_fewest_ready_pairs_come_first(db, active_policy):
-    judged, ready, fresh, inactive, twice_judged = add_prompts(db, "judged", "ready", "fresh", "inactive",
-                                                               "twice")
+    judged, ready, fresh, inactive, twice_judged = add_prompts(db, "judged", "ready", "fresh", "inactive", "twice")
     add_pair(db, judged, active_policy, status=ComparisonStatus.completed, judgments=1)
     add_pair(db, ready, active_policy)
     add_pair(db, twice_judged, active_policy, status=ComparisonStatus.retired, judgments=1)
@@ -36,8 +35,12 @@ def test_prompts_with_fewest_judgments_then_fewest_ready_pairs_come_first(db, ac
 
 def test_pool_counts_ready_pairs_only(db, active_policy):
     [prompt] = add_prompts(db, "p")
-    for status in (ComparisonStatus.ready, ComparisonStatus.ready, ComparisonStatus.completed,
-                   ComparisonStatus.retired):
+    for status in (
+        ComparisonStatus.ready,
+        ComparisonStatus.ready,
+        ComparisonStatus.completed,
+        ComparisonStatus.retired,
+    ):
         add_pair(db, prompt, active_policy, status=status)
     with db.session() as session:
         assert service.pool_size(db=session) == 2
@@ -55,8 +58,9 @@ def test_stored_pair_links_both_completions(db, active_policy):
 
 def test_a_nul_byte_in_a_completion_is_stored_as_a_replacement_character(db, active_policy):
     [prompt] = add_prompts(db, "p")
-    reply = service.NewCompletion(policy_version_id=active_policy, text="a\x00b", token_count=3,
-                                  finish_reason="length", sampling={})
+    reply = service.NewCompletion(
+        policy_version_id=active_policy, text="a\x00b", token_count=3, finish_reason="length", sampling={}
+    )
     with db.session() as session:
         comparison_id = service.store_comparison(db=session, prompt_id=prompt, a=reply, b=reply, overlap=1).id
     with db.session() as session:
@@ -79,8 +83,13 @@ def test_retire_superseded_by_mode(settings, db, tiny_policy_dir, active_policy)
     with db.session() as session:
         assert service.retire_superseded(db=session, active_version_id=v2, mode="none") == 0
         assert service.retire_superseded(db=session, active_version_id=v2, mode="unjudged") == 1
-    assert statuses() == {old_unjudged: "retired", old_half_judged: "ready", old_completed: "completed",
-                          cross: "ready", new: "ready"}
+    assert statuses() == {
+        old_unjudged: "retired",
+        old_half_judged: "ready",
+        old_completed: "completed",
+        cross: "ready",
+        new: "ready",
+    }
     with db.session() as session:
         assert service.retire_superseded(db=session, active_version_id=v2, mode="all") == 1
     assert statuses()[old_half_judged] == "retired"

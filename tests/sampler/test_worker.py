@@ -33,8 +33,14 @@ TOPICS = ["owls", "pasta", "cycling", "the color blue", "lions", "Paris", "tea",
 
 
 def tuned(settings, **changes):
-    base = {"SAMPLER_LOW_WATER": 6, "SAMPLER_BATCH_PROMPTS": 4, "SAMPLER_MAX_NEW_TOKENS": 16,
-            "SAMPLER_CROSS_VERSION_FRACTION": 0.0, "SAMPLER_POLL_S": 0.05, "QUEUE_OVERLAP_SHARE": 0.0}
+    base = {
+        "SAMPLER_LOW_WATER": 6,
+        "SAMPLER_BATCH_PROMPTS": 4,
+        "SAMPLER_MAX_NEW_TOKENS": 16,
+        "SAMPLER_CROSS_VERSION_FRACTION": 0.0,
+        "SAMPLER_POLL_S": 0.05,
+        "QUEUE_OVERLAP_SHARE": 0.0,
+    }
     return settings.model_copy(update={**base, **changes})
 
 
@@ -59,8 +65,7 @@ def wait_for(predicate, timeout_s=90.0, what="condition"):
 
 def test_fills_the_pool_with_pairs_of_the_active_version(settings, db, active_policy):
     prompt_ids = topics(db)
-    worker = SamplerWorker(tuned(settings, QUEUE_OVERLAP_SHARE=1.0, SAMPLER_TEMPERATURE=0.7,
-                                 SAMPLER_TOP_P=0.9), db)
+    worker = SamplerWorker(tuned(settings, QUEUE_OVERLAP_SHARE=1.0, SAMPLER_TEMPERATURE=0.7, SAMPLER_TOP_P=0.9), db)
     assert worker.run_once() == 6  # a batch of 4, then 2 more reach the low-water mark
     assert worker.serving.number == 1
     stored = pairs(db)
@@ -85,8 +90,7 @@ def test_fills_the_pool_with_pairs_of_the_active_version(settings, db, active_po
     assert refill[4] == stored[5][0].prompt_id, "then the prompt whose pair is still unjudged"
 
 
-def test_cross_version_pairs_pit_the_active_version_against_the_previous(settings, db, tiny_policy_dir,
-                                                                        active_policy):
+def test_cross_version_pairs_pit_the_active_version_against_the_previous(settings, db, tiny_policy_dir, active_policy):
     v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
     with db.session() as session:
         policy_service.activate(db=session, version_id=v2)
@@ -99,8 +103,7 @@ def test_cross_version_pairs_pit_the_active_version_against_the_previous(setting
     assert len(set(versions)) == 2, "which version is 'a' is drawn, not fixed"
 
 
-def test_without_cross_version_pairs_only_the_active_version_samples(settings, db, tiny_policy_dir,
-                                                                      active_policy):
+def test_without_cross_version_pairs_only_the_active_version_samples(settings, db, tiny_policy_dir, active_policy):
     v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
     with db.session() as session:
         policy_service.activate(db=session, version_id=v2)
@@ -112,8 +115,7 @@ def test_without_cross_version_pairs_only_the_active_version_samples(settings, d
 
 
 def test_switches_version_while_running_in_the_web_app(settings, tiny_policy_dir, active_policy, admin_token):
-    running = tuned(settings, RUN_BACKGROUND=True, WORKER_ENABLED=False, WEBHOOKS_ENABLED=False,
-                    SAMPLER_LOW_WATER=4)
+    running = tuned(settings, RUN_BACKGROUND=True, WORKER_ENABLED=False, WEBHOOKS_ENABLED=False, SAMPLER_LOW_WATER=4)
     app = create_app(running)
     db = app.state.db
     topics(db)
@@ -130,20 +132,22 @@ def test_switches_version_while_running_in_the_web_app(settings, tiny_policy_dir
 
         wait_for(lambda: sampler.serving.number == 2, what="the switch")
         # Three unjudged old pairs are retired; three new ones refill the pool to its low-water mark.
-        wait_for(lambda: sum(a.policy_version_id == v2 for _, a, _ in pairs(db, ComparisonStatus.ready)) >= 3,
-                 what="a refill with version 2")
+        wait_for(
+            lambda: sum(a.policy_version_id == v2 for _, a, _ in pairs(db, ComparisonStatus.ready)) >= 3,
+            what="a refill with version 2",
+        )
     assert not sampler._thread.is_alive(), "the app's shutdown stops the sampler"
     by_status: dict[str, set[int]] = {}
     for comparison, a, _b in pairs(db):
         by_status.setdefault(comparison.status.value, set()).add(a.policy_version_id)
     assert by_status["retired"] == {active_policy}, "unjudged old pairs are retired, not deleted"
-    ready_old = [c.id for c, a, _ in pairs(db, ComparisonStatus.ready)
-                 if a.policy_version_id == active_policy]
+    ready_old = [c.id for c, a, _ in pairs(db, ComparisonStatus.ready) if a.policy_version_id == active_policy]
     assert ready_old == [started]
 
 
-def test_a_version_that_fails_to_load_leaves_the_old_one_serving(settings, db, client, admin_token,
-                                                                 tiny_policy_dir, active_policy, tmp_path):
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
+    settings, db, client, admin_token, tiny_policy_dir, active_policy, tmp_path
+):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_policy_dir, broken)
     config = json.loads((broken / "config.json").read_text())
@@ -199,9 +203,17 @@ def test_prompts_too_long_for_the_context_are_left_out(settings, db, active_poli
 def test_sampler_status_before_any_sampler_ran(client, admin_token, annotator_token, active_policy):
     status = client.get("/api/v1/sampler", headers=admin_token)
     assert status.status_code == 200
-    assert status.json() == {"pool_size": 0, "active_version": 1, "serving_version": None,
-                             "baseline_version": None, "last_error": "", "low_water": None, "host": None,
-                             "pid": None, "reported_at": None}
+    assert status.json() == {
+        "pool_size": 0,
+        "active_version": 1,
+        "serving_version": None,
+        "baseline_version": None,
+        "last_error": "",
+        "low_water": None,
+        "host": None,
+        "pid": None,
+        "reported_at": None,
+    }
     denied = client.get("/api/v1/sampler", headers=annotator_token)
     assert denied.status_code == 403 and denied.json()["detail"][0]["msg"] == "Admin role required."
 
@@ -228,9 +240,13 @@ def test_one_sampler_per_data_directory(settings, db, active_policy):
 
 
 def cli_env(settings) -> dict[str, str]:
-    return {"PREFLOOP_DATA_DIR": str(settings.DATA_DIR), "PREFLOOP_DATABASE_URL": settings.database_url,
-            "PREFLOOP_SAMPLER_LOW_WATER": "4", "PREFLOOP_SAMPLER_MAX_NEW_TOKENS": "16",
-            "PREFLOOP_SAMPLER_POLL_S": "0.1"}
+    return {
+        "PREFLOOP_DATA_DIR": str(settings.DATA_DIR),
+        "PREFLOOP_DATABASE_URL": settings.database_url,
+        "PREFLOOP_SAMPLER_LOW_WATER": "4",
+        "PREFLOOP_SAMPLER_MAX_NEW_TOKENS": "16",
+        "PREFLOOP_SAMPLER_POLL_S": "0.1",
+    }
 
 
 def test_sampler_command_once(settings, db, active_policy):
@@ -258,11 +274,19 @@ SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sampler_process_fills_the_pool_and_stops_on_sigterm(settings, db, active_policy):
     topics(db)
     env = {**os.environ, **cli_env(settings), "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "sampler"],
-                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from app.cli import main; main()", "sampler"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        wait_for(lambda: len(pairs(db, ComparisonStatus.ready)) >= 4 or child.poll() is not None,
-                 what="the sampler process to fill the pool")
+        wait_for(
+            lambda: len(pairs(db, ComparisonStatus.ready)) >= 4 or child.poll() is not None,
+            what="the sampler process to fill the pool",
+        )
         assert child.poll() is None, child.stdout.read()
         child.send_signal(signal.SIGTERM)
         output, _ = child.communicate(timeout=60)
@@ -278,8 +302,16 @@ def test_sampler_process_fills_the_pool_and_stops_on_sigterm(settings, db, activ
 @SQLITE_ONLY
 @pytest.mark.parametrize("enabled", [True, False])
 def test_the_web_app_runs_the_sampler_component_when_enabled(settings, enabled):
-    app = create_app(settings.model_copy(update={"RUN_BACKGROUND": True, "SAMPLER_ENABLED": enabled,
-                                                 "WEBHOOKS_ENABLED": False, "WORKER_ENABLED": False}))
+    app = create_app(
+        settings.model_copy(
+            update={
+                "RUN_BACKGROUND": True,
+                "SAMPLER_ENABLED": enabled,
+                "WEBHOOKS_ENABLED": False,
+                "WORKER_ENABLED": False,
+            }
+        )
+    )
     assert ("sampler" in [c.name for c in app.state.components]) is enabled
     app.state.db.dispose()
 
@@ -297,8 +329,14 @@ def test_the_web_process_does_not_import_torch(settings):
         "    assert client.get('/api/v1/policies').status_code == 401\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
 
 

@@ -31,8 +31,11 @@ CONFIG = learning.LoopConfig(
         "gates": {"min_eos_rate": 0.2},
     },
     round_timeout_s=900,
-    server_env={"PREFLOOP_SAMPLER_BATCH_PROMPTS": "32", "PREFLOOP_SAMPLER_MAX_NEW_TOKENS": "64",
-                "PREFLOOP_SAMPLER_SEED": "7"},
+    server_env={
+        "PREFLOOP_SAMPLER_BATCH_PROMPTS": "32",
+        "PREFLOOP_SAMPLER_MAX_NEW_TOKENS": "64",
+        "PREFLOOP_SAMPLER_SEED": "7",
+    },
 )
 
 
@@ -42,6 +45,8 @@ def test_one_round_beats_the_base_with_confidence(tmp_path):
     assert row["status"] == "succeeded", row
     assert row["judgments"] == CONFIG.judgments
     low, _high = row["oracle_ci95"]
-    print(f"\noracle: {row['oracle_wins']} wins, {row['oracle_losses']} losses, {row['oracle_ties']} ties; "
-          f"win rate {row['oracle_win_rate']:.3f}, 95% CI from {low:.3f}; KL {row['kl_to_base']:.2f}")
+    print(
+        f"\noracle: {row['oracle_wins']} wins, {row['oracle_losses']} losses, {row['oracle_ties']} ties; "
+        f"win rate {row['oracle_win_rate']:.3f}, 95% CI from {low:.3f}; KL {row['kl_to_base']:.2f}"
+    )
     assert low > 0.5, row

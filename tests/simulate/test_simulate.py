@@ -27,19 +27,32 @@ def prefers_good(_prompt: str, a: str, b: str) -> float:
 def test_simulate_command_judges_through_the_api_with_the_left_right_mapping(live_server):  # noqa: F811 (the fixture imported above)
     make_comparisons(live_server.db, 12, text_a="a good answer", text_b="a poor answer")
     make_user(live_server.db, "boss", Role.admin)
-    result = CliRunner().invoke(cli, [
-        "simulate", "--url", live_server.url, "--admin-token", make_token(live_server.db, "boss"),
-        "--annotators", "3", "--judgments", "10", "--noise", "0",
-        "--preference", "tests.simulate.test_simulate:prefers_good",
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "--url",
+            live_server.url,
+            "--admin-token",
+            make_token(live_server.db, "boss"),
+            "--annotators",
+            "3",
+            "--judgments",
+            "10",
+            "--noise",
+            "0",
+            "--preference",
+            "tests.simulate.test_simulate:prefers_good",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "acknowledged 10 judgments" in result.output
     with live_server.db.session() as session:
         judgments = list(session.scalars(select(Judgment)))
     assert len(judgments) == 10
-    assert {j.choice for j in judgments} == {Choice.a}          # preference read through the swap
-    assert {j.shown_left for j in judgments} == {"a", "b"}       # both screen orders occurred
-    assert len({j.annotator_id for j in judgments}) >= 2         # several accounts did the work
+    assert {j.choice for j in judgments} == {Choice.a}  # preference read through the swap
+    assert {j.shown_left for j in judgments} == {"a", "b"}  # both screen orders occurred
+    assert len({j.annotator_id for j in judgments}) >= 2  # several accounts did the work
     assert {j.channel for j in judgments} == {"api"}
 
 
@@ -79,8 +92,16 @@ def test_annotator_backs_off_on_429_409_401_and_carries_on():
             if calls["next"] == 2:
                 return httpx.Response(401)
             pair_id = calls["next"]
-            return httpx.Response(200, json={"comparison_id": pair_id, "messages": [{"role": "user", "content": "q"}],
-                                             "left": "good", "right": "bad", "expires_at": "2030-01-01T00:00:00Z"})
+            return httpx.Response(
+                200,
+                json={
+                    "comparison_id": pair_id,
+                    "messages": [{"role": "user", "content": "q"}],
+                    "left": "good",
+                    "right": "bad",
+                    "expires_at": "2030-01-01T00:00:00Z",
+                },
+            )
         calls["submit"] += 1
         if calls["submit"] == 1:
             return httpx.Response(409, json={"detail": [{"msg": "lock expired"}]})
@@ -88,8 +109,9 @@ def test_annotator_backs_off_on_429_409_401_and_carries_on():
         return httpx.Response(201, json={})
 
     spec = AnnotatorSpec("sim", prefers_good)
-    stats = asyncio.run(simulate("http://test", {"sim": "t"}, [spec], judgments=3,
-                                 transport=httpx.MockTransport(handler)))
+    stats = asyncio.run(
+        simulate("http://test", {"sim": "t"}, [spec], judgments=3, transport=httpx.MockTransport(handler))
+    )
     assert stats.acknowledged == 3 and len(stored) == 3
     assert stats.backoffs[429] == 1 and stats.backoffs[401] == 1 and stats.backoffs[409] == 1
     assert all(body["choice"] == "left" for body in stored)

@@ -66,7 +66,12 @@ def build_tokenizer(out_dir: str, vocab_size: int = 512, corpus: list[str] | Non
 
 
 def build_gpt2(
-    out_dir: str, tokenizer, n_layer: int = 2, n_embd: int = 32, n_head: int = 2, seed: int = 0,
+    out_dir: str,
+    tokenizer,
+    n_layer: int = 2,
+    n_embd: int = 32,
+    n_head: int = 2,
+    seed: int = 0,
     n_positions: int = 512,
 ) -> None:
     """Randomly initialised GPT-2 LM saved with its tokenizer (a stand-in for a policy checkpoint)."""

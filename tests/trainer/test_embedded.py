@@ -180,13 +180,15 @@ def test_default_policy_samples_are_varied_and_stop(tmp_path):
     tok = AutoTokenizer.from_pretrained(tmp_path)
     model = AutoModelForCausalLM.from_pretrained(tmp_path)
     prompts = task.demo_prompts(40, seed=1)
-    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-             for p in prompts]
+    texts = [
+        tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     torch.manual_seed(0)
     with torch.no_grad():
         out = model.generate(**enc, do_sample=True, temperature=1.0, max_new_tokens=96)
-    new = out[:, enc["input_ids"].shape[1]:]
+    new = out[:, enc["input_ids"].shape[1] :]
     assert (new == tok.eos_token_id).any(dim=1).float().mean() >= 0.7
     replies = tok.batch_decode(new, skip_special_tokens=True)
     feats = [task.features(p, r) for p, r in zip(prompts, replies, strict=True)]

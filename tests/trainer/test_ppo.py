@@ -31,9 +31,7 @@ from trainer.ppo_math import last_true_indices
 from trainer.reward import score_in_batches
 from trainer.tensor_utils import logprobs_from_logits, response_mask_from_eos
 
-PROMPTS = [
-    [{"role": "user", "content": f"tell me about {t}"}] for t in ("music", "cooking", "a trip", "numbers")
-]
+PROMPTS = [[{"role": "user", "content": f"tell me about {t}"}] for t in ("music", "cooking", "a trip", "numbers")]
 # one thread: the tiny model's ops are too small to split, and on a busy machine a second thread mostly waits
 SMOKE_ARGS = PPOArgs(
     batch_size=4, num_ppo_epochs=2, total_episodes=8, response_length=12, checkpoint_every=0, num_threads=1
@@ -44,9 +42,7 @@ SMOKE_ARGS = PPOArgs(
 
 
 def test_derive_sizes_uses_exact_division():
-    args = derive_sizes(
-        PPOArgs(batch_size=16, num_mini_batches=2, gradient_accumulation_steps=4), num_prompts=40
-    )
+    args = derive_sizes(PPOArgs(batch_size=16, num_mini_batches=2, gradient_accumulation_steps=4), num_prompts=40)
     assert (args.mini_batch_size, args.micro_batch_size) == (8, 2)
     assert (args.num_updates, args.total_episodes) == (3, 48)  # ceil(40 / 16) whole batches
     with pytest.raises(ValueError, match="Inexact division: 16 / 3"):
@@ -107,12 +103,8 @@ def test_reward_scores_agree_between_rm_training_and_ppo_layouts(tiny_reward_dir
         render_prompt_ids(tokenizer, "tell me about music and a trip"),
         render_prompt_ids(tokenizer, "hi"),
     ]
-    replies = [
-        tokenizer(t, add_special_tokens=False)["input_ids"] + [eos] for t in ("please, a dog.", "no way")
-    ]
-    rm_view = score_in_batches(
-        model, [p + r for p, r in zip(prompts, replies, strict=True)], pad, batch_size=2
-    )
+    replies = [tokenizer(t, add_special_tokens=False)["input_ids"] + [eos] for t in ("please, a dog.", "no way")]
+    rm_view = score_in_batches(model, [p + r for p, r in zip(prompts, replies, strict=True)], pad, batch_size=2)
 
     queries, query_mask = left_pad(prompts, pad)  # (2, P)
     T = max(len(r) for r in replies)
@@ -174,9 +166,7 @@ def test_ppo_output_dir_is_a_complete_hf_policy(smoke_run):
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     generation_config = GenerationConfig.from_pretrained(out_dir)
     assert tokenizer.pad_token_id != tokenizer.eos_token_id
-    assert (
-        generation_config.do_sample and generation_config.temperature == 0.7 and generation_config.top_k == 0
-    )
+    assert generation_config.do_sample and generation_config.temperature == 0.7 and generation_config.top_k == 0
     assert generation_config.eos_token_id == tokenizer.eos_token_id
     assert not os.path.exists(os.path.join(out_dir, CHECKPOINT_SUBDIR))  # cleaned up after the final save
     rows = M.read_metrics(os.path.join(out_dir, "metrics.jsonl"))

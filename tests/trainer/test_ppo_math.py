@@ -81,9 +81,7 @@ def test_compute_gae_three_step_hand_example():
 
 def naive_gae(rewards, values, length, gamma, lam):
     """A_t = sum_k (gamma lam)^k delta_{t+k}, written as a double loop over one row."""
-    deltas = [
-        rewards[t] + gamma * (values[t + 1] if t + 1 < length else 0.0) - values[t] for t in range(length)
-    ]
+    deltas = [rewards[t] + gamma * (values[t + 1] if t + 1 < length else 0.0) - values[t] for t in range(length)]
     return [sum((gamma * lam) ** k * deltas[t + k] for k in range(length - t)) for t in range(length)]
 
 

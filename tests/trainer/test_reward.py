@@ -154,9 +154,7 @@ def test_reward_model_learns_a_clear_preference_and_normalises_scores(tiny_polic
     # the 2-layer/32-dim test model needs a larger lr than the default; one thread: its ops are too small
     # to split, and on a busy CI machine a second thread mostly waits
     args = RewardArgs(learning_rate=1e-3, num_threads=1, precision=precision)
-    result = train_reward_model(
-        args, tiny_policy_dir, make_pairs(480, 1), pairs_eval, str(tmp_path), norm_texts
-    )
+    result = train_reward_model(args, tiny_policy_dir, make_pairs(480, 1), pairs_eval, str(tmp_path), norm_texts)
     assert result[M.RM_EVAL_ACCURACY] >= 0.8
     assert result[M.RM_EVAL_MARGIN] > 0
 

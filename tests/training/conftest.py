@@ -39,7 +39,6 @@ def fake_model_dir(path: Path) -> Path:
     return path
 
 
-
 def register_policy(settings: Settings, db: Database, source_dir: Path) -> PolicyVersion:
     """Publish `source_dir` as a base version; it becomes the active one if none is."""
     return publish_base(
@@ -72,9 +71,7 @@ def add_judgment(
         return _judgment(session, annotator_id, policy_version_id, prompt, a, b, choice, strength, active)
 
 
-def _judgment(
-    session, annotator_id, policy_version_id, prompt, a, b, choice="a", strength=None, active=True
-) -> int:
+def _judgment(session, annotator_id, policy_version_id, prompt, a, b, choice="a", strength=None, active=True) -> int:
     messages = [{"role": "user", "content": prompt}]
     row = session.query(Prompt).filter_by(content_hash=content_hash(messages)).one_or_none()
     if row is None:
@@ -93,9 +90,7 @@ def _judgment(
     ]
     session.add_all(completions)
     session.flush()
-    comparison = Comparison(
-        prompt_id=row.id, completion_a_id=completions[0].id, completion_b_id=completions[1].id
-    )
+    comparison = Comparison(prompt_id=row.id, completion_a_id=completions[0].id, completion_b_id=completions[1].id)
     session.add(comparison)
     session.flush()
     judgment = Judgment(

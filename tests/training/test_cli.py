@@ -56,10 +56,7 @@ def test_launch_with_overrides_list_show_cancel_retry(settings, db, tmp_path):
 def test_bad_input_is_a_clear_error(settings, db):
     env = _env(settings)
     bad = runner.invoke(cli, ["rounds", "launch", "--set", "ppo.num_mini_batches=3"], env=env)
-    assert (
-        bad.exit_code == 2
-        and "ppo.num_mini_batches: num_mini_batches (3) must divide batch_size (16)" in bad.output
-    )
+    assert bad.exit_code == 2 and "ppo.num_mini_batches: num_mini_batches (3) must divide batch_size (16)" in bad.output
     assert runner.invoke(cli, ["rounds", "launch", "--set", "nokey"], env=env).exit_code == 2
     missing = runner.invoke(cli, ["rounds", "show", "5"], env=env)
     assert missing.exit_code == 2 and "Training round 5 does not exist" in missing.output

@@ -40,9 +40,7 @@ def test_the_local_worker_runs_rounds_in_another_process_is_restarted_and_stops(
         first_pid = worker._process.pid
         assert first_pid != os.getpid()
         with db.session() as session:  # no policy is registered: the round fails at its snapshot
-            round_id = service.launch(
-                db=session, settings=settings, requested_by=None, config_overrides={}
-            ).id
+            round_id = service.launch(db=session, settings=settings, requested_by=None, config_overrides={}).id
         _wait_for(lambda: _status(db, round_id) == RoundStatus.failed)  # it read this test's settings
 
         os.kill(first_pid, signal.SIGKILL)

@@ -25,9 +25,7 @@ def test_the_apps_config_sections_match_the_trainers_args(section, args):
     defaults = {f.name: f.default for f in dataclasses.fields(args)}
     for name, field in section.model_fields.items():
         assert name in defaults, f"{section.__name__}.{name} is not a field of {args.__name__}"
-        assert field.default == defaults[name], (
-            f"{name}: app default {field.default} != trainer {defaults[name]}"
-        )
+        assert field.default == defaults[name], f"{name}: app default {field.default} != trainer {defaults[name]}"
 
 
 def test_the_app_offers_exactly_the_trainers_precisions():
@@ -152,9 +150,7 @@ def test_an_impossible_accuracy_gate_rejects_after_the_reward_model_and_skips_pp
     assert code == 0 and status["state"] == "rejected"
     assert status["completed_stages"] == ["reward_model"]
     [reason] = status["rejected_reasons"]
-    assert reason.startswith(
-        "reward model held-out accuracy is 0.5, the gate is >= 1 (gates.min_rm_accuracy)"
-    )
+    assert reason.startswith("reward model held-out accuracy is 0.5, the gate is >= 1 (gates.min_rm_accuracy)")
     assert not (tmp_path / "work" / "ppo").exists() and not (tmp_path / "outputs" / "policy").exists()
 
 
@@ -206,19 +202,15 @@ def test_gate_verdicts():
         "eos_rate": True,
     }
     assert verdicts["kl"]["reason"] == (
-        "KL of the new policy to the reference on held-out prompts (nats) is nan, "
-        "the gate is <= 5 (gates.max_kl)"
+        "KL of the new policy to the reference on held-out prompts (nats) is nan, the gate is <= 5 (gates.max_kl)"
     )
     assert verdicts["finite"]["reason"].endswith("(NaN/inf during PPO)")
-    assert (
-        gate_verdicts({"reward_model": {"rm/eval/accuracy": None}}, gates)["rm_accuracy"]["passed"] is False
-    )
+    assert gate_verdicts({"reward_model": {"rm/eval/accuracy": None}}, gates)["rm_accuracy"]["passed"] is False
     worse = {"evaluate": {"eval/kl": 1.0, "eval/eos_rate": 1.0, "eval/score_gain": -0.2}}
     assert "score_gain" not in gate_verdicts(worse, gates)  # off unless set
     verdict = gate_verdicts(worse, gates | {"min_score_gain": 0.0})["score_gain"]
     assert verdict["reason"] == (
-        "held-out reward-model score gain over the old policy is -0.2, the gate is >= 0 "
-        "(gates.min_score_gain)"
+        "held-out reward-model score gain over the old policy is -0.2, the gate is >= 0 (gates.min_score_gain)"
     )
 
 

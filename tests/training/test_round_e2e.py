@@ -74,8 +74,7 @@ def _round(db, round_id):
 def _versions(db) -> list[tuple[int, str, int | None]]:
     with db.session() as session:
         return [
-            (v.number, v.status.value, v.parent_id)
-            for v in session.query(PolicyVersion).order_by(PolicyVersion.number)
+            (v.number, v.status.value, v.parent_id) for v in session.query(PolicyVersion).order_by(PolicyVersion.number)
         ]
 
 

@@ -146,9 +146,7 @@ def test_transitions_outside_the_state_machine_are_refused(db, settings):
 def test_cancel_of_a_queued_round_is_immediate_of_a_running_one_a_request(db, settings):
     first = _launch(db, settings)
     with db.session() as session:
-        assert (
-            service.request_cancel(db=session, round_id=first, now=utcnow()).status == RoundStatus.cancelled
-        )
+        assert service.request_cancel(db=session, round_id=first, now=utcnow()).status == RoundStatus.cancelled
     second = _launch(db, settings)  # the cancelled one is no longer in flight
     _claim(db)
     with db.session() as session:

@@ -28,9 +28,7 @@ def _snapshot(db, settings, tmp_path, name="snap", **overrides):
     return snapshot, pairs
 
 
-def test_pairs_exclude_inactive_and_excluded_annotators_ties_and_both_bad(
-    db, settings, fake_policy, tmp_path
-):
+def test_pairs_exclude_inactive_and_excluded_annotators_ties_and_both_bad(db, settings, fake_policy, tmp_path):
     add_preferences(db, annotator_id=make_annotator(db), policy_version_id=fake_policy.id)  # 180 judgments
     inactive = make_annotator(db, "gone", is_active=False)
     excluded = make_annotator(db, "excluded", excluded_from_training=True)
@@ -69,18 +67,14 @@ def test_pairs_exclude_inactive_and_excluded_annotators_ties_and_both_bad(
     }
 
 
-def test_ties_train_in_both_orders_when_included_but_never_count_as_held_out(
-    db, settings, fake_policy, tmp_path
-):
+def test_ties_train_in_both_orders_when_included_but_never_count_as_held_out(db, settings, fake_policy, tmp_path):
     ann = make_annotator(db)
     add_preferences(db, annotator_id=ann, policy_version_id=fake_policy.id)
     texts = [f"question number {i}" for i in range(60)]
     on_train = next(t for t in texts if split_of_prompt(t) == "train")
     on_eval = next(t for t in texts if split_of_prompt(t) == "eval")
     for prompt in (on_train, on_eval):
-        add_judgment(
-            db, annotator_id=ann, policy_version_id=fake_policy.id, prompt=prompt, a="A", b="B", choice="tie"
-        )
+        add_judgment(db, annotator_id=ann, policy_version_id=fake_policy.id, prompt=prompt, a="A", b="B", choice="tie")
     _snapshot_, pairs = _snapshot(db, settings, tmp_path, data={"include_ties": True})
     ties = [p for p in pairs if p["chosen"] in ("A", "B")]
     assert sorted((p["chosen"], p["rejected"]) for p in ties) == [("A", "B"), ("B", "A")]
@@ -91,9 +85,7 @@ def split_of_prompt(text: str, fraction: float = 0.1) -> str:
     return split_of(content_hash([{"role": "user", "content": text}]), fraction)
 
 
-def test_split_is_stable_across_snapshots_and_only_grows_with_the_fraction(
-    db, settings, fake_policy, tmp_path
-):
+def test_split_is_stable_across_snapshots_and_only_grows_with_the_fraction(db, settings, fake_policy, tmp_path):
     ann = make_annotator(db)
     add_preferences(db, annotator_id=ann, policy_version_id=fake_policy.id)
     _, first = _snapshot(db, settings, tmp_path, "first")
@@ -110,13 +102,9 @@ def test_split_is_stable_across_snapshots_and_only_grows_with_the_fraction(
 def test_snapshot_files_carry_the_config_the_models_and_the_bound(db, settings, fake_policy, tmp_path):
     add_preferences(db, annotator_id=make_annotator(db), policy_version_id=fake_policy.id)
     with db.session() as session:
-        session.add(
-            PolicyVersion(number=2, path=fake_policy.path, parent_id=fake_policy.id, status="candidate")
-        )
+        session.add(PolicyVersion(number=2, path=fake_policy.path, parent_id=fake_policy.id, status="candidate"))
         session.flush()
-        policy_service.activate(
-            db=session, version_id=session.query(PolicyVersion).filter_by(number=2).one().id
-        )
+        policy_service.activate(db=session, version_id=session.query(PolicyVersion).filter_by(number=2).one().id)
     snapshot, _ = _snapshot(db, settings, tmp_path, reference="previous")
     out = tmp_path / "snap"
     config = json.loads((out / "config.json").read_text())

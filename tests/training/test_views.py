@@ -114,9 +114,7 @@ def test_unknown_round_is_a_404_and_an_impossible_id_a_422(client, admin_token):
     assert client.post("/api/v1/rounds/99999999999/retry", headers=admin_token).status_code == 422
 
 
-def test_a_finished_round_shows_its_versions_and_metrics_page_by_page(
-    client, admin_token, db, settings, trained_data
-):
+def test_a_finished_round_shows_its_versions_and_metrics_page_by_page(client, admin_token, db, settings, trained_data):
     round_id = client.post("/api/v1/rounds", headers=admin_token).json()["id"]
     fake_worker(settings, db, {}).step()
     body = client.get(f"/api/v1/rounds/{round_id}", headers=admin_token).json()
@@ -130,14 +128,10 @@ def test_a_finished_round_shows_its_versions_and_metrics_page_by_page(
         ("reward_model", 2),
         ("ppo", 1),
     ]
-    rest = client.get(
-        f"/api/v1/rounds/{round_id}/metrics?since={first['next_since']}", headers=admin_token
-    ).json()
+    rest = client.get(f"/api/v1/rounds/{round_id}/metrics?since={first['next_since']}", headers=admin_token).json()
     assert [(p["stage"], p["step"]) for p in rest["items"]] == [("ppo", 2)]
     assert rest["items"][0]["values"] == {"objective/kl": "nan"}
-    empty = client.get(
-        f"/api/v1/rounds/{round_id}/metrics?since={rest['next_since']}", headers=admin_token
-    ).json()
+    empty = client.get(f"/api/v1/rounds/{round_id}/metrics?since={rest['next_since']}", headers=admin_token).json()
     assert empty == {"round_id": round_id, "items": [], "next_since": rest["next_since"]}
 
     retried = client.post(f"/api/v1/rounds/{round_id}/retry", headers=admin_token)

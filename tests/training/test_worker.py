@@ -30,9 +30,7 @@ def _round(db, round_id) -> TrainingRound:
 
 def _versions(db) -> list[tuple[int, str]]:
     with db.session() as session:
-        return [
-            (v.number, v.status.value) for v in session.query(PolicyVersion).order_by(PolicyVersion.number)
-        ]
+        return [(v.number, v.status.value) for v in session.query(PolicyVersion).order_by(PolicyVersion.number)]
 
 
 def _registry(settings, kind="policy") -> list[str]:
@@ -116,11 +114,7 @@ def test_a_gate_rejection_publishes_nothing(db, settings, trained_data):
     round_ = _round(db, round_id)
     assert round_.status == RoundStatus.rejected
     assert round_.error == "Rejected by a gate: KL is 12, the gate is <= 8"
-    assert (
-        _versions(db) == [(1, "active")]
-        and _registry(settings) == ["v0001"]
-        and _registry(settings, "reward") == []
-    )
+    assert _versions(db) == [(1, "active")] and _registry(settings) == ["v0001"] and _registry(settings, "reward") == []
     assert not (round_dir(settings, round_id) / "outputs").exists()
 
 
@@ -129,9 +123,7 @@ def test_a_failed_trainer_fails_the_round_with_its_reason_and_keeps_its_work(db,
     fake_worker(settings, db, {"end": "failed"}).step()
     round_ = _round(db, round_id)
     assert round_.status == RoundStatus.failed
-    assert round_.error.startswith(
-        "Training failed (exit code 1): ppo: scripted failure. Nothing was published"
-    )
+    assert round_.error.startswith("Training failed (exit code 1): ppo: scripted failure. Nothing was published")
     assert "fake trainer failed" in round_.log_tail
     assert _versions(db) == [(1, "active")]
     assert (round_dir(settings, round_id) / "snapshot").exists()  # a retry resumes from it
@@ -169,9 +161,7 @@ def test_cancel_kills_the_trainer_deletes_its_files_and_publishes_nothing(db, se
         service.request_cancel(db=session, round_id=round_id, now=utcnow())
     thread.join(timeout=30)
     round_ = _round(db, round_id)
-    assert (
-        round_.status == RoundStatus.cancelled and round_.error == "Cancelled by an admin during stage ppo."
-    )
+    assert round_.status == RoundStatus.cancelled and round_.error == "Cancelled by an admin during stage ppo."
     assert round_.completed_stages == []
     assert not workdir.exists()
     assert not _process_exists(pid)
@@ -243,8 +233,7 @@ def test_retry_of_a_failed_round_resumes_with_its_snapshot(db, settings, trained
     assert _versions(db) == [(1, "archived"), (2, "active")]
 
 
-def test_a_retried_trainer_that_dies_silently_is_not_explained_by_its_last_attempt(db, settings,
-                                                                                   trained_data):
+def test_a_retried_trainer_that_dies_silently_is_not_explained_by_its_last_attempt(db, settings, trained_data):
     round_id = _launch(db, settings)
     fake_worker(settings, db, {"end": "failed"}).step()
     with db.session() as session:
@@ -281,6 +270,4 @@ def test_a_database_outage_while_training_loses_no_progress(db, settings, traine
     assert _round(db, round_id).status == RoundStatus.succeeded
     with db.session() as session:
         points = session.query(RoundMetric).filter_by(round_id=round_id).order_by(RoundMetric.id).all()
-        assert [(p.stage, p.step) for p in points] == [
-            ("reward_model", 1), ("reward_model", 2), ("ppo", 1), ("ppo", 2)
-        ]
+        assert [(p.stage, p.step) for p in points] == [("reward_model", 1), ("reward_model", 2), ("ppo", 1), ("ppo", 2)]

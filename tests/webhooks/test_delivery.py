@@ -261,7 +261,10 @@ def test_a_failed_recording_is_retried_without_sending_again(db, hook_settings, 
     assert _pass(db, hook_settings, http, clock) == 0
     delivery = _delivery(db)
     assert (delivery.status, delivery.attempts, len(receiver.received), len(calls)) == (
-        DeliveryStatus.delivered, 1, 1, 2
+        DeliveryStatus.delivered,
+        1,
+        1,
+        2,
     )
 
 
@@ -281,9 +284,7 @@ def test_dispatcher_thread_delivers_in_the_background(db, hook_settings, receive
 
 
 def test_the_dispatcher_runs_with_the_server_unless_disabled(settings, db):
-    enabled = settings.model_copy(
-        update={"SAMPLER_ENABLED": False, "WORKER_ENABLED": False, "WEBHOOKS_ENABLED": True}
-    )
+    enabled = settings.model_copy(update={"SAMPLER_ENABLED": False, "WORKER_ENABLED": False, "WEBHOOKS_ENABLED": True})
     assert [c.name for c in build_components(enabled, db)] == ["webhooks"]
     disabled = enabled.model_copy(update={"WEBHOOKS_ENABLED": False})
     assert build_components(disabled, db) == []

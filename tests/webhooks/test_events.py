@@ -27,8 +27,10 @@ def subscribe(db, settings, *events: WebhookEvent) -> None:
 
 def queued(db) -> list[tuple[str, dict]]:
     with db.session() as session:
-        return [(d.event, json.loads(d.body)["data"])
-                for d in session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))]
+        return [
+            (d.event, json.loads(d.body)["data"])
+            for d in session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))
+        ]
 
 
 def test_a_stored_judgment_and_its_completed_pair_are_announced(db, settings):
@@ -39,13 +41,24 @@ def test_a_stored_judgment_and_its_completed_pair_are_announced(db, settings):
         with db.write_session() as session:
             queue_service.next_for(db=session, annotator_id=annotator, lock_ttl=timedelta(minutes=5), gold_rate=0.0)
         with db.write_session() as session:
-            judgment_service.submit(db=session, annotator_id=annotator, comparison_id=comparison_id,
-                                    side=ScreenChoice.tie, client_request_id=f"r{annotator}",
-                                    rationale_max_chars=10)
+            judgment_service.submit(
+                db=session,
+                annotator_id=annotator,
+                comparison_id=comparison_id,
+                side=ScreenChoice.tie,
+                client_request_id=f"r{annotator}",
+                rationale_max_chars=10,
+            )
     # a retried submit stores nothing new and announces nothing new
     with db.write_session() as session:
-        judgment_service.submit(db=session, annotator_id=second, comparison_id=comparison_id,
-                                side=ScreenChoice.tie, client_request_id=f"r{second}", rationale_max_chars=10)
+        judgment_service.submit(
+            db=session,
+            annotator_id=second,
+            comparison_id=comparison_id,
+            side=ScreenChoice.tie,
+            client_request_id=f"r{second}",
+            rationale_max_chars=10,
+        )
     events = queued(db)
     assert [e for e, _ in events] == ["judgment.created", "judgment.created", "comparison.completed"]
     assert events[0][1]["annotator_id"] == first and events[0][1]["choice"] == "tie"
@@ -63,19 +76,19 @@ def test_activation_and_rollback_are_announced(settings, db, tiny_policy_dir, ac
     with db.session() as session:
         policy_service.activate(db=session, version_id=active_policy)
     assert [(e, d["policy_number"], d["previous_number"]) for e, d in queued(db)] == [
-        ("policy.activated", 2, 1), ("policy.activated", 1, 2)]
+        ("policy.activated", 2, 1),
+        ("policy.activated", 1, 2),
+    ]
 
 
 def test_every_way_a_round_ends_is_announced(db, settings):
     subscribe(db, settings, WebhookEvent.round_finished)
     with db.session() as session:
-        cancelled = training_service.launch(db=session, settings=settings, requested_by=None,
-                                            config_overrides={}).id
+        cancelled = training_service.launch(db=session, settings=settings, requested_by=None, config_overrides={}).id
     with db.session() as session:
         training_service.request_cancel(db=session, round_id=cancelled, now=utcnow())
     with db.session() as session:
-        stale = training_service.launch(db=session, settings=settings, requested_by=None,
-                                        config_overrides={}).id
+        stale = training_service.launch(db=session, settings=settings, requested_by=None, config_overrides={}).id
     with db.write_session() as session:
         training_service.claim_next(db=session, worker_id="w1", executor="local", now=utcnow())
     with db.session() as session:
@@ -85,8 +98,17 @@ def test_every_way_a_round_ends_is_announced(db, settings):
     with db.write_session() as session:
         training_service.claim_next(db=session, worker_id="w2", executor="local", now=utcnow())
     with db.session() as session:
-        training_service.finish(db=session, round_id=stale, worker_id="w2",
-                                status=training_service.S.rejected, now=utcnow(), error="Rejected by a gate")
+        training_service.finish(
+            db=session,
+            round_id=stale,
+            worker_id="w2",
+            status=training_service.S.rejected,
+            now=utcnow(),
+            error="Rejected by a gate",
+        )
     assert [(d["round_id"], d["status"]) for _, d in queued(db)] == [
-        (cancelled, "cancelled"), (stale, "failed"), (stale, "rejected")]
+        (cancelled, "cancelled"),
+        (stale, "failed"),
+        (stale, "rejected"),
+    ]
     assert queued(db)[2][1]["error"] == "Rejected by a gate" and queued(db)[2][1]["policy_number"] is None

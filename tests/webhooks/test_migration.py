@@ -16,10 +16,12 @@ def test_existing_secrets_are_encrypted_and_a_downgrade_restores_them(tmp_path, 
     command.upgrade(config, "0001")
     engine = create_engine(url)
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO webhook_endpoints (url, secret, events, description, is_active, created_at) "
-            "VALUES ('https://hooks.example.com/in', 'whsec_plaintext', '[]', '', 1, '2026-11-30 10:00:00')"
-        ))
+        connection.execute(
+            text(
+                "INSERT INTO webhook_endpoints (url, secret, events, description, is_active, created_at) "
+                "VALUES ('https://hooks.example.com/in', 'whsec_plaintext', '[]', '', 1, '2026-11-30 10:00:00')"
+            )
+        )
     command.upgrade(config, "0004")
     with engine.connect() as connection:
         encrypted, prefix = connection.execute(

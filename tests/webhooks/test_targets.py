@@ -95,15 +95,17 @@ def test_a_name_that_resolves_inward_is_refused_at_creation_and_on_change(client
     assert moved.status_code == 422 and moved.json()["detail"][0]["loc"] == ["body", "url"]
 
 
-def test_a_name_that_turns_inward_after_creation_fails_at_delivery_without_a_request(
-    db, settings, receiver, dns
-):
+def test_a_name_that_turns_inward_after_creation_fails_at_delivery_without_a_request(db, settings, receiver, dns):
     # DNS rebinding: public when the endpoint was saved, the receiver's loopback address at delivery.
     port = receiver.url.split(":")[2].split("/")[0]
     dns["rebind.example.com"] = PUBLIC
     with db.session() as s:
-        service.create(db=s, settings=settings, url=f"http://rebind.example.com:{port}/hook",
-                       events=[WebhookEvent.judgment_created])
+        service.create(
+            db=s,
+            settings=settings,
+            url=f"http://rebind.example.com:{port}/hook",
+            events=[WebhookEvent.judgment_created],
+        )
         service.emit(db=s, event=WebhookEvent.judgment_created, payload={"judgment_id": 1})
     dns["rebind.example.com"] = "127.0.0.1"
     later = datetime.now(UTC) + timedelta(minutes=1)

@@ -90,14 +90,9 @@ def test_test_action_queues_a_ping_listed_in_deliveries(client, admin_token):
     hook = _create(client, admin_token).json()
     queued = client.post(f"{URL}/{hook['id']}/test", headers=admin_token)
     assert queued.status_code == 202 and queued.json()["event"] == "ping"
-    deliveries = client.get(
-        f"{URL}/{hook['id']}/deliveries", params={"status": "pending"}, headers=admin_token
-    )
+    deliveries = client.get(f"{URL}/{hook['id']}/deliveries", params={"status": "pending"}, headers=admin_token)
     assert [d["id"] for d in deliveries.json()] == [queued.json()["id"]]
-    assert (
-        client.get(f"{URL}/{hook['id']}/deliveries", params={"limit": 0}, headers=admin_token).status_code
-        == 422
-    )
+    assert client.get(f"{URL}/{hook['id']}/deliveries", params={"limit": 0}, headers=admin_token).status_code == 422
 
 
 def test_annotators_cannot_manage_webhooks(client, annotator_token):

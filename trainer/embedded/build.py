@@ -72,26 +72,54 @@ PRESETS = {
     # budget, more steps of a 6x128 model gave more readable samples (86% vs
     # 76% error-free at temperature 1) than fewer steps of a 4x192 one, and
     # 4x256 was far behind both.
-    "default": Preset(vocab_size=2048, n_layer=6, n_embd=128, n_head=4, n_positions=256,
-                      steps=1300, batch_size=32, lr=4e-3, warmup=50, tokenizer_examples=4000, threads=2),
+    "default": Preset(
+        vocab_size=2048,
+        n_layer=6,
+        n_embd=128,
+        n_head=4,
+        n_positions=256,
+        steps=1300,
+        batch_size=32,
+        lr=4e-3,
+        warmup=50,
+        tokenizer_examples=4000,
+        threads=2,
+    ),
     # just enough to exercise the whole pipeline in tests, a few seconds. One
     # thread: its ops are too small to split, and on a busy box (parallel
     # tests) a second OpenMP thread waiting for a core made it 7x slower.
-    "test": Preset(vocab_size=512, n_layer=2, n_embd=64, n_head=2, n_positions=256,
-                   steps=40, batch_size=16, lr=3e-3, warmup=5, tokenizer_examples=500, threads=1),
+    "test": Preset(
+        vocab_size=512,
+        n_layer=2,
+        n_embd=64,
+        n_head=2,
+        n_positions=256,
+        steps=40,
+        batch_size=16,
+        lr=3e-3,
+        warmup=5,
+        tokenizer_examples=500,
+        threads=1,
+    ),
 }
 
 
 # ---------------------------------------------------------------------------
 # Tokenizer
 
+
 def train_tokenizer(texts: list[str], vocab_size: int, max_length: int) -> PreTrainedTokenizerFast:
     """Byte-level BPE (GPT-2 style), so any text, including annotator edits, round-trips."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        min_frequency=2,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -126,6 +154,7 @@ def render(tok: PreTrainedTokenizerFast, prompt: str, response: str | None = Non
 # ---------------------------------------------------------------------------
 # Training
 
+
 def make_batch(rows: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded batch (positions then start at 0 for every row). Loss is on the
     response and its eos only: the prompts are random draws from a fixed grammar,
@@ -137,7 +166,7 @@ def make_batch(rows: list[tuple[list[int], int]], pad_id: int) -> dict[str, torc
     for i, (ids, n_prompt) in enumerate(rows):
         input_ids[i, : len(ids)] = torch.tensor(ids)
         attention_mask[i, : len(ids)] = 1
-        labels[i, n_prompt: len(ids)] = torch.tensor(ids[n_prompt:])
+        labels[i, n_prompt : len(ids)] = torch.tensor(ids[n_prompt:])
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
@@ -151,13 +180,20 @@ def lr_at(step: int, preset: Preset) -> float:
 
 def make_model(tok: PreTrainedTokenizerFast, preset: Preset) -> GPT2LMHeadModel:
     config = GPT2Config(
-        vocab_size=len(tok), n_positions=preset.n_positions, n_embd=preset.n_embd,
-        n_layer=preset.n_layer, n_head=preset.n_head,
+        vocab_size=len(tok),
+        n_positions=preset.n_positions,
+        n_embd=preset.n_embd,
+        n_layer=preset.n_layer,
+        n_head=preset.n_head,
         activation_function="gelu_pytorch_tanh",  # one fused kernel; "gelu_new" is several ops
         # every step sees fresh samples of the corpus, so there is nothing to overfit
         # and dropout would only slow learning down
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
     )
     return GPT2LMHeadModel(config)
 
@@ -173,13 +209,14 @@ def length_batches(data: list[tuple[list[int], int]], batch_size: int, seed: int
     batches = []
     for start in range(0, len(data), window):
         part = sorted(range(start, min(start + window, len(data))), key=lambda i: len(data[i][0]))
-        batches += [part[i: i + batch_size] for i in range(0, len(part), batch_size)]
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
     random.Random(seed).shuffle(batches)
     return batches
 
 
-def train(model: GPT2LMHeadModel, data: list[tuple[list[int], int]], preset: Preset, pad_id: int, seed: int,
-          progress: bool) -> list[float]:
+def train(
+    model: GPT2LMHeadModel, data: list[tuple[list[int], int]], preset: Preset, pad_id: int, seed: int, progress: bool
+) -> list[float]:
     """One pass over `data`: every example is seen once, so the loss is a held-out loss too."""
     opt = torch.optim.AdamW(model.parameters(), lr=preset.lr, betas=(0.9, 0.95), weight_decay=0.01, fused=True)
     model.train()
@@ -214,6 +251,7 @@ def cpu_threads(n: int):
 # ---------------------------------------------------------------------------
 # Entry points
 
+
 def build_policy(out_dir: Path, preset: str = "default", seed: int = 0, progress: bool = True) -> dict:
     """Generate the corpus, train tokenizer and model, save a HF checkpoint into `out_dir`.
 
@@ -226,8 +264,11 @@ def build_policy(out_dir: Path, preset: str = "default", seed: int = 0, progress
     # picked from the current load: same machine + preset + seed = same weights
     with cpu_threads(min(cfg.threads, os.cpu_count() or 1)):
         examples = task.make_corpus(cfg.steps * cfg.batch_size, seed=seed)
-        tok = train_tokenizer([t for e in examples[: cfg.tokenizer_examples] for t in (e.prompt, e.response)],
-                              cfg.vocab_size, cfg.n_positions)
+        tok = train_tokenizer(
+            [t for e in examples[: cfg.tokenizer_examples] for t in (e.prompt, e.response)],
+            cfg.vocab_size,
+            cfg.n_positions,
+        )
         data = encode_examples(tok, examples)
         assert max(len(ids) for ids, _ in data) <= cfg.n_positions, "corpus rows longer than n_positions"
         torch.manual_seed(seed)
@@ -236,19 +277,26 @@ def build_policy(out_dir: Path, preset: str = "default", seed: int = 0, progress
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
 
     model.generation_config = GenerationConfig(
-        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
         max_new_tokens=cfg.n_positions // 2,  # replies are < 100 tokens; the default of 20 total would cut them
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)  # safetensors
     tok.save_pretrained(out_dir)
 
-    tail = losses[-max(1, len(losses) // 10):]
+    tail = losses[-max(1, len(losses) // 10) :]
     metrics = {
-        "preset": preset, "seed": seed, "final_loss": sum(tail) / len(tail),
-        "seconds": seconds, "cpu_seconds": cpu_seconds,  # they differ when other processes share the cores
-        "n_params": sum(p.numel() for p in model.parameters()), "n_examples": len(examples),
-        "n_tokens": sum(len(ids) for ids, _ in data), "config": asdict(cfg),
+        "preset": preset,
+        "seed": seed,
+        "final_loss": sum(tail) / len(tail),
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,  # they differ when other processes share the cores
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "n_examples": len(examples),
+        "n_tokens": sum(len(ids) for ids, _ in data),
+        "config": asdict(cfg),
     }
     (out_dir / "build_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

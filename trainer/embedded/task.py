@@ -37,14 +37,27 @@ from dataclasses import dataclass, field
 # checks this), otherwise "off-topic" would be ambiguous for the judge.
 
 HABITATS = {
-    "savanna": "the grasslands of Africa", "forest": "forests and woodlands", "jungle": "tropical rainforests",
-    "ocean": "the open ocean", "ice": "cold and icy coasts", "desert": "hot, dry deserts",
-    "river": "rivers and lakes", "garden": "gardens and parks", "farm": "farms and open fields",
-    "bush": "the bush of Australia", "mountain": "mountains and cliffs",
+    "savanna": "the grasslands of Africa",
+    "forest": "forests and woodlands",
+    "jungle": "tropical rainforests",
+    "ocean": "the open ocean",
+    "ice": "cold and icy coasts",
+    "desert": "hot, dry deserts",
+    "river": "rivers and lakes",
+    "garden": "gardens and parks",
+    "farm": "farms and open fields",
+    "bush": "the bush of Australia",
+    "mountain": "mountains and cliffs",
 }
 DIETS = {
-    "meat": "meat", "fish": "fish", "leaves": "grass and leaves", "insects": "insects and worms",
-    "fruit": "fruit and seeds", "nuts": "nuts and seeds", "prey": "small animals", "nectar": "nectar from flowers",
+    "meat": "meat",
+    "fish": "fish",
+    "leaves": "grass and leaves",
+    "insects": "insects and worms",
+    "fruit": "fruit and seeds",
+    "nuts": "nuts and seeds",
+    "prey": "small animals",
+    "nectar": "nectar from flowers",
     "anything": "almost anything it can find",
 }
 ANIMALS = {  # name: (trait, habitat, diet, fact)
@@ -81,14 +94,22 @@ ANIMALS = {  # name: (trait, habitat, diet, fact)
 }
 
 HOBBY_TIPS = (  # general advice, drawn freshly for each response
-    "practice a little every day", "be patient with yourself at the start", "find a friend to learn with",
-    "join a local class or club", "watch how experienced people do it", "set a small goal for each week",
-    "take short breaks so you stay fresh", "keep notes on your progress",
+    "practice a little every day",
+    "be patient with yourself at the start",
+    "find a friend to learn with",
+    "join a local class or club",
+    "watch how experienced people do it",
+    "set a small goal for each week",
+    "take short breaks so you stay fresh",
+    "keep notes on your progress",
 )
 HOBBY_GEAR = {
-    "sport": "some comfortable gear and a safe place to practice", "outdoor": "sturdy shoes and a small backpack",
-    "art": "a few basic supplies and a quiet corner", "music": "a little time each day and some songs you love",
-    "mind": "a quiet spot and a bit of patience", "craft": "a few simple tools and some materials",
+    "sport": "some comfortable gear and a safe place to practice",
+    "outdoor": "sturdy shoes and a small backpack",
+    "art": "a few basic supplies and a quiet corner",
+    "music": "a little time each day and some songs you love",
+    "mind": "a quiet spot and a bit of patience",
+    "craft": "a few simple tools and some materials",
     "kitchen": "a mixing bowl, a whisk and an oven",
 }
 HOBBIES = {  # name: (specific tip, what you need)
@@ -125,13 +146,23 @@ HOBBIES = {  # name: (specific tip, what you need)
 }
 
 FOOD_KINDS = {
-    "warm": "a warm and filling dish", "quick": "a quick and easy meal", "sweet": "a sweet treat",
-    "fresh": "a fresh and light dish", "breakfast": "a popular breakfast", "snack": "a tasty snack",
-    "comfort": "a classic comfort food", "spicy": "a spicy and flavorful dish",
+    "warm": "a warm and filling dish",
+    "quick": "a quick and easy meal",
+    "sweet": "a sweet treat",
+    "fresh": "a fresh and light dish",
+    "breakfast": "a popular breakfast",
+    "snack": "a tasty snack",
+    "comfort": "a classic comfort food",
+    "spicy": "a spicy and flavorful dish",
 }
 COOK_TIPS = (  # general advice, drawn freshly for each response
-    "taste it as you go", "use fresh ingredients", "take your time with it", "season it well with salt",
-    "serve it right away while it is fresh", "cook it on medium heat", "make a little extra for tomorrow",
+    "taste it as you go",
+    "use fresh ingredients",
+    "take your time with it",
+    "season it well with salt",
+    "serve it right away while it is fresh",
+    "cook it on medium heat",
+    "make a little extra for tomorrow",
     "follow a simple recipe the first time",
 )
 FOODS = {  # name: (kind, ingredients)
@@ -169,10 +200,14 @@ FOODS = {  # name: (kind, ingredients)
 PLURAL_FOODS = {"pancakes", "tacos", "dumplings", "muffins", "waffles", "spring rolls"}
 
 CITY_DRAWS = {
-    "food": "its food and busy markets", "museums": "its museums and long history",
+    "food": "its food and busy markets",
+    "museums": "its museums and long history",
     "beaches": "its beaches and sunshine",
-    "parks": "its parks and gardens", "music": "its music and nightlife", "old": "its old streets and bridges",
-    "skyline": "its modern skyline", "people": "its friendly people",
+    "parks": "its parks and gardens",
+    "music": "its music and nightlife",
+    "old": "its old streets and bridges",
+    "skyline": "its modern skyline",
+    "people": "its friendly people",
 }
 CITIES = {  # name: (country, landmark, what draws visitors)
     "Paris": ("France", "the Eiffel Tower", "museums"),
@@ -208,12 +243,23 @@ CITIES = {  # name: (country, landmark, what draws visitors)
 }
 
 COLOR_MOODS = {
-    "energy": "energy and excitement", "calm": "calm and peace", "joy": "happiness and warmth",
-    "nature": "nature and growth", "royal": "royalty and mystery", "elegance": "elegance and style",
-    "comfort": "comfort and stability", "fresh": "freshness and youth",
+    "energy": "energy and excitement",
+    "calm": "calm and peace",
+    "joy": "happiness and warmth",
+    "nature": "nature and growth",
+    "royal": "royalty and mystery",
+    "elegance": "elegance and style",
+    "comfort": "comfort and stability",
+    "fresh": "freshness and youth",
 }
 COLOR_USES = (  # drawn freshly for each response
-    "clothes", "bedroom walls", "flags", "company logos", "party decorations", "sports uniforms", "cars",
+    "clothes",
+    "bedroom walls",
+    "flags",
+    "company logos",
+    "party decorations",
+    "sports uniforms",
+    "cars",
     "greeting cards",
 )
 COLORS = {  # name: (things of that color, what people link it with)
@@ -259,6 +305,7 @@ COLORS = {  # name: (things of that color, what people link it with)
 # tokens, and the policy learns to stay on topic far faster when that means
 # copying the very token it saw in the prompt.
 
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -275,78 +322,188 @@ class Family:
 
 FAMILIES = (
     Family(
-        "animal", ANIMALS, ("trait", "habitat", "diet", "fact"), {"habitat": HABITATS, "diet": DIETS}, {},
+        "animal",
+        ANIMALS,
+        ("trait", "habitat", "diet", "fact"),
+        {"habitat": HABITATS, "diet": DIETS},
+        {},
         "the {s}",
-        ("Describe the {s}.", "Tell me about the {s}.", "What is {a} like?", "Can you describe {a} for me?",
-         "Give me a short description of the {s}.", "What do you know about the {s}?",
-         "Tell me something interesting about the {s}.", "I'm curious about the {s}.", "Please describe the {s}.",
-         "What can you tell me about the {s}?"),
-        ("I'd love to learn about the {s}. What can you tell me?", "Write a few sentences about the {s}.",
-         "Could you say a little about the {s}?"),
-        (("trait", "The {s} is a {trait} animal that lives in {habitat}."),
-         ("trait", "{A} is a {trait} animal found in {habitat}."),
-         ("habitat", "You can find the {s} in {habitat}."),
-         ("fact", "The {s} {fact}."),
-         ("diet", "{A} mostly eats {diet}.")),
-        (("diet", "It mostly eats {diet}."), ("fact", "It {fact}."), ("habitat", "It lives in {habitat}."),
-         ("diet", "Its diet is mostly {diet}."), ("fact", "One fun fact is that it {fact}."),
-         ("trait", "People often describe it as {trait}.")),
+        (
+            "Describe the {s}.",
+            "Tell me about the {s}.",
+            "What is {a} like?",
+            "Can you describe {a} for me?",
+            "Give me a short description of the {s}.",
+            "What do you know about the {s}?",
+            "Tell me something interesting about the {s}.",
+            "I'm curious about the {s}.",
+            "Please describe the {s}.",
+            "What can you tell me about the {s}?",
+        ),
+        (
+            "I'd love to learn about the {s}. What can you tell me?",
+            "Write a few sentences about the {s}.",
+            "Could you say a little about the {s}?",
+        ),
+        (
+            ("trait", "The {s} is a {trait} animal that lives in {habitat}."),
+            ("trait", "{A} is a {trait} animal found in {habitat}."),
+            ("habitat", "You can find the {s} in {habitat}."),
+            ("fact", "The {s} {fact}."),
+            ("diet", "{A} mostly eats {diet}."),
+        ),
+        (
+            ("diet", "It mostly eats {diet}."),
+            ("fact", "It {fact}."),
+            ("habitat", "It lives in {habitat}."),
+            ("diet", "Its diet is mostly {diet}."),
+            ("fact", "One fun fact is that it {fact}."),
+            ("trait", "People often describe it as {trait}."),
+        ),
     ),
     Family(
-        "hobby", HOBBIES, ("tip", "gear"), {"gear": HOBBY_GEAR}, {"advice": HOBBY_TIPS},
+        "hobby",
+        HOBBIES,
+        ("tip", "gear"),
+        {"gear": HOBBY_GEAR},
+        {"advice": HOBBY_TIPS},
         "{s}",
-        ("Give me a tip about {s}.", "Any advice for getting started with {s}?", "How can I get better at {s}?",
-         "I want to try {s}. What should I know?", "What is a good tip for {s}?", "How do I get started with {s}?",
-         "I just started {s}. Any tips?", "What should a beginner know about {s}?", "Can you help me with {s}?",
-         "Please give me some advice on {s}."),
-        ("Share one piece of advice about {s}.", "I'm a beginner at {s}. Help me out?",
-         "What would you tell someone new to {s}?"),
-        (("tip", "A good tip for {s} is to {tip}."), ("tip", "If you are new to {s}, {tip}."),
-         ("gear", "All you really need to start {s} is {gear}."), ("advice", "When it comes to {s}, {advice}.")),
-        (("advice", "Also, try to {advice}."), ("tip", "The best first step is to {tip}."),
-         ("gear", "You only need {gear} to begin."), ("advice", "Another idea is to {advice}.")),
+        (
+            "Give me a tip about {s}.",
+            "Any advice for getting started with {s}?",
+            "How can I get better at {s}?",
+            "I want to try {s}. What should I know?",
+            "What is a good tip for {s}?",
+            "How do I get started with {s}?",
+            "I just started {s}. Any tips?",
+            "What should a beginner know about {s}?",
+            "Can you help me with {s}?",
+            "Please give me some advice on {s}.",
+        ),
+        (
+            "Share one piece of advice about {s}.",
+            "I'm a beginner at {s}. Help me out?",
+            "What would you tell someone new to {s}?",
+        ),
+        (
+            ("tip", "A good tip for {s} is to {tip}."),
+            ("tip", "If you are new to {s}, {tip}."),
+            ("gear", "All you really need to start {s} is {gear}."),
+            ("advice", "When it comes to {s}, {advice}."),
+        ),
+        (
+            ("advice", "Also, try to {advice}."),
+            ("tip", "The best first step is to {tip}."),
+            ("gear", "You only need {gear} to begin."),
+            ("advice", "Another idea is to {advice}."),
+        ),
     ),
     Family(
-        "food", FOODS, ("kind", "ingredients"), {"kind": FOOD_KINDS}, {"cook_tip": COOK_TIPS},
+        "food",
+        FOODS,
+        ("kind", "ingredients"),
+        {"kind": FOOD_KINDS},
+        {"cook_tip": COOK_TIPS},
         "{s}",
-        ("Can you recommend a good {s} recipe?", "How do I make {s}?", "I want to cook {s} tonight. Any advice?",
-         "Recommend a way to eat {s}.", "What do I need to make {s}?", "Tell me about {s}.",
-         "I'm hungry. Should I have {s}?", "Any tips for cooking {s}?", "What goes into {s}?",
-         "Give me a recipe idea for {s}."),
-        ("Suggest how I could prepare {s} at home.", "Would {s} be worth trying? Tell me about it.",
-         "What's the secret to great {s}?"),
-        (("kind", "You could try {s}, which {is} {kind}."),
-         ("ingredients", "To make {s}, you mainly need {ingredients}."),
-         ("cook_tip", "My tip for {s}: {cook_tip}."), ("kind", "I recommend {s}, which {is} {kind}.")),
-        (("ingredients", "You will need {ingredients}."), ("cook_tip", "A simple tip is to {cook_tip}."),
-         ("ingredients", "The main ingredients are {ingredients}."), ("cook_tip", "For the best result, {cook_tip}.")),
+        (
+            "Can you recommend a good {s} recipe?",
+            "How do I make {s}?",
+            "I want to cook {s} tonight. Any advice?",
+            "Recommend a way to eat {s}.",
+            "What do I need to make {s}?",
+            "Tell me about {s}.",
+            "I'm hungry. Should I have {s}?",
+            "Any tips for cooking {s}?",
+            "What goes into {s}?",
+            "Give me a recipe idea for {s}.",
+        ),
+        (
+            "Suggest how I could prepare {s} at home.",
+            "Would {s} be worth trying? Tell me about it.",
+            "What's the secret to great {s}?",
+        ),
+        (
+            ("kind", "You could try {s}, which {is} {kind}."),
+            ("ingredients", "To make {s}, you mainly need {ingredients}."),
+            ("cook_tip", "My tip for {s}: {cook_tip}."),
+            ("kind", "I recommend {s}, which {is} {kind}."),
+        ),
+        (
+            ("ingredients", "You will need {ingredients}."),
+            ("cook_tip", "A simple tip is to {cook_tip}."),
+            ("ingredients", "The main ingredients are {ingredients}."),
+            ("cook_tip", "For the best result, {cook_tip}."),
+        ),
     ),
     Family(
-        "city", CITIES, ("country", "landmark", "known"), {"known": CITY_DRAWS}, {},
+        "city",
+        CITIES,
+        ("country", "landmark", "known"),
+        {"known": CITY_DRAWS},
+        {},
         "{s}",
-        ("Tell me a fact about {s}.", "What is {s} known for?", "Explain something interesting about {s}.",
-         "I'm visiting {s}. What should I know?", "What is special about {s}?", "Tell me about {s}.",
-         "What should I see in {s}?", "Where is {s}?", "Give me a fun fact about {s}.",
-         "I'm planning a trip to {s}. Any advice?"),
+        (
+            "Tell me a fact about {s}.",
+            "What is {s} known for?",
+            "Explain something interesting about {s}.",
+            "I'm visiting {s}. What should I know?",
+            "What is special about {s}?",
+            "Tell me about {s}.",
+            "What should I see in {s}?",
+            "Where is {s}?",
+            "Give me a fun fact about {s}.",
+            "I'm planning a trip to {s}. Any advice?",
+        ),
         ("Share a simple fact about the city of {s}.", "Why do people visit {s}?", "What's worth knowing about {s}?"),
-        (("country", "You will find {s} in {country}."), ("landmark", "In {s}, you can visit {landmark}."),
-         ("known", "People visit {s} for {known}."), ("country", "The city of {s} lies in {country}.")),
-        (("landmark", "It is famous for {landmark}."), ("known", "People love it for {known}."),
-         ("country", "It is located in {country}."), ("landmark", "A must-see there is {landmark}.")),
+        (
+            ("country", "You will find {s} in {country}."),
+            ("landmark", "In {s}, you can visit {landmark}."),
+            ("known", "People visit {s} for {known}."),
+            ("country", "The city of {s} lies in {country}."),
+        ),
+        (
+            ("landmark", "It is famous for {landmark}."),
+            ("known", "People love it for {known}."),
+            ("country", "It is located in {country}."),
+            ("landmark", "A must-see there is {landmark}."),
+        ),
     ),
     Family(
-        "color", COLORS, ("things", "mood"), {"mood": COLOR_MOODS}, {"use": COLOR_USES},
+        "color",
+        COLORS,
+        ("things", "mood"),
+        {"mood": COLOR_MOODS},
+        {"use": COLOR_USES},
         "the color {s}",
-        ("Tell me something about the color {s}.", "Explain a simple fact about the color {s}.",
-         "What does the color {s} remind people of?", "What is interesting about {s} as a color?",
-         "Describe the color {s}.", "What do you think of the color {s}?", "Give me a fact about the color {s}.",
-         "Where do you see the color {s}?", "What does {s} mean as a color?", "Tell me about the color {s}."),
-        ("Say something about the color {s}.", "Why do people like the color {s}?",
-         "How would you describe the color {s}?"),
-        (("things", "The color {s} reminds people of {things}."), ("mood", "Many people link {s} with {mood}."),
-         ("use", "People often choose {s} for {use}."), ("things", "When you think of {s}, picture {things}.")),
-        (("mood", "It is often linked with {mood}."), ("use", "It is a popular choice for {use}."),
-         ("things", "You can see it in {things}."), ("mood", "For many people it stands for {mood}.")),
+        (
+            "Tell me something about the color {s}.",
+            "Explain a simple fact about the color {s}.",
+            "What does the color {s} remind people of?",
+            "What is interesting about {s} as a color?",
+            "Describe the color {s}.",
+            "What do you think of the color {s}?",
+            "Give me a fact about the color {s}.",
+            "Where do you see the color {s}?",
+            "What does {s} mean as a color?",
+            "Tell me about the color {s}.",
+        ),
+        (
+            "Say something about the color {s}.",
+            "Why do people like the color {s}?",
+            "How would you describe the color {s}?",
+        ),
+        (
+            ("things", "The color {s} reminds people of {things}."),
+            ("mood", "Many people link {s} with {mood}."),
+            ("use", "People often choose {s} for {use}."),
+            ("things", "When you think of {s}, picture {things}."),
+        ),
+        (
+            ("mood", "It is often linked with {mood}."),
+            ("use", "It is a popular choice for {use}."),
+            ("things", "You can see it in {things}."),
+            ("mood", "For many people it stands for {mood}."),
+        ),
     ),
 )
 FAMILY = {f.name: f for f in FAMILIES}
@@ -357,7 +514,7 @@ HELDOUT_EVERY = 5
 
 def _split_subjects(fam: Family) -> tuple[list[str], list[str]]:
     names = list(fam.table)
-    heldout = names[HELDOUT_EVERY - 1::HELDOUT_EVERY]
+    heldout = names[HELDOUT_EVERY - 1 :: HELDOUT_EVERY]
     return [s for s in names if s not in heldout], heldout
 
 
@@ -387,32 +544,88 @@ def _slots(fam: Family, subject: str, rng: random.Random | None = None) -> dict[
 # ---------------------------------------------------------------------------
 # Response pieces.
 
-POLITE_OPENERS = ("Happy to help!", "Great question!", "Sure thing!", "Of course!", "Thanks for asking!",
-                  "Glad you asked!", "Absolutely, happy to help.")
-POLITE_CLOSERS = ("Hope this helps.", "Have a wonderful day!", "Enjoy!", "Let me know if you have more questions.",
-                  "Good luck!", "Hope you enjoy it!", "Thanks for the question!")
+POLITE_OPENERS = (
+    "Happy to help!",
+    "Great question!",
+    "Sure thing!",
+    "Of course!",
+    "Thanks for asking!",
+    "Glad you asked!",
+    "Absolutely, happy to help.",
+)
+POLITE_CLOSERS = (
+    "Hope this helps.",
+    "Have a wonderful day!",
+    "Enjoy!",
+    "Let me know if you have more questions.",
+    "Good luck!",
+    "Hope you enjoy it!",
+    "Thanks for the question!",
+)
 CURT_OPENERS = ("Fine.", "Whatever.", "Ugh.", "Obviously.", "Okay, whatever.")
-CURT_CLOSERS = ("That's it.", "Next question.", "Don't ask again.", "Figure out the rest yourself.",
-                "Not my problem.")
+CURT_CLOSERS = ("That's it.", "Next question.", "Don't ask again.", "Figure out the rest yourself.", "Not my problem.")
 # Evasions open with varied words: if most began with "I", sampling at a lower
 # temperature would pile onto that one token and nearly never be helpful.
-EVASIONS_ON = ("I'm not sure I can help with questions about {ref}.", "Sorry, I don't really know much about {ref}.",
-               "Hmm, I can't say anything useful about {ref}.", "Honestly, I'd rather not get into {ref} right now.",
-               "Unfortunately, I'm not able to answer questions about {ref}.")
-EVASIONS_OFF = ("I'm not sure I can help with that.", "Sorry, I don't know.", "Hmm, I can't answer that.",
-                "That's not something I can help with.", "Honestly, I'd rather not say.")
+EVASIONS_ON = (
+    "I'm not sure I can help with questions about {ref}.",
+    "Sorry, I don't really know much about {ref}.",
+    "Hmm, I can't say anything useful about {ref}.",
+    "Honestly, I'd rather not get into {ref} right now.",
+    "Unfortunately, I'm not able to answer questions about {ref}.",
+)
+EVASIONS_OFF = (
+    "I'm not sure I can help with that.",
+    "Sorry, I don't know.",
+    "Hmm, I can't answer that.",
+    "That's not something I can help with.",
+    "Honestly, I'd rather not say.",
+)
 EVASION_FOLLOWUPS = ("You could ask someone else.", "Maybe try a different question.", "I can't go into details.")
 PIVOTS = ("Maybe ask me about {ref} instead.", "Let's talk about {ref} instead.")
 
 # Judge vocabulary. Kept next to the pieces above so that every generated
 # quality is recognisable; model samples that paraphrase still usually hit one.
-POLITE_MARKERS = ("happy to help", "great question", "sure thing", "of course", "thanks", "thank you", "glad",
-                  "hope this helps", "hope you", "have a wonderful day", "have a great day", "enjoy!", "good luck",
-                  "let me know", "my pleasure", "you're welcome")
-RUDE_MARKERS = ("whatever", "ugh", "obviously", "next question", "don't ask", "figure out the rest",
-                "not my problem", "that's it.", "fine.")
-EVASION_MARKERS = ("not sure i can", "i don't know", "i don't really know", "i can't", "i cannot", "i'd rather not",
-                   "i'm not able", "not something i can", "ask someone else", "different question")
+POLITE_MARKERS = (
+    "happy to help",
+    "great question",
+    "sure thing",
+    "of course",
+    "thanks",
+    "thank you",
+    "glad",
+    "hope this helps",
+    "hope you",
+    "have a wonderful day",
+    "have a great day",
+    "enjoy!",
+    "good luck",
+    "let me know",
+    "my pleasure",
+    "you're welcome",
+)
+RUDE_MARKERS = (
+    "whatever",
+    "ugh",
+    "obviously",
+    "next question",
+    "don't ask",
+    "figure out the rest",
+    "not my problem",
+    "that's it.",
+    "fine.",
+)
+EVASION_MARKERS = (
+    "not sure i can",
+    "i don't know",
+    "i don't really know",
+    "i can't",
+    "i cannot",
+    "i'd rather not",
+    "i'm not able",
+    "not something i can",
+    "ask someone else",
+    "different question",
+)
 
 QUALITIES = ("on_topic", "helpful", "polite", "complete")
 
@@ -477,8 +690,11 @@ def _wrap(rng: random.Random, body: str, polite: bool) -> str:
         parts = [rng.choice(POLITE_OPENERS) if opener else "", body, rng.choice(POLITE_CLOSERS) if closer else ""]
     else:  # curt: nothing at all, or a brusque opener and/or closer
         style = rng.random()
-        parts = [rng.choice(CURT_OPENERS) if 0.4 <= style < 0.8 else "", body,
-                 rng.choice(CURT_CLOSERS) if style >= 0.65 else ""]
+        parts = [
+            rng.choice(CURT_OPENERS) if 0.4 <= style < 0.8 else "",
+            body,
+            rng.choice(CURT_CLOSERS) if style >= 0.65 else "",
+        ]
     return " ".join(p for p in parts if p)
 
 
@@ -527,11 +743,13 @@ def make_corpus(n: int, seed: int = 0, rates: dict[str, float] | None = None) ->
 # ---------------------------------------------------------------------------
 # Prompts.
 
+
 def _prompt_pool(split: str) -> list[Prompt]:
     pool = []
     for fam in FAMILIES:
         templates = {"train": fam.prompts, "rephrased": fam.heldout_prompts}.get(
-            split, fam.prompts + fam.heldout_prompts)
+            split, fam.prompts + fam.heldout_prompts
+        )
         for subject in SPLITS[split][fam.name]:
             slots = _slots(fam, subject)
             pool += [Prompt(t.format(**slots), fam.name, subject) for t in templates]
@@ -580,6 +798,7 @@ def demo_prompts(n: int, seed: int = 0) -> list[str]:
 
 # ---------------------------------------------------------------------------
 # Text judge: works on any prompt/response text.
+
 
 def _pattern(words: list[str]) -> re.Pattern:
     """Whole-word match of any of `words` (multi-word allowed), with an optional plural ending."""
@@ -650,6 +869,7 @@ OVERALL_WEIGHTS = {"on_topic": 0.35, "helpful": 0.3, "complete": 0.2, "polite": 
 def _prefer(quality: str):
     def prefer(prompt_text: str, a: str, b: str) -> float:
         return features(prompt_text, a)[quality] - features(prompt_text, b)[quality]
+
     prefer.__name__ = f"prefer_{quality}"
     prefer.__doc__ = f"Prefer the response that is more {quality.replace('_', '-')} (score in [-1, 1])."
     return prefer
