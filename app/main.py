@@ -23,6 +23,7 @@ from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.headers import SecurityHeadersMiddleware
 from app.core.limits import BodyLimitMiddleware
+from app.core.pages import FormRefused, rerender_refused_form
 from app.core.templates import make_templates
 from app.router import api_router, document_errors, page_router, public_router
 
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
     # Outermost, so the limit's own 401/413 answers carry the headers too.
     app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app)
+    app.add_exception_handler(FormRefused, rerender_refused_form)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _exc: LoginRequired):

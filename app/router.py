@@ -2,28 +2,34 @@
 
 API routes are authenticated by their own dependencies (ApiUser / ApiAdmin); the token scope each router
 needs is declared here (the accounts router declares it per route), and a route that declares none
-refuses every request (tests/auth/test_scopes.py walks them all).
+refuses every request (tests/auth/test_scopes.py walks them all). Every page of the admin console needs
+an admin, declared here once for all of them.
 """
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from app.admin import pages as admin_pages
-from app.api.deps import SAFE_METHODS, scope_required
+from app.api.deps import SAFE_METHODS, page_admin, scope_required
+from app.auth import console_pages as auth_console_pages
 from app.auth import pages as auth_pages
 from app.auth import views as auth_views
 from app.auth.models import Scope
+from app.comparisons import pages as comparison_pages
 from app.core import health
 from app.core.errors import ErrorResponse
 from app.export import views as export_views
 from app.judgments import views as judgment_views
+from app.policies import pages as policy_pages
 from app.policies import views as policy_views
+from app.prompts import pages as prompt_pages
 from app.prompts import views as prompt_views
 from app.queue import pages as queue_pages
 from app.queue import views as queue_views
 from app.ratings import views as rating_views
 from app.sampler import views as sampler_views
 from app.stats import views as stats_views
+from app.training import pages as training_pages
 from app.training import views as training_views
 from app.webhooks import views as webhook_views
 
@@ -45,10 +51,22 @@ api_router.include_router(training_views.router, tags=["training"], dependencies
 api_router.include_router(stats_views.router, tags=["stats"], dependencies=ADMIN)
 api_router.include_router(webhook_views.router, tags=["webhooks"], dependencies=ADMIN)
 
+# The admin console, one router per domain, all under /admin: every page needs an admin (an annotator gets
+# a 403 page, an anonymous browser the sign-in page).
+CONSOLE_ROUTERS = [
+    admin_pages.router,  # /admin (dashboard), /admin/annotators, /admin/guidelines
+    auth_console_pages.router,  # /admin/users, /admin/tokens
+    prompt_pages.router,  # /admin/prompts
+    comparison_pages.router,  # /admin/gold, /admin/comparisons/{id}
+    policy_pages.router,  # /admin/policies
+    training_pages.router,  # /admin/rounds
+]
+
 page_router = APIRouter(include_in_schema=False)
-page_router.include_router(auth_pages.router)
+page_router.include_router(auth_pages.router)  # /login, /logout, /account
 page_router.include_router(queue_pages.router)  # /annotate
-page_router.include_router(admin_pages.router)  # /admin/...
+for console_router in CONSOLE_ROUTERS:
+    page_router.include_router(console_router, prefix="/admin", dependencies=[Depends(page_admin)])
 page_router.include_router(health.home_router)
 
 public_router = APIRouter(tags=["health"])

@@ -1,5 +1,4 @@
-"""What the admin console changes: site-wide settings (the annotation guidelines), gold comparisons
-and account activation."""
+"""What the admin console changes: site-wide settings (the annotation guidelines) and gold comparisons."""
 
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from app.admin.models import SiteSetting
-from app.auth import service as auth_service
 from app.auth.models import User
 from app.comparisons.models import Choice, Comparison
 from app.core.db import utcnow
@@ -113,12 +111,3 @@ def list_judgments(*, db: Session, comparison_id: int) -> list[tuple[Judgment, s
             .order_by(Judgment.id)
         ).all()
     )
-
-
-# --- accounts --------------------------------------------------------------------------------------
-
-
-def set_user_active(*, db: Session, actor: User, user_id: int, active: bool) -> User:
-    """Deactivate (signs the user out everywhere, tokens stop working) or reactivate an account."""
-    user = auth_service.get_or_raise(db=db, user_id=user_id)
-    return auth_service.set_active(db=db, actor=actor, user=user, active=active)

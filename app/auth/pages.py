@@ -1,4 +1,5 @@
-"""Browser pages for signing in and out, and for a user's own password and API tokens."""
+"""Browser pages for signing in and out, and for a user's own password and API tokens (the console's
+users and tokens pages are in console_pages.py)."""
 
 from __future__ import annotations
 
@@ -13,28 +14,16 @@ from app.auth import service, sessions
 from app.auth.models import Scope, User
 from app.core.db import utcnow
 from app.core.errors import DomainError
+from app.core.pages import local_target
 from app.core.templates import render
 from app.core.text import Text
 
 router = APIRouter()
 
 
-def _safe_next(target: str | None) -> str:
-    # Only local paths: "//evil.example" would be an open redirect, and browsers read a backslash as a
-    # slash and drop tabs and newlines, so "/\\evil.example" and "/\t/evil.example" would be too.
-    if (
-        target
-        and target.startswith("/")
-        and not target.startswith("//")
-        and not any(c == "\\" or ord(c) < 32 or ord(c) == 127 for c in target)
-    ):
-        return target
-    return "/"
-
-
 @router.get("/login")
 def login_page(request: Request, next: Text = "/") -> Response:
-    return render(request, "auth/login.html", {"next": _safe_next(next)})
+    return render(request, "auth/login.html", {"next": local_target(next, "/")})
 
 
 @router.post("/login", dependencies=[CsrfChecked])
@@ -49,7 +38,7 @@ def login(
     result = service.authenticate(
         db=db, settings=settings, client=client_address(request), username=username, password=password
     )
-    context = {"next": _safe_next(next), "username": username}
+    context = {"next": local_target(next, "/"), "username": username}
     if result.throttled:
         context["error"] = f"Too many failed attempts. Try again in {result.retry_after_s} seconds."
         return render(
@@ -63,7 +52,7 @@ def login(
         sessions.end(db=db, session_id=previous)
     request.session.clear()
     request.session[sessions.COOKIE_KEY] = sessions.open_(db=db, user=result.user, max_age_s=settings.SESSION_MAX_AGE_S)
-    return RedirectResponse(_safe_next(next), status_code=303)
+    return RedirectResponse(local_target(next, "/"), status_code=303)
 
 
 @router.post("/logout", dependencies=[CsrfChecked])

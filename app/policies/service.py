@@ -22,7 +22,6 @@ from app.core.db import utcnow
 from app.core.errors import Conflict, InvalidState, NotFound
 from app.policies import registry
 from app.policies.models import PolicyStatus, PolicyVersion, RewardModel
-from app.training.models import TrainingRound
 from app.webhooks import service as webhook_service
 from app.webhooks.models import WebhookEvent
 
@@ -114,23 +113,23 @@ def get_active(*, db: Session) -> PolicyVersion | None:
     return db.scalar(select(PolicyVersion).where(PolicyVersion.status == PolicyStatus.active))
 
 
-def count_versions(*, db: Session) -> int:
-    return db.scalar(select(func.count()).select_from(PolicyVersion)) or 0
-
-
 def list_versions(*, db: Session) -> list[PolicyVersion]:
     """Every policy version, newest first."""
     return list(db.scalars(select(PolicyVersion).order_by(PolicyVersion.number.desc())))
 
 
-def producing_rounds(*, db: Session, version_ids: list[int]) -> dict[int, int]:
-    """version id -> id of the training round that produced it, for versions made by a round."""
-    rows = db.execute(
-        select(TrainingRound.policy_version_id, TrainingRound.id).where(
-            TrainingRound.policy_version_id.in_(version_ids)
-        )
-    )
-    return dict(rows.all())
+def lineage(*, db: Session, version: PolicyVersion) -> list[PolicyVersion]:
+    """The versions `version` descends from, its parent first and its base last; empty for a base."""
+    ancestors: list[PolicyVersion] = []
+    seen = {version.id}
+    parent_id = version.parent_id
+    # Rows edited by hand could form a loop; the walk stops where one would begin again.
+    while parent_id is not None and parent_id not in seen:
+        parent = get_or_raise(db=db, version_id=parent_id)
+        ancestors.append(parent)
+        seen.add(parent_id)
+        parent_id = parent.parent_id
+    return ancestors
 
 
 def activate(*, db: Session, version_id: int, check_files: bool = True) -> PolicyVersion:

@@ -8,6 +8,7 @@ from app.api.deps import ApiAdmin, IdPath, SessionDep
 from app.policies import service
 from app.policies.models import PolicyVersion
 from app.policies.schemas import PolicyVersionRead, RewardModelRead
+from app.training import service as training_service
 
 router = APIRouter()
 
@@ -25,7 +26,7 @@ def _read(version: PolicyVersion, round_ids: dict[int, int]) -> PolicyVersionRea
 def list_policies(db: SessionDep, _admin: ApiAdmin) -> list[PolicyVersionRead]:
     """Every policy version, newest first, with its parent, producing round and metrics."""
     versions = service.list_versions(db=db)
-    round_ids = service.producing_rounds(db=db, version_ids=[v.id for v in versions])
+    round_ids = training_service.producing_rounds(db=db, version_ids=[v.id for v in versions])
     return [_read(v, round_ids) for v in versions]
 
 
@@ -33,7 +34,7 @@ def list_policies(db: SessionDep, _admin: ApiAdmin) -> list[PolicyVersionRead]:
 def read_policy(number: IdPath, db: SessionDep, _admin: ApiAdmin) -> PolicyVersionRead:
     """One policy version by its number."""
     version = service.get_by_number_or_raise(db=db, number=number)
-    return _read(version, service.producing_rounds(db=db, version_ids=[version.id]))
+    return _read(version, training_service.producing_rounds(db=db, version_ids=[version.id]))
 
 
 @router.post("/policies/{number}/activate", response_model=PolicyVersionRead)
@@ -42,7 +43,7 @@ def activate_policy(number: IdPath, db: SessionDep, _admin: ApiAdmin) -> PolicyV
     version is archived. The sampler switches without a restart."""
     version = service.get_by_number_or_raise(db=db, number=number)
     version = service.activate(db=db, version_id=version.id)
-    return _read(version, service.producing_rounds(db=db, version_ids=[version.id]))
+    return _read(version, training_service.producing_rounds(db=db, version_ids=[version.id]))
 
 
 @router.get("/reward-models", response_model=list[RewardModelRead])

@@ -1,4 +1,5 @@
-"""Shapes of prompts: one imported row (a JSONL line, a CSV row or an API item), and what is read back."""
+"""Shapes of prompts: one imported row (a JSONL line, a CSV row or an API item), an import request, the
+list's filters, and what is read back."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from app.core.text import Text
 
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 50
+MAX_PROMPTS_PER_REQUEST = 10_000
 
 
 class Message(BaseModel):
@@ -62,6 +64,24 @@ class PromptIn(BaseModel):
         if self.prompt is not None:
             return [{"role": "user", "content": self.prompt.strip()}]
         return [{"role": m.role, "content": m.content.strip()} for m in self.messages or []]
+
+
+class PromptImport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: list[PromptIn] = Field(min_length=1, max_length=MAX_PROMPTS_PER_REQUEST)
+    source: Text = Field("api", max_length=100, description="Recorded on each prompt that names no source.")
+
+
+class PromptListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    q: Text | None = Field(None, max_length=500, description="Case-insensitive substring of the prompt text.")
+    tag: Text | None = Field(None, max_length=50)
+    source: Text | None = Field(None, max_length=100)
+    active: bool | None = None
+    offset: int = Field(0, ge=0, le=10**9)
+    limit: int = Field(50, ge=1, le=1000)
 
 
 class LineError(BaseModel):

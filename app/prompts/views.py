@@ -10,37 +10,14 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Query, UploadFile
-from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import ApiAdmin, IdPath, SessionDep, SettingsDep
 from app.core.errors import Unprocessable
 from app.core.text import Text
 from app.prompts import service
-from app.prompts.schemas import ImportReport, PromptIn, PromptPage, PromptRead
-
-MAX_PROMPTS_PER_REQUEST = 10_000
-# Ids are 32-bit integer columns: a larger one is a 422 naming it, not a database overflow (a 500).
-
+from app.prompts.schemas import ImportReport, PromptImport, PromptListQuery, PromptPage, PromptRead
 
 router = APIRouter(prefix="/prompts")
-
-
-class PromptImport(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    prompts: list[PromptIn] = Field(min_length=1, max_length=MAX_PROMPTS_PER_REQUEST)
-    source: Text = Field("api", max_length=100, description="Recorded on each prompt that names no source.")
-
-
-class PromptListQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    q: Text | None = Field(None, max_length=500, description="Case-insensitive substring of the prompt text.")
-    tag: Text | None = Field(None, max_length=50)
-    source: Text | None = Field(None, max_length=100)
-    active: bool | None = None
-    offset: int = Field(0, ge=0, le=10**9)
-    limit: int = Field(50, ge=1, le=1000)
 
 
 @router.post("", response_model=ImportReport)

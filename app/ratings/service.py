@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
@@ -12,6 +10,7 @@ from app.comparisons.models import Choice, Comparison, Completion
 from app.judgments.models import Judgment
 from app.policies.models import PolicyVersion
 from app.ratings import bradley_terry as bt
+from app.ratings.schemas import LeaderboardRowRead, ParentRecord, RecordRead
 
 # From the point of view of completion a's version.
 _OUTCOME = {Choice.a: 1.0, Choice.b: 0.0, Choice.tie: 0.5, Choice.both_bad: 0.5}
@@ -33,39 +32,17 @@ def battles(*, db: Session) -> list[bt.Battle]:
     return [(a, b, _OUTCOME[Choice(choice)]) for a, b, choice in rows]
 
 
-@dataclass
-class Record:
-    wins: int
-    losses: int
-    ties: int
-    win_rate: float | None
-    interval: tuple[float, float] | None
-
-
-@dataclass
-class LeaderboardRow:
-    version_id: int
-    number: int
-    status: str
-    rating: float
-    rating_low: float
-    rating_high: float
-    battles: int
-    vs_parent: Record | None
-    vs_base: Record | None
-
-
-def _record(all_battles: list[bt.Battle], version: int, opponent: int | None) -> Record | None:
+def _record(all_battles: list[bt.Battle], version: int, opponent: int | None) -> RecordRead | None:
     if opponent is None or opponent == version:
         return None
     h2h = bt.head_to_head(all_battles, version, opponent)
-    return Record(h2h.wins, h2h.losses, h2h.ties, h2h.win_rate, bt.wilson_interval(h2h.wins, h2h.decided))
-
-
-@dataclass
-class ParentRecord:
-    parent_number: int
-    record: Record
+    return RecordRead(
+        wins=h2h.wins,
+        losses=h2h.losses,
+        ties=h2h.ties,
+        win_rate=h2h.win_rate,
+        interval=bt.wilson_interval(h2h.wins, h2h.decided),
+    )
 
 
 def against_parent(*, db: Session, version_id: int) -> ParentRecord | None:
@@ -74,10 +51,10 @@ def against_parent(*, db: Session, version_id: int) -> ParentRecord | None:
     parent = db.get(PolicyVersion, version.parent_id) if version and version.parent_id else None
     if parent is None:
         return None
-    return ParentRecord(parent.number, _record(battles(db=db), version.id, parent.id))
+    return ParentRecord(parent_number=parent.number, record=_record(battles(db=db), version.id, parent.id))
 
 
-def leaderboard(*, db: Session, bootstrap_rounds: int = 200, seed: int = 0) -> list[LeaderboardRow]:
+def leaderboard(*, db: Session, bootstrap_rounds: int = 200, seed: int = 0) -> list[LeaderboardRowRead]:
     """Every version that has battled, best first, with bootstrap intervals and head-to-head records
     against its parent and against the base (the first version)."""
     versions = {v.id: v for v in db.scalars(select(PolicyVersion).order_by(PolicyVersion.number))}
@@ -92,7 +69,7 @@ def leaderboard(*, db: Session, bootstrap_rounds: int = 200, seed: int = 0) -> l
         counts[a] = counts.get(a, 0) + 1
         counts[b] = counts.get(b, 0) + 1
     rows = [
-        LeaderboardRow(
+        LeaderboardRowRead(
             version_id=vid,
             number=versions[vid].number,
             status=versions[vid].status.value,

@@ -122,6 +122,22 @@ def to_read(*, db: Session, round_: TrainingRound) -> RoundRead:
     )
 
 
+def producing_rounds(*, db: Session, version_ids: list[int]) -> dict[int, int]:
+    """version id -> id of the training round that produced it, for versions made by a round."""
+    rows = db.execute(
+        select(TrainingRound.policy_version_id, TrainingRound.id).where(
+            TrainingRound.policy_version_id.in_(version_ids)
+        )
+    )
+    return dict(rows.all())
+
+
+def highest_snapshotted_judgment_id(*, db: Session) -> int:
+    """The highest judgment id any round's snapshot has included (0 before the first snapshot): the
+    judgments above it are new to training."""
+    return db.scalar(select(func.max(TrainingRound.snapshot_max_judgment_id))) or 0
+
+
 def count_usable_judgments(*, db: Session, after_id: int = 0, include_ties: bool = False) -> int:
     """Judgments a round would train on (see snapshot.usable_conditions) with an id above `after_id`."""
     return (
@@ -166,7 +182,7 @@ def maybe_schedule(*, db: Session, settings: Settings) -> TrainingRound | None:
     needed = settings.TRAINING_SCHEDULE_MIN_NEW_JUDGMENTS
     if needed <= 0 or in_flight(db=db) is not None:
         return None
-    last_bound = db.scalar(select(func.max(TrainingRound.snapshot_max_judgment_id))) or 0
+    last_bound = highest_snapshotted_judgment_id(db=db)
     if count_usable_judgments(db=db, after_id=last_bound, include_ties=settings.TRAINING_INCLUDE_TIES) < needed:
         return None
     try:

@@ -1,0 +1,106 @@
+"""What page routes share: a console page with its sub-navigation and flash message, post/redirect/get,
+return targets that stay on this site, and forms refused by a domain rule.
+
+A console form posts with the CSRF token and redirects on success; the next page shows a flash message
+saying what happened. A form that a domain rule refuses raises FormRefused (see `rerender_if_refused`):
+the request's unit of work rolls back as it does for any error (app.api.deps.get_db), then one exception
+handler, `rerender_refused_form`, shows the page again with the rule's message and its 4xx. No route rolls
+back a transaction itself, and nothing of a refused form is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from app.core.errors import DomainError
+from app.core.templates import render
+
+# What a console page shows, read from the database it is given.
+PageContext = Callable[[Session], dict[str, Any]]
+
+
+def console_page(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+    section: str | None = None,
+) -> Response:
+    """Render templates/admin/<name>.html with its sub-navigation section and any flash message."""
+    flash = request.session.pop("flash", None)
+    return render(
+        request,
+        f"admin/{name}.html",
+        {"section": section or name, "flash": flash, "error": error, **context},
+        status_code=status_code,
+    )
+
+
+def redirect_with_flash(request: Request, url: str, message: str) -> RedirectResponse:
+    """Post/redirect/get: the next page shows `message` once."""
+    request.session["flash"] = message
+    return RedirectResponse(url, status_code=303)
+
+
+def local_target(target: str | None, default: str, *, within: str = "/") -> str:
+    """`target` when it is a path of this site that starts with `within`, else `default`."""
+    # Only local paths: "//evil.example" would be an open redirect, and browsers read a backslash as a
+    # slash and drop tabs and newlines, so "/\\evil.example" and "/\t/evil.example" would be too.
+    if (
+        target
+        and target.startswith(within)
+        and target.startswith("/")
+        and not target.startswith("//")
+        and not any(c == "\\" or ord(c) < 32 or ord(c) == 127 for c in target)
+    ):
+        return target
+    return default
+
+
+class FormRefused(Exception):
+    """A console form refused by a domain rule: `page` is shown again with the rule's message."""
+
+    def __init__(self, error: DomainError, page: str, context: PageContext, section: str | None) -> None:
+        super().__init__(error.msg)
+        self.error = error
+        self.page = page
+        self.context = context
+        self.section = section
+
+
+@contextmanager
+def rerender_if_refused(
+    page: str,
+    context: PageContext,
+    *,
+    section: str | None = None,
+    refusals: tuple[type[DomainError], ...] = (DomainError,),
+) -> Iterator[None]:
+    """Inside it, a refusal (by default any DomainError) ends the request as FormRefused for `page`, whose
+    context is read afresh; other errors keep their own error page."""
+    try:
+        yield
+    except refusals as exc:
+        raise FormRefused(exc, page, context, section) from exc
+
+
+def rerender_refused_form(request: Request, exc: FormRefused) -> Response:
+    """The exception handler for FormRefused (app.main). It runs after the request's unit of work rolled
+    back, so the page is read in a unit of work of its own."""
+    with request.app.state.db.session() as db:
+        return console_page(
+            request,
+            exc.page,
+            exc.context(db),
+            status_code=exc.error.status_code,
+            error=exc.error.msg,
+            section=exc.section,
+        )

@@ -1,0 +1,148 @@
+"""The console's training rounds (/admin/rounds): the list, the launch form, one round's live page, and
+cancel and retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from app.admin import round_form
+from app.api.deps import CsrfChecked, IdPath, PageAdmin, SessionDep, SettingsDep
+from app.auth import service as auth_service
+from app.core.config import Settings
+from app.core.db import utcnow
+from app.core.errors import Conflict, InvalidState
+from app.core.pages import console_page, redirect_with_flash, rerender_if_refused
+from app.ratings import service as ratings_service
+from app.training import service
+from app.training.models import RoundStatus
+from app.training.schemas import RoundConfig, default_config
+from trainer import metrics as M
+
+router = APIRouter()
+
+# The live charts of a round's page: which logged values each one plots (names from trainer.metrics,
+# the metrics.jsonl contract between the trainer and the app).
+ROUND_CHARTS = [
+    {
+        "id": "rm-accuracy",
+        "title": "Reward model · accuracy",
+        "stage": "reward_model",
+        "series": [{"key": M.RM_TRAIN_ACCURACY, "label": "train batch accuracy"}],
+        # The number that matters is on held-out pairs, once the stage ends, against its gate.
+        "note": {"result": M.RM_EVAL_ACCURACY, "gate": "min_rm_accuracy", "label": "held-out"},
+    },
+    {
+        "id": "rm-loss",
+        "title": "Reward model · loss",
+        "stage": "reward_model",
+        "series": [{"key": M.RM_TRAIN_LOSS, "label": "train loss"}],
+    },
+    {
+        "id": "ppo-reward",
+        "title": "PPO · reward",
+        "stage": "ppo",
+        "series": [
+            {"key": M.OBJECTIVE_RLHF_REWARD, "label": "RLHF reward"},
+            {"key": M.OBJECTIVE_SCORES, "label": "RM score"},
+        ],
+    },
+    {
+        "id": "ppo-kl",
+        "title": "PPO · KL to the reference",
+        "stage": "ppo",
+        "series": [{"key": M.OBJECTIVE_KL, "label": "KL"}],
+    },
+    {
+        "id": "ppo-entropy",
+        "title": "PPO · entropy",
+        "stage": "ppo",
+        "series": [{"key": M.OBJECTIVE_ENTROPY, "label": "entropy"}],
+    },
+    {
+        "id": "ppo-clipfrac",
+        "title": "PPO · clip fraction",
+        "stage": "ppo",
+        "series": [{"key": M.POLICY_CLIPFRAC_AVG, "label": "policy"}, {"key": M.VAL_CLIPFRAC_AVG, "label": "value"}],
+    },
+]
+
+
+def _rounds_context(db: Session, settings: Settings, submitted: dict[str, str] | None = None) -> dict[str, Any]:
+    rounds, total = service.list_(db=db, limit=settings.ADMIN_PAGE_SIZE)
+    defaults = default_config(settings)
+    return {
+        "rounds": [service.to_read(db=db, round_=r) for r in rounds],
+        "total": total,
+        "in_flight": service.in_flight(db=db),
+        "new_judgments": service.count_usable_judgments(
+            db=db,
+            after_id=service.highest_snapshotted_judgment_id(db=db),
+            include_ties=defaults["data"]["include_ties"],
+        ),
+        "sections": round_form.sections(defaults, RoundConfig.model_json_schema(), submitted),
+        "names": {u.id: u.username for u in auth_service.list_(db=db)},
+        "stages_count": len(service.STAGE_ORDER),
+    }
+
+
+def _round_context(db: Session, settings: Settings, round_id: int) -> dict[str, Any]:
+    round_ = service.to_read(db=db, round_=service.get_or_raise(db=db, round_id=round_id))
+    requester = auth_service.get(db=db, user_id=round_.requested_by_id) if round_.requested_by_id else None
+    return {
+        "round": round_,
+        "vs_parent": ratings_service.against_parent(db=db, version_id=round_.policy_version_id)
+        if round_.policy_version_id
+        else None,
+        "requester": requester.username if requester else None,
+        "stages": service.STAGE_ORDER,
+        "charts": ROUND_CHARTS,
+        "poll_ms": int(settings.ADMIN_POLL_S * 1000),
+    }
+
+
+@router.get("/rounds")
+def rounds(request: Request, db: SessionDep, settings: SettingsDep) -> Response:
+    return console_page(request, "rounds", _rounds_context(db, settings))
+
+
+@router.post("/rounds", dependencies=[CsrfChecked])
+async def launch_round(request: Request, db: SessionDep, settings: SettingsDep, admin: PageAdmin) -> Response:
+    # The form's fields follow the configuration (app.training.schemas), so they are read as a whole.
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str) and k != "csrf_token"}
+    with rerender_if_refused("rounds", lambda page_db: _rounds_context(page_db, settings, form)):
+        overrides = round_form.overrides(form, default_config(settings))
+        round_ = service.launch(db=db, settings=settings, requested_by=admin, config_overrides=overrides)
+    message = f"Round {round_.id} is queued; a worker picks it up shortly."
+    return redirect_with_flash(request, f"/admin/rounds/{round_.id}", message)
+
+
+@router.get("/rounds/{round_id}")
+def round_detail(request: Request, round_id: IdPath, db: SessionDep, settings: SettingsDep) -> Response:
+    return console_page(request, "round", _round_context(db, settings, round_id), section="rounds")
+
+
+@router.post("/rounds/{round_id}/cancel", dependencies=[CsrfChecked])
+def cancel_round(request: Request, round_id: IdPath, db: SessionDep, settings: SettingsDep) -> Response:
+    with rerender_if_refused(
+        "round", lambda page_db: _round_context(page_db, settings, round_id), section="rounds", refusals=(InvalidState,)
+    ):
+        round_ = service.request_cancel(db=db, round_id=round_id, now=utcnow())
+    cancelled = round_.status == RoundStatus.cancelled
+    message = "cancelled" if cancelled else "being cancelled; its worker stops it"
+    return redirect_with_flash(request, f"/admin/rounds/{round_id}", f"Round {round_id} is {message}.")
+
+
+@router.post("/rounds/{round_id}/retry", dependencies=[CsrfChecked])
+def retry_round(request: Request, round_id: IdPath, db: SessionDep, settings: SettingsDep) -> Response:
+    with rerender_if_refused(
+        "round",
+        lambda page_db: _round_context(page_db, settings, round_id),
+        section="rounds",
+        refusals=(InvalidState, Conflict),
+    ):
+        service.retry(db=db, round_id=round_id)
+    return redirect_with_flash(request, f"/admin/rounds/{round_id}", f"Round {round_id} is queued again.")
