@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from app.auth.models import ApiToken, Role, User
 from app.comparisons.models import Choice, Comparison
 from app.core.db import utcnow
+from app.judgments.models import Judgment
 from app.policies import registry
 from app.policies import service as policies_service
 from app.policies.models import PolicyStatus
@@ -449,6 +450,21 @@ def test_a_refused_round_form_keeps_what_was_typed(client, submit):
     response = submit("/admin/rounds", {"ppo.kl_coef": "lots", "ppo.seed": "7"})
     assert 'name="ppo.kl_coef" type="number" step="any" value="lots"' in response.text
     assert 'name="ppo.seed" type="number" step="1" value="7"' in response.text
+
+
+def test_new_judgments_count_from_the_last_snapshot_even_when_its_round_is_off_the_first_page(app, client, db, admin):
+    app.state.settings.ADMIN_PAGE_SIZE = 1
+    annotator = make_user(db, "ann")
+    for comparison_id in make_comparisons(db, 3):
+        judge(db, comparison_id, annotator, "a")
+    with db.session() as session:
+        first, second, _third = session.scalars(select(Judgment.id).order_by(Judgment.id))
+        # The snapshotted round is older than the one the first page shows, which never took a snapshot.
+        session.add(TrainingRound(status=RoundStatus.succeeded, snapshot_max_judgment_id=second))
+        session.flush()
+        session.add(TrainingRound(status=RoundStatus.cancelled))
+    page = client.get("/admin/rounds").text
+    assert "1 new usable judgment since the last round's snapshot" in page
 
 
 def test_cancel_and_retry_a_round_from_its_page(client, db, submit):

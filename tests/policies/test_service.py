@@ -99,3 +99,27 @@ def test_reward_models_are_recorded_and_listed(settings, db, tiny_policy_dir):
         assert service.get_reward_model_by_number_or_raise(db=session, number=1).id == model.id
         with pytest.raises(NotFound, match="Reward model 2 does not exist"):
             service.get_reward_model_by_number_or_raise(db=session, number=2)
+
+
+def test_lineage_walks_from_the_parent_back_to_the_base(settings, db, tiny_policy_dir, active_policy):
+    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
+    v3 = publish_version(settings, db, tiny_policy_dir, 3, parent_id=v2)
+    v4 = publish_version(settings, db, tiny_policy_dir, 4)  # a second registered base
+    with db.session() as session:
+
+        def lineage(version_id: int) -> list[int]:
+            version = service.get_or_raise(db=session, version_id=version_id)
+            return [ancestor.number for ancestor in service.lineage(db=session, version=version)]
+
+        assert lineage(v3) == [2, 1]
+        assert lineage(v2) == [1]
+        assert lineage(active_policy) == lineage(v4) == []
+
+
+def test_lineage_stops_where_hand_edited_parents_would_loop(settings, db, tiny_policy_dir, active_policy):
+    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
+    with db.session() as session:
+        service.get_or_raise(db=session, version_id=active_policy).parent_id = v2
+    with db.session() as session:
+        version = service.get_or_raise(db=session, version_id=v2)
+        assert [ancestor.number for ancestor in service.lineage(db=session, version=version)] == [1]

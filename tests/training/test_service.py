@@ -279,3 +279,18 @@ def test_schedule_is_off_at_zero(db, settings, trained_data):
     assert settings.TRAINING_SCHEDULE_MIN_NEW_JUDGMENTS == 0
     with db.session() as session:
         assert service.maybe_schedule(db=session, settings=settings) is None
+
+
+def test_highest_snapshotted_judgment_id_is_the_largest_bound_of_any_round(db):
+    with db.session() as session:
+        assert service.highest_snapshotted_judgment_id(db=session) == 0
+        session.add_all(
+            [
+                TrainingRound(status=RoundStatus.succeeded, snapshot_max_judgment_id=40),
+                TrainingRound(status=RoundStatus.failed, snapshot_max_judgment_id=70),
+                TrainingRound(status=RoundStatus.succeeded, snapshot_max_judgment_id=55),
+                TrainingRound(status=RoundStatus.cancelled),  # cancelled before its snapshot
+            ]
+        )
+    with db.session() as session:
+        assert service.highest_snapshotted_judgment_id(db=session) == 70
