@@ -9,6 +9,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from app.admin import pages as admin_pages
+from app.annotate import pages as annotate_pages
+from app.api import home
 from app.api.deps import SAFE_METHODS, scope_required
 from app.auth import pages as auth_pages
 from app.auth import views as auth_views
@@ -19,7 +21,6 @@ from app.export import views as export_views
 from app.judgments import views as judgment_views
 from app.policies import views as policy_views
 from app.prompts import views as prompt_views
-from app.queue import pages as queue_pages
 from app.queue import views as queue_views
 from app.ratings import views as rating_views
 from app.sampler import views as sampler_views
@@ -47,9 +48,9 @@ api_router.include_router(webhook_views.router, tags=["webhooks"], dependencies=
 
 page_router = APIRouter(include_in_schema=False)
 page_router.include_router(auth_pages.router)
-page_router.include_router(queue_pages.router)  # /annotate
+page_router.include_router(annotate_pages.router)  # /annotate
 page_router.include_router(admin_pages.router)  # /admin/...
-page_router.include_router(health.home_router)
+page_router.include_router(home.router)  # /
 
 public_router = APIRouter(tags=["health"])
 public_router.include_router(health.router)

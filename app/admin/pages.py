@@ -23,12 +23,14 @@ from app.api.deps import MAX_DB_ID, CsrfChecked, IdPath, PageAdmin, SessionDep, 
 from app.auth import service as auth_service
 from app.auth import sessions
 from app.auth.models import Role, Scope
+from app.comparisons import service as comparisons_service
 from app.comparisons.models import Choice
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import Conflict, DomainError, InvalidState, TooLarge, Unprocessable
 from app.core.templates import render
 from app.core.text import Text
+from app.judgments import service as judgment_service
 from app.policies import service as policies_service
 from app.prompts import service as prompts_service
 from app.ratings import service as ratings_service
@@ -392,9 +394,9 @@ def save_guidelines(request: Request, db: SessionDep, markdown: Annotated[Text, 
 
 def _gold_context(db: Session, **extra: Any) -> dict[str, Any]:
     return {
-        "gold": service.list_gold(db=db),
+        "gold": comparisons_service.list_gold(db=db),
         "results": stats_service.gold_results(db=db),
-        "recent": service.list_recent_comparisons(db=db, limit=RECENT_COMPARISONS),
+        "recent": comparisons_service.list_recent(db=db, limit=RECENT_COMPARISONS),
         "choices": list(Choice),
         "form": {},
         **extra,
@@ -418,7 +420,7 @@ def mark_gold(
     try:
         if not comparison_id.strip().isdigit() or not 1 <= int(comparison_id) <= MAX_DB_ID:
             raise Unprocessable("Comparison id must be a number.", loc=("comparison_id",))
-        comparison = service.set_gold(db=db, comparison_id=int(comparison_id), choice=choice)
+        comparison = comparisons_service.set_gold(db=db, comparison_id=int(comparison_id), choice=choice)
     except DomainError as exc:
         return _failed(request, db, exc, "gold", lambda: _gold_context(db, form=form))
     return _done(
@@ -432,19 +434,19 @@ def mark_gold(
 def clear_gold(
     request: Request, comparison_id: IdPath, db: SessionDep, next: Annotated[Text, Form(max_length=200)] = "/admin/gold"
 ) -> Response:
-    service.clear_gold(db=db, comparison_id=comparison_id)
+    comparisons_service.clear_gold(db=db, comparison_id=comparison_id)
     return _done(request, _back(next, "/admin/gold"), f"Comparison {comparison_id} is no longer gold.")
 
 
 @router.get("/comparisons/{comparison_id}")
 def comparison(request: Request, comparison_id: IdPath, db: SessionDep) -> Response:
-    found = service.get_comparison_or_raise(db=db, comparison_id=comparison_id)
+    found = comparisons_service.get_or_raise(db=db, comparison_id=comparison_id)
     return _page(
         request,
         "comparison",
         {
             "comparison": found,
-            "judgments": service.list_judgments(db=db, comparison_id=comparison_id),
+            "judgments": judgment_service.list_for_comparison(db=db, comparison_id=comparison_id),
             "choices": list(Choice),
         },
         section="gold",
