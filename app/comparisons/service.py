@@ -169,24 +169,20 @@ def clear_gold(*, db: Session, comparison_id: int) -> Comparison:
 
 def list_gold(*, db: Session) -> list[Comparison]:
     """Every gold comparison, newest first, with its prompt loaded."""
-    return list(
-        db.scalars(
-            select(Comparison)
-            .where(Comparison.is_gold.is_(True))
-            .options(selectinload(Comparison.prompt))
-            .order_by(Comparison.id.desc())
-        )
-    )
+    return _newest(db=db, gold=True)
 
 
 def list_recent(*, db: Session, limit: int) -> list[Comparison]:
     """The newest comparisons that are not gold yet: candidates an admin may mark."""
-    return list(
-        db.scalars(
-            select(Comparison)
-            .where(Comparison.is_gold.is_(False))
-            .options(selectinload(Comparison.prompt))
-            .order_by(Comparison.id.desc())
-            .limit(limit)
-        )
+    return _newest(db=db, gold=False, limit=limit)
+
+
+def _newest(*, db: Session, gold: bool, limit: int | None = None) -> list[Comparison]:
+    query = (
+        select(Comparison)
+        .where(Comparison.is_gold.is_(gold))
+        .options(selectinload(Comparison.prompt))
+        .order_by(Comparison.id.desc())
+        .limit(limit)
     )
+    return list(db.scalars(query))
