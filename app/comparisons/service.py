@@ -75,7 +75,8 @@ _COUNT = (
 
 
 def get_for_update_or_raise(*, db: Session, comparison_id: int) -> Comparison:
-    """The comparison, row-locked (PostgreSQL) so locks and judgments on it change one at a time."""
+    """The comparison, row-locked (PostgreSQL) so locks and judgments on it change one at a time; for the
+    annotation API, whose NotFound speaks of a pair and names the request body's field."""
     comparison = db.scalars(_FOR_UPDATE, {"comparison_id": comparison_id}).first()
     if comparison is None:
         raise NotFound(f"Pair {comparison_id} does not exist.", loc=("body", "comparison_id"))
@@ -95,7 +96,8 @@ def count_judgment(*, db: Session, comparison: Comparison) -> bool:
 
 
 def judged_by(annotator_id: int | BindParameter[int]) -> ColumnElement[bool]:
-    """SQL condition: the comparison of the enclosing query has a judgment by the annotator."""
+    """SQL condition: the comparison of the enclosing query has a judgment by the annotator (the queue
+    offers no pair to someone who judged it)."""
     return exists().where(Judgment.comparison_id == Comparison.id, Judgment.annotator_id == annotator_id)
 
 
