@@ -10,6 +10,8 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from app.admin import pages as admin_pages
+from app.annotate import pages as annotate_pages
+from app.api import home
 from app.api.deps import SAFE_METHODS, page_admin, scope_required
 from app.auth import console_pages as auth_console_pages
 from app.auth import pages as auth_pages
@@ -24,7 +26,6 @@ from app.policies import pages as policy_pages
 from app.policies import views as policy_views
 from app.prompts import pages as prompt_pages
 from app.prompts import views as prompt_views
-from app.queue import pages as queue_pages
 from app.queue import views as queue_views
 from app.ratings import views as rating_views
 from app.sampler import views as sampler_views
@@ -64,10 +65,10 @@ CONSOLE_ROUTERS = [
 
 page_router = APIRouter(include_in_schema=False)
 page_router.include_router(auth_pages.router)  # /login, /logout, /account
-page_router.include_router(queue_pages.router)  # /annotate
+page_router.include_router(annotate_pages.router)  # /annotate
 for console_router in CONSOLE_ROUTERS:
     page_router.include_router(console_router, prefix="/admin", dependencies=[Depends(page_admin)])
-page_router.include_router(health.home_router)
+page_router.include_router(home.router)  # /
 
 public_router = APIRouter(tags=["health"])
 public_router.include_router(health.router)

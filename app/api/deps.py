@@ -23,12 +23,9 @@ from app.core.security import csrf_token_matches
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
+    """The app's settings (read once at startup). Async, so it costs no trip to the thread pool."""
     return request.app.state.settings
-
-
-def get_database(request: Request) -> Database:
-    return request.app.state.db
 
 
 def get_db(request: Request):
@@ -80,7 +77,7 @@ class ScopeRequired:
 
     Routers declare theirs in app/router.py, a few routes in their decorator. Declaring runs before the
     route's other dependencies and only records the need: api_user enforces it once it knows the
-    credential, which the annotation routes learn inside their unit of work (app/queue/deps.py).
+    credential, which the annotation routes learn inside their unit of work (app/api/annotator_work.py).
     """
 
     def __init__(self, scope: Scope | None) -> None:
@@ -119,7 +116,8 @@ def _count_bad_token(request: Request, db: Session) -> NoReturn:
     not slow an attacker down, only lock out the honest scripts that share the attacker's address
     (a NAT, a proxy), and checking the throttle first would cost every request a query.
     """
-    limits = throttle.token_limits(get_settings(request), client=client_address(request))
+    settings: Settings = request.app.state.settings
+    limits = throttle.token_limits(settings, client=client_address(request))
     if wait := throttle.retry_after_s(db=db, limits=limits):
         raise TooManyRequests(
             f"Too many bad API tokens from your address; try again in {wait} seconds.",
@@ -129,7 +127,7 @@ def _count_bad_token(request: Request, db: Session) -> NoReturn:
     # The 401 below rolls the request's unit of work back, so the failure is committed first, in a
     # transaction of its own (SQLite cannot turn a read snapshot into a write safely).
     db.rollback()
-    throttle.record_failure(db=db, settings=get_settings(request), limits=limits)
+    throttle.record_failure(db=db, settings=settings, limits=limits)
     db.commit()
     raise NotAuthenticated("Invalid or revoked API token.", loc=("header", "authorization"))
 
@@ -177,6 +175,7 @@ class SignedIn:
 
 
 def page_user(request: Request, db: SessionDep) -> User:
+    """The browser session's user; an anonymous browser is sent to the login page (LoginRequired)."""
     user = _session_user(request, db)
     if user is None:
         raise LoginRequired()

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from app.admin import service as admin_service
 from app.api.deps import MAX_DB_ID, CsrfChecked, IdPath, SessionDep
+from app.comparisons import service as comparisons_service
 from app.comparisons.models import Choice
 from app.core.errors import Unprocessable
 from app.core.pages import console_page, local_target, redirect_with_flash, rerender_if_refused
 from app.core.text import Text
+from app.judgments import service as judgment_service
 from app.stats import service as stats_service
 
 router = APIRouter()
@@ -24,9 +25,9 @@ RECENT_COMPARISONS = 20
 
 def _gold_context(db: Session, **extra: Any) -> dict[str, Any]:
     return {
-        "gold": admin_service.list_gold(db=db),
+        "gold": comparisons_service.list_gold(db=db),
         "results": stats_service.gold_results(db=db),
-        "recent": admin_service.list_recent_comparisons(db=db, limit=RECENT_COMPARISONS),
+        "recent": comparisons_service.list_recent(db=db, limit=RECENT_COMPARISONS),
         "choices": list(Choice),
         "form": {},
         **extra,
@@ -50,7 +51,7 @@ def mark_gold(
     with rerender_if_refused("gold", lambda page_db: _gold_context(page_db, form=form)):
         if not comparison_id.strip().isdigit() or not 1 <= int(comparison_id) <= MAX_DB_ID:
             raise Unprocessable("Comparison id must be a number.", loc=("comparison_id",))
-        comparison = admin_service.set_gold(db=db, comparison_id=int(comparison_id), choice=choice)
+        comparison = comparisons_service.set_gold(db=db, comparison_id=int(comparison_id), choice=choice)
     return redirect_with_flash(
         request,
         local_target(next, "/admin/gold", within="/admin"),
@@ -62,20 +63,20 @@ def mark_gold(
 def clear_gold(
     request: Request, comparison_id: IdPath, db: SessionDep, next: Annotated[Text, Form(max_length=200)] = "/admin/gold"
 ) -> Response:
-    admin_service.clear_gold(db=db, comparison_id=comparison_id)
+    comparisons_service.clear_gold(db=db, comparison_id=comparison_id)
     back = local_target(next, "/admin/gold", within="/admin")
     return redirect_with_flash(request, back, f"Comparison {comparison_id} is no longer gold.")
 
 
 @router.get("/comparisons/{comparison_id}")
 def comparison(request: Request, comparison_id: IdPath, db: SessionDep) -> Response:
-    found = admin_service.get_comparison_or_raise(db=db, comparison_id=comparison_id)
+    found = comparisons_service.get_or_raise(db=db, comparison_id=comparison_id)
     return console_page(
         request,
         "comparison",
         {
             "comparison": found,
-            "judgments": admin_service.list_judgments(db=db, comparison_id=comparison_id),
+            "judgments": judgment_service.list_for_comparison(db=db, comparison_id=comparison_id),
             "choices": list(Choice),
         },
         section="gold",

@@ -41,10 +41,6 @@ class DomainError(Exception):
         self.loc = list(loc)
 
 
-class BadRequest(DomainError):
-    status_code, kind = 400, "bad_request"
-
-
 class NotAuthenticated(DomainError):
     status_code, kind = 401, "not_authenticated"
 

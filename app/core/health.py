@@ -1,4 +1,4 @@
-"""Liveness and readiness probes, and the landing page that sends a user where they belong."""
+"""Liveness and readiness probes."""
 
 from __future__ import annotations
 
@@ -6,12 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
-from app.api.deps import PageUser
 from app.core.migrations import current_revision, head_revision
-from app.core.templates import render
 
 router = APIRouter()
-home_router = APIRouter()
 
 
 @router.get("/healthz")
@@ -34,8 +31,3 @@ def readyz(request: Request) -> Response:
     if current != head:
         return JSONResponse({"status": "unavailable", "database": "ok", "migrations": f"{current} != head {head}"}, 503)
     return JSONResponse({"status": "ok", "database": "ok", "migrations": head})
-
-
-@home_router.get("/")
-def home(request: Request, user: PageUser) -> Response:
-    return render(request, "home.html", {"user": user})

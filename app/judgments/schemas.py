@@ -8,9 +8,9 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from app.comparisons.models import Choice
+from app.comparisons.schemas import ComparisonId
 from app.core.text import Text
 from app.judgments.models import Judgment, ScreenChoice, Strength
-from app.queue.schemas import ComparisonId
 
 StrengthName = Literal["slightly", "clearly", "much"]
 

@@ -1,15 +1,18 @@
-"""Where a judgment is stored: checked against the annotator's lock, mapped from screen sides to
-completions a/b, counted toward the comparison's overlap target. Judgments are only ever inserted."""
+"""Where a judgment is stored: checked against the annotator's lock (app/queue/service.py), mapped from
+screen sides to completions a/b, counted toward the comparison's overlap target (app/comparisons/service.py).
+Judgments are only ever inserted."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, case, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.comparisons.models import Choice, Comparison, ComparisonStatus
+from app.auth.models import User
+from app.comparisons import service as comparisons_service
+from app.comparisons.models import Choice
 from app.core.db import utcnow
 from app.core.errors import Conflict, Unprocessable
 from app.judgments.models import Judgment, ScreenChoice, Strength
@@ -57,7 +60,7 @@ def submit(
             loc=("body", "strength"),
         )
     # The row lock comes first: a concurrent retry of this submit waits here, then sees the first one.
-    comparison = queue_service.get_for_update_or_raise(db=db, comparison_id=comparison_id)
+    comparison = comparisons_service.get_for_update_or_raise(db=db, comparison_id=comparison_id)
     earlier = _earlier(
         db=db, annotator_id=annotator_id, comparison_id=comparison_id, client_request_id=client_request_id
     )
@@ -78,8 +81,8 @@ def submit(
         "channel": channel,
         "created_at": now,
     }
-    # Written through the tables, not the ORM unit of work: three plain statements cost a fraction
-    # of a flush, and this is the hottest write path of the app.
+    # Written through the tables, not the ORM unit of work: plain statements cost a fraction of a
+    # flush, and this is the hottest write path of the app.
     try:
         judgment_id = db.execute(_INSERT, values).scalar_one()
     except IntegrityError as exc:
@@ -87,16 +90,7 @@ def submit(
         raise Conflict(
             "This client_request_id was just used for another judgment.", loc=("body", "client_request_id")
         ) from exc
-    count = comparison.judgment_count + 1
-    completed = count >= comparison.overlap_target
-    db.execute(
-        _COUNT,
-        {
-            "comparison_id": comparison.id,
-            "new_count": count,
-            "new_status": ComparisonStatus.completed if completed else comparison.status,
-        },
-    )
+    completed = comparisons_service.count_judgment(db=db, comparison=comparison)
     queue_service.finish(db=db, comparison_id=comparison.id, lock_id=lock.id, completed=completed)
     events = [
         (
@@ -112,7 +106,12 @@ def submit(
         )
     ]
     if completed:
-        events.append((WebhookEvent.comparison_completed, {"comparison_id": comparison.id, "judgment_count": count}))
+        events.append(
+            (
+                WebhookEvent.comparison_completed,
+                {"comparison_id": comparison.id, "judgment_count": comparison.judgment_count},
+            )
+        )
     webhook_service.emit_all(db=db, events=events)
     # The stored row, as a Judgment the caller can read (not attached to the session).
     return Judgment(id=judgment_id, **values), True
@@ -120,12 +119,6 @@ def submit(
 
 # Built once: statement construction costs more than running it (see app/queue/service.py).
 _INSERT = insert(Judgment.__table__).returning(Judgment.__table__.c.id)
-_COMPARISONS = Comparison.__table__
-_COUNT = (
-    update(_COMPARISONS)
-    .where(_COMPARISONS.c.id == bindparam("comparison_id"))
-    .values(judgment_count=bindparam("new_count"), status=bindparam("new_status"))
-)
 _OF_PAIR = select(Judgment).where(
     Judgment.annotator_id == bindparam("annotator_id"), Judgment.comparison_id == bindparam("comparison_id")
 )
@@ -175,3 +168,15 @@ def counts_for(*, db: Session, annotator_id: int, since: datetime) -> tuple[int,
         )
     ).one()
     return recent, total
+
+
+def list_for_comparison(*, db: Session, comparison_id: int) -> list[tuple[Judgment, str]]:
+    """The judgments of one comparison, oldest first, each with its annotator's username."""
+    return list(
+        db.execute(
+            select(Judgment, User.username)
+            .join(User, Judgment.annotator_id == User.id)
+            .where(Judgment.comparison_id == comparison_id)
+            .order_by(Judgment.id)
+        ).all()
+    )

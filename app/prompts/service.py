@@ -30,11 +30,11 @@ from sqlalchemy import cast, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.comparisons import service as comparisons_service
 from app.core.errors import NotFound, Unprocessable
 from app.core.text import check_text
 from app.prompts.models import Prompt
 from app.prompts.schemas import ImportReport, LineError, PromptIn
-from app.sampler import service as sampler_service
 
 FORMATS = ("jsonl", "csv")
 # Errors listed in a refusal; the rest are counted so a huge broken file gives a readable message.
@@ -296,7 +296,7 @@ def deactivate(*, db: Session, prompt_id: int) -> Prompt:
     """Stop sampling a prompt and retire its ready pairs; its judgments are kept."""
     prompt = get_or_raise(db=db, prompt_id=prompt_id)
     prompt.is_active = False
-    sampler_service.retire_for_prompt(db=db, prompt_id=prompt_id)
+    comparisons_service.retire_for_prompt(db=db, prompt_id=prompt_id)
     db.flush()
     return prompt
 

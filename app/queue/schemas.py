@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import MAX_DB_ID
 from app.core.text import Text
 from app.queue.service import Pair
-
-# Ids are 32-bit integers in the database; anything outside that range cannot name a pair.
-ComparisonId = Annotated[int, Field(ge=1, le=MAX_DB_ID, description="The pair's id.")]
 
 
 class MessageRead(BaseModel):

@@ -11,7 +11,7 @@ judgment_count + unexpired locks < overlap_target. Expired locks simply stop cou
 pairs return to the pool. The chosen pair is locked for U with a TTL and a random left/right order.
 
 Concurrency, per backend:
-- SQLite: the caller's transaction began with BEGIN IMMEDIATE (app/queue/deps.py), so pickers run
+- SQLite: the caller's transaction began with BEGIN IMMEDIATE (app/api/annotator_work.py), so pickers run
   one at a time and the capacity test inside the pick query is exact.
 - PostgreSQL: the pick takes the comparison's row lock with FOR UPDATE SKIP LOCKED, so concurrent
   pickers step over each other's rows instead of queueing behind them (and wait for them only when
@@ -35,10 +35,10 @@ from sqlalchemy import Row, Select, bindparam, delete, exists, func, select, upd
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
+from app.comparisons import service as comparisons_service
 from app.comparisons.models import Comparison, ComparisonStatus, Completion
 from app.core.db import utcnow
-from app.core.errors import Conflict, InvalidState, NotFound
-from app.judgments.models import Judgment
+from app.core.errors import Conflict, InvalidState
 from app.prompts.models import Prompt
 from app.queue.models import QueueLock, Skip
 
@@ -177,7 +177,7 @@ def _open_for(tier, lock: str | None) -> Select:
             tier,
             Prompt.is_active.is_(True),
             Comparison.judgment_count + live_locks < Comparison.overlap_target,
-            ~exists().where(Judgment.comparison_id == Comparison.id, Judgment.annotator_id == annotator),
+            ~comparisons_service.judged_by(annotator),
             ~exists().where(Skip.comparison_id == Comparison.id, Skip.annotator_id == annotator),
             Comparison.id.not_in(bindparam("passed_over", expanding=True)),
         )
@@ -214,20 +214,14 @@ _PAIR_CONTENT = (
     .join(_B, _B.id == Comparison.completion_b_id)
     .where(Comparison.id == bindparam("comparison_id"))
 )
-_FOR_UPDATE = (
-    select(Comparison)
-    .where(Comparison.id == bindparam("comparison_id"))
-    .with_for_update()
-    .execution_options(populate_existing=True)
-)
 _LOCK_OF = select(QueueLock).where(
     QueueLock.comparison_id == bindparam("comparison_id"), QueueLock.annotator_id == bindparam("annotator_id")
 )
 _SKIP_OF = select(Skip).where(
     Skip.comparison_id == bindparam("comparison_id"), Skip.annotator_id == bindparam("annotator_id")
 )
-_JUDGED = select(Judgment.id).where(
-    Judgment.comparison_id == bindparam("comparison_id"), Judgment.annotator_id == bindparam("annotator_id")
+_JUDGED = select(Comparison.id).where(
+    Comparison.id == bindparam("comparison_id"), comparisons_service.judged_by(bindparam("annotator_id"))
 )
 
 
@@ -312,14 +306,6 @@ def _pair(*, db: Session, comparison_id: int, left: str, expires_at: datetime) -
     )
 
 
-def get_for_update_or_raise(*, db: Session, comparison_id: int) -> Comparison:
-    """The comparison, row-locked (PostgreSQL) so locks and judgments on it change one at a time."""
-    comparison = db.scalars(_FOR_UPDATE, {"comparison_id": comparison_id}).first()
-    if comparison is None:
-        raise NotFound(f"Pair {comparison_id} does not exist.", loc=("body", "comparison_id"))
-    return comparison
-
-
 def lock_for_judgment(*, db: Session, comparison: Comparison, annotator_id: int) -> QueueLock:
     """The annotator's lock that entitles them to judge this (row-locked) comparison now, or an error.
 
@@ -373,7 +359,7 @@ def skip(*, db: Session, annotator_id: int, comparison_id: int, reason: str) -> 
 
     Returns (skip, created): skipping the same pair again returns the first skip unchanged.
     """
-    comparison = get_for_update_or_raise(db=db, comparison_id=comparison_id)
+    comparison = comparisons_service.get_for_update_or_raise(db=db, comparison_id=comparison_id)
     ids = {"comparison_id": comparison.id, "annotator_id": annotator_id}
     existing = db.scalar(_SKIP_OF, ids)
     if existing is not None:

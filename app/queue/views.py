@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import IdPath
+from app.api.annotator_work import ApiWork
+from app.api.deps import IdPath, SettingsDep
+from app.comparisons.schemas import ComparisonId
 from app.queue import service
-from app.queue.deps import ApiWork, AppSettings
-from app.queue.schemas import ComparisonId, PairRead, SkipCreate, SkipRead
+from app.queue.schemas import PairRead, SkipCreate, SkipRead
 
 router = APIRouter(prefix="/queue", tags=["queue"])
 
@@ -27,7 +28,7 @@ router = APIRouter(prefix="/queue", tags=["queue"])
 )
 async def read_next_pair(
     work: ApiWork,
-    settings: AppSettings,
+    settings: SettingsDep,
     after: Annotated[
         ComparisonId | None,
         Query(description="Prefetch: the pair to show after this one (on screen now) instead of the current one."),
@@ -38,10 +39,13 @@ async def read_next_pair(
     Left/right order is random per showing; submit your choice as left/right/tie/both_bad.
     """
     pair = await work.run(
-        service.next_for,
-        after=after,
-        gold_rate=settings.QUEUE_GOLD_RATE,
-        lock_ttl=timedelta(seconds=settings.QUEUE_LOCK_TTL_S),
+        lambda db, annotator: service.next_for(
+            db=db,
+            annotator_id=annotator.id,
+            after=after,
+            gold_rate=settings.QUEUE_GOLD_RATE,
+            lock_ttl=timedelta(seconds=settings.QUEUE_LOCK_TTL_S),
+        )
     )
     if pair is None:
         return Response(
@@ -58,7 +62,11 @@ async def read_next_pair(
 )
 async def skip_pair(comparison_id: IdPath, body: SkipCreate, response: Response, work: ApiWork) -> SkipRead:
     """Pass on a pair reserved for you, with a reason; it will not be offered to you again."""
-    skip, created = await work.run(service.skip, comparison_id=comparison_id, reason=body.reason)
+    skip, created = await work.run(
+        lambda db, annotator: service.skip(
+            db=db, annotator_id=annotator.id, comparison_id=comparison_id, reason=body.reason
+        )
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return SkipRead.model_validate(skip)
@@ -67,5 +75,5 @@ async def skip_pair(comparison_id: IdPath, body: SkipCreate, response: Response,
 @router.post("/{comparison_id}/release", status_code=status.HTTP_204_NO_CONTENT)
 async def release_pair(comparison_id: IdPath, work: ApiWork) -> Response:
     """Hand a pair reserved for you back to the pool without judging it (harmless if you hold none)."""
-    await work.run(service.release, comparison_id=comparison_id)
+    await work.run(lambda db, annotator: service.release(db=db, annotator_id=annotator.id, comparison_id=comparison_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

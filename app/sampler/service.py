@@ -1,16 +1,16 @@
-"""The sampler's database side: how full the pool is, which prompts need pairs next, storing new pairs,
-and retiring pairs of a superseded version. No torch here; generation lives in trainer.generate and
+"""The sampler's database side: how full the pool is, which prompts need pairs next, which version to
+pit the active one against, and the status the running sampler reports. The pairs themselves are
+created and retired by app.comparisons.service. No torch here; generation lives in trainer.generate and
 the loop that joins the two in app.sampler.worker.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
 
 from app.admin.models import SiteSetting
 from app.comparisons.models import Comparison, ComparisonStatus, Completion
@@ -20,15 +20,6 @@ from app.prompts.models import Prompt
 
 # The sampler may run in another process (or machine): it reports what it serves through this row.
 STATUS_KEY = "sampler_status"
-
-
-@dataclass(frozen=True)
-class NewCompletion:
-    policy_version_id: int
-    text: str
-    token_count: int
-    finish_reason: str
-    sampling: dict
 
 
 def pool_size(*, db: Session) -> int:
@@ -81,75 +72,6 @@ def next_seed(*, db: Session, base_seed: int) -> int:
 def overlap_target(*, rng: random.Random, target: int, share: float) -> int:
     """Annotators for a new pair: `target`, raised to at least 2 for a `share` of pairs (agreement)."""
     return max(target, 2) if rng.random() < share else target
-
-
-def store_comparison(*, db: Session, prompt_id: int, a: NewCompletion, b: NewCompletion, overlap: int) -> Comparison:
-    """Two completions of one prompt and the ready comparison between them."""
-    # Byte-level tokenizers can emit a NUL byte, which PostgreSQL text cannot hold: show it as U+FFFD.
-    completions = [
-        Completion(
-            prompt_id=prompt_id,
-            policy_version_id=c.policy_version_id,
-            text=c.text.replace("\x00", "\ufffd"),
-            token_count=c.token_count,
-            finish_reason=c.finish_reason,
-            sampling=c.sampling,
-        )
-        for c in (a, b)
-    ]
-    db.add_all(completions)
-    db.flush()
-    comparison = Comparison(
-        prompt_id=prompt_id,
-        completion_a_id=completions[0].id,
-        completion_b_id=completions[1].id,
-        status=ComparisonStatus.ready,
-        overlap_target=overlap,
-    )
-    db.add(comparison)
-    db.flush()
-    return comparison
-
-
-def retire_superseded(*, db: Session, active_version_id: int, mode: str) -> int:
-    """Retire ready pairs in which the active version has no completion; returns how many.
-
-    mode "unjudged" retires only pairs nobody has judged yet (partly judged ones still reach their
-    overlap), "all" every such pair, "none" nothing. Retired pairs are kept, with their judgments.
-    """
-    if mode == "none":
-        return 0
-    if mode not in ("unjudged", "all"):
-        raise ValueError(f"retire mode must be none, unjudged or all, not {mode!r}")
-    a, b = aliased(Completion), aliased(Completion)
-    superseded = (
-        select(Comparison.id)
-        .join(a, a.id == Comparison.completion_a_id)
-        .join(b, b.id == Comparison.completion_b_id)
-        .where(
-            Comparison.status == ComparisonStatus.ready,
-            a.policy_version_id != active_version_id,
-            b.policy_version_id != active_version_id,
-        )
-    )
-    if mode == "unjudged":
-        superseded = superseded.where(Comparison.judgment_count == 0)
-    result = db.execute(
-        update(Comparison).where(Comparison.id.in_(superseded)).values(status=ComparisonStatus.retired),
-        execution_options={"synchronize_session": False},
-    )
-    return result.rowcount
-
-
-def retire_for_prompt(*, db: Session, prompt_id: int) -> int:
-    """Retire every ready pair of a prompt (it was deactivated); returns how many."""
-    result = db.execute(
-        update(Comparison)
-        .where(Comparison.prompt_id == prompt_id, Comparison.status == ComparisonStatus.ready)
-        .values(status=ComparisonStatus.retired),
-        execution_options={"synchronize_session": False},
-    )
-    return result.rowcount
 
 
 def save_status(*, db: Session, status: dict) -> None:

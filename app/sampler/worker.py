@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 
+from app.comparisons import service as comparisons_service
+from app.comparisons.schemas import NewCompletion
 from app.core.config import Settings
 from app.core.db import Database, utcnow
 from app.policies import service as policy_service
@@ -218,7 +220,7 @@ class SamplerWorker:
         previous, self.serving = self.serving, ref
         self._too_long.clear()
         with self.db.session() as db:
-            retired = service.retire_superseded(
+            retired = comparisons_service.retire_superseded(
                 db=db, active_version_id=ref.id, mode=self.settings.SAMPLER_RETIRE_ON_SWITCH
             )
         log.info(
@@ -277,7 +279,7 @@ class SamplerWorker:
                 overlap = service.overlap_target(
                     rng=rng, target=settings.QUEUE_OVERLAP_TARGET, share=settings.QUEUE_OVERLAP_SHARE
                 )
-                service.store_comparison(db=db, prompt_id=job.prompt_id, a=pair[0], b=pair[1], overlap=overlap)
+                comparisons_service.create(db=db, prompt_id=job.prompt_id, a=pair[0], b=pair[1], overlap=overlap)
         return len(jobs)
 
     def _plan(self, prompts: list[tuple[int, list[dict]]], rng: random.Random, max_new_tokens: int) -> list[_Job]:
@@ -309,8 +311,8 @@ class SamplerWorker:
         return jobs
 
     @staticmethod
-    def _completion(sample: Sample, ref: VersionRef, sampling: dict) -> service.NewCompletion:
-        return service.NewCompletion(
+    def _completion(sample: Sample, ref: VersionRef, sampling: dict) -> NewCompletion:
+        return NewCompletion(
             policy_version_id=ref.id,
             text=sample.text,
             token_count=sample.token_count,

@@ -231,3 +231,19 @@ def test_counts_today_and_in_total(db, annotators):
         midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
         assert service.counts_for(db=session, annotator_id=annotators[0], since=midnight) == (2, 3)
         assert service.counts_for(db=session, annotator_id=annotators[1], since=midnight) == (0, 0)
+
+
+def test_the_judgments_of_a_pair_come_oldest_first_with_their_annotators(db, annotators):
+    [pair_id, other] = make_comparisons(db, 2, overlap_target=2)
+    second, first = annotators[1], annotators[2]
+    for annotator in (first, second):
+        assert take(db, annotator) == pair_id
+        submit(db, annotator, pair_id, side=ScreenChoice.tie)
+    with db.session() as session:
+        listed = service.list_for_comparison(db=session, comparison_id=pair_id)
+        assert [(judgment.annotator_id, username) for judgment, username in listed] == [
+            (first, "annotator2"),
+            (second, "annotator1"),
+        ]
+        assert all(judgment.choice is Choice.tie for judgment, _ in listed)
+        assert service.list_for_comparison(db=session, comparison_id=other) == []

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from app.comparisons import service as comparisons_service
 from app.comparisons.models import ComparisonStatus
+from app.comparisons.schemas import NewCompletion
 from app.core.db import Database
 from app.prompts import service as prompt_service
 from app.prompts.schemas import PromptIn
-from app.sampler import service as sampler_service
 
 
 def add_prompts(db: Database, *texts: str) -> list[int]:
@@ -30,13 +31,11 @@ def add_pair(
 ) -> int:
     """A stored comparison between completions of the given versions; its id."""
 
-    def completion(version: int) -> sampler_service.NewCompletion:
-        return sampler_service.NewCompletion(
-            policy_version_id=version, text="reply", token_count=2, finish_reason="eos", sampling={}
-        )
+    def completion(version: int) -> NewCompletion:
+        return NewCompletion(policy_version_id=version, text="reply", token_count=2, finish_reason="eos", sampling={})
 
     with db.session() as session:
-        comparison = sampler_service.store_comparison(
+        comparison = comparisons_service.create(
             db=session,
             prompt_id=prompt_id,
             a=completion(version_id),

@@ -1,13 +1,10 @@
-"""The sampler's database side: prompts by need, the pool, baseline versions, retiring superseded pairs."""
+"""The sampler's database side: prompts by need, the pool, baseline versions, seeds and overlap draws."""
 
 from __future__ import annotations
 
 import random
 
-import pytest
-from sqlalchemy import select
-
-from app.comparisons.models import Comparison, ComparisonStatus
+from app.comparisons.models import ComparisonStatus
 from app.policies import service as policy_service
 from app.prompts import service as prompt_service
 from app.sampler import service
@@ -44,57 +41,6 @@ def test_pool_counts_ready_pairs_only(db, active_policy):
         add_pair(db, prompt, active_policy, status=status)
     with db.session() as session:
         assert service.pool_size(db=session) == 2
-
-
-def test_stored_pair_links_both_completions(db, active_policy):
-    [prompt] = add_prompts(db, "p")
-    comparison_id = add_pair(db, prompt, active_policy)
-    with db.session() as session:
-        comparison = session.get(Comparison, comparison_id)
-        assert comparison.status is ComparisonStatus.ready and comparison.overlap_target == 1
-        assert comparison.completion_a.prompt_id == comparison.completion_b.prompt_id == prompt
-        assert comparison.completion_a_id != comparison.completion_b_id
-
-
-def test_a_nul_byte_in_a_completion_is_stored_as_a_replacement_character(db, active_policy):
-    [prompt] = add_prompts(db, "p")
-    reply = service.NewCompletion(
-        policy_version_id=active_policy, text="a\x00b", token_count=3, finish_reason="length", sampling={}
-    )
-    with db.session() as session:
-        comparison_id = service.store_comparison(db=session, prompt_id=prompt, a=reply, b=reply, overlap=1).id
-    with db.session() as session:
-        assert session.get(Comparison, comparison_id).completion_a.text == "a\ufffdb"
-
-
-def test_retire_superseded_by_mode(settings, db, tiny_policy_dir, active_policy):
-    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
-    [prompt] = add_prompts(db, "p")
-    old_unjudged = add_pair(db, prompt, active_policy)
-    old_half_judged = add_pair(db, prompt, active_policy, judgments=1)
-    old_completed = add_pair(db, prompt, active_policy, status=ComparisonStatus.completed, judgments=1)
-    cross = add_pair(db, prompt, v2, version_b_id=active_policy)
-    new = add_pair(db, prompt, v2)
-
-    def statuses() -> dict[int, str]:
-        with db.session() as session:
-            return {c.id: c.status.value for c in session.scalars(select(Comparison))}
-
-    with db.session() as session:
-        assert service.retire_superseded(db=session, active_version_id=v2, mode="none") == 0
-        assert service.retire_superseded(db=session, active_version_id=v2, mode="unjudged") == 1
-    assert statuses() == {
-        old_unjudged: "retired",
-        old_half_judged: "ready",
-        old_completed: "completed",
-        cross: "ready",
-        new: "ready",
-    }
-    with db.session() as session:
-        assert service.retire_superseded(db=session, active_version_id=v2, mode="all") == 1
-    assert statuses()[old_half_judged] == "retired"
-    with db.session() as session, pytest.raises(ValueError, match="mode must be none, unjudged or all"):
-        service.retire_superseded(db=session, active_version_id=v2, mode="some")
 
 
 def test_baseline_is_the_previous_version_or_the_configured_one(settings, db, tiny_policy_dir, active_policy):

@@ -1,4 +1,9 @@
-"""The annotator's page: one pair at a time, keyboard first; the next pair is prefetched as a fragment."""
+"""The annotator's page: one pair at a time, keyboard first; the next pair is prefetched as a fragment.
+
+The page brings the annotation pipeline together: the queue chooses the pair (app/queue/service.py),
+the page's form posts the judgment to the JSON API (app/judgments/views.py), and the counts and the
+guidelines come from the judgments and the console.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,14 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from app.admin import service as admin_service
+from app.api.annotator_work import PageWork
+from app.api.deps import SettingsDep
+from app.comparisons.schemas import ComparisonId
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.templates import render
 from app.judgments import service as judgment_service
-from app.queue import service
-from app.queue.deps import AppSettings, PageWork
-from app.queue.schemas import ComparisonId
+from app.queue import service as queue_service
 
 router = APIRouter()
 
@@ -29,7 +35,7 @@ SKIP_REASONS = (
 
 def _pair_context(*, db: Session, annotator_id: int, settings: Settings, after: int | None) -> dict:
     """The pair to show (see queue_service.next_for) and what the template needs to show it."""
-    pair = service.next_for(
+    pair = queue_service.next_for(
         db=db,
         annotator_id=annotator_id,
         after=after,
@@ -54,17 +60,20 @@ def _page_context(*, db: Session, annotator_id: int, settings: Settings) -> dict
 
 
 @router.get("/annotate")
-async def annotate_page(request: Request, work: PageWork, settings: AppSettings) -> Response:
-    return render(request, "annotate/index.html", await work.run(_page_context, settings=settings))
+async def annotate_page(request: Request, work: PageWork, settings: SettingsDep) -> Response:
+    context = await work.run(lambda db, annotator: _page_context(db=db, annotator_id=annotator.id, settings=settings))
+    return render(request, "annotate/index.html", context)
 
 
 @router.get("/annotate/pair")
 async def pair_fragment(
     request: Request,
     work: PageWork,
-    settings: AppSettings,
+    settings: SettingsDep,
     after: Annotated[ComparisonId | None, Query()] = None,
 ) -> Response:
     """The page's next pair as an HTML fragment (rendered by the same template as the first one)."""
-    context = await work.run(_pair_context, settings=settings, after=after)
+    context = await work.run(
+        lambda db, annotator: _pair_context(db=db, annotator_id=annotator.id, settings=settings, after=after)
+    )
     return render(request, "annotate/_pair.html", context)

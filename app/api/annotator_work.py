@@ -1,5 +1,7 @@
-"""How the annotation routes (queue, judgments, /annotate) run their work: one write unit of work per
-request, with the signed-in annotator, in a single trip to the thread pool.
+"""How the annotation routes (queue, judgments, /annotate) run their work: authentication, the service
+calls and the commit of one write unit of work per request, in a single trip to the thread pool.
+
+    pair = await work.run(lambda db, annotator: queue_service.next_for(db=db, annotator_id=annotator.id, ...))
 
 Why not the usual SessionDep + ApiUser + sync handler: every sync dependency and its exit is its own
 trip between the event loop and a worker thread (seven per request here), and on a busy 2-core machine
@@ -21,14 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Annotated, TypeVar
 
 import anyio
 from fastapi import Depends, FastAPI, Request
+from sqlalchemy.orm import Session
 
 from app.api.deps import api_user, page_user
-from app.core.config import Settings
+from app.auth.models import User
 
 T = TypeVar("T")
 
@@ -48,35 +50,31 @@ def _turns(app: FastAPI) -> anyio.CapacityLimiter:
 
 @dataclass(frozen=True)
 class AnnotatorWork:
-    """Runs a service call for the request's annotator: `await work.run(service.fn, **kwargs)`."""
+    """Runs a unit of work for the request's annotator: `await work.run(lambda db, annotator: ...)`."""
 
     request: Request
-    page: bool  # a browser page (redirect to the login page) rather than the JSON API (401/403)
+    # The same check as the route dependencies ApiUser (api_user) or PageUser (page_user), run inside
+    # the unit of work because the credential is read from the database.
+    authenticate: Callable[[Request, Session], User]
 
-    async def run(self, fn: Callable[..., T], /, **kwargs) -> T:
-        """fn(db=..., annotator_id=..., **kwargs) in a worker thread, committed before it returns."""
-        turns = _turns(self.request.app)
-        return await anyio.to_thread.run_sync(partial(self._run, fn, kwargs), limiter=turns)
+    async def run(self, work: Callable[[Session, User], T]) -> T:
+        """work(db, annotator) in a worker thread, once the request is authenticated; committed before it returns."""
+        return await anyio.to_thread.run_sync(self._run, work, limiter=_turns(self.request.app))
 
-    def _run(self, fn: Callable[..., T], kwargs: dict) -> T:
+    def _run(self, work: Callable[[Session, User], T]) -> T:
         with self.request.app.state.db.write_session() as db:
-            # The same rules as ApiUser (bearer token, or the session plus its CSRF header) / PageUser.
-            user = page_user(self.request, db) if self.page else api_user(self.request, db)
-            return fn(db=db, annotator_id=user.id, **kwargs)
+            return work(db, self.authenticate(self.request, db))
 
 
 async def _api_work(request: Request) -> AnnotatorWork:
-    return AnnotatorWork(request, page=False)
+    return AnnotatorWork(request, authenticate=api_user)
 
 
 async def _page_work(request: Request) -> AnnotatorWork:
-    return AnnotatorWork(request, page=True)
+    return AnnotatorWork(request, authenticate=page_user)
 
 
-async def _settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
+# For JSON routes: a bearer token or the browser session with its CSRF header (401/403 otherwise).
 ApiWork = Annotated[AnnotatorWork, Depends(_api_work)]
+# For browser pages: the signed-in session (an anonymous browser is sent to the login page).
 PageWork = Annotated[AnnotatorWork, Depends(_page_work)]
-AppSettings = Annotated[Settings, Depends(_settings)]
