@@ -36,6 +36,7 @@ from transformers import GenerationConfig
 
 from trainer import metrics as M
 from trainer.contract import (
+    METRICS_FILE,
     PROMPTS_FILE,
     PPOArgs,
     PPOSizes,
@@ -444,7 +445,7 @@ def train_ppo(
     start_update = 0
     if os.path.exists(checkpoint_path):
         start_update = load_checkpoint(checkpoint_path, policy, value_model, optimizer, kl_ctl, args, sizes)
-    writer = M.MetricWriter(os.path.join(out_dir, "metrics.jsonl"), truncate_after_step=start_update)
+    writer = M.MetricWriter(os.path.join(out_dir, METRICS_FILE), truncate_after_step=start_update)
 
     nan_or_inf, stopped = False, False
     update = start_update

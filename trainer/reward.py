@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -31,7 +32,15 @@ import torch
 import torch.nn.functional as F
 
 from trainer import metrics as M
-from trainer.contract import PAIRS_FILE, RewardArgs, add_arguments, json_safe, parse_arguments, snapshot_rows
+from trainer.contract import (
+    METRICS_FILE,
+    PAIRS_FILE,
+    RewardArgs,
+    add_arguments,
+    json_safe,
+    parse_arguments,
+    snapshot_rows,
+)
 from trainer.models import (
     REWARD_MEAN_KEY,
     REWARD_STD_KEY,
@@ -231,7 +240,7 @@ def train_reward_model(
         weight_decay=args.weight_decay,
         fused=True,
     )
-    writer = M.MetricWriter(f"{out_dir}/metrics.jsonl")
+    writer = M.MetricWriter(os.path.join(out_dir, METRICS_FILE))
     writer.write(0, {"args": args.model_dump(), "num_threads": num_threads})
     step, start, window = 0, time.perf_counter(), []
     model.train()
