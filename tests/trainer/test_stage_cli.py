@@ -6,8 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from trainer import metrics as M
 from trainer.models import load_policy, load_scalar_model, load_tokenizer, reward_norm_stats
+from trainer.ppo import main as ppo_main
+from trainer.reward import main as reward_main
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROMPT = [{"role": "user", "content": "tell me about music"}]
@@ -62,39 +66,40 @@ def test_the_ppo_stage_trains_from_a_prompts_file(tmp_path, tiny_policy_dir, tin
     assert [row["step"] for row in rows] == [1, 2] and M.OBJECTIVE_KL in rows[-1]
 
 
-def test_help_lists_every_argument():
-    done = _stage("trainer.reward", "--help")
-    assert done.returncode == 0
-    for flag in ("--pairs", "--policy", "--out", "--num-epochs", "--center-rewards-coefficient", "--precision"):
-        assert flag in done.stdout
-    done = _stage("trainer.ppo", "--help")
-    assert done.returncode == 0
-    for flag in (
-        "--prompts",
-        "--reward-model",
-        "--ref-policy",
-        "--kl-coef",
-        "--num-mini-batches",
-        "--no-whiten-rewards",
-    ):
-        assert flag in done.stdout
+def _usage_error(main, argv, capsys) -> str:
+    """What `main(argv)` prints when it refuses the command line; the exit status must be argparse's 2."""
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in argv])
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
 
 
-def test_a_bad_argument_is_a_usage_error_naming_it(tmp_path, tiny_policy_dir, tiny_reward_dir):
+def test_help_lists_every_argument(capsys):
+    for main, flags in (
+        (reward_main, ("--pairs", "--policy", "--out", "--num-epochs", "--center-rewards-coefficient", "--precision")),
+        (ppo_main, ("--prompts", "--reward-model", "--ref-policy", "--kl-coef", "--no-whiten-rewards")),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_:
+            main(["--help"])
+        assert exit_.value.code == 0
+        shown = capsys.readouterr().out
+        assert all(flag in shown for flag in flags)
+
+
+def test_a_bad_argument_is_a_usage_error_naming_it(tmp_path, tiny_policy_dir, tiny_reward_dir, capsys):
     pairs = tmp_path / "pairs.jsonl"
     _jsonl(pairs, [{"prompt": PROMPT, "chosen": "a", "rejected": "b", "margin": 0.0, "split": "train"}])
     done = _stage("trainer.reward", "--pairs", pairs, "--policy", tiny_policy_dir, "--out", tmp_path / "o",
                   "--learning-rate", "-1")  # fmt: skip
     assert done.returncode == 2
     assert "error: --learning-rate: Input should be greater than 0" in done.stderr
-    done = _stage(
-        "trainer.reward", "--pairs", tmp_path / "missing.jsonl", "--policy", tiny_policy_dir, "--out", tmp_path
-    )
-    assert done.returncode == 2 and "--pairs:" in done.stderr and "missing.jsonl" in done.stderr
-    done = _stage("trainer.ppo", "--prompts", pairs, "--policy", tiny_policy_dir, "--reward-model", tiny_reward_dir,
-                  "--out", tmp_path / "p", "--batch-size", 16, "--num-mini-batches", 3)  # fmt: skip
-    assert done.returncode == 2
-    assert "error: --num-mini-batches: num_mini_batches (3) must divide batch_size (16)." in done.stderr
-    done = _stage("trainer.ppo", "--prompts", pairs, "--policy", tmp_path / "nowhere",
-                  "--reward-model", tiny_reward_dir, "--out", tmp_path / "p")  # fmt: skip
-    assert done.returncode == 2 and "--policy:" in done.stderr and "is not a model directory" in done.stderr
+
+    error = _usage_error(reward_main, ["--pairs", tmp_path / "missing.jsonl", "--policy", tiny_policy_dir,
+                                       "--out", tmp_path], capsys)  # fmt: skip
+    assert "--pairs:" in error and "missing.jsonl" in error
+    ppo = ["--prompts", pairs, "--reward-model", tiny_reward_dir, "--out", tmp_path / "p"]
+    error = _usage_error(ppo_main, [*ppo, "--policy", tiny_policy_dir, "--batch-size", 16, "--num-mini-batches", 3],
+                         capsys)  # fmt: skip
+    assert "error: --num-mini-batches: num_mini_batches (3) must divide batch_size (16)." in error
+    error = _usage_error(ppo_main, [*ppo, "--policy", tmp_path / "nowhere"], capsys)
+    assert "--policy:" in error and "is not a model directory" in error
