@@ -149,7 +149,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 def worker_prefloop_rm(workdir: Path, out: Path, threads: int, precision: str) -> dict:
     sys.path.insert(0, str(ROOT))
     from trainer import metrics as M
-    from trainer.reward import RewardArgs, train_reward_model
+    from trainer.contract import RewardArgs
+    from trainer.reward import train_reward_model
 
     args = RewardArgs(batch_size=RM_BATCH, num_epochs=1, max_length=RM_MAX_LEN, num_threads=threads,
                       device="cpu", precision=prefloop_precision(precision), seed=0)  # fmt: skip
@@ -213,7 +214,8 @@ def worker_trl_rm(workdir: Path, out: Path, threads: int, precision: str) -> dic
 def worker_prefloop_ppo(workdir: Path, out: Path, threads: int, precision: str) -> dict:
     sys.path.insert(0, str(ROOT))
     from trainer import metrics as M
-    from trainer.ppo import PPOArgs, train_ppo
+    from trainer.contract import PPOArgs
+    from trainer.ppo import train_ppo
 
     prompts = [[{"role": "user", "content": p}] for p in json.loads((workdir / "ppo_prompts.json").read_text())]
     args = PPOArgs(total_episodes=PPO_BATCH * PPO_UPDATES, batch_size=PPO_BATCH, response_length=PPO_RESPONSE,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import torch
 
+from trainer.contract import PPOArgs
 from trainer.models import (
     autocast,
     configure_cpu,
@@ -22,7 +23,6 @@ from trainer.models import (
     scalar_forward,
 )
 from trainer.ppo import (
-    PPOArgs,
     encode_prompts,
     left_pad,
     prompt_length_limit,

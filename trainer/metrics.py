@@ -1,13 +1,19 @@
 """Metric names (one list, TRL-compatible where TRL has the metric) and a JSONL metric writer.
 
-Keeping the names here lets the web app, the tests and the trainers agree on spelling, and keeps
-our curves comparable with TRL / N+ W&B reports (reference: rlhf-trainers.md section 7).
+Keeping the names here lets the web app, the tests and the trainers agree on spelling, and keeps our
+curves comparable with TRL's (`trl/trainer/ppo_trainer.py`, `trl/trainer/reward_trainer.py`) and with the
+W&B reports of Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO" (arXiv:2403.17031).
 """
 
 import json
-import math
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from tqdm.auto import tqdm
+
+from trainer.contract import json_safe
 
 # ---- reward model round ---------------------------------------------------------------------------
 RM_TRAIN_LOSS = "rm/train/loss"
@@ -79,7 +85,7 @@ class MetricWriter:
         self._file = open(path, "a")
 
     def write(self, step: int, metrics: dict) -> None:
-        row = {"step": step, "time": time.time(), **{k: _jsonable(v) for k, v in metrics.items()}}
+        row = {"step": step, "time": time.time(), **json_safe(metrics)}
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
 
@@ -105,10 +111,15 @@ def read_metrics(path: str) -> list[dict]:
     return rows
 
 
-def _jsonable(value):
-    """Tensors and numpy scalars -> Python numbers; NaN/inf are kept as strings JSON can carry."""
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # "nan", "inf": json.dumps would otherwise write invalid JSON
-    return value
+@contextmanager
+def progress_bar(stage: str, shown: tuple[str, ...]) -> Iterator[Callable[[int, int, dict], None]]:
+    """An `on_progress(step, total, values)` callback drawing a progress bar (on stderr) with the `shown`
+    metrics, for a stage run from the command line."""
+    with tqdm(desc=stage, unit="step") as bar:
+
+        def report(step: int, total: int, values: dict) -> None:
+            bar.total = total
+            bar.set_postfix({k.rsplit("/", 1)[-1]: values[k] for k in shown if k in values}, refresh=False)
+            bar.update(step - bar.n)
+
+        yield report

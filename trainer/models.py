@@ -25,6 +25,8 @@ from transformers import (
 )
 from transformers.activations import GELUTanh, NewGELUActivation
 
+from trainer.contract import PRECISIONS
+
 REWARD_MEAN_KEY = "prefloop_reward_mean"
 REWARD_STD_KEY = "prefloop_reward_std"
 
@@ -60,9 +62,6 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def check_precision(precision: str, device: torch.device | None = None) -> None:

@@ -7,20 +7,46 @@ Four models, as in TRL's experimental PPOTrainer and the N+ reference code
   reward      frozen; scores are normalised with the mean/std stored by trainer/reward.py
   value       trained; initialised from the reward model (TRL / N+), shares the policy's optimizer
 The pure math (KL, rewards, GAE, losses) lives in trainer/ppo_math.py; this file is orchestration.
-Defaults and their sources: rlhf-trainers.md sections 1.2, 5.1 and 8 (numbered "N details" below).
+The arguments, with their defaults, limits and help, are PPOArgs in trainer/contract.py. Numbered "N details"
+are those of Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO" (arXiv:2403.17031).
+
+Run it alone on a snapshot's prompts (the train split is sampled) with a trained reward model:
+
+    python -m trainer.ppo --prompts DATA_DIR/rounds/<id>/snapshot --policy MODEL_DIR --reward-model RM_DIR \
+        --out OUT_DIR [--ref-policy MODEL_DIR] [--total-episodes 64 ...]
+
+OUT_DIR then holds the policy (model + tokenizer + generation_config) and metrics.jsonl; a run stopped
+with Ctrl-C resumes from OUT_DIR/checkpoint/. `python -m trainer.ppo --help` lists every argument.
 """
 
+import argparse
 import dataclasses
+import json
+import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import GenerationConfig
 
 from trainer import metrics as M
+from trainer.contract import (
+    METRICS_FILE,
+    PROMPTS_FILE,
+    PPOArgs,
+    PPOSizes,
+    add_arguments,
+    batch_size_problem,
+    derive_sizes,
+    json_safe,
+    parse_arguments,
+    snapshot_rows,
+)
 from trainer.models import (
     autocast,
     check_precision,
@@ -48,7 +74,6 @@ from trainer.ppo_math import (
 from trainer.tensor_utils import (
     INVALID_LOGPROB,
     entropy_from_logits,
-    exact_div,
     logprobs_from_logits,
     masked_mean,
     masked_whiten,
@@ -57,109 +82,6 @@ from trainer.tensor_utils import (
 )
 
 CHECKPOINT_SUBDIR = "checkpoint"  # inside out_dir; removed once the final policy is saved
-
-
-@dataclass
-class PPOArgs:
-    # ---- episodes and batch sizes --------------------------------------------------------------------
-    total_episodes: int | None = None
-    """episodes (prompt -> sampled response) in the whole run; must be a multiple of batch_size.
-    None = num_prompt_epochs passes over the prompts, rounded up to whole batches"""
-    num_prompt_epochs: float = 1.0
-    """passes over the prompt set when total_episodes is None"""
-    batch_size: int = 16
-    """episodes per PPO update (rollout batch); TRL: per_device_train_batch_size x grad accum x ranks"""
-    num_mini_batches: int = 1
-    """optimizer steps per PPO epoch: the rollout batch is split into this many minibatches"""
-    gradient_accumulation_steps: int = 1
-    """micro-batches per minibatch (memory only; the gradient is the same)"""
-    num_ppo_epochs: int = 4
-    """passes over each rollout batch, with a fresh permutation each time (N detail #14)"""
-    # ---- optimisation --------------------------------------------------------------------------------
-    learning_rate: float = 3e-5
-    """peak AdamW lr, linearly decayed to 0 (N detail #5). TRL/N+ use 3e-6 for 1B+ pretrained policies.
-    Measured on the embedded 4-layer/256-dim policy (24 updates x 16 episodes, RM from 1000 scripted
-    pairs; scripted-judge quality 0.27 before): 3e-6 barely moves it (KL 0.01 nats, quality 0.26);
-    1e-5: KL 0.2, quality 0.31; 3e-5: KL 2.4, quality 0.39, RM score +1.3 std, with clipfrac <= 0.02
-    and ratio ~1 throughout (48 updates at 3e-5: KL 7.1, quality 0.52). Lower it, or use adaptive_kl,
-    for long rounds or bigger policies"""
-    adam_eps: float = 1e-5
-    """AdamW epsilon; 1e-5 as N+ (PyTorch's 1e-8 made approxkl ~6x larger early on; N detail #19)"""
-    max_grad_norm: float = 1.0
-    """global gradient-norm clip over policy + value parameters"""
-    # ---- reward and KL penalty -----------------------------------------------------------------------
-    kl_coef: float = 0.05
-    """per-token KL penalty coefficient (TRL/N+); the initial value when adaptive_kl is on"""
-    kl_estimator: str = "k1"
-    """"k1" (log p - log q, TRL default) or "k3" (non-negative, lower variance)"""
-    adaptive_kl: bool = False
-    """use Ziegler et al.'s proportional controller to keep per-sequence KL near kl_target"""
-    kl_target: float = 6.0
-    """adaptive KL target in nats per sequence (OpenAI lm-human-preferences)"""
-    kl_horizon: int = 10000
-    """adaptive KL horizon in episodes (OpenAI lm-human-preferences)"""
-    missing_eos_penalty: float | None = 1.0
-    """subtracted from the normalised score of responses that never emit EOS (TRL; N detail #12)"""
-    whiten_rewards: bool = False
-    """whiten per-token rewards over the batch (shift_mean=False); TRL False, N+ True"""
-    # ---- GAE and PPO losses --------------------------------------------------------------------------
-    gamma: float = 1.0
-    """discount; 1 because the score only arrives at the end of the response (N detail #13)"""
-    lam: float = 0.95
-    """GAE lambda (TRL / N+)"""
-    cliprange: float = 0.2
-    """PPO ratio clip"""
-    cliprange_value: float = 0.2
-    """value clip around the rollout values (N detail #17)"""
-    vf_coef: float = 0.1
-    """value loss weight in the shared loss"""
-    ent_coef: float = 0.0
-    """entropy bonus weight; 0 as in TRL/N+ (the KL penalty already keeps the policy spread out)"""
-    # ---- generation ----------------------------------------------------------------------------------
-    response_length: int = 64
-    """max new tokens per response (TRL's 53 is a TL;DR artifact)"""
-    max_prompt_length: int = 256
-    """prompts longer than this keep their last tokens (the end holds the assistant header)"""
-    temperature: float = 0.7
-    """sampling temperature; the same T divides policy AND reference logits (N detail #9)"""
-    # ---- run bookkeeping -----------------------------------------------------------------------------
-    checkpoint_every: int = 10
-    """write a resumable checkpoint every N updates (0 = only when stopped by should_stop)"""
-    seed: int = 0
-    """seeds the prompt order, sampling and minibatch permutations"""
-    num_threads: int | None = None
-    """torch CPU threads; None = every core this process may use"""
-    device: str = "auto"
-    """where the four models run: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda" or "cuda:1"."""
-    precision: str = "auto"
-    """forward passes: "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16" (also on CPU: faster where the
-    CPU has native bf16) or "fp32"; weights, optimizer and logprob math stay fp32 (trainer.models.autocast)"""
-    # ---- derived once by derive_sizes(); leave at 0 ----------------------------------------------------
-    mini_batch_size: int = 0
-    micro_batch_size: int = 0
-    num_updates: int = 0
-
-
-def derive_sizes(args: PPOArgs, num_prompts: int) -> PPOArgs:
-    """Fill the derived batch sizes once, with exact divisions (cleanRL / N+ `parse_args`)."""
-    if num_prompts == 0:
-        raise ValueError("train_ppo needs at least one prompt")
-    check_precision(args.precision)
-    if args.temperature <= 0:
-        raise ValueError("temperature must be > 0 (logprobs are computed from logits / temperature)")
-    if args.whiten_rewards and args.batch_size < 8:
-        raise ValueError("whiten_rewards needs batch_size >= 8 for a meaningful variance (TRL asserts the same)")
-    mini_batch_size = exact_div(args.batch_size, args.num_mini_batches, "batch_size / num_mini_batches")
-    micro_batch_size = exact_div(mini_batch_size, args.gradient_accumulation_steps,
-                                 "mini_batch_size / gradient_accumulation_steps")  # fmt: skip
-    if args.total_episodes is None:
-        num_updates = max(1, -(-int(args.num_prompt_epochs * num_prompts) // args.batch_size))  # ceil
-        total_episodes = num_updates * args.batch_size
-    else:
-        total_episodes = args.total_episodes
-        num_updates = exact_div(total_episodes, args.batch_size, "total_episodes / batch_size")
-    return dataclasses.replace(args, total_episodes=total_episodes, mini_batch_size=mini_batch_size,
-                               micro_batch_size=micro_batch_size, num_updates=num_updates)  # fmt: skip
 
 
 # ---- small helpers -----------------------------------------------------------------------------------
@@ -319,16 +241,17 @@ def first_used_column(query_mask: torch.Tensor) -> torch.Tensor:
     return query_mask.any(0).long().argmax()
 
 
-def ppo_epochs(policy, value_model, optimizer, params, ro: Rollout, args: PPOArgs) -> tuple[dict, bool]:
+def ppo_epochs(policy, value_model, optimizer, params, ro: Rollout, args: PPOArgs,
+               sizes: PPOSizes) -> tuple[dict, bool]:  # fmt: skip
     """num_ppo_epochs x minibatches x micro-batches of clipped PPO. Returns (mean stats, all_finite)."""
     B = ro.response_mask.size(0)
     stats: dict[str, list[torch.Tensor]] = {}
     for _ppo_epoch in range(args.num_ppo_epochs):
         b_inds = torch.randperm(B)  # fresh permutation every epoch (N detail #14)
-        for mb_start in range(0, B, args.mini_batch_size):
-            mb_inds = b_inds[mb_start : mb_start + args.mini_batch_size]
-            for micro_start in range(0, args.mini_batch_size, args.micro_batch_size):
-                idx = mb_inds[micro_start : micro_start + args.micro_batch_size]
+        for mb_start in range(0, B, sizes.mini_batch_size):
+            mb_inds = b_inds[mb_start : mb_start + sizes.mini_batch_size]
+            for micro_start in range(0, sizes.mini_batch_size, sizes.micro_batch_size):
+                idx = mb_inds[micro_start : micro_start + sizes.micro_batch_size]
                 query_responses, attention_mask, P, r = micro_batch(ro, idx)
                 mask = ro.response_mask[idx, r]  # (b, t)
                 # one pass through each trained model: new logprobs (temperature-scaled) and values
@@ -377,7 +300,13 @@ def _mean_stats(stats: dict[str, list[torch.Tensor]]) -> dict[str, float]:
 _RESUME_MAY_CHANGE = {"checkpoint_every", "num_threads", "device"}
 
 
-def save_checkpoint(path: str, update: int, policy, value_model, optimizer, kl_ctl, args: PPOArgs) -> None:
+def _run_args(args: PPOArgs, sizes: PPOSizes) -> dict:
+    """What a checkpoint records of its run: the arguments and the sizes derived from them."""
+    return args.model_dump() | dataclasses.asdict(sizes)
+
+
+def save_checkpoint(path: str, update: int, policy, value_model, optimizer, kl_ctl, args: PPOArgs,
+                    sizes: PPOSizes) -> None:  # fmt: skip
     """Write everything needed to continue after `update` completed updates, atomically: the state goes
     to a temp file that is fsynced and renamed over the old one, so a kill mid-write keeps the previous
     checkpoint intact."""
@@ -389,7 +318,7 @@ def save_checkpoint(path: str, update: int, policy, value_model, optimizer, kl_c
         "kl_ctl": kl_ctl.state_dict(),
         "torch_rng_state": torch.get_rng_state(),
         "cuda_rng_state": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],  # sampling
-        "args": dataclasses.asdict(args),
+        "args": _run_args(args, sizes),
     }
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp"
@@ -400,10 +329,10 @@ def save_checkpoint(path: str, update: int, policy, value_model, optimizer, kl_c
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str, policy, value_model, optimizer, kl_ctl, args: PPOArgs) -> int:
+def load_checkpoint(path: str, policy, value_model, optimizer, kl_ctl, args: PPOArgs, sizes: PPOSizes) -> int:
     """Restore a checkpoint written by save_checkpoint; returns the number of completed updates."""
     state = torch.load(path, weights_only=True, map_location="cpu")  # load_state_dict copies to the device
-    saved, current = state["args"], dataclasses.asdict(args)
+    saved, current = state["args"], _run_args(args, sizes)
     changed = {k for k in current if k not in _RESUME_MAY_CHANGE and saved.get(k) != current[k]}
     if changed:
         raise ValueError(
@@ -488,7 +417,7 @@ def train_ppo(
     stopped=True (no final policy). Returns {"num_updates", "updates_done", "stopped", "resumed_from",
     "metrics" (last update), "gates" (final_kl, nan_or_inf, eos_rate, rlhf_reward_first/last)}.
     """
-    args = derive_sizes(args, len(prompts))
+    sizes = derive_sizes(args, len(prompts))
     configure_cpu(args.num_threads)
     torch.manual_seed(args.seed)
     device = torch.device(resolve_device(args.device))
@@ -510,23 +439,23 @@ def train_ppo(
     # logprobs we train on. It is also what gets saved with the final policy.
     policy.generation_config = generation_config
     prompt_ids = encode_prompts(tokenizer, prompts, prompt_length_limit(args, policy))
-    episode_prompts = prompt_schedule(len(prompt_ids), args.total_episodes, args.seed)
+    episode_prompts = prompt_schedule(len(prompt_ids), sizes.total_episodes, args.seed)
 
     checkpoint_path = os.path.join(out_dir, CHECKPOINT_SUBDIR, "state.pt")
     start_update = 0
     if os.path.exists(checkpoint_path):
-        start_update = load_checkpoint(checkpoint_path, policy, value_model, optimizer, kl_ctl, args)
-    writer = M.MetricWriter(os.path.join(out_dir, "metrics.jsonl"), truncate_after_step=start_update)
+        start_update = load_checkpoint(checkpoint_path, policy, value_model, optimizer, kl_ctl, args, sizes)
+    writer = M.MetricWriter(os.path.join(out_dir, METRICS_FILE), truncate_after_step=start_update)
 
     nan_or_inf, stopped = False, False
     update = start_update
-    while update < args.num_updates:
+    while update < sizes.num_updates:
         if should_stop is not None and should_stop():
-            save_checkpoint(checkpoint_path, update, policy, value_model, optimizer, kl_ctl, args)
+            save_checkpoint(checkpoint_path, update, policy, value_model, optimizer, kl_ctl, args, sizes)
             stopped = True
             break
         t_start = time.perf_counter()
-        lr = args.learning_rate * (1.0 - update / args.num_updates)  # linear decay to 0 (N detail #5)
+        lr = args.learning_rate * (1.0 - update / sizes.num_updates)  # linear decay to 0 (N detail #5)
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = episode_prompts[update * args.batch_size : (update + 1) * args.batch_size]
@@ -537,7 +466,7 @@ def train_ppo(
             experience, stats = rollout(policy, ref_policy, value_model, reward_model, queries, query_mask,
                                         generation_config, args, kl_ctl.value, eos, pad, reward_norm)  # fmt: skip
         t_opt = time.perf_counter()
-        opt_stats, finite = ppo_epochs(policy, value_model, optimizer, params, experience, args)
+        opt_stats, finite = ppo_epochs(policy, value_model, optimizer, params, experience, args, sizes)
         t_end = time.perf_counter()
 
         update += 1
@@ -555,11 +484,11 @@ def train_ppo(
         nan_or_inf |= not finite or not all(math.isfinite(v) for v in stats.values())
         writer.write(update, stats)
         if on_progress is not None:
-            on_progress(update, args.num_updates, stats)
+            on_progress(update, sizes.num_updates, stats)
         if nan_or_inf:
             break  # the weights are still finite (the bad step was not applied); the caller rejects the run
-        if args.checkpoint_every and update % args.checkpoint_every == 0 and update < args.num_updates:
-            save_checkpoint(checkpoint_path, update, policy, value_model, optimizer, kl_ctl, args)
+        if args.checkpoint_every and update % args.checkpoint_every == 0 and update < sizes.num_updates:
+            save_checkpoint(checkpoint_path, update, policy, value_model, optimizer, kl_ctl, args, sizes)
     writer.close()
 
     if not stopped:
@@ -580,10 +509,56 @@ def train_ppo(
         "rlhf_reward_last": last.get(M.OBJECTIVE_RLHF_REWARD),
     }
     return {
-        "num_updates": args.num_updates,
+        "num_updates": sizes.num_updates,
         "updates_done": update,
         "stopped": stopped,
         "resumed_from": start_update,
         "metrics": last,
         "gates": gates,
     }
+
+
+# ---- the command line -------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.ppo", description="Run PPO from a policy against a trained reward model."
+    )
+    parser.add_argument("--prompts", type=Path, required=True,
+                        help=f"{PROMPTS_FILE} as a round's snapshot writes it (its train split is sampled), "
+                             "or the snapshot directory holding it")  # fmt: skip
+    parser.add_argument("--policy", type=Path, required=True, help="model directory of the policy to train")
+    parser.add_argument("--ref-policy", type=Path, help="PPO's frozen KL reference (default: --policy)")
+    parser.add_argument("--reward-model", type=Path, required=True,
+                        help="reward model directory, as `python -m trainer.reward` writes it")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="directory for the policy, metrics.jsonl and the checkpoint a rerun resumes from",
+    )
+    add_arguments(parser, PPOArgs)
+    args, paths = parse_arguments(parser, PPOArgs, argv)
+    if problem := batch_size_problem(args):
+        field, message = problem
+        parser.error(f"--{field.replace('_', '-')}: {message}")
+    paths.ref_policy = paths.ref_policy or paths.policy
+    for flag in ("policy", "ref_policy", "reward_model"):
+        if not getattr(paths, flag).is_dir():
+            parser.error(f"--{flag.replace('_', '-')}: {getattr(paths, flag)} is not a model directory")
+    if not (paths.prompts / PROMPTS_FILE if paths.prompts.is_dir() else paths.prompts).is_file():
+        parser.error(f"--prompts: {paths.prompts} is neither a prompts file nor a directory holding {PROMPTS_FILE}")
+    prompts = [row["prompt"] for row in snapshot_rows(paths.prompts, PROMPTS_FILE)[0]]
+    if not prompts:
+        parser.error(f"--prompts: {paths.prompts} holds no training prompts")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with M.progress_bar("ppo", (M.OBJECTIVE_RLHF_REWARD, M.OBJECTIVE_KL)) as report:
+        result = train_ppo(args, str(paths.policy), str(paths.ref_policy), str(paths.reward_model), prompts,
+                           str(paths.out), on_progress=report)  # fmt: skip
+    print(json.dumps(json_safe(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,20 +4,43 @@ Data: pairs {"prompt": [chat messages], "chosen": str, "rejected": str, "margin"
 encoded as  chat_template(prompt, add_generation_prompt=True) + response tokens + EOS,  exactly the
 token layout PPO later scores, and the reward is the `score` head read at that final EOS token.
 
-References: TRL RewardTrainer (loss, margin, centering, metric names), N+ `reward.py` (one epoch,
-head init, reward normalisation on policy samples), rlhf-trainers.md sections 1.1, 5.2 and 8.
+References: TRL `trl/trainer/reward_trainer.py` (loss, margin, centering, metric names); Huang et al. 2024,
+"The N+ Implementation Details of RLHF with PPO" (arXiv:2403.17031) and its code,
+vwxyzjn/summarize_from_feedback_details `reward.py` (one epoch, score-head init, reward normalisation).
+The arguments, with their defaults and help, are RewardArgs in trainer/contract.py.
+
+Run it alone on a snapshot's pairs (the train split trains, the eval split measures held-out accuracy):
+
+    python -m trainer.reward --pairs DATA_DIR/rounds/<id>/snapshot --policy MODEL_DIR --out OUT_DIR [--num-epochs 2 ...]
+
+OUT_DIR then holds the reward model (model + tokenizer, the score mean/std in its config) and
+metrics.jsonl; `python -m trainer.reward --help` lists every argument.
 """
 
+import argparse
+import json
+import logging
 import math
+import os
 import random
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from trainer import metrics as M
+from trainer.contract import (
+    METRICS_FILE,
+    PAIRS_FILE,
+    RewardArgs,
+    add_arguments,
+    json_safe,
+    parse_arguments,
+    snapshot_rows,
+)
 from trainer.models import (
     REWARD_MEAN_KEY,
     REWARD_STD_KEY,
@@ -32,51 +55,6 @@ from trainer.models import (
     resolve_device,
     scalar_forward,
 )
-
-
-@dataclass
-class RewardArgs:
-    num_epochs: int = 1
-    """passes over the training pairs; 1 as in Ziegler et al. and N+, to avoid overfitting scarce labels"""
-    learning_rate: float = 3e-4
-    """peak AdamW lr, linearly decayed to 0. N+'s 3e-6 and TRL's 1e-4 target large pretrained LMs; small
-    models need more. Measured (1 epoch, bs 16, 1000 scripted-annotator pairs on samples of a 4-layer/
-    256-dim embedded policy): held-out accuracy 0.77 / 0.79 / 0.84 / 0.84 at 3e-5 / 1e-4 / 3e-4 / 1e-3,
-    lowest held-out loss at 3e-4. On a random 2-layer/32-dim GPT-2, 1e-5 stays at chance, 3e-4 gets ~0.9"""
-    batch_size: int = 16
-    """pairs per optimizer step (each step runs 2 * batch_size sequences in one forward)"""
-    max_length: int = 256
-    """max tokens of prompt + response + EOS (capped at the model's position embeddings); longer pairs are
-    dropped, as TRL's docstring says, and counted in rm/data/num_dropped_too_long"""
-    use_margin: bool = False
-    """subtract each pair's `margin` (e.g. from annotator strength) inside the loss, as in Llama 2"""
-    center_rewards_coefficient: float | None = 0.01
-    """weight of mean((r_chosen + r_rejected)^2), keeps rewards centred near 0 (Eisenstein et al. 2023);
-    None disables"""
-    adam_eps: float = 1e-5
-    """AdamW epsilon; 1e-5 as in the N+ reference (PyTorch's 1e-8 gives larger early steps)"""
-    weight_decay: float = 0.0
-    """AdamW weight decay (HF default 0)"""
-    max_grad_norm: float = 1.0
-    """gradient clipping threshold (HF default)"""
-    group_by_length: bool = True
-    """batch pairs of similar length together (shuffled mega-batches of 50 batches, sorted inside, as
-    HF's LengthGroupedSampler) so dynamic padding wastes almost nothing"""
-    eval_batch_size: int = 64
-    """pairs per forward in evaluation and normalisation scoring"""
-    max_norm_samples: int = 1024
-    """when norm_texts is not given, at most this many pair responses are scored for the mean/std"""
-    log_every: int = 10
-    """optimizer steps between metrics lines / on_progress calls"""
-    seed: int = 0
-    """seeds the score-head init and the batch order"""
-    num_threads: int | None = None
-    """torch CPU threads; None = every core this process may use"""
-    device: str = "auto"
-    """where the model trains: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda" or "cuda:1"."""
-    precision: str = "auto"
-    """forward passes: "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16" (also on CPU: faster where the
-    CPU has native bf16) or "fp32"; weights and optimizer stay fp32 (trainer.models.autocast)"""
 
 
 def bradley_terry_loss(
@@ -230,14 +208,12 @@ def train_reward_model(
     pairs_train: list[dict],
     pairs_eval: list[dict],
     out_dir: str,
-    norm_texts: list[tuple] | None = None,
     on_progress: Callable[[int, int, dict], None] | None = None,
 ) -> dict:
     """Train an RM initialised from `base_policy_dir`, save it (model + tokenizer) to `out_dir`.
 
-    norm_texts: [(prompt_messages, response_text)] sampled from the policy PPO will start from; the RM
-    score mean/std over them is stored in the saved config so PPO sees scores ~ N(0, 1) (N detail #8).
-    When None, the responses in the pairs are used (they are policy samples too).
+    The RM score mean/std over the pairs' responses (samples of the policies PPO starts from) is stored in
+    the saved config, so PPO sees scores ~ N(0, 1) (N detail #8).
     Returns the final metrics (rm/train/* averaged over the last epoch, rm/eval/*, rm/norm/*, rm/data/*).
     """
     num_threads = configure_cpu(args.num_threads)
@@ -264,8 +240,8 @@ def train_reward_model(
         weight_decay=args.weight_decay,
         fused=True,
     )
-    writer = M.MetricWriter(f"{out_dir}/metrics.jsonl")
-    writer.write(0, {"args": asdict(args), "num_threads": num_threads})
+    writer = M.MetricWriter(os.path.join(out_dir, METRICS_FILE))
+    writer.write(0, {"args": args.model_dump(), "num_threads": num_threads})
     step, start, window = 0, time.perf_counter(), []
     model.train()
     for _epoch in range(args.num_epochs):
@@ -293,15 +269,7 @@ def train_reward_model(
         result |= evaluate(model, evals, pad, args.eval_batch_size, args.precision)
     else:
         result |= {M.RM_EVAL_ACCURACY: None, M.RM_EVAL_LOSS: None, M.RM_EVAL_MARGIN: None}
-    if norm_texts:
-        eos = tokenizer.eos_token_id
-        norm_sequences = [
-            render_prompt_ids(tokenizer, p) + tokenizer(r, add_special_tokens=False)["input_ids"] + [eos]
-            for p, r in norm_texts
-        ]
-    else:
-        norm_sequences = [seq for c, r, _ in train + evals for seq in (c, r)][: args.max_norm_samples]
-    norm_sequences = [seq for seq in norm_sequences if len(seq) <= max_length]
+    norm_sequences = [seq for c, r, _ in train + evals for seq in (c, r)][: args.max_norm_samples]
     mean, std = normalisation_stats(model, norm_sequences, pad, args.eval_batch_size, args.precision)
     setattr(model.config, REWARD_MEAN_KEY, mean)
     setattr(model.config, REWARD_STD_KEY, std)
@@ -320,3 +288,43 @@ def train_reward_model(
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return result
+
+
+# ---- the command line ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.reward", description="Train a reward model on preference pairs (Bradley-Terry)."
+    )
+    parser.add_argument(
+        "--pairs",
+        type=Path,
+        required=True,
+        help=f"{PAIRS_FILE} as a round's snapshot writes it, or the snapshot directory holding it",
+    )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        required=True,
+        help="model directory the reward model starts from (a round uses its lineage's base policy)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="directory for the reward model and metrics.jsonl")
+    add_arguments(parser, RewardArgs)
+    args, paths = parse_arguments(parser, RewardArgs, argv)
+    if not (paths.pairs / PAIRS_FILE if paths.pairs.is_dir() else paths.pairs).is_file():
+        parser.error(f"--pairs: {paths.pairs} is neither a pairs file nor a directory holding {PAIRS_FILE}")
+    if not paths.policy.is_dir():
+        parser.error(f"--policy: {paths.policy} is not a model directory")
+    train, held_out = snapshot_rows(paths.pairs, PAIRS_FILE)
+    if not train:
+        parser.error(f"--pairs: {paths.pairs} holds no training pairs")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with M.progress_bar("reward_model", (M.RM_TRAIN_LOSS, M.RM_TRAIN_ACCURACY)) as report:
+        result = train_reward_model(args, str(paths.policy), train, held_out, str(paths.out), on_progress=report)
+    print(json.dumps(json_safe(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,15 +2,15 @@
 
     python -m trainer.round --workdir DATA_DIR/rounds/<id> [--parent-pid PID]
 
-Input, written by the app (app/training/snapshot.py documents the fields):
+Input, written by the app (app/training/snapshot.py):
     snapshot/pairs.jsonl, snapshot/prompts.jsonl, snapshot/config.json, snapshot/manifest.json
 Output (app/training/workdir.py reads it; this process never touches the database):
-    status.json     {"state": running|succeeded|rejected|failed|interrupted, "stage", "step", "total_steps",
-                     "completed_stages", "latest_metrics", "results", "rejected_reasons", "error"},
-                    replaced atomically (write + rename) at every logged step
+    status.json     TrainerStatus, replaced atomically (write + rename) at every logged step
     metrics.jsonl   {"stage", "step", "values"} per logged point, for the live charts
     outputs/reward_model/, outputs/policy/   the models to publish (only final, complete directories)
     work/           stage markers (<stage>.json, holding the stage's results) and the PPO checkpoint
+trainer/contract.py defines these names and formats, the configuration's sections and the stage names.
+Each stage also runs alone: `python -m trainer.reward`, `python -m trainer.ppo`.
 
 Stages: `reward_model` (Bradley-Terry on the train pairs, accuracy on the held-out pairs), `ppo` (from
 the version the round starts from, reference = config ref_policy_dir, value model from the new reward
@@ -41,6 +41,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from pydantic import ValidationError
+
 # OpenMP threads waiting for work sleep instead of spinning. A round shares its cores with the web server
 # and the sampler, and spinning waiters made 2-thread training steps ~3x slower than 1 thread on a busy
 # 2-core machine, while passive ones matched it (docs/benchmarks.md, "Trainer"). OpenMP reads this once,
@@ -50,16 +52,34 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from trainer import metrics as M  # noqa: E402
+from trainer.contract import (  # noqa: E402
+    CONFIG_FILE,
+    METRICS_FILE,
+    OUTPUTS_DIR,
+    PAIRS_FILE,
+    POLICY_OUTPUT,
+    PROMPTS_FILE,
+    REWARD_MODEL_OUTPUT,
+    SNAPSHOT_DIR,
+    STAGE_OUTPUT,
+    STATUS_FILE,
+    TRAINER_STAGES,
+    WORK_DIR,
+    GateConfig,
+    SnapshotConfig,
+    Stage,
+    TrainerStatus,
+    describe_validation_error,
+    json_safe,
+    snapshot_rows,
+)
 from trainer.evaluate import compare_policies  # noqa: E402
 from trainer.models import ModelLoadError  # noqa: E402
-from trainer.ppo import PPOArgs, derive_sizes, train_ppo  # noqa: E402
-from trainer.reward import RewardArgs, train_reward_model  # noqa: E402
+from trainer.ppo import derive_sizes, train_ppo  # noqa: E402
+from trainer.reward import train_reward_model  # noqa: E402
 
 log = logging.getLogger("trainer.round")
 
-STAGES = ("reward_model", "ppo", "evaluate")
-# The directory under outputs/ each stage leaves (moved out by the worker when it publishes).
-STAGE_OUTPUT = {"reward_model": "reward_model", "ppo": "policy", "evaluate": None}
 EXIT_VERDICT, EXIT_FAILED, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 75, 143
 
 
@@ -93,67 +113,53 @@ class StopFlag:
 
 def _write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=1), encoding="utf-8")
+    tmp.write_text(json.dumps(json_safe(data), indent=1), encoding="utf-8")
     os.replace(tmp, path)
 
 
-def _jsonable(value):
-    """NaN/inf as strings ("nan", "inf"), as trainer.metrics writes them: JSON has no such numbers."""
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 class Status:
-    """status.json, rewritten whole on every change."""
+    """status.json (TrainerStatus), rewritten whole on every change."""
 
     def __init__(self, path: Path, completed: list[str], results: dict) -> None:
         self.path = path
-        self.data = {"state": "running", "stage": "", "step": 0, "total_steps": 0,
-                     "completed_stages": completed, "latest_metrics": {}, "results": results,
-                     "rejected_reasons": [], "error": ""}  # fmt: skip
+        self.data = TrainerStatus(completed_stages=completed, results=results)
 
     def update(self, **fields) -> None:
-        self.data |= fields
-        _write_json_atomic(self.path, self.data)
+        self.data = self.data.model_copy(update=fields)
+        _write_json_atomic(self.path, self.data.model_dump())
 
 
 class Round:
     """Paths and results of the round in `workdir`, and its progress reporting."""
 
     def __init__(self, workdir: Path) -> None:
-        self.work = workdir / "work"
-        self.outputs = workdir / "outputs"
+        self.work = workdir / WORK_DIR
+        self.outputs = workdir / OUTPUTS_DIR
         self.work.mkdir(exist_ok=True)
         self.outputs.mkdir(exist_ok=True)
         self.results = {}
-        for stage in STAGES:  # done = its marker, its output and every earlier stage's
+        for stage in TRAINER_STAGES:  # done = its marker, its output and every earlier stage's
             output = STAGE_OUTPUT[stage]
-            missing = output is not None and not (self.outputs / output / "config.json").exists()
+            missing = output is not None and not (self.outputs / output / CONFIG_FILE).exists()
             if missing or not self.marker(stage).exists():
                 break
             self.results[stage] = json.loads(self.marker(stage).read_text())
-        self.status = Status(workdir / "status.json", [s for s in STAGES if s in self.results], self.results)
-        self._metrics = (workdir / "metrics.jsonl").open("a", encoding="utf-8")
+        completed = [s for s in TRAINER_STAGES if s in self.results]
+        self.status = Status(workdir / STATUS_FILE, completed, self.results)
+        self._metrics = (workdir / METRICS_FILE).open("a", encoding="utf-8")
 
     def marker(self, stage: str) -> Path:
         return self.work / f"{stage}.json"
 
     def complete(self, stage: str, result: dict) -> None:
         """Record a finished stage: its marker is what a resumed run skips it by."""
-        self.results[stage] = _jsonable(result)
+        self.results[stage] = json_safe(result)
         _write_json_atomic(self.marker(stage), self.results[stage])
-        self.status.update(completed_stages=[s for s in STAGES if s in self.results], results=self.results)
+        self.status.update(completed_stages=[s for s in TRAINER_STAGES if s in self.results], results=self.results)
 
     def on_progress(self, stage: str):
         def report(step: int, total: int, values: dict) -> None:
-            values = _jsonable(values)
+            values = json_safe(values)
             self._metrics.write(json.dumps({"stage": stage, "step": step, "values": values}) + "\n")
             self._metrics.flush()
             self.status.update(stage=stage, step=step, total_steps=total, latest_metrics=values)
@@ -165,52 +171,35 @@ class Round:
 
 @dataclasses.dataclass
 class Snapshot:
-    config: dict
+    config: SnapshotConfig
     pairs_train: list[dict]
     pairs_eval: list[dict]
     ppo_prompts: list[list[dict]]
     eval_prompts: list[list[dict]]
-    reward_args: RewardArgs
-    ppo_args: PPOArgs
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _args(cls, values: dict, section: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise RoundFailed(f"unknown {section} settings {unknown}; known: {sorted(known)}")
-    return cls(**values)
 
 
 def load_snapshot(workdir: Path) -> Snapshot:
     """Read and check the snapshot, including PPO's batch sizes, before any model is loaded."""
-    snap = workdir / "snapshot"
-    if not (snap / "config.json").is_file():
-        raise RoundFailed(f"{snap} holds no snapshot (config.json is missing)")
-    config = json.loads((snap / "config.json").read_text(encoding="utf-8"))
-    pairs = _read_jsonl(snap / "pairs.jsonl")
-    prompts = _read_jsonl(snap / "prompts.jsonl")
-    train = [p for p in pairs if p["split"] == "train"]
-    held_out = [p for p in pairs if p["split"] == "eval"]
+    snap = workdir / SNAPSHOT_DIR
+    if not (snap / CONFIG_FILE).is_file():
+        raise RoundFailed(f"{snap} holds no snapshot ({CONFIG_FILE} is missing)")
+    try:
+        config = SnapshotConfig.model_validate_json((snap / CONFIG_FILE).read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        raise RoundFailed(f"invalid {CONFIG_FILE}: {describe_validation_error(exc)}") from exc
+    train, held_out = snapshot_rows(snap, PAIRS_FILE)
     if not train:
         raise RoundFailed("the snapshot has no usable training pairs")
     if not held_out:
         raise RoundFailed("the snapshot has no held-out pairs, so the reward model's accuracy cannot be measured")
-    ppo_prompts = [p["prompt"] for p in prompts if p["split"] == "train"]
+    ppo_prompts, eval_prompts = ([row["prompt"] for row in rows] for rows in snapshot_rows(snap, PROMPTS_FILE))
     if not ppo_prompts:
         raise RoundFailed("the snapshot has no training-split prompts for PPO rollouts")
-    reward_args = _args(RewardArgs, config["reward"], "reward")
     try:
-        ppo_args = derive_sizes(_args(PPOArgs, config["ppo"], "ppo"), len(ppo_prompts))
+        derive_sizes(config.ppo, len(ppo_prompts))
     except ValueError as exc:
         raise RoundFailed(f"inconsistent PPO batch sizes: {exc}") from exc
-    eval_prompts = [p["prompt"] for p in prompts if p["split"] == "eval"]
-    return Snapshot(config, train, held_out, ppo_prompts, eval_prompts, reward_args, ppo_args)
+    return Snapshot(config, train, held_out, ppo_prompts, eval_prompts)
 
 
 # ---- stages --------------------------------------------------------------------------------------------
@@ -223,17 +212,17 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 def stage_reward_model(rnd: Round, snap: Snapshot) -> dict:
     """Train the reward model from the lineage's base policy; only a finished one reaches outputs/."""
-    tmp = rnd.work / "reward_model"
+    tmp = rnd.work / REWARD_MODEL_OUTPUT
     shutil.rmtree(tmp, ignore_errors=True)
     result = train_reward_model(
-        snap.reward_args,
-        snap.config["base_policy_dir"],
+        snap.config.reward,
+        snap.config.base_policy_dir,
         snap.pairs_train,
         snap.pairs_eval,
         str(tmp),
-        on_progress=rnd.on_progress("reward_model"),
+        on_progress=rnd.on_progress(Stage.reward_model),
     )
-    _replace_dir(tmp, rnd.outputs / "reward_model")
+    _replace_dir(tmp, rnd.outputs / REWARD_MODEL_OUTPUT)
     return result
 
 
@@ -242,71 +231,72 @@ def stage_ppo(rnd: Round, snap: Snapshot, stop: StopFlag) -> dict:
     stop.graceful = True
     try:
         result = train_ppo(
-            snap.ppo_args,
-            snap.config["policy_dir"],
-            snap.config["ref_policy_dir"],
-            str(rnd.outputs / "reward_model"),
+            snap.config.ppo,
+            snap.config.policy_dir,
+            snap.config.ref_policy_dir,
+            str(rnd.outputs / REWARD_MODEL_OUTPUT),
             snap.ppo_prompts,
-            str(rnd.work / "ppo"),
-            on_progress=rnd.on_progress("ppo"),
+            str(rnd.work / Stage.ppo),
+            on_progress=rnd.on_progress(Stage.ppo),
             should_stop=lambda: stop.requested,
         )
     finally:
         stop.graceful = False
     if result["stopped"]:
         raise Interrupted()
-    _replace_dir(rnd.work / "ppo", rnd.outputs / "policy")
+    _replace_dir(rnd.work / Stage.ppo, rnd.outputs / POLICY_OUTPUT)
     return result
 
 
 def stage_evaluate(rnd: Round, snap: Snapshot) -> dict:
     """The policy the round started from against the new one, on held-out prompts (trainer/evaluate.py)."""
-    cfg = snap.config["evaluate"]
+    config = snap.config
     return compare_policies(
-        old_dir=snap.config["policy_dir"], new_dir=str(rnd.outputs / "policy"),
-        ref_dir=snap.config["ref_policy_dir"], reward_model_dir=str(rnd.outputs / "reward_model"),
-        prompts=snap.eval_prompts[: cfg["max_prompts"]], args=snap.ppo_args,
-        samples_per_prompt=cfg["samples_per_prompt"], batch_size=cfg["batch_size"], seed=cfg["seed"],
-        on_policy_done=lambda done: rnd.status.update(step=done, total_steps=2), device=snap.ppo_args.device,
+        old_dir=config.policy_dir, new_dir=str(rnd.outputs / POLICY_OUTPUT),
+        ref_dir=config.ref_policy_dir, reward_model_dir=str(rnd.outputs / REWARD_MODEL_OUTPUT),
+        prompts=snap.eval_prompts[: config.evaluate.max_prompts], args=config.ppo,
+        samples_per_prompt=config.evaluate.samples_per_prompt, batch_size=config.evaluate.batch_size,
+        seed=config.evaluate.seed, on_policy_done=lambda done: rnd.status.update(step=done, total_steps=2),
+        device=config.ppo.device,
     )  # fmt: skip
 
 
 # ---- gates ---------------------------------------------------------------------------------------------
 
 
-def gate_verdicts(results: dict, gates: dict) -> dict[str, dict]:
+def gate_verdicts(results: dict, gates: GateConfig) -> dict[str, dict]:
     """Every gate whose inputs exist: {"value", "limit", "passed", "reason"}. A missing or non-finite
     value fails its gate."""
     checks = []  # (name, value, op, limit, what it measures, the setting or cause to name)
-    if "reward_model" in results:
+    if Stage.reward_model in results:
         checks.append(
             (
                 "rm_accuracy",
-                results["reward_model"].get(M.RM_EVAL_ACCURACY),
+                results[Stage.reward_model].get(M.RM_EVAL_ACCURACY),
                 ">=",
-                gates["min_rm_accuracy"],
+                gates.min_rm_accuracy,
                 "reward model held-out accuracy",
                 "gates.min_rm_accuracy",
             )
         )
-    if "ppo" in results:
+    if Stage.ppo in results:
         checks.append(
             (
                 "finite",
-                0.0 if results["ppo"]["gates"]["nan_or_inf"] else 1.0,
+                0.0 if results[Stage.ppo]["gates"]["nan_or_inf"] else 1.0,
                 ">=",
                 1.0,
                 "PPO losses and metrics finite (1 = yes)",
                 "NaN/inf during PPO",
             )
         )
-    if "evaluate" in results:
+    if Stage.evaluate in results:
         checks.append(
             (
                 "kl",
-                results["evaluate"].get("eval/kl"),
+                results[Stage.evaluate].get("eval/kl"),
                 "<=",
-                gates["max_kl"],
+                gates.max_kl,
                 "KL of the new policy to the reference on held-out prompts (nats)",
                 "gates.max_kl",
             )
@@ -314,16 +304,16 @@ def gate_verdicts(results: dict, gates: dict) -> dict[str, dict]:
         checks.append(
             (
                 "eos_rate",
-                results["evaluate"].get("eval/eos_rate"),
+                results[Stage.evaluate].get("eval/eos_rate"),
                 ">=",
-                gates["min_eos_rate"],
+                gates.min_eos_rate,
                 "share of held-out answers that end with EOS",
                 "gates.min_eos_rate",
             )
         )
-        if gates.get("min_score_gain") is not None:
-            checks.append(("score_gain", results["evaluate"].get("eval/score_gain"), ">=",
-                           gates["min_score_gain"], "held-out reward-model score gain over the old policy",
+        if gates.min_score_gain is not None:
+            checks.append(("score_gain", results[Stage.evaluate].get("eval/score_gain"), ">=",
+                           gates.min_score_gain, "held-out reward-model score gain over the old policy",
                            "gates.min_score_gain"))  # fmt: skip
     verdicts = {}
     for name, value, op, limit, what, setting in checks:
@@ -335,7 +325,7 @@ def gate_verdicts(results: dict, gates: dict) -> dict[str, dict]:
     return verdicts
 
 
-def _rejected(rnd: Round, gates: dict) -> bool:
+def _rejected(rnd: Round, gates: GateConfig) -> bool:
     """Write the gate verdicts; True (and state rejected) when any failed."""
     verdicts = gate_verdicts(rnd.results, gates)
     reasons = [v["reason"] for v in verdicts.values() if not v["passed"]]
@@ -365,25 +355,24 @@ def explain(exc: BaseException, stage: str) -> str:
 def run_round(workdir: Path, stop: StopFlag) -> int:
     """Run the stages that have no marker yet, write the verdict; returns the exit code."""
     rnd = Round(workdir)
-    stage = "snapshot"
+    stage = Stage.snapshot
     try:
         snap = load_snapshot(workdir)
-        for stage in STAGES:
+        for stage in TRAINER_STAGES:
             if stage not in rnd.results:
                 rnd.status.update(stage=stage, step=0, total_steps=0, latest_metrics={})
                 log.info("stage %s", stage)
-                if stage == "reward_model":
+                if stage == Stage.reward_model:
                     rnd.complete(stage, stage_reward_model(rnd, snap))
-                elif stage == "ppo":
+                elif stage == Stage.ppo:
                     rnd.complete(stage, stage_ppo(rnd, snap, stop))
                 else:
                     rnd.complete(stage, stage_evaluate(rnd, snap))
-            if _rejected(rnd, snap.config["gates"]):
-                log.info("rejected: %s", rnd.status.data["rejected_reasons"])
+            if _rejected(rnd, snap.config.gates):
+                log.info("rejected: %s", rnd.status.data.rejected_reasons)
                 return EXIT_VERDICT
-        rnd.status.update(
-            state="succeeded", outputs={"reward_model": "outputs/reward_model", "policy": "outputs/policy"}
-        )
+        outputs = {stage: f"{OUTPUTS_DIR}/{output}" for stage, output in STAGE_OUTPUT.items() if output}
+        rnd.status.update(state="succeeded", outputs=outputs)
         log.info("succeeded")
         return EXIT_VERDICT
     except Interrupted:
@@ -406,7 +395,7 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one prefloop training round from its work directory.")
-    parser.add_argument("--workdir", type=Path, required=True, help="DATA_DIR/rounds/<id>, holding snapshot/")
+    parser.add_argument("--workdir", type=Path, required=True, help=f"DATA_DIR/rounds/<id>, holding {SNAPSHOT_DIR}/")
     parser.add_argument("--parent-pid", type=int, help="exit when this process (the local worker) dies")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

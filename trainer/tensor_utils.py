@@ -14,15 +14,6 @@ import torch.nn.functional as F
 INVALID_LOGPROB = 1.0
 
 
-def exact_div(a: int, b: int, what: str = "") -> int:
-    """a // b, raising if b does not divide a (batch sizes must tile exactly, as in N+ `exact_div`)."""
-    q = a // b
-    if a != q * b:
-        hint = f" ({what})" if what else ""
-        raise ValueError(f"Inexact division: {a} / {b} = {a / b}{hint}; choose sizes that divide exactly")
-    return q
-
-
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """Mean of `values` over positions where `mask` is True.
 

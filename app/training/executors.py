@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from app.training.workdir import LOG
+from trainer.contract import LOG_FILE
 
 
 class Executor(Protocol):
@@ -45,7 +45,7 @@ class LocalExecutor:
         self._processes: dict[str, subprocess.Popen] = {}
 
     def submit(self, *, round_id: int, workdir: Path) -> str:
-        with (workdir / LOG).open("ab") as log:
+        with (workdir / LOG_FILE).open("ab") as log:
             process = subprocess.Popen(
                 [*self.command, "--workdir", str(workdir), "--parent-pid", str(os.getpid())],
                 cwd=workdir,

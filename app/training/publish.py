@@ -18,17 +18,18 @@ from app.policies import registry
 from app.policies import service as policy_service
 from app.policies.models import PolicyStatus, PolicyVersion, RewardModel
 from app.training.models import TrainingRound
-from app.training.workdir import OUTPUTS, SNAPSHOT
+from trainer import metrics as M
+from trainer.contract import MANIFEST_FILE, OUTPUTS_DIR, POLICY_OUTPUT, REWARD_MODEL_OUTPUT, SNAPSHOT_DIR, Stage
 
 # Copied onto the policy version, so versions can be compared without opening their round.
-POLICY_METRIC_KEYS = ("objective/kl", "objective/scores", "objective/rlhf_reward", "rollout/eos_rate")
+POLICY_METRIC_KEYS = (M.OBJECTIVE_KL, M.OBJECTIVE_SCORES, M.OBJECTIVE_RLHF_REWARD, M.ROLLOUT_EOS_RATE)
 
 
 def publish_round(
     *, db: Session, settings: Settings, round_: TrainingRound, workdir: Path, results: dict
 ) -> tuple[RewardModel, PolicyVersion]:
     """Publish and record both models; the policy becomes active when the round's config says so."""
-    snapshot = json.loads((workdir / SNAPSHOT / "manifest.json").read_text(encoding="utf-8"))
+    snapshot = json.loads((workdir / SNAPSHOT_DIR / MANIFEST_FILE).read_text(encoding="utf-8"))
     parent = policy_service.get(db=db, version_id=round_.base_policy_version_id)
     lineage = {
         "round_id": round_.id,
@@ -38,14 +39,14 @@ def publish_round(
         "gates": results.get("gates", {}),
     }
 
-    rm_metrics = results["reward_model"]
+    rm_metrics = results[Stage.reward_model]
     rm_number = policy_service.next_reward_number(db=db, registry_dir=settings.registry_dir)
     rm_path = registry.publish(
         registry_dir=settings.registry_dir,
         kind="reward",
         number=rm_number,
         move=True,
-        source_dir=workdir / OUTPUTS / "reward_model",
+        source_dir=workdir / OUTPUTS_DIR / REWARD_MODEL_OUTPUT,
         manifest=lineage | {"base_policy_version": snapshot["base_policy_version"], "metrics": rm_metrics},
     )
     reward_model = policy_service.record_reward_model(
@@ -53,20 +54,20 @@ def publish_round(
         number=rm_number,
         path=rm_path,
         metrics=rm_metrics,
-        score_mean=rm_metrics["rm/norm/mean"],
-        score_std=rm_metrics["rm/norm/std"],
+        score_mean=rm_metrics[M.RM_NORM_MEAN],
+        score_std=rm_metrics[M.RM_NORM_STD],
     )
 
-    ppo_metrics = results["ppo"]["metrics"]
-    metrics = results["evaluate"] | {k: ppo_metrics[k] for k in POLICY_METRIC_KEYS if k in ppo_metrics}
-    metrics |= {"reward_model": rm_number, "rm/eval/accuracy": rm_metrics.get("rm/eval/accuracy")}
+    ppo_metrics = results[Stage.ppo]["metrics"]
+    metrics = results[Stage.evaluate] | {k: ppo_metrics[k] for k in POLICY_METRIC_KEYS if k in ppo_metrics}
+    metrics |= {"reward_model": rm_number, M.RM_EVAL_ACCURACY: rm_metrics.get(M.RM_EVAL_ACCURACY)}
     number = policy_service.next_policy_number(db=db, registry_dir=settings.registry_dir)
     path = registry.publish(
         registry_dir=settings.registry_dir,
         kind="policy",
         number=number,
         move=True,
-        source_dir=workdir / OUTPUTS / "policy",
+        source_dir=workdir / OUTPUTS_DIR / POLICY_OUTPUT,
         manifest=lineage
         | {"parent_version": parent.number if parent else None, "reward_model_version": rm_number, "metrics": metrics},
     )

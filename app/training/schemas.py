@@ -1,10 +1,9 @@
-"""A round's configuration (what an admin may override) and the shapes the rounds API returns.
+"""A round's configuration as an admin may override it, and the shapes the rounds API returns.
 
-The configuration is the app's half of a file-format contract: it is written into the round's
-snapshot as config.json and read by `python -m trainer.round`. The `reward` and `ppo` sections carry
-the same field names and defaults as trainer.reward.RewardArgs and trainer.ppo.PPOArgs (a test checks
-both), so the console can show every default without importing torch; fields not listed here keep
-the trainer's own defaults.
+The configuration's sections, their defaults, limits and help are the round contract's
+(trainer/contract.py, imported without torch): it is written into the round's snapshot as config.json
+and read by `python -m trainer.round`. An admin may set the reward-model and PPO arguments listed
+here; the others keep the trainer's defaults.
 """
 
 from __future__ import annotations
@@ -12,123 +11,45 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from app.core.config import Settings
 from app.core.errors import Unprocessable
 from app.training.models import RoundStatus
+from trainer import contract
+from trainer.contract import DataConfig, GateConfig, PPOArgs, RewardArgs, batch_size_problem, describe_validation_error
 
-DEVICE_DEFAULT = "auto"
-DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
-DEVICE_HELP = "torch device on the worker: auto (cuda when the worker has a GPU), cpu, cuda or cuda:N."
-Precision = Literal["auto", "fp32", "bf16"]
-PRECISION_HELP = (
-    "Forward passes: auto (bf16 mixed precision on CUDA, fp32 on CPU), bf16 (also on CPU: faster on CPUs "
-    "with native bf16, much slower elsewhere) or fp32."
-)
-
-
-class _Section(BaseModel):
-    # An unknown key is a typo the admin should hear about, not a setting silently ignored.
-    model_config = ConfigDict(extra="forbid")
-
-
-class DataConfig(_Section):
-    include_ties: bool = Field(description="Train on ties and both-bad judgments as pairs in both orders.")
-    heldout_fraction: float = Field(gt=0, lt=1, description="Share of prompts whose pairs are held out.")
-    min_heldout_pairs: int = Field(ge=1, description="Fewer held-out pairs than this fails the round.")
+REWARD_OVERRIDABLE = (
+    "num_epochs", "learning_rate", "batch_size", "max_length", "use_margin", "center_rewards_coefficient", "seed",
+    "device", "precision",
+)  # fmt: skip
+PPO_OVERRIDABLE = (
+    "total_episodes", "num_prompt_epochs", "batch_size", "num_mini_batches", "gradient_accumulation_steps",
+    "num_ppo_epochs", "learning_rate", "kl_coef", "kl_estimator", "adaptive_kl", "kl_target", "missing_eos_penalty",
+    "whiten_rewards", "cliprange", "vf_coef", "response_length", "temperature", "checkpoint_every", "seed", "device",
+    "precision",
+)  # fmt: skip
 
 
-class RewardConfig(_Section):
-    num_epochs: int = Field(1, ge=1, le=100)
-    learning_rate: float = Field(3e-4, gt=0, le=1)
-    batch_size: int = Field(16, ge=1, le=4096, description="Pairs per optimizer step.")
-    max_length: int = Field(
-        256, ge=8, le=65536, description="Longest prompt + response (tokens); longer pairs are dropped."
-    )
-    use_margin: bool = Field(False, description="Use the annotators' strength as a margin in the loss.")
-    center_rewards_coefficient: float | None = Field(0.01, ge=0)
-    seed: int = Field(0, ge=0)
-    device: str = Field(DEVICE_DEFAULT, pattern=DEVICE_PATTERN, description=DEVICE_HELP)
-    precision: Precision = Field("auto", description=PRECISION_HELP)
-
-
-class PPOConfig(_Section):
-    total_episodes: int | None = Field(
-        None,
-        ge=1,
-        description="Episodes in the whole run (a multiple of batch_size); None: num_prompt_epochs.",
-    )
-    num_prompt_epochs: float = Field(1.0, gt=0, le=1000, description="Passes over the training prompts.")
-    batch_size: int = Field(16, ge=1, le=65536, description="Episodes per PPO update.")
-    num_mini_batches: int = Field(1, ge=1, description="Optimizer steps per PPO epoch; must divide batch_size.")
-    gradient_accumulation_steps: int = Field(
-        1, ge=1, description="Micro-batches per minibatch; must divide batch_size / num_mini_batches."
-    )
-    num_ppo_epochs: int = Field(4, ge=1, le=100)
-    learning_rate: float = Field(3e-5, gt=0, le=1)
-    kl_coef: float = Field(0.05, ge=0)
-    kl_estimator: Literal["k1", "k3"] = "k1"
-    adaptive_kl: bool = False
-    kl_target: float = Field(6.0, gt=0)
-    missing_eos_penalty: float | None = Field(1.0, ge=0)
-    whiten_rewards: bool = False
-    cliprange: float = Field(0.2, gt=0)
-    vf_coef: float = Field(0.1, ge=0)
-    response_length: int = Field(64, ge=1, le=32768, description="Max new tokens per response.")
-    temperature: float = Field(0.7, gt=0, le=10)
-    checkpoint_every: int = Field(10, ge=0, description="Updates between resumable checkpoints (0: none).")
-    seed: int = Field(0, ge=0)
-    device: str = Field(DEVICE_DEFAULT, pattern=DEVICE_PATTERN, description=DEVICE_HELP + " Also used to evaluate.")
-    precision: Precision = Field("auto", description=PRECISION_HELP + " Also used to evaluate.")
-
-    def batch_size_problem(self) -> tuple[str, str] | None:
-        """(field, message) for sizes that do not tile exactly, checked before any process starts."""
-        if self.batch_size % self.num_mini_batches:
-            return "num_mini_batches", (
-                f"num_mini_batches ({self.num_mini_batches}) must divide batch_size ({self.batch_size})."
-            )
-        mini_batch = self.batch_size // self.num_mini_batches
-        if mini_batch % self.gradient_accumulation_steps:
-            return "gradient_accumulation_steps", (
-                f"gradient_accumulation_steps ({self.gradient_accumulation_steps}) must divide the minibatch "
-                f"size batch_size / num_mini_batches ({mini_batch})."
-            )
-        if self.total_episodes is not None and self.total_episodes % self.batch_size:
-            return "total_episodes", (
-                f"total_episodes ({self.total_episodes}) must be a multiple of batch_size ({self.batch_size})."
-            )
-        if self.whiten_rewards and self.batch_size < 8:
-            return "whiten_rewards", "whiten_rewards needs batch_size >= 8 for a meaningful variance."
-        return None
-
-
-class EvaluateConfig(_Section):
-    max_prompts: int = Field(64, ge=1, le=10000, description="Held-out prompts sampled to compare old and new policy.")
-    samples_per_prompt: int = Field(2, ge=1, le=64)
-    batch_size: int = Field(64, ge=1, le=4096, description="Sequences generated per batch.")
-    seed: int = Field(0, ge=0)
-
-
-class GateConfig(_Section):
-    min_rm_accuracy: float = Field(ge=0, le=1, description="Reward model accuracy on held-out pairs.")
-    max_kl: float = Field(gt=0, description="Mean per-answer KL (nats) to the reference on held-out prompts.")
-    min_eos_rate: float = Field(ge=0, le=1, description="Share of held-out answers the new policy ends itself.")
-    min_score_gain: float | None = Field(
-        None, description="Mean held-out reward-model score of the new policy minus the old one's; None: off."
+def _overridable(name: str, args: type[BaseModel], fields: tuple[str, ...]) -> type[BaseModel]:
+    """The section of `args` an admin may set: those fields, each with the contract's default, limits and help."""
+    return create_model(
+        name,
+        __config__=ConfigDict(extra="forbid"),
+        __doc__=f"The {args.__name__} (trainer/contract.py) an admin may set for a round.",
+        **{field: (args.model_fields[field].annotation, args.model_fields[field]) for field in fields},
     )
 
 
-class RoundConfig(_Section):
-    reference: Literal["base", "previous"] = Field(
-        description="PPO's frozen reference: the lineage's base policy, or the version the round starts from."
-    )
-    activate: bool = Field(description="Activate the new policy when the round succeeds (else a candidate).")
-    data: DataConfig
+RewardConfig = _overridable("RewardConfig", RewardArgs, REWARD_OVERRIDABLE)
+PPOConfig = _overridable("PPOConfig", PPOArgs, PPO_OVERRIDABLE)
+
+
+class RoundConfig(contract.RoundConfig):
+    """The round contract's configuration with the reward and PPO sections an admin may set."""
+
     reward: RewardConfig = RewardConfig()
     ppo: PPOConfig = PPOConfig()
-    evaluate: EvaluateConfig = EvaluateConfig()
-    gates: GateConfig
 
 
 def default_config(settings: Settings) -> dict:
@@ -157,12 +78,8 @@ def resolve_config(*, settings: Settings, overrides: dict) -> RoundConfig:
     try:
         config = RoundConfig.model_validate(_merge(default_config(settings), overrides))
     except ValidationError as exc:
-        errors = exc.errors()
-        where = lambda e: ".".join(str(p) for p in e["loc"]) or "body"  # noqa: E731
-        raise Unprocessable(
-            "; ".join(f"{where(e)}: {e['msg']}" for e in errors), loc=("body", *errors[0]["loc"])
-        ) from exc
-    if problem := config.ppo.batch_size_problem():
+        raise Unprocessable(describe_validation_error(exc), loc=("body", *exc.errors()[0]["loc"])) from exc
+    if problem := batch_size_problem(PPOArgs.model_validate(config.ppo.model_dump())):
         field, msg = problem
         raise Unprocessable(f"ppo.{field}: {msg}", loc=("body", "ppo", field))
     return config

@@ -26,6 +26,7 @@ from app.training.schemas import RoundRead, resolve_config
 from app.training.snapshot import usable_conditions
 from app.webhooks import service as webhook_service
 from app.webhooks.models import WebhookEvent
+from trainer.contract import APP_STAGES, STAGE_ORDER  # the worker's own stages; the others are the trainer's
 
 S = RoundStatus
 TRANSITIONS: dict[RoundStatus, set[RoundStatus]] = {
@@ -37,8 +38,6 @@ TRANSITIONS: dict[RoundStatus, set[RoundStatus]] = {
     S.rejected: set(),
 }
 FINISHED = {S.succeeded, S.rejected, S.failed, S.cancelled}
-STAGE_ORDER = ("snapshot", "reward_model", "ppo", "evaluate", "publish")
-APP_STAGES = {"snapshot", "publish"}  # the worker's own; the others are the trainer's (status.json)
 
 
 def _move(round_: TrainingRound, to: RoundStatus, *, now: datetime | None = None) -> None:

@@ -1,14 +1,15 @@
 """Freeze a round's training data: judgments up to the current highest id become the snapshot directory.
 
-Files (under DATA_DIR/rounds/<id>/snapshot/, read by `python -m trainer.round`):
+Files (under DATA_DIR/rounds/<id>/snapshot/, read by `python -m trainer.round`; trainer/contract.py names
+them and defines config.json's schema):
 
     pairs.jsonl    {"judgment_id", "prompt_id", "prompt": chat messages, "chosen", "rejected", "margin",
                     "split": "train" | "eval"}, one per usable judgment (two for a tie when ties are used)
     prompts.jsonl  {"prompt_id", "prompt": chat messages, "split"}: the active prompts (PPO rollouts use
                    the train split) plus any held-out prompt a pair uses (the evaluation samples the
                    eval split)
-    config.json    the resolved RoundConfig plus policy_dir (the version PPO starts from), base_policy_dir
-                   (its lineage's root; the reward model starts there), ref_policy_dir, round_id
+    config.json    SnapshotConfig: the resolved RoundConfig plus policy_dir (the version PPO starts from),
+                   base_policy_dir (its lineage's root; the reward model starts there), ref_policy_dir, round_id
     manifest.json  {"max_judgment_id", "counts": {...}, "policy_version", "base_policy_version"}
 
 Usable judgments: from active annotators not excluded from training, choosing a or b (ties and
@@ -35,6 +36,15 @@ from app.policies import service as policy_service
 from app.policies.models import PolicyVersion
 from app.prompts.models import Prompt
 from app.training.schemas import RoundConfig
+from trainer.contract import (
+    CONFIG_FILE,
+    EVAL_SPLIT,
+    MANIFEST_FILE,
+    PAIRS_FILE,
+    PROMPTS_FILE,
+    TRAIN_SPLIT,
+    SnapshotConfig,
+)
 
 STRICT_CHOICES = (Choice.a, Choice.b)
 TIE_CHOICES = (Choice.tie, Choice.both_bad)
@@ -74,7 +84,7 @@ def split_of(content_hash: str, heldout_fraction: float) -> str:
     Raising the fraction later only moves prompts from train to eval, never the other way.
     """
     digest = hashlib.sha256(f"prefloop-heldout:{content_hash}".encode()).hexdigest()
-    return "eval" if int(digest[:15], 16) / 16**15 < heldout_fraction else "train"
+    return EVAL_SPLIT if int(digest[:15], 16) / 16**15 < heldout_fraction else TRAIN_SPLIT
 
 
 def write_snapshot(*, db: Session, round_id: int, config: RoundConfig, out_dir: Path) -> Snapshot:
@@ -84,10 +94,11 @@ def write_snapshot(*, db: Session, round_id: int, config: RoundConfig, out_dir: 
     try:
         policy, base = _policies(db)
         pairs, counts = _pairs(db, max_id=max_id, config=config)
-        prompts = _prompts(db, config=config, eval_prompt_ids={p["prompt_id"] for p in pairs if p["split"] == "eval"})
+        held_out_prompt_ids = {p["prompt_id"] for p in pairs if p["split"] == EVAL_SPLIT}
+        prompts = _prompts(db, config=config, eval_prompt_ids=held_out_prompt_ids)
         counts |= {
-            "ppo_prompts": sum(p["split"] == "train" for p in prompts),
-            "eval_prompts": sum(p["split"] == "eval" for p in prompts),
+            "ppo_prompts": sum(p["split"] == TRAIN_SPLIT for p in prompts),
+            "eval_prompts": sum(p["split"] == EVAL_SPLIT for p in prompts),
         }
         _check(counts, config)
     except SnapshotError as exc:
@@ -96,19 +107,14 @@ def write_snapshot(*, db: Session, round_id: int, config: RoundConfig, out_dir: 
 
     ref = base if config.reference == "base" else policy
     files = {
-        "pairs.jsonl": "".join(json.dumps(p) + "\n" for p in pairs),
-        "prompts.jsonl": "".join(json.dumps(p) + "\n" for p in prompts),
-        "config.json": json.dumps(
+        PAIRS_FILE: "".join(json.dumps(p) + "\n" for p in pairs),
+        PROMPTS_FILE: "".join(json.dumps(p) + "\n" for p in prompts),
+        CONFIG_FILE: SnapshotConfig.model_validate(
             config.model_dump()
-            | {
-                "round_id": round_id,
-                "policy_dir": policy.path,
-                "base_policy_dir": base.path,
-                "ref_policy_dir": ref.path,
-            },
-            indent=2,
-        ),
-        "manifest.json": json.dumps(
+            | {"round_id": round_id, "policy_dir": policy.path, "base_policy_dir": base.path}
+            | {"ref_policy_dir": ref.path}
+        ).model_dump_json(indent=2, exclude_unset=True),
+        MANIFEST_FILE: json.dumps(
             {
                 "max_judgment_id": max_id,
                 "counts": counts,
@@ -175,7 +181,7 @@ def _pairs(db: Session, *, max_id: int, config: RoundConfig) -> tuple[list[dict]
             pairs.append(
                 common | {"chosen": chosen, "rejected": rejected, "margin": STRENGTH_MARGIN.get(strength, 0.0)}
             )
-        elif split == "train":
+        elif split == TRAIN_SPLIT:
             # A tie trains as both orders, whose losses together pull the two scores together. Held-out
             # ties are left out: accuracy (chosen scored higher) means nothing for them.
             pairs.append(common | {"chosen": text_a, "rejected": text_b, "margin": 0.0})
@@ -197,8 +203,8 @@ def _counts(db: Session, *, max_id: int, pairs: list[dict]) -> dict:
         "from_usable_annotators": sum(by_choice.values()),
         "strict": sum(by_choice.get(c, 0) for c in STRICT_CHOICES),
         "ties": sum(by_choice.get(c, 0) for c in TIE_CHOICES),
-        "train_pairs": sum(p["split"] == "train" for p in pairs),
-        "eval_pairs": sum(p["split"] == "eval" for p in pairs),
+        "train_pairs": sum(p["split"] == TRAIN_SPLIT for p in pairs),
+        "eval_pairs": sum(p["split"] == EVAL_SPLIT for p in pairs),
     }
 
 

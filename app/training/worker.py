@@ -39,15 +39,8 @@ from app.training.models import RoundStatus
 from app.training.publish import publish_round
 from app.training.schemas import RoundConfig
 from app.training.snapshot import SnapshotError, write_snapshot
-from app.training.workdir import (
-    SNAPSHOT,
-    STATUS,
-    MetricsTail,
-    log_tail,
-    read_status,
-    remove_outputs,
-    round_dir,
-)
+from app.training.workdir import MetricsTail, log_tail, read_status, remove_outputs, round_dir
+from trainer.contract import CONFIG_FILE, SNAPSHOT_DIR, STATUS_FILE, Stage, TrainerStatus
 
 log = logging.getLogger("prefloop.worker")
 
@@ -113,7 +106,7 @@ class Worker:
             if not self._prepare(round_id, workdir):
                 return
             # A resumed round's old status.json must not speak for a trainer that dies before writing its own.
-            (workdir / STATUS).unlink(missing_ok=True)
+            (workdir / STATUS_FILE).unlink(missing_ok=True)
             handle = self.executor.submit(round_id=round_id, workdir=workdir)
             with self.db.write_session() as session:
                 service.record_launch(db=session, round_id=round_id, worker_id=self.worker_id, handle=handle)
@@ -135,7 +128,7 @@ class Worker:
         """Write the snapshot unless a resumed round has one; False when the data cannot make a round."""
         with self.db.session() as session:  # only reads: annotators keep writing meanwhile
             round_ = service.get_or_raise(db=session, round_id=round_id)
-            if "snapshot" in round_.completed_stages and (workdir / SNAPSHOT / "config.json").is_file():
+            if Stage.snapshot in round_.completed_stages and (workdir / SNAPSHOT_DIR / CONFIG_FILE).is_file():
                 log.info("round %d resumes after %s", round_id, round_.completed_stages[-1])
                 return True
             # A new snapshot invalidates anything an earlier attempt trained from the old one.
@@ -145,7 +138,7 @@ class Worker:
                 snapshot = write_snapshot(
                     db=session,
                     round_id=round_id,
-                    out_dir=workdir / SNAPSHOT,
+                    out_dir=workdir / SNAPSHOT_DIR,
                     config=RoundConfig.model_validate(round_.config),
                 )
             except SnapshotError as exc:
@@ -180,15 +173,17 @@ class Worker:
         A database that is briefly unreachable (a PostgreSQL restart) does not stop the training: the
         points read meanwhile wait in `pending` and the next successful tick records them.
         """
-        tail, pending = MetricsTail(workdir / "metrics.jsonl"), []
+        tail, pending = MetricsTail(workdir), []
         while True:
             code = self.executor.poll(handle)  # before reading, so the last read sees the final files
             pending += tail.read_new()
+            status = read_status(workdir)
             try:
                 with self.db.write_session() as session:
                     round_ = service.record_progress(
                         db=session, round_id=round_id, worker_id=self.worker_id, now=utcnow(),
-                        status=read_status(workdir), points=pending, log_tail=log_tail(workdir),
+                        status=status.model_dump(exclude_unset=True) if status else {}, points=pending,
+                        log_tail=log_tail(workdir),
                     )  # fmt: skip
                     cancel, stage = round_.cancel_requested, round_.stage
             except OperationalError as exc:
@@ -220,15 +215,14 @@ class Worker:
             self.stop.wait(self.tick_s)
 
     def _finish(self, round_id: int, workdir: Path, code: int) -> None:
-        status = read_status(workdir)
-        state = status.get("state")
-        if code == 0 and state == "rejected":
+        status = read_status(workdir) or TrainerStatus(state="failed")
+        if code == 0 and status.state == "rejected":
             remove_outputs(workdir)
-            self._record(round_id, RoundStatus.rejected, "Rejected by a gate: " + "; ".join(status["rejected_reasons"]))
-        elif code == 0 and state == "succeeded":
-            self._publish(round_id, workdir, status)
+            self._record(round_id, RoundStatus.rejected, "Rejected by a gate: " + "; ".join(status.rejected_reasons))
+        elif code == 0 and status.state == "succeeded":
+            self._publish(round_id, workdir, status.results)
         else:
-            reason = status.get("error") or "the trainer stopped without saying why; see its log"
+            reason = status.error or "the trainer stopped without saying why; see its log"
             self._record(
                 round_id,
                 RoundStatus.failed,
@@ -236,7 +230,7 @@ class Worker:
                 "retry to resume from the last completed stage.",
             )
 
-    def _publish(self, round_id: int, workdir: Path, status: dict) -> None:
+    def _publish(self, round_id: int, workdir: Path, results: dict) -> None:
         try:
             with self.db.write_session() as session:
                 # Locks the row: no other worker can declare the round stale while it is published.
@@ -246,7 +240,7 @@ class Worker:
                     settings=self.settings,
                     round_=round_,
                     workdir=workdir,
-                    results=status["results"],
+                    results=results,
                 )
                 service.finish(
                     db=session,

@@ -5,9 +5,9 @@ import shutil
 
 import torch
 
+from trainer.contract import PPOArgs
 from trainer.evaluate import compare_policies
 from trainer.models import load_scalar_model, load_tokenizer
-from trainer.ppo import PPOArgs
 
 PROMPT = [{"role": "user", "content": "tell me about the weather"}]
 

@@ -1,4 +1,3 @@
-import dataclasses
 import math
 import os
 
@@ -7,6 +6,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from trainer import metrics as M
+from trainer.contract import PPOArgs
 from trainer.models import (
     last_token_scores,
     load_policy,
@@ -17,8 +17,6 @@ from trainer.models import (
 )
 from trainer.ppo import (
     CHECKPOINT_SUBDIR,
-    PPOArgs,
-    derive_sizes,
     left_pad,
     micro_batch,
     prompt_schedule,
@@ -39,16 +37,6 @@ SMOKE_ARGS = PPOArgs(
 
 
 # ---- sizes and data ------------------------------------------------------------------------------------
-
-
-def test_derive_sizes_uses_exact_division():
-    args = derive_sizes(PPOArgs(batch_size=16, num_mini_batches=2, gradient_accumulation_steps=4), num_prompts=40)
-    assert (args.mini_batch_size, args.micro_batch_size) == (8, 2)
-    assert (args.num_updates, args.total_episodes) == (3, 48)  # ceil(40 / 16) whole batches
-    with pytest.raises(ValueError, match="Inexact division: 16 / 3"):
-        derive_sizes(PPOArgs(batch_size=16, num_mini_batches=3), num_prompts=40)
-    with pytest.raises(ValueError, match="total_episodes / batch_size"):
-        derive_sizes(PPOArgs(batch_size=16, total_episodes=20), num_prompts=40)
 
 
 def test_left_pad_and_prompt_schedule():
@@ -78,7 +66,7 @@ def test_rollout_logprobs_match_a_fresh_forward_and_trimming_keeps_them(tiny_pol
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     policy, ref = load_policy(tiny_policy_dir, pad), load_policy(tiny_policy_dir, pad)
     rm, value = load_scalar_model(tiny_reward_dir, pad), load_scalar_model(tiny_reward_dir, pad)
-    args = derive_sizes(PPOArgs(batch_size=4, response_length=10), 4)
+    args = PPOArgs(batch_size=4, response_length=10)
     gen = sampling_config(args, eos, pad)
     queries, query_mask = left_pad([render_prompt_ids(tokenizer, p) for p in PROMPTS], pad)
     torch.manual_seed(0)
@@ -149,7 +137,7 @@ def test_ppo_smoke_updates_every_policy_weight_and_logs_all_metrics(smoke_run, t
 def test_ppo_under_bf16_autocast_trains_with_finite_metrics_and_a_ratio_near_one(
     smoke_run, tiny_policy_dir, tiny_reward_dir, tmp_path
 ):
-    args = dataclasses.replace(SMOKE_ARGS, precision="bf16")
+    args = SMOKE_ARGS.model_copy(update={"precision": "bf16"})
     result = train_ppo(args, tiny_policy_dir, tiny_policy_dir, tiny_reward_dir, PROMPTS, str(tmp_path))
     assert (result["updates_done"], result["gates"]["nan_or_inf"]) == (2, False)
     rows = [r for r in M.read_metrics(os.path.join(tmp_path, "metrics.jsonl")) if M.VAL_RATIO in r]
@@ -211,6 +199,6 @@ def test_resume_refuses_a_checkpoint_written_with_other_args(tiny_policy_dir, ti
         should_stop=lambda: True,
     )
     assert (stop_now["stopped"], stop_now["updates_done"]) == (True, 0)
-    other = PPOArgs(**{**SMOKE_ARGS.__dict__, "cliprange": 0.3})
+    other = SMOKE_ARGS.model_copy(update={"cliprange": 0.3})
     with pytest.raises(ValueError, match="different args.*cliprange"):
         train_ppo(other, tiny_policy_dir, tiny_policy_dir, tiny_reward_dir, PROMPTS, str(tmp_path))

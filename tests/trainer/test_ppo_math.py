@@ -53,11 +53,15 @@ def test_reward_placement_with_left_padded_prompts_and_right_padded_responses():
     queries = torch.tensor([[PAD, PAD, 11, 12], [11, 12, 13, 14]])
     generated = torch.tensor([[7, EOS, 9, 9], [7, 8, 9, EOS]])  # row 0 keeps sampling after its EOS
     responses = truncate_after_eos(generated, EOS, PAD)
+    assert responses.tolist() == [[7, EOS, PAD, PAD], [7, 8, 9, EOS]]
     mask = response_mask_from_eos(responses, EOS)
     zeros = torch.zeros(2, 4)
     rewards, _ = compute_rewards(torch.tensor([1.0, 2.0]), zeros, zeros, mask, kl_coef=0.05)
     assert rewards.tolist() == [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 2.0]]  # on each EOS
-    assert queries.shape == responses.shape  # rewards never look at the prompt columns
+    # the reward model reads its score at the same token: column P + 1 and P + 3 of prompt + response
+    last = queries.size(1) + last_true_indices(mask)
+    assert last.tolist() == [5, 7]
+    assert torch.cat([queries, responses], dim=1)[torch.arange(2), last].tolist() == [EOS, EOS]
 
 
 def test_last_true_indices_rejects_empty_rows():

@@ -8,6 +8,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trainer import metrics as M
+from trainer.contract import RewardArgs
 from trainer.models import (
     REWARD_MEAN_KEY,
     REWARD_STD_KEY,
@@ -18,7 +19,6 @@ from trainer.models import (
     render_prompt_ids,
 )
 from trainer.reward import (
-    RewardArgs,
     bradley_terry_loss,
     collate,
     encode_pairs,
@@ -149,20 +149,21 @@ def test_reward_model_learns_a_clear_preference_and_normalises_scores(tiny_polic
                                                                      precision):  # fmt: skip
     """Polite vs rude openings: held-out accuracy >= 0.8 after one epoch over 480 pairs, in fp32 (auto on
     CPU) and under bf16 autocast."""
-    pairs_eval = make_pairs(100, seed=2)
-    norm_texts = [(p["prompt"], p["chosen"]) for p in pairs_eval[:32]]
+    pairs_train, pairs_eval = make_pairs(480, seed=1), make_pairs(100, seed=2)
     # the 2-layer/32-dim test model needs a larger lr than the default; one thread: its ops are too small
-    # to split, and on a busy CI machine a second thread mostly waits
-    args = RewardArgs(learning_rate=1e-3, num_threads=1, precision=precision)
-    result = train_reward_model(args, tiny_policy_dir, make_pairs(480, 1), pairs_eval, str(tmp_path), norm_texts)
+    # to split, and on a busy CI machine a second thread mostly waits. max_norm_samples: the normalisation
+    # scores the first 64 pair responses (chosen and rejected of the first 32 training pairs).
+    args = RewardArgs(learning_rate=1e-3, num_threads=1, precision=precision, max_norm_samples=64)
+    result = train_reward_model(args, tiny_policy_dir, pairs_train, pairs_eval, str(tmp_path))
     assert result[M.RM_EVAL_ACCURACY] >= 0.8
     assert result[M.RM_EVAL_MARGIN] > 0
 
-    # the stored stats normalise the norm_texts scores to mean 0, std 1
+    # the stored stats normalise the scores of those responses to mean 0, std 1
     tokenizer = load_tokenizer(str(tmp_path))
     model = load_scalar_model(str(tmp_path), tokenizer.pad_token_id).eval()
+    responses = [(p["prompt"], r) for p in pairs_train[:32] for r in (p["chosen"], p["rejected"])]
     sequences = [render_prompt_ids(tokenizer, p) + tokenizer(r, add_special_tokens=False)["input_ids"]
-                 + [tokenizer.eos_token_id] for p, r in norm_texts]  # fmt: skip
+                 + [tokenizer.eos_token_id] for p, r in responses]  # fmt: skip
     scores = score_in_batches(model, sequences, tokenizer.pad_token_id, batch_size=64, precision=precision)
     normalised = (scores - getattr(model.config, REWARD_MEAN_KEY)) / getattr(model.config, REWARD_STD_KEY)
     assert normalised.mean().item() == pytest.approx(0.0, abs=1e-4)

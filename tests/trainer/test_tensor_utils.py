@@ -5,7 +5,6 @@ import torch
 
 from trainer.tensor_utils import (
     entropy_from_logits,
-    exact_div,
     first_true_indices,
     logprobs_from_logits,
     masked_mean,
@@ -16,12 +15,6 @@ from trainer.tensor_utils import (
 )
 
 EOS, PAD = 2, 0
-
-
-def test_exact_div_returns_quotient_and_rejects_remainders():
-    assert exact_div(16, 4) == 4
-    with pytest.raises(ValueError, match="Inexact division: 10 / 4 = 2.5 \\(batch\\)"):
-        exact_div(10, 4, "batch")
 
 
 def test_masked_mean_ignores_masked_positions():

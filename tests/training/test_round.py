@@ -1,37 +1,19 @@
-"""trainer/round.py on its own: the config contract with the app, gates, and failing fast on bad input."""
+"""trainer/round.py on its own: reading the snapshot the app writes, gates, and failing fast on bad input."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import sys
-import typing
 
 import pytest
 import torch
 
 from app.core.config import Settings
-from app.training.schemas import PPOConfig, Precision, RewardConfig, resolve_config
-from trainer.models import PRECISIONS, ModelLoadError
-from trainer.ppo import PPOArgs
-from trainer.reward import RewardArgs
-from trainer.round import STAGES, Round, StopFlag, explain, gate_verdicts, run_round
-
-
-@pytest.mark.parametrize(("section", "args"), [(RewardConfig, RewardArgs), (PPOConfig, PPOArgs)])
-def test_the_apps_config_sections_match_the_trainers_args(section, args):
-    """The console shows the app's defaults without importing torch; they must be the trainer's."""
-    defaults = {f.name: f.default for f in dataclasses.fields(args)}
-    for name, field in section.model_fields.items():
-        assert name in defaults, f"{section.__name__}.{name} is not a field of {args.__name__}"
-        assert field.default == defaults[name], f"{name}: app default {field.default} != trainer {defaults[name]}"
-
-
-def test_the_app_offers_exactly_the_trainers_precisions():
-    """The app validates precision without importing torch; a value it accepts must be one the trainer
-    knows, and every one the trainer knows must be reachable from the console and API."""
-    assert typing.get_args(Precision) == PRECISIONS
+from app.training.schemas import resolve_config
+from trainer.contract import TRAINER_STAGES, GateConfig
+from trainer.models import ModelLoadError
+from trainer.round import Round, StopFlag, explain, gate_verdicts, run_round
 
 
 @pytest.fixture
@@ -90,17 +72,32 @@ def test_inconsistent_ppo_batch_sizes_fail_before_any_model_is_loaded(tmp_path, 
     (tmp_path / "snapshot" / "config.json").write_text(json.dumps(config))
     code, status = _run(tmp_path)
     assert code == 1 and status["state"] == "failed"
-    assert status["error"].startswith("snapshot: inconsistent PPO batch sizes: Inexact division: 40 / 16")
+    assert status["error"] == (
+        "snapshot: inconsistent PPO batch sizes: total_episodes (40) must be a multiple of batch_size (16)."
+    )
     assert not (tmp_path / "outputs" / "reward_model").exists()
 
 
-def test_an_unknown_trainer_setting_fails_with_the_known_ones(tmp_path, plain_settings):
+def test_an_unknown_trainer_setting_fails_with_its_name(tmp_path, plain_settings):
     _snapshot(tmp_path, plain_settings, tmp_path / "none")
     config = json.loads((tmp_path / "snapshot" / "config.json").read_text())
     config["reward"]["warmup"] = 3
     (tmp_path / "snapshot" / "config.json").write_text(json.dumps(config))
     code, status = _run(tmp_path)
-    assert code == 1 and status["error"].startswith("snapshot: unknown reward settings ['warmup']; known:")
+    assert code == 1
+    assert status["error"] == "snapshot: invalid config.json: reward.warmup: Extra inputs are not permitted"
+
+
+def test_a_trainer_argument_the_console_does_not_offer_is_read_from_the_snapshot(tmp_path, plain_settings):
+    """config.json may set any of the stage arguments (trainer/contract.py), not only the console's."""
+    from trainer.round import load_snapshot
+
+    _snapshot(tmp_path, plain_settings, tmp_path / "none")
+    config = json.loads((tmp_path / "snapshot" / "config.json").read_text())
+    config["ppo"]["gamma"] = 0.9
+    (tmp_path / "snapshot" / "config.json").write_text(json.dumps(config))
+    snap = load_snapshot(tmp_path)
+    assert (snap.config.ppo.gamma, snap.config.ppo.kl_coef, snap.config.reward.log_every) == (0.9, 0.05, 10)
 
 
 def test_a_snapshot_without_held_out_pairs_fails(tmp_path, plain_settings):
@@ -156,7 +153,7 @@ def test_an_impossible_accuracy_gate_rejects_after_the_reward_model_and_skips_pp
 
 def test_a_stage_counts_as_done_only_with_its_marker_its_output_and_every_earlier_stage(tmp_path):
     (tmp_path / "work").mkdir()
-    for stage in STAGES:
+    for stage in TRAINER_STAGES:
         (tmp_path / "work" / f"{stage}.json").write_text(json.dumps({"stage": stage}))
     (tmp_path / "outputs" / "reward_model").mkdir(parents=True)
     (tmp_path / "outputs" / "reward_model" / "config.json").write_text("{}")
@@ -188,7 +185,7 @@ def test_the_evaluate_stage_cuts_long_held_out_prompts_to_fit_the_position_embed
 
 
 def test_gate_verdicts():
-    gates = {"min_rm_accuracy": 0.6, "max_kl": 5.0, "min_eos_rate": 0.5}
+    gates = GateConfig(min_rm_accuracy=0.6, max_kl=5.0, min_eos_rate=0.5)
     results = {
         "reward_model": {"rm/eval/accuracy": 0.8},
         "ppo": {"gates": {"nan_or_inf": True}},
@@ -208,7 +205,7 @@ def test_gate_verdicts():
     assert gate_verdicts({"reward_model": {"rm/eval/accuracy": None}}, gates)["rm_accuracy"]["passed"] is False
     worse = {"evaluate": {"eval/kl": 1.0, "eval/eos_rate": 1.0, "eval/score_gain": -0.2}}
     assert "score_gain" not in gate_verdicts(worse, gates)  # off unless set
-    verdict = gate_verdicts(worse, gates | {"min_score_gain": 0.0})["score_gain"]
+    verdict = gate_verdicts(worse, gates.model_copy(update={"min_score_gain": 0.0}))["score_gain"]
     assert verdict["reason"] == (
         "held-out reward-model score gain over the old policy is -0.2, the gate is >= 0 (gates.min_score_gain)"
     )
@@ -238,11 +235,11 @@ def test_other_errors_are_named_by_stage():
     assert explain(KeyError("x"), "ppo") == "ppo: unexpected KeyError: 'x'"
 
 
-def test_the_web_app_and_the_worker_never_import_torch():
+def test_the_web_app_the_worker_and_the_round_contract_never_import_torch():
     import subprocess
 
     code = (
-        "import sys; import app.main, app.cli, app.training.worker, app.training.views; "
+        "import sys; import trainer.contract, app.main, app.cli, app.training.worker, app.training.views; "
         "app.main.create_app; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
