@@ -76,11 +76,11 @@ def prompt_string(messages: list[dict]) -> str:
 
 def hh_transcript(messages: list[dict], completion: str) -> str:
     """Anthropic HH-RLHF form: "\\n\\nHuman: ...\\n\\nAssistant: ..." ending in the completion."""
-    turns = "".join(
-        f"\n\n{HH_SPEAKERS.get(m.get('role'), str(m.get('role', '')).title())}: {m.get('content', '')}"
-        for m in messages
-    )
-    return f"{turns}\n\nAssistant: {completion}"
+    turns = []
+    for m in messages:
+        role = str(m.get("role", ""))
+        turns.append(f"\n\n{HH_SPEAKERS.get(role, role.title())}: {m.get('content', '')}")
+    return "".join(turns) + f"\n\nAssistant: {completion}"
 
 
 class RowBuilder:

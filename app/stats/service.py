@@ -5,7 +5,9 @@ functions, so they show the same numbers."""
 from __future__ import annotations
 
 import statistics
+import typing
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
@@ -128,9 +130,12 @@ def annotator_stats(*, db: Session, now: datetime | None = None) -> list[Annotat
     )
     skips = dict(db.execute(select(Skip.annotator_id, func.count()).group_by(Skip.annotator_id)).all())
     times: dict[int, list[int]] = defaultdict(list)
-    for annotator_id, spent in db.execute(
-        select(Judgment.annotator_id, Judgment.time_spent_ms).where(Judgment.time_spent_ms.is_not(None))
-    ):
+    # The WHERE leaves no NULL time, which the column's type (int | None) cannot say.
+    timed = typing.cast(
+        Iterable[tuple[int, int]],
+        db.execute(select(Judgment.annotator_id, Judgment.time_spent_ms).where(Judgment.time_spent_ms.is_not(None))),
+    )
+    for annotator_id, spent in timed:
         times[annotator_id].append(spent)
     gold = _gold_tally(db, Judgment.annotator_id)
     agreement = metrics.agreement_with_others(_overlap_units(db))
@@ -144,8 +149,8 @@ def annotator_stats(*, db: Session, now: datetime | None = None) -> list[Annotat
         counts = choices.get(user.id, Counter())
         judged = sum(counts.values())
         by_choice: Counter[str] = Counter()
-        for (choice, _left), n in counts.items():
-            by_choice[choice] += n
+        for (choice_value, _left), n in counts.items():
+            by_choice[choice_value] += n
         chose_left = counts["a", "a"] + counts["b", "b"]
         bias = metrics.position_bias(chose_left, by_choice["a"] + by_choice["b"])
         user_skips = skips.get(user.id, 0)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import secrets
+import typing
 import uuid
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
@@ -242,8 +243,12 @@ def claim_next(*, db: Session, now: datetime, in_flight: timedelta, max_attempts
                 .values(status=DeliveryStatus.failed, last_error="Gave up: the last attempt's outcome was lost.")
             )
             continue
-        taken = db.execute(
-            update(WebhookDelivery).where(*unchanged).values(next_attempt_at=now + in_flight, attempts=attempts + 1)
+        # An UPDATE's result is a CursorResult (it has rowcount); Session.execute's return type does not say so.
+        taken = typing.cast(
+            CursorResult[Any],
+            db.execute(
+                update(WebhookDelivery).where(*unchanged).values(next_attempt_at=now + in_flight, attempts=attempts + 1)
+            ),
         )
         if taken.rowcount == 1:
             return DueDelivery(delivery_id, event, url, encrypted_secret, body)
