@@ -303,7 +303,7 @@ _COLUMNS: dict[str, SQLColumnExpression[Any]] = {
 _SELECTED: list[Label[Any]] = [_COLUMNS[name].label(name) for name in Record._fields]
 
 
-def _joined() -> Select:
+def _joined() -> Select[*tuple[Any, ...]]:
     return (
         select(*_SELECTED)
         .join(Comparison, Comparison.id == Judgment.comparison_id)
@@ -315,7 +315,7 @@ def _joined() -> Select:
     )
 
 
-def _filtered(stmt: Select, f: ResolvedFilters) -> Select:
+def _filtered(stmt: Select[*tuple[Any, ...]], f: ResolvedFilters) -> Select[*tuple[Any, ...]]:
     if f.since is not None:
         stmt = stmt.where(Judgment.created_at >= f.since)
     if f.until is not None:

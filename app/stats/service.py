@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.auth.models import Role, User
 from app.comparisons.models import Choice, Comparison, ComparisonStatus
@@ -38,7 +38,7 @@ from app.training import service as training_service
 HOURS_SHOWN = 24
 
 
-def _count(db: Session, query) -> int:
+def _count(db: Session, query: Select[int]) -> int:
     return db.scalar(query) or 0
 
 
@@ -216,7 +216,7 @@ def gold_results(*, db: Session) -> dict[int, tuple[int, int]]:
     return _gold_tally(db, Judgment.comparison_id)
 
 
-def _gold_tally(db: Session, key) -> dict[int, tuple[int, int]]:
+def _gold_tally(db: Session, key: InstrumentedAttribute[int]) -> dict[int, tuple[int, int]]:
     """key (a Judgment column) -> (judgments of gold comparisons, how many gave the expected answer)."""
     tally: dict[int, tuple[int, int]] = {}
     for value, choice, expected, n in db.execute(
@@ -226,5 +226,5 @@ def _gold_tally(db: Session, key) -> dict[int, tuple[int, int]]:
         .group_by(key, Judgment.choice, Comparison.gold_choice)
     ):
         judged, correct = tally.get(value, (0, 0))
-        tally[value] = (judged + n, correct + (n if Choice(choice) == Choice(expected) else 0))
+        tally[value] = (judged + n, correct + (n if choice == expected else 0))
     return tally

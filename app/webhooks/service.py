@@ -118,7 +118,7 @@ def delete_endpoint(*, db: Session, endpoint: WebhookEndpoint) -> None:
     db.flush()
 
 
-def _body(event: WebhookEvent, payload: dict, at: datetime) -> str:
+def _body(event: WebhookEvent, payload: dict[str, Any], at: datetime) -> str:
     envelope = {
         "id": f"evt_{uuid.uuid4().hex}",
         "type": event.value,
@@ -134,7 +134,7 @@ def _queue(db: Session, endpoint_id: int, event: WebhookEvent, body: str, now: d
     return delivery
 
 
-def emit(*, db: Session, event: WebhookEvent, payload: dict) -> int:
+def emit(*, db: Session, event: WebhookEvent, payload: dict[str, Any]) -> int:
     """Queue `event` for every active endpoint subscribed to it, in the caller's transaction.
 
     Returns how many deliveries were queued. The body (and its event id) is the same for every endpoint.
@@ -142,7 +142,7 @@ def emit(*, db: Session, event: WebhookEvent, payload: dict) -> int:
     return emit_all(db=db, events=[(event, payload)])
 
 
-def emit_all(*, db: Session, events: list[tuple[WebhookEvent, dict]]) -> int:
+def emit_all(*, db: Session, events: list[tuple[WebhookEvent, dict[str, Any]]]) -> int:
     """emit() for several events of one unit of work, reading the endpoints once (a judgment submit,
     the hottest write path, may announce two)."""
     now = utcnow()
