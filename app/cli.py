@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -42,7 +42,7 @@ training_cli.register(cli)  # worker, rounds launch|list|show|cancel|retry
 webhooks_cli.register(cli)  # webhooks deliver
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -41,7 +42,7 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
     )
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for component in components:
             component.start()
             log.info("started %s", component.name)
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
     app.add_middleware(SecureCookiesOverHttps)  # outside the session middleware: sees its cookie
 
     @app.middleware("http")
-    async def log_requests(request: Request, call_next):
+    async def log_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
         log.info(
@@ -99,7 +100,7 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
     app.add_exception_handler(FormRefused, rerender_refused_form)
 
     @app.exception_handler(LoginRequired)
-    async def _login_required(request: Request, _exc: LoginRequired):
+    async def _login_required(request: Request, _exc: LoginRequired) -> RedirectResponse:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy import JSON, Enum, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.db import Base, CreatedAtMixin
@@ -94,7 +94,7 @@ class ApiToken(CreatedAtMixin, Base):
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     # Scope values as stored (a JSON list of strings, sorted); read them through `granted`.
-    scopes: Mapped[list]
+    scopes: Mapped[list[str]] = mapped_column(JSON)
     expires_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(back_populates="tokens")

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -52,11 +54,15 @@ def token_limits(settings: Settings, *, client: str) -> list[Limit]:
 def retry_after_s(*, db: Session, limits: list[Limit]) -> int:
     """Seconds until every key of limits takes attempts again; 0 when none waits."""
     now = utcnow()
-    blocked = db.scalars(
-        select(LoginThrottle.blocked_until).where(
-            LoginThrottle.key_hash.in_([limit.key_hash for limit in limits]),
-            LoginThrottle.blocked_until > now,
-        )
+    # The comparison with now leaves no NULL, which the column's type (datetime | None) cannot say.
+    blocked = typing.cast(
+        Iterable[datetime],
+        db.scalars(
+            select(LoginThrottle.blocked_until).where(
+                LoginThrottle.key_hash.in_([limit.key_hash for limit in limits]),
+                LoginThrottle.blocked_until > now,
+            )
+        ),
     )
     return max((math.ceil((until - now).total_seconds()) for until in blocked), default=0)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -53,13 +54,14 @@ def token_prefix(token: str) -> str | None:
     return parts[1]
 
 
-def csrf_token_for(session: dict) -> str:
+def csrf_token_for(session: dict[str, Any]) -> str:
     """The session's CSRF token, created on first use (synchronizer-token pattern)."""
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(32)
-    return session["csrf"]
+    token: str = session["csrf"]
+    return token
 
 
-def csrf_token_matches(session: dict, submitted: str | None) -> bool:
+def csrf_token_matches(session: dict[str, Any], submitted: str | None) -> bool:
     expected = session.get("csrf")
     return bool(expected and submitted and secrets.compare_digest(expected, submitted))

@@ -18,7 +18,8 @@ _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).disable(
 
 
 def safe_markdown(text: str) -> str:
-    return _markdown.render(text or "")
+    html: str = _markdown.render(text or "")  # markdown-it types render() loosely (a renderer may be swapped)
+    return html
 
 
 def make_templates() -> Jinja2Templates:
@@ -40,6 +41,5 @@ def render(
         "current_user": getattr(request.state, "user", None),
         **(context or {}),
     }
-    return request.app.state.templates.TemplateResponse(
-        request, name, context, status_code=status_code, headers=headers
-    )
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(request, name, context, status_code=status_code, headers=headers)

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
@@ -29,6 +29,9 @@ ARENA_WINNER = {"a": "model_a", "b": "model_b", "tie": "tie", "both_bad": "tie (
 HH_SPEAKERS = {"user": "Human", "assistant": "Assistant", "system": "System"}
 NOT_A_PAIR = (Choice.tie.value, Choice.both_bad.value)
 EPOCH = datetime(1970, 1, 1)
+
+Message = dict[str, Any]  # a chat message as stored: {"role": ..., "content": ...}
+Row = dict[str, Any]  # one row of an export file
 
 
 def naive_utc(moment: datetime | str) -> datetime:
@@ -67,20 +70,20 @@ def majority(choices: Iterable[str]) -> str:
     return ranked[0][0]
 
 
-def prompt_string(messages: list[dict]) -> str:
+def prompt_string(messages: list[Message]) -> str:
     """Standard (non-chat) form: a single message is its text; a conversation is "role: text" turns."""
     if len(messages) == 1:
         return str(messages[0].get("content", ""))
     return "\n\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages)
 
 
-def hh_transcript(messages: list[dict], completion: str) -> str:
+def hh_transcript(messages: list[Message], completion: str) -> str:
     """Anthropic HH-RLHF form: "\\n\\nHuman: ...\\n\\nAssistant: ..." ending in the completion."""
-    turns = "".join(
-        f"\n\n{HH_SPEAKERS.get(m.get('role'), str(m.get('role', '')).title())}: {m.get('content', '')}"
-        for m in messages
-    )
-    return f"{turns}\n\nAssistant: {completion}"
+    turns = []
+    for m in messages:
+        role = str(m.get("role", ""))
+        turns.append(f"\n\n{HH_SPEAKERS.get(role, role.title())}: {m.get('content', '')}")
+    return "".join(turns) + f"\n\nAssistant: {completion}"
 
 
 class RowBuilder:
@@ -108,10 +111,10 @@ class RowBuilder:
         self.test_fraction = test_fraction
         self._group: list[Record] = []
 
-    def feed(self, records: Sequence[Record]) -> list[dict]:
+    def feed(self, records: Sequence[Record]) -> list[Row]:
         if not self.aggregated:
             return [row for record in records for row in self._rows((record,))]
-        out: list[dict] = []
+        out: list[Row] = []
         for record in records:
             if self._group and self._group[0].comparison_id != record.comparison_id:
                 out.extend(self._rows(self._group))
@@ -119,14 +122,14 @@ class RowBuilder:
             self._group.append(record)
         return out
 
-    def finish(self) -> list[dict]:
+    def finish(self) -> list[Row]:
         out = self._rows(self._group) if self._group else []
         self._group = []
         return out
 
     # ---- per comparison (one judgment, or all of them under aggregate=majority) ---------------------
 
-    def _rows(self, group: Sequence[Record]) -> list[dict]:
+    def _rows(self, group: Sequence[Record]) -> list[Row]:
         first = group[0]
         split = split_of(content_hash=first.content_hash, test_fraction=self.test_fraction)
         if self.only_split is not None and split != self.only_split:
@@ -183,7 +186,7 @@ class RowBuilder:
             }
         ]
 
-    def _verdict(self, group: Sequence[Record], choice: str, split: str) -> dict:
+    def _verdict(self, group: Sequence[Record], choice: str, split: str) -> dict[str, Any]:
         """The metadata every pair and unpaired row carries: the verdict and the judgments behind it."""
         return {
             "choice": choice,
@@ -192,7 +195,7 @@ class RowBuilder:
             "judgments": [self._judgment(r) for r in group],
         }
 
-    def _kto(self, group: Sequence[Record], messages: list[dict], choice: str, split: str) -> list[dict]:
+    def _kto(self, group: Sequence[Record], messages: list[Message], choice: str, split: str) -> list[Row]:
         first = group[0]
         prompt = messages if self.conversational else prompt_string(messages)
         verdict = self._verdict(group, choice, split)
@@ -215,7 +218,7 @@ class RowBuilder:
             )
         ]
 
-    def _judgment(self, r: Record) -> dict:
+    def _judgment(self, r: Record) -> dict[str, Any]:
         return {
             "id": r.id,
             "annotator": self.pseudonyms[r.annotator_id],
@@ -229,7 +232,7 @@ class RowBuilder:
             "created_at": iso(naive_utc(r.created_at)),
         }
 
-    def _raw(self, r: Record, split: str, messages: list[dict], turns: int) -> dict:
+    def _raw(self, r: Record, split: str, messages: list[Message], turns: int) -> Row:
         created = naive_utc(r.created_at)
         return {
             "question_id": r.comparison_id,
@@ -275,10 +278,10 @@ class JsonlEncoder:
     # 100,000 judgments), while the database is still read in large pages (fewer round trips).
     slice_rows = 100
 
-    def encode(self, rows: list[dict]) -> bytes:
+    def encode(self, rows: list[Row]) -> bytes:
         return b"".join(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in rows)
 
-    def finish(self, rows: list[dict]) -> bytes:
+    def finish(self, rows: list[Row]) -> bytes:
         return self.encode(rows)
 
 
@@ -291,7 +294,7 @@ class _Sink:
         self._parts: list[bytes] = []
         self._size = 0
 
-    def write(self, data) -> int:
+    def write(self, data: bytes | pa.Buffer) -> int:
         self._parts.append(bytes(data))
         self._size += len(data)
         return len(data)
@@ -318,12 +321,12 @@ class ParquetEncoder:
         self._sink = _Sink()
         self._writer = pq.ParquetWriter(self._sink, schema, compression="zstd")
 
-    def encode(self, rows: list[dict]) -> bytes:
+    def encode(self, rows: list[Row]) -> bytes:
         if rows:
             self._writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
         return self._sink.take()
 
-    def finish(self, rows: list[dict]) -> bytes:
+    def finish(self, rows: list[Row]) -> bytes:
         head = self.encode(rows)
         self._writer.close()
         return head + self._sink.take()

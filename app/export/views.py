@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -15,7 +15,11 @@ from .schemas import ExportQuery, JudgmentListQuery, JudgmentPage
 
 router = APIRouter()
 
-EXPORT_MEDIA_TYPES = {formats.JsonlEncoder.media_type: {}, formats.ParquetEncoder.media_type: {}}
+# The export response's media types in the OpenAPI schema (no schema object: the body is a file).
+EXPORT_MEDIA_TYPES: dict[str, dict[str, Any]] = {
+    formats.JsonlEncoder.media_type: {},
+    formats.ParquetEncoder.media_type: {},
+}
 
 
 @router.get("/judgments", response_model=JudgmentPage)

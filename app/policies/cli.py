@@ -6,6 +6,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -47,7 +48,14 @@ def _staging_dir(settings: Settings) -> Path:
 
 
 def publish_base(
-    settings: Settings, db: Database, *, source_dir: Path, source: str, activate: bool, metrics: dict, move: bool
+    settings: Settings,
+    db: Database,
+    *,
+    source_dir: Path,
+    source: str,
+    activate: bool,
+    metrics: dict[str, Any],
+    move: bool,
 ) -> PolicyVersion:
     """Publish a model directory as a base version (no parent) and record it; active when asked or
     when no version is active yet."""

@@ -24,6 +24,7 @@ import struct
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from app.core.db import utcnow
 from app.core.errors import Conflict, Unprocessable
@@ -139,7 +140,7 @@ def _check_safetensors(file: Path) -> None:
         )
 
 
-def read_manifest(path: Path) -> dict:
+def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest.json of a version directory."""
     file = Path(path) / MANIFEST
     if not file.is_file():
@@ -154,7 +155,7 @@ def read_manifest(path: Path) -> dict:
 
 
 def publish(
-    *, registry_dir: Path, kind: str, number: int, source_dir: Path, manifest: dict, move: bool = False
+    *, registry_dir: Path, kind: str, number: int, source_dir: Path, manifest: dict[str, Any], move: bool = False
 ) -> Path:
     """Copy (or move) a model directory into the registry as version `number`; returns its path.
 

@@ -8,7 +8,7 @@ import typer
 from tqdm import tqdm
 
 from app.simulate import preferences
-from app.simulate.runner import AnnotatorSpec, provision, simulate
+from app.simulate.runner import AnnotatorSpec, RunStats, provision, simulate
 
 
 def register(cli: typer.Typer) -> None:
@@ -40,7 +40,7 @@ def simulate_command(
     names = [f"sim-{preference.replace(':', '-').replace('.', '-')}-{i}" for i in range(annotators)]
     specs = [AnnotatorSpec(name, preference_fn, noise=noise, tie_rate=tie_rate, think_s=think_s) for name in names]
 
-    async def run():
+    async def run() -> RunStats:
         tokens = await provision(url, admin_token, names)
         with tqdm(total=judgments, unit="judgment", desc="simulate") as bar:
             return await simulate(

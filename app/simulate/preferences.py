@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import typing
 from collections.abc import Callable
+from typing import Any
 
 from trainer.embedded.task import PREFERENCES
 
@@ -13,7 +15,8 @@ Preference = Callable[[str, str, str], float]
 def load(name: str) -> Preference:
     """A shipped preference by name (on_topic, polite, complete, helpful, overall) or 'module:function'."""
     if name in PREFERENCES:
-        return PREFERENCES[name]
+        shipped: Preference = PREFERENCES[name]
+        return shipped
     module_name, _, attribute = name.partition(":")
     if not attribute:
         raise ValueError(f"unknown preference '{name}': use one of {sorted(PREFERENCES)} or 'module:function'")
@@ -23,9 +26,9 @@ def load(name: str) -> Preference:
         raise ValueError(f"cannot import preference '{name}': {exc}") from exc
     if not callable(function):
         raise ValueError(f"preference '{name}' is not callable")
-    return function
+    return typing.cast(Preference, function)  # its signature is the module author's promise
 
 
-def prompt_text(messages: list[dict]) -> str:
+def prompt_text(messages: list[dict[str, Any]]) -> str:
     """The text a preference function judges against: the user turns of the prompt."""
     return "\n".join(m["content"] for m in messages if m.get("role") == "user")

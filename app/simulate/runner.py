@@ -11,7 +11,9 @@ import asyncio
 import random
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -38,8 +40,8 @@ class AnnotatorSpec:
 class RunStats:
     acknowledged: int = 0
     acknowledged_request_ids: list[str] = field(default_factory=list)  # what the server confirmed storing
-    choices: Counter = field(default_factory=Counter)
-    backoffs: Counter = field(default_factory=Counter)
+    choices: Counter[str] = field(default_factory=Counter)  # left | right | tie
+    backoffs: Counter[int] = field(default_factory=Counter)  # by HTTP status
     empty_polls: int = 0
 
 
@@ -61,8 +63,8 @@ def decide(spec: AnnotatorSpec, prompt: str, left: str, right: str, rng: random.
     return "left" if score > 0 else "right"
 
 
-async def _request(client: httpx.AsyncClient, stats: RunStats, method: str, url: str, **kwargs) -> httpx.Response:
-    """One API call, retried with exponential backoff on 401/409/429/5xx and connection errors."""
+async def _request(client: httpx.AsyncClient, stats: RunStats, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One API call, retried with exponential backoff on 401/429/5xx and connection errors."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(lambda e: isinstance(e, Retryable | httpx.TransportError)),
         wait=wait_exponential_jitter(multiplier=0.2, max=10, jitter=0.2),
@@ -88,7 +90,7 @@ async def run_annotator(
     stats: RunStats,
     stop: asyncio.Event,
     seed: int,
-    on_ack=None,
+    on_ack: Callable[[], object] | None = None,
 ) -> None:
     rng = random.Random(seed)
     while not stop.is_set():
@@ -127,11 +129,12 @@ async def _try_acquire(quota: asyncio.Semaphore) -> bool:
     return True
 
 
-async def _next_pair(client: httpx.AsyncClient, stats: RunStats, stop: asyncio.Event) -> dict | None:
+async def _next_pair(client: httpx.AsyncClient, stats: RunStats, stop: asyncio.Event) -> dict[str, Any] | None:
     while not stop.is_set():
         response = await _request(client, stats, "GET", "/api/v1/queue/next")
         if response.status_code == 200:
-            return response.json()
+            pair: dict[str, Any] = response.json()
+            return pair
         stats.empty_polls += 1  # 204: the sampler is still filling the pool
         await asyncio.sleep(min(float(response.headers.get("retry-after", 1)), 5))
     return None
@@ -161,7 +164,7 @@ async def simulate(
     judgments: int,
     seed: int = 0,
     timeout_s: float | None = None,
-    on_ack=None,
+    on_ack: Callable[[], object] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> RunStats:
     """Run the annotators concurrently until `judgments` are acknowledged (or timeout_s passes)."""

@@ -12,7 +12,7 @@ ratings leaderboard's own.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import permutations
@@ -53,14 +53,14 @@ def krippendorff_alpha_nominal(units: Iterable[Sequence[str]]) -> float | None:
     alpha = 1 - D_o / D_e = 1 - (n - 1) * sum_{c != k} o_ck / sum_{c != k} n_c n_k.
     None when no unit is pairable or when every label is the same (no variation: D_e = 0).
     """
-    coincidences: Counter[tuple[str, str]] = Counter()
+    coincidences: defaultdict[tuple[str, str], float] = defaultdict(float)
     for labels in units:
         m = len(labels)
         if m < 2:
             continue
         for c, k in permutations(labels, 2):
             coincidences[c, k] += 1 / (m - 1)
-    totals: Counter[str] = Counter()
+    totals: defaultdict[str, float] = defaultdict(float)
     for (c, _k), weight in coincidences.items():
         totals[c] += weight
     n = sum(totals.values())

@@ -5,12 +5,14 @@ functions, so they show the same numbers."""
 from __future__ import annotations
 
 import statistics
+import typing
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.auth.models import Role, User
 from app.comparisons.models import Choice, Comparison, ComparisonStatus
@@ -36,7 +38,7 @@ from app.training import service as training_service
 HOURS_SHOWN = 24
 
 
-def _count(db: Session, query) -> int:
+def _count(db: Session, query: Select[int]) -> int:
     return db.scalar(query) or 0
 
 
@@ -128,9 +130,12 @@ def annotator_stats(*, db: Session, now: datetime | None = None) -> list[Annotat
     )
     skips = dict(db.execute(select(Skip.annotator_id, func.count()).group_by(Skip.annotator_id)).all())
     times: dict[int, list[int]] = defaultdict(list)
-    for annotator_id, spent in db.execute(
-        select(Judgment.annotator_id, Judgment.time_spent_ms).where(Judgment.time_spent_ms.is_not(None))
-    ):
+    # The WHERE leaves no NULL time, which the column's type (int | None) cannot say.
+    timed = typing.cast(
+        Iterable[tuple[int, int]],
+        db.execute(select(Judgment.annotator_id, Judgment.time_spent_ms).where(Judgment.time_spent_ms.is_not(None))),
+    )
+    for annotator_id, spent in timed:
         times[annotator_id].append(spent)
     gold = _gold_tally(db, Judgment.annotator_id)
     agreement = metrics.agreement_with_others(_overlap_units(db))
@@ -144,8 +149,8 @@ def annotator_stats(*, db: Session, now: datetime | None = None) -> list[Annotat
         counts = choices.get(user.id, Counter())
         judged = sum(counts.values())
         by_choice: Counter[str] = Counter()
-        for (choice, _left), n in counts.items():
-            by_choice[choice] += n
+        for (choice_value, _left), n in counts.items():
+            by_choice[choice_value] += n
         chose_left = counts["a", "a"] + counts["b", "b"]
         bias = metrics.position_bias(chose_left, by_choice["a"] + by_choice["b"])
         user_skips = skips.get(user.id, 0)
@@ -211,7 +216,7 @@ def gold_results(*, db: Session) -> dict[int, tuple[int, int]]:
     return _gold_tally(db, Judgment.comparison_id)
 
 
-def _gold_tally(db: Session, key) -> dict[int, tuple[int, int]]:
+def _gold_tally(db: Session, key: InstrumentedAttribute[int]) -> dict[int, tuple[int, int]]:
     """key (a Judgment column) -> (judgments of gold comparisons, how many gave the expected answer)."""
     tally: dict[int, tuple[int, int]] = {}
     for value, choice, expected, n in db.execute(
@@ -221,5 +226,5 @@ def _gold_tally(db: Session, key) -> dict[int, tuple[int, int]]:
         .group_by(key, Judgment.choice, Comparison.gold_choice)
     ):
         judged, correct = tally.get(value, (0, 0))
-        tally[value] = (judged + n, correct + (n if Choice(choice) == Choice(expected) else 0))
+        tally[value] = (judged + n, correct + (n if choice == expected else 0))
     return tally

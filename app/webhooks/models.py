@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, CreatedAtMixin
@@ -43,7 +43,7 @@ class WebhookEndpoint(CreatedAtMixin, Base):
     encrypted_secret: Mapped[str] = mapped_column(String(255))
     # Its first characters, to tell secrets apart in listings without decrypting them.
     secret_prefix: Mapped[str] = mapped_column(String(16))
-    events: Mapped[list]
+    events: Mapped[list[str]] = mapped_column(JSON)
     description: Mapped[str] = mapped_column(String(200), default="")
     is_active: Mapped[bool] = mapped_column(default=True)
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import secrets
+import typing
 import uuid
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
@@ -117,7 +118,7 @@ def delete_endpoint(*, db: Session, endpoint: WebhookEndpoint) -> None:
     db.flush()
 
 
-def _body(event: WebhookEvent, payload: dict, at: datetime) -> str:
+def _body(event: WebhookEvent, payload: dict[str, Any], at: datetime) -> str:
     envelope = {
         "id": f"evt_{uuid.uuid4().hex}",
         "type": event.value,
@@ -133,7 +134,7 @@ def _queue(db: Session, endpoint_id: int, event: WebhookEvent, body: str, now: d
     return delivery
 
 
-def emit(*, db: Session, event: WebhookEvent, payload: dict) -> int:
+def emit(*, db: Session, event: WebhookEvent, payload: dict[str, Any]) -> int:
     """Queue `event` for every active endpoint subscribed to it, in the caller's transaction.
 
     Returns how many deliveries were queued. The body (and its event id) is the same for every endpoint.
@@ -141,7 +142,7 @@ def emit(*, db: Session, event: WebhookEvent, payload: dict) -> int:
     return emit_all(db=db, events=[(event, payload)])
 
 
-def emit_all(*, db: Session, events: list[tuple[WebhookEvent, dict]]) -> int:
+def emit_all(*, db: Session, events: list[tuple[WebhookEvent, dict[str, Any]]]) -> int:
     """emit() for several events of one unit of work, reading the endpoints once (a judgment submit,
     the hottest write path, may announce two)."""
     now = utcnow()
@@ -242,8 +243,12 @@ def claim_next(*, db: Session, now: datetime, in_flight: timedelta, max_attempts
                 .values(status=DeliveryStatus.failed, last_error="Gave up: the last attempt's outcome was lost.")
             )
             continue
-        taken = db.execute(
-            update(WebhookDelivery).where(*unchanged).values(next_attempt_at=now + in_flight, attempts=attempts + 1)
+        # An UPDATE's result is a CursorResult (it has rowcount); Session.execute's return type does not say so.
+        taken = typing.cast(
+            CursorResult[Any],
+            db.execute(
+                update(WebhookDelivery).where(*unchanged).values(next_attempt_at=now + in_flight, attempts=attempts + 1)
+            ),
         )
         if taken.rowcount == 1:
             return DueDelivery(delivery_id, event, url, encrypted_secret, body)
