@@ -267,7 +267,13 @@ def _pick(*, db: Session, annotator_id: int, now: datetime, gold_rate: float, he
                 break
             savepoint.rollback()
         else:
-            return None
+            # A row FOR UPDATE waited for is re-checked in its new version, but the live-lock count in
+            # the same statement still sees the statement's start: a place that the submit it waited
+            # for freed (one lock gone, one judgment counted) looks taken twice. A plain read, with a
+            # fresh snapshot, tells an empty pool from that; if a place is open, try again.
+            if _first_open(db=db, tiers=tiers, lock=None, params=params) is None:
+                return None
+            continue
         comparison_id, judgment_count, overlap_target = row
         if judgment_count + _live_lock_count(db=db, comparison_id=comparison_id, now=now) < overlap_target:
             savepoint.commit()

@@ -5,12 +5,13 @@ simultaneous requests reserve one pair (per place), never more."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from app.comparisons.models import Comparison, ComparisonStatus
@@ -193,3 +194,31 @@ def test_the_database_refuses_a_lock_beyond_the_annotators_two_places(db):
     with pytest.raises(IntegrityError):
         add_lock(third, 1)
     assert held_by(db, annotator) == [first, second]
+
+
+def test_a_picker_that_waited_for_a_submit_takes_the_place_it_left_open(db):
+    """PostgreSQL's FOR UPDATE re-checks a row it waited for against the row's new version, but its
+    subqueries (the live locks) still see the statement's start: the lock the submit just deleted
+    and the judgment it just counted would both fill the pair, and the picker would be told the pool
+    is empty while a place is open. On SQLite a picker holds the database's write lock: nothing to wait for."""
+    [pair_id] = make_comparisons(db, 1, overlap_target=2)
+    first, second = make_annotators(db, 2)
+    assert take(db, first) == pair_id
+    submitting = db.write_session()
+    session = submitting.__enter__()
+    judgment_service.submit(
+        db=session, annotator_id=first, comparison_id=pair_id, side=ScreenChoice.left, rationale_max_chars=10
+    )
+    with ThreadPoolExecutor(1) as pool:
+        picked = pool.submit(take, db, second)
+        if not db.is_sqlite:
+            with db.session() as watcher:  # wait until the picker is blocked on the pair's row lock
+                waiting = text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+                deadline = time.monotonic() + 10
+                while watcher.scalar(waiting) == 0 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert watcher.scalar(waiting) == 1
+        submitting.__exit__(None, None, None)
+        assert picked.result(timeout=10) == pair_id
