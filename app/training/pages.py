@@ -9,7 +9,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from app.admin import round_form
 from app.api.deps import CsrfChecked, IdPath, PageAdmin, SessionDep, SettingsDep
 from app.auth import service as auth_service
 from app.core.config import Settings
@@ -17,7 +16,7 @@ from app.core.db import utcnow
 from app.core.errors import Conflict, InvalidState
 from app.core.pages import console_page, redirect_with_flash, rerender_if_refused
 from app.ratings import service as ratings_service
-from app.training import service
+from app.training import round_form, service
 from app.training.models import RoundStatus
 from app.training.schemas import RoundConfig, default_config
 from trainer import metrics as M

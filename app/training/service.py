@@ -26,7 +26,7 @@ from app.training.schemas import RoundRead, resolve_config
 from app.training.snapshot import usable_conditions
 from app.webhooks import service as webhook_service
 from app.webhooks.models import WebhookEvent
-from trainer.contract import APP_STAGES, STAGE_ORDER  # the worker's own stages; the others are the trainer's
+from trainer.contract import APP_STAGES, STAGE_ORDER, Stage  # snapshot and publish are the worker's stages
 
 S = RoundStatus
 TRANSITIONS: dict[RoundStatus, set[RoundStatus]] = {
@@ -241,8 +241,8 @@ def record_snapshot(
     round_ = _owned(db, round_id, worker_id)
     round_.snapshot_max_judgment_id = max_judgment_id
     round_.base_policy_version_id = policy_version_id
-    round_.completed_stages = ["snapshot"]
-    round_.results = {"snapshot": counts}
+    round_.completed_stages = [Stage.snapshot]
+    round_.results = {Stage.snapshot: counts}
     # Points of an earlier attempt were trained on other data.
     db.execute(delete(RoundMetric).where(RoundMetric.round_id == round_id))
     db.flush()
@@ -335,8 +335,8 @@ def finish(
     round_.cancel_requested = False
     if status == S.succeeded:
         round_.reward_model_id, round_.policy_version_id = reward_model_id, policy_version_id
-        round_.completed_stages = [*round_.completed_stages, "publish"]
-        round_.stage = "publish"
+        round_.completed_stages = [*round_.completed_stages, Stage.publish]
+        round_.stage = Stage.publish
     if status == S.cancelled:
         round_.completed_stages = []  # its work directory is deleted; a retry starts from a new snapshot
     db.flush()

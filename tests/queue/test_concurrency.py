@@ -214,7 +214,8 @@ def test_a_picker_that_waited_for_a_submit_takes_the_place_it_left_open(db):
         if not db.is_sqlite:
             with db.session() as watcher:  # wait until the picker is blocked on the pair's row lock
                 waiting = text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
                 )
                 deadline = time.monotonic() + 10
                 while watcher.scalar(waiting) == 0 and time.monotonic() < deadline:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.admin import round_form
 from app.core.config import Settings
+from app.training import round_form
 from app.training.schemas import RoundConfig, default_config
 
 DEFAULTS = default_config(Settings(_env_file=None))
