@@ -14,8 +14,7 @@ from app.comparisons.models import Choice
 from app.judgments.models import Judgment
 from app.queue.models import QueueLock, Skip
 from tests.browser.conftest import screenshot, sign_in
-from tests.builders import make_comparisons
-from tests.helpers import make_user
+from tests.factories import make_comparisons, make_user
 
 pytestmark = pytest.mark.browser
 

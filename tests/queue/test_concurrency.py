@@ -19,7 +19,7 @@ from app.judgments import service as judgment_service
 from app.judgments.models import Judgment, ScreenChoice
 from app.queue import service
 from app.queue.models import QueueLock
-from tests.builders import make_annotators, make_comparisons
+from tests.factories import make_annotators, make_comparisons
 
 TTL = timedelta(minutes=10)
 
@@ -121,7 +121,7 @@ def test_a_submit_retried_concurrently_stores_one_judgment(db):
 def test_expired_locks_return_to_the_pool_under_concurrency(db):
     targets = [1, 2, 1]
     ids = [make_comparisons(db, 1, overlap_target=t)[0] for t in targets]
-    first_wave, second_wave = make_annotators(db, 4, "early"), make_annotators(db, 8, "late")
+    first_wave, second_wave = make_annotators(db, 4, prefix="early"), make_annotators(db, 8, prefix="late")
     assert sorted(filter(None, run_together(lambda a: take(db, a), [(a,) for a in first_wave]))) == sorted(
         [ids[0], ids[1], ids[1], ids[2]]
     )

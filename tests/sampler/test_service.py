@@ -9,10 +9,10 @@ from sqlalchemy import select
 
 from app.comparisons.models import Comparison, ComparisonStatus
 from app.policies import service as policy_service
+from app.policies.models import PolicyStatus
 from app.prompts import service as prompt_service
 from app.sampler import service
-from tests.policies.helpers import publish_version
-from tests.sampler.helpers import add_pair, add_prompts
+from tests.factories import make_comparison, make_prompt, publish_policy_version
 
 
 def by_need(db, limit=10, exclude=frozenset()) -> list[int]:
@@ -21,11 +21,19 @@ def by_need(db, limit=10, exclude=frozenset()) -> list[int]:
 
 
 def test_prompts_with_fewest_judgments_then_fewest_ready_pairs_come_first(db, active_policy):
-    judged, ready, fresh, inactive, twice_judged = add_prompts(db, "judged", "ready", "fresh", "inactive", "twice")
-    add_pair(db, judged, active_policy, status=ComparisonStatus.completed, judgments=1)
-    add_pair(db, ready, active_policy)
-    add_pair(db, twice_judged, active_policy, status=ComparisonStatus.retired, judgments=1)
-    add_pair(db, twice_judged, active_policy, status=ComparisonStatus.completed, judgments=1)
+    judged, ready, fresh, inactive, twice_judged = (
+        make_prompt(db, text=t) for t in ("judged", "ready", "fresh", "inactive", "twice")
+    )
+    make_comparison(
+        db, prompt_id=judged, version_a_id=active_policy, status=ComparisonStatus.completed, judgment_count=1
+    )
+    make_comparison(db, prompt_id=ready, version_a_id=active_policy)
+    make_comparison(
+        db, prompt_id=twice_judged, version_a_id=active_policy, status=ComparisonStatus.retired, judgment_count=1
+    )
+    make_comparison(
+        db, prompt_id=twice_judged, version_a_id=active_policy, status=ComparisonStatus.completed, judgment_count=1
+    )
     with db.session() as session:
         prompt_service.deactivate(db=session, prompt_id=inactive)
     assert by_need(db) == [fresh, ready, judged, twice_judged]
@@ -34,21 +42,21 @@ def test_prompts_with_fewest_judgments_then_fewest_ready_pairs_come_first(db, ac
 
 
 def test_pool_counts_ready_pairs_only(db, active_policy):
-    [prompt] = add_prompts(db, "p")
+    prompt = make_prompt(db, text="p")
     for status in (
         ComparisonStatus.ready,
         ComparisonStatus.ready,
         ComparisonStatus.completed,
         ComparisonStatus.retired,
     ):
-        add_pair(db, prompt, active_policy, status=status)
+        make_comparison(db, prompt_id=prompt, version_a_id=active_policy, status=status)
     with db.session() as session:
         assert service.pool_size(db=session) == 2
 
 
 def test_stored_pair_links_both_completions(db, active_policy):
-    [prompt] = add_prompts(db, "p")
-    comparison_id = add_pair(db, prompt, active_policy)
+    prompt = make_prompt(db, text="p")
+    comparison_id = make_comparison(db, prompt_id=prompt, version_a_id=active_policy)
     with db.session() as session:
         comparison = session.get(Comparison, comparison_id)
         assert comparison.status is ComparisonStatus.ready and comparison.overlap_target == 1
@@ -57,7 +65,7 @@ def test_stored_pair_links_both_completions(db, active_policy):
 
 
 def test_a_nul_byte_in_a_completion_is_stored_as_a_replacement_character(db, active_policy):
-    [prompt] = add_prompts(db, "p")
+    prompt = make_prompt(db, text="p")
     reply = service.NewCompletion(
         policy_version_id=active_policy, text="a\x00b", token_count=3, finish_reason="length", sampling={}
     )
@@ -68,13 +76,17 @@ def test_a_nul_byte_in_a_completion_is_stored_as_a_replacement_character(db, act
 
 
 def test_retire_superseded_by_mode(settings, db, tiny_policy_dir, active_policy):
-    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
-    [prompt] = add_prompts(db, "p")
-    old_unjudged = add_pair(db, prompt, active_policy)
-    old_half_judged = add_pair(db, prompt, active_policy, judgments=1)
-    old_completed = add_pair(db, prompt, active_policy, status=ComparisonStatus.completed, judgments=1)
-    cross = add_pair(db, prompt, v2, version_b_id=active_policy)
-    new = add_pair(db, prompt, v2)
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
+    prompt = make_prompt(db, text="p")
+    old_unjudged = make_comparison(db, prompt_id=prompt, version_a_id=active_policy)
+    old_half_judged = make_comparison(db, prompt_id=prompt, version_a_id=active_policy, judgment_count=1)
+    old_completed = make_comparison(
+        db, prompt_id=prompt, version_a_id=active_policy, status=ComparisonStatus.completed, judgment_count=1
+    )
+    cross = make_comparison(db, prompt_id=prompt, version_a_id=v2, version_b_id=active_policy)
+    new = make_comparison(db, prompt_id=prompt, version_a_id=v2)
 
     def statuses() -> dict[int, str]:
         with db.session() as session:
@@ -98,8 +110,12 @@ def test_retire_superseded_by_mode(settings, db, tiny_policy_dir, active_policy)
 
 
 def test_baseline_is_the_previous_version_or_the_configured_one(settings, db, tiny_policy_dir, active_policy):
-    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
-    v3 = publish_version(settings, db, tiny_policy_dir, 3, parent_id=v2)
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
+    v3 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=3, parent_id=v2, status=PolicyStatus.candidate
+    )
     with db.session() as session:
         first, third = (policy_service.get_or_raise(db=session, version_id=i) for i in (active_policy, v3))
         assert service.baseline_version(db=session, active=third).number == 2
@@ -112,7 +128,7 @@ def test_baseline_is_the_previous_version_or_the_configured_one(settings, db, ti
 def test_seed_changes_with_every_stored_batch(db, active_policy):
     with db.session() as session:
         before = service.next_seed(db=session, base_seed=5)
-    add_pair(db, add_prompts(db, "p")[0], active_policy)
+    make_comparison(db, prompt_id=make_prompt(db, text="p"), version_a_id=active_policy)
     with db.session() as session:
         assert service.next_seed(db=session, base_seed=5) == before + 2
         assert service.next_seed(db=session, base_seed=6) != service.next_seed(db=session, base_seed=5)
