@@ -63,10 +63,15 @@ def postgres_url() -> Iterator[str]:
 
 
 def _empty_postgres(url: str) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    """Delete every row and restart every id sequence, as TRUNCATE ... RESTART IDENTITY would. A test
+    leaves few rows, and DELETE on them costs milliseconds where TRUNCATE makes new files for every table
+    (hundreds of milliseconds per test, and a long checkpoint when the database is dropped)."""
     engine = create_engine(url)
     with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+        for sequence in connection.execute(text("SELECT relname FROM pg_class WHERE relkind = 'S'")).scalars():
+            connection.execute(text(f'ALTER SEQUENCE "{sequence}" RESTART'))
     engine.dispose()
 
 

@@ -140,7 +140,7 @@ SAME_ANNOTATOR_REQUESTS, TRIALS = 24, 12
 def test_one_annotators_simultaneous_requests_reserve_one_pair(db):
     make_comparisons(db, SAME_ANNOTATOR_REQUESTS)
     for trial in range(TRIALS):
-        [annotator] = make_annotators(db, 1, f"trial{trial}-")
+        [annotator] = make_annotators(db, 1, prefix=f"trial{trial}-")
         taken = run_together(take, [(db, annotator)] * SAME_ANNOTATOR_REQUESTS)
         assert taken[0] is not None and set(taken) == {taken[0]}, trial
         assert held_by(db, annotator) == [taken[0]], trial
@@ -149,7 +149,7 @@ def test_one_annotators_simultaneous_requests_reserve_one_pair(db):
 def test_one_annotators_simultaneous_prefetches_reserve_one_pair_behind(db):
     make_comparisons(db, 2 * SAME_ANNOTATOR_REQUESTS)
     for trial in range(TRIALS):
-        [annotator] = make_annotators(db, 1, f"trial{trial}-")
+        [annotator] = make_annotators(db, 1, prefix=f"trial{trial}-")
         on_screen = take(db, annotator)
         behind = run_together(take, [(db, annotator, on_screen)] * SAME_ANNOTATOR_REQUESTS)
         assert behind[0] not in (None, on_screen) and set(behind) == {behind[0]}, trial

@@ -350,6 +350,11 @@ def test_the_web_process_does_not_import_torch(settings):
 
 @SQLITE_ONLY
 def test_a_failing_cycle_is_reported_and_the_loop_goes_on(settings, db, active_policy, monkeypatch):
+    def reported_error() -> str | None:
+        with db.session() as session:
+            status = service.load_status(db=session)
+        return status and status[0]["last_error"]
+
     topics(db)
     worker = SamplerWorker(tuned(settings), db)
     real_fill = worker._fill
@@ -357,8 +362,8 @@ def test_a_failing_cycle_is_reported_and_the_loop_goes_on(settings, db, active_p
     worker.start()
     try:
         wait_for(lambda: worker.last_error == "sampler cycle failed: disk full", what="the failure")
-        with db.session() as session:
-            assert service.load_status(db=session)[0]["last_error"] == "sampler cycle failed: disk full"
+        # The worker reports its status after it notes the error: wait for the report, not just the note.
+        wait_for(lambda: reported_error() == "sampler cycle failed: disk full", what="the failure's report")
         monkeypatch.setattr(worker, "_fill", real_fill)
         wait_for(lambda: worker.last_error == "" and len(pairs(db)) >= 6, what="the recovery")
     finally:
