@@ -24,7 +24,7 @@ from app.core.db import Database
 from app.core.migrations import upgrade_to_head
 from app.main import create_app
 from app.models import Base
-from tests.helpers import make_token, make_user
+from tests.factories import make_token, make_user, publish_policy_version
 
 POSTGRES_ENV = "PREFLOOP_TEST_POSTGRES_URL"
 
@@ -63,10 +63,15 @@ def postgres_url() -> Iterator[str]:
 
 
 def _empty_postgres(url: str) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    """Delete every row and restart every id sequence, as TRUNCATE ... RESTART IDENTITY would. A test
+    leaves few rows, and DELETE on them costs milliseconds where TRUNCATE makes new files for every table
+    (hundreds of milliseconds per test, and a long checkpoint when the database is dropped)."""
     engine = create_engine(url)
     with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+        for sequence in connection.execute(text("SELECT relname FROM pg_class WHERE relkind = 'S'")).scalars():
+            connection.execute(text(f'ALTER SEQUENCE "{sequence}" RESTART'))
     engine.dispose()
 
 
@@ -114,13 +119,13 @@ def db(app) -> Database:
 
 @pytest.fixture
 def admin_token(db) -> dict[str, str]:
-    make_user(db, "root-admin", Role.admin)
+    make_user(db, "root-admin", role=Role.admin)
     return {"Authorization": f"Bearer {make_token(db, 'root-admin')}"}
 
 
 @pytest.fixture
 def annotator_token(db) -> dict[str, str]:
-    make_user(db, "ann", Role.annotator)
+    make_user(db, "ann", role=Role.annotator)
     return {"Authorization": f"Bearer {make_token(db, 'ann')}"}
 
 
@@ -138,24 +143,4 @@ def tiny_policy_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def active_policy(settings, db, tiny_policy_dir) -> int:
     """tiny_policy_dir published to this test's registry and recorded as version 1, active; its id."""
-    from app.policies import registry
-    from app.policies import service as policy_service
-    from app.policies.models import PolicyStatus
-
-    path = registry.publish(
-        registry_dir=settings.registry_dir,
-        kind="policy",
-        number=1,
-        source_dir=tiny_policy_dir,
-        manifest={"source": "test"},
-    )
-    with db.session() as session:
-        return policy_service.record_policy_version(
-            db=session,
-            number=1,
-            path=path,
-            parent_id=None,
-            source="test",
-            status=PolicyStatus.active,
-            metrics={},
-        ).id
+    return publish_policy_version(settings, db, source_dir=tiny_policy_dir)

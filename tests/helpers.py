@@ -1,31 +1,12 @@
-"""Builders shared by the tests: accounts, tokens, and a browser-style login."""
+"""Acting as a browser in API tests: the CSRF token of a page, and a sign-in through the login form."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
 from fastapi.testclient import TestClient
 
-from app.auth import service as auth_service
-from app.auth.models import Role, Scope
-from app.core.db import Database
-
-PASSWORD = "correct horse battery"
-
-
-def make_user(db: Database, username: str, role: Role = Role.annotator, password: str = PASSWORD) -> int:
-    with db.session() as session:
-        return auth_service.create(
-            db=session, username=username, password=password, role=role, min_password_length=8
-        ).id
-
-
-def make_token(db: Database, username: str, scopes: Iterable[Scope] | None = None) -> str:
-    """A token for username with these scopes (default: all its role allows)."""
-    with db.session() as session:
-        user = auth_service.get_by_username(db=session, username=username)
-        return auth_service.create_token(db=session, user=user, name="test", scopes=scopes)[1]
+from tests.factories import PASSWORD
 
 
 def csrf_from(html: str) -> str:

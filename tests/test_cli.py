@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from app.auth.models import Role, User
 from app.cli import cli, ensure_first_admin
 from app.core.db import Database, utcnow
-from tests.helpers import PASSWORD, login, make_user
+from tests.factories import PASSWORD, make_user
+from tests.helpers import login
 
 runner = CliRunner()
 

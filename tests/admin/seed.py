@@ -1,87 +1,27 @@
-"""Arranging what the console shows: judgments with chosen timing, a training round driven through the
-same service calls a worker makes, and a lived-in dataset for the browser tests' screenshots."""
+"""Arranging what the console shows: a training round driven through the same service calls a worker
+makes, and a lived-in dataset for the browser tests' screenshots."""
 
 from __future__ import annotations
 
 import math
 import random
-import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import func, select
 
 from app.auth.models import User
-from app.comparisons.models import Choice, Comparison, ComparisonStatus, Completion
+from app.comparisons.models import Choice
 from app.core.config import Settings
 from app.core.db import Database, utcnow
 from app.judgments.models import Judgment
 from app.policies import service as policies_service
 from app.policies.models import PolicyStatus
-from app.prompts.models import Prompt
 from app.training import service as training_service
 from app.training.models import RoundStatus
-from tests.builders import make_annotators, make_comparisons
+from tests.factories import make_comparisons, make_judged_pair, make_judgment, make_policy_version, make_user
 from trainer import metrics as M
 
 WORKER = "test-worker"
-
-
-def judge(
-    db: Database,
-    comparison_id: int,
-    annotator_id: int,
-    choice: str,
-    *,
-    shown_left: str = "a",
-    time_spent_ms: int | None = 5000,
-    created_at: datetime | None = None,
-) -> None:
-    """One stored judgment, as the judgments service would leave it (the pair's count goes up)."""
-    with db.session() as session:
-        session.add(
-            Judgment(
-                comparison_id=comparison_id,
-                annotator_id=annotator_id,
-                choice=Choice(choice),
-                shown_left=shown_left,
-                time_spent_ms=time_spent_ms,
-                created_at=created_at or utcnow(),
-            )
-        )
-        comparison = session.get(Comparison, comparison_id)
-        comparison.judgment_count += 1
-        if comparison.judgment_count >= comparison.overlap_target:
-            comparison.status = ComparisonStatus.completed
-
-
-def battle(db: Database, newer_id: int, older_id: int, annotator_id: int, choice: str) -> None:
-    """A pair of completions of two policy versions (the newer one is completion a), judged once."""
-    with db.session() as session:
-        prompt = Prompt(
-            messages=[{"role": "user", "content": "Describe the otter."}],
-            text="Describe the otter.",
-            content_hash=uuid.uuid4().hex,
-        )
-        session.add(prompt)
-        session.flush()
-        a, b = (
-            Completion(prompt_id=prompt.id, policy_version_id=version_id, text=text, token_count=3, finish_reason="eos")
-            for version_id, text in ((newer_id, "Otters hold hands."), (older_id, "Otters? No idea."))
-        )
-        session.add_all([a, b])
-        session.flush()
-        comparison = Comparison(
-            prompt_id=prompt.id,
-            completion_a_id=a.id,
-            completion_b_id=b.id,
-            status=ComparisonStatus.completed,
-            judgment_count=1,
-        )
-        session.add(comparison)
-        session.flush()
-        session.add(
-            Judgment(comparison_id=comparison.id, annotator_id=annotator_id, choice=Choice(choice), shown_left="a")
-        )
 
 
 def claim_round(db: Database) -> int:
@@ -180,45 +120,40 @@ def seed_console(db: Database, settings: Settings, admin_id: int, *, seed: int =
     """A day of annotation by five people, three policy versions and a round halfway through PPO."""
     rng = random.Random(seed)
     with db.session() as session:
-        v1 = policies_service.record_policy_version(
-            db=session,
-            number=1,
-            path="/registry/policy/1",
-            parent_id=None,
-            source="embedded:default",
-            status=PolicyStatus.archived,
-            metrics={},
-        )
-        v2 = policies_service.record_policy_version(
-            db=session,
+        v1 = make_policy_version(session, number=1, status=PolicyStatus.archived, source="embedded:default")
+        v2 = make_policy_version(
+            session,
             number=2,
-            path="/registry/policy/2",
-            parent_id=v1.id,
+            parent_id=v1,
             source="round",
             status=PolicyStatus.archived,
             metrics={"rm_heldout_accuracy": 0.64, "kl": 1.8, "eos_rate": 0.91},
         )
-        v3 = policies_service.record_policy_version(
-            db=session,
+        v3 = make_policy_version(
+            session,
             number=3,
-            path="/registry/policy/3",
-            parent_id=v2.id,
+            parent_id=v2,
             source="round",
-            status=PolicyStatus.active,
             metrics={"rm_heldout_accuracy": 0.69, "kl": 2.6, "eos_rate": 0.94},
         )
-        versions = (v1.id, v2.id, v3.id)
+        versions = (v1, v2, v3)
     names = ["maria", "kenji", "lena", "omar", "priya"]
-    annotators = dict(zip(names, make_annotators(db, len(names), prefix="tmp"), strict=True))
-    with db.session() as session:
-        for name, user_id in annotators.items():
-            session.get(User, user_id).username = name
+    annotators = {name: make_user(db, name) for name in names}
     # each version judged against its parent: people prefer the newer one, more clearly for v3
     for (older, newer), wins in (((versions[0], versions[1]), 0.65), ((versions[1], versions[2]), 0.75)):
         for _ in range(40):
             roll = rng.random()
             choice = "a" if roll < wins else "tie" if roll < wins + 0.1 else "b"
-            battle(db, newer, older, annotators[rng.choice(names)], choice)
+            make_judged_pair(
+                db,
+                annotator_id=annotators[rng.choice(names)],
+                choice=choice,
+                prompt="Describe the otter.",
+                version_a_id=newer,
+                version_b_id=older,
+                text_a="Otters hold hands.",
+                text_b="Otters? No idea.",
+            )
     comparisons = make_comparisons(db, 140, overlap_target=2)
     gold = make_comparisons(db, 8, is_gold=True, gold_choice=Choice.a, overlap_target=5)
     skill = {"maria": 0.85, "kenji": 0.8, "lena": 0.75, "omar": 0.45, "priya": 0.7}
@@ -239,11 +174,11 @@ def seed_console(db: Database, settings: Settings, admin_id: int, *, seed: int =
             if choice is None:
                 choice = Choice(shown_left)
             hours_ago = rng.triangular(0, 23.9, 2)
-            judge(
+            make_judgment(
                 db,
-                comparison_id,
-                annotators[name],
-                choice.value,
+                comparison_id=comparison_id,
+                annotator_id=annotators[name],
+                choice=choice,
                 shown_left=shown_left,
                 time_spent_ms=int(rng.lognormvariate(math.log(speed[name]), 0.4)),
                 created_at=now - timedelta(hours=hours_ago),

@@ -12,15 +12,21 @@ from app.auth.models import ApiToken, Role, User
 from app.comparisons.models import Choice, Comparison
 from app.core.db import utcnow
 from app.judgments.models import Judgment
-from app.policies import registry
 from app.policies import service as policies_service
 from app.policies.models import PolicyStatus
 from app.prompts.models import Prompt
 from app.training import service as training_service
 from app.training.models import RoundStatus, TrainingRound
-from tests.admin.seed import WORKER, battle, claim_round, finish_round, judge
-from tests.builders import make_comparisons
-from tests.helpers import csrf_from, login, make_user
+from tests.admin.seed import WORKER, claim_round, finish_round
+from tests.factories import (
+    make_comparisons,
+    make_judged_pair,
+    make_judgment,
+    make_policy_version,
+    make_user,
+    publish_policy_version,
+)
+from tests.helpers import csrf_from, login
 
 PAGES = [
     "/admin",
@@ -46,7 +52,7 @@ def error(html: str) -> str:
 @pytest.fixture
 def admin(client, db) -> int:
     """An admin signed in on `client`; their user id."""
-    user_id = make_user(db, "boss", Role.admin)
+    user_id = make_user(db, "boss", role=Role.admin)
     assert login(client, "boss").status_code == 303
     return user_id
 
@@ -209,8 +215,8 @@ def test_annotators_page_shows_the_statistics(client, db, admin):
     u1, u2 = make_user(db, "u1"), make_user(db, "u2")
     c1, c2, c3 = make_comparisons(db, 3, overlap_target=2)
     for comparison_id, first, second in ((c1, "a", "a"), (c2, "b", "a"), (c3, "tie", "tie")):
-        judge(db, comparison_id, u1, first, time_spent_ms=4200)
-        judge(db, comparison_id, u2, second, time_spent_ms=800)
+        make_judgment(db, comparison_id=comparison_id, annotator_id=u1, choice=first, time_spent_ms=4200)
+        make_judgment(db, comparison_id=comparison_id, annotator_id=u2, choice=second, time_spent_ms=800)
     page = client.get("/admin/annotators").text
     # u1/u2: 2 of 3 agree, kappa 0.5 (see test_stats). Alpha: o_aa = 2, o_ab = o_ba = 1, o_tt = 2,
     # n = 6, n_a = 3, n_b = 1, n_tie = 2: 1 - 2 / ((36 - 14) / 5) = 6/11.
@@ -253,8 +259,8 @@ def test_too_long_guidelines_are_refused_and_kept_in_the_form(client, db, submit
 
 def test_mark_a_comparison_as_gold_and_see_accuracy(client, db, submit):
     (comparison_id,) = make_comparisons(db, 1, overlap_target=3)
-    judge(db, comparison_id, make_user(db, "right"), "b")
-    judge(db, comparison_id, make_user(db, "wrong"), "a")
+    make_judgment(db, comparison_id=comparison_id, annotator_id=make_user(db, "right"), choice="b")
+    make_judgment(db, comparison_id=comparison_id, annotator_id=make_user(db, "wrong"), choice="a")
     response = submit(
         "/admin/gold",
         {"comparison_id": str(comparison_id), "choice": "b", "next": f"/admin/comparisons/{comparison_id}"},
@@ -355,24 +361,15 @@ def test_an_oversized_prompt_file_is_refused_with_413(app, client, db, submit):
 
 
 def test_activate_a_newer_version_then_roll_back(client, db, settings, submit, active_policy, tiny_policy_dir):
-    path = registry.publish(
-        registry_dir=settings.registry_dir,
-        kind="policy",
-        number=2,
+    v2_id = publish_policy_version(
+        settings,
+        db,
         source_dir=tiny_policy_dir,
-        manifest={"source": "test"},
+        number=2,
+        parent_id=active_policy,
+        status=PolicyStatus.candidate,
+        metrics={"kl": 1.5},
     )
-    with db.session() as session:
-        v2 = policies_service.record_policy_version(
-            db=session,
-            number=2,
-            path=path,
-            parent_id=active_policy,
-            source="test",
-            status=PolicyStatus.candidate,
-            metrics={"kl": 1.5},
-        )
-        v2_id = v2.id
     page = client.get("/admin/policies").text
     assert "v1 → </span>v2" in page.replace("\n", "") and ">Activate<" in page
     activated = submit(f"/admin/policies/{v2_id}/activate", follow_redirects=True)
@@ -384,17 +381,7 @@ def test_activate_a_newer_version_then_roll_back(client, db, settings, submit, a
 
 
 def test_activating_a_version_without_files_is_refused_with_409(client, db, submit, active_policy):
-    with db.session() as session:
-        broken = policies_service.record_policy_version(
-            db=session,
-            number=2,
-            path="/nowhere",
-            parent_id=None,
-            source="test",
-            status=PolicyStatus.candidate,
-            metrics={},
-        )
-        broken_id = broken.id
+    broken_id = make_policy_version(db, number=2, path="/nowhere", status=PolicyStatus.candidate)
     response = submit(f"/admin/policies/{broken_id}/activate")
     assert response.status_code == 409
     assert error(response.text).startswith("Policy version 2 cannot be activated: ")
@@ -456,7 +443,7 @@ def test_new_judgments_count_from_the_last_snapshot_even_when_its_round_is_off_t
     app.state.settings.ADMIN_PAGE_SIZE = 1
     annotator = make_user(db, "ann")
     for comparison_id in make_comparisons(db, 3):
-        judge(db, comparison_id, annotator, "a")
+        make_judgment(db, comparison_id=comparison_id, annotator_id=annotator, choice="a")
     with db.session() as session:
         first, second, _third = session.scalars(select(Judgment.id).order_by(Judgment.id))
         # The snapshotted round is older than the one the first page shows, which never took a snapshot.
@@ -487,29 +474,20 @@ def test_a_finished_round_shows_how_people_judged_its_version_against_the_parent
     submit("/admin/rounds")
     round_id = claim_round(db)
     with db.session() as session:
-        v2 = policies_service.record_policy_version(
-            db=session,
-            number=2,
-            path="/registry/policy/2",
-            parent_id=active_policy,
-            source=f"round {round_id}",
-            status=PolicyStatus.active,
-            metrics={},
-        )
+        v2_id = make_policy_version(session, number=2, parent_id=active_policy, source=f"round {round_id}")
         training_service.finish(
             db=session,
             round_id=round_id,
             worker_id=WORKER,
             status=RoundStatus.succeeded,
             now=utcnow(),
-            policy_version_id=v2.id,
+            policy_version_id=v2_id,
         )
-        v2_id = v2.id
     waiting = client.get(f"/admin/rounds/{round_id}").text
     assert "No judgments of v2 against v1 yet" in waiting
     judges = [make_user(db, f"judge{i}") for i in range(3)]
     for i, choice in enumerate(["a"] * 6 + ["b"] * 2 + ["tie"] * 2):
-        battle(db, v2_id, active_policy, judges[i % 3], choice)
+        make_judged_pair(db, annotator_id=judges[i % 3], choice=choice, version_a_id=v2_id, version_b_id=active_policy)
     page = " ".join(re.sub(r"<[^>]+>", " ", client.get(f"/admin/rounds/{round_id}").text).split())
     assert "v2 won 75% of decided pairs against v1 (95% CI 41%–93%)" in page  # 6 / (6 + 2), Wilson
     assert "6 wins, 2 losses, 2 ties in people's judgments" in page

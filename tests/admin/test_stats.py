@@ -13,9 +13,7 @@ from app.core.db import utcnow
 from app.queue.models import Skip
 from app.stats import service
 from app.training import service as training_service
-from tests.admin.seed import judge
-from tests.builders import make_comparisons
-from tests.helpers import make_user
+from tests.factories import make_comparisons, make_judgment, make_user
 
 NOW = utcnow().replace(hour=12, minute=30, second=0, microsecond=0)
 
@@ -33,20 +31,32 @@ def dataset(db) -> dict[str, int]:
     g1: u1 a (left a)  u3 b (left a)
     """
     ids = {name: make_user(db, name) for name in ("u1", "u2", "u3", "u4")}
-    ids["boss"] = make_user(db, "boss", Role.admin)
+    ids["boss"] = make_user(db, "boss", role=Role.admin)
     c1, c2, c3, c4 = make_comparisons(db, 4, overlap_target=2)
     (g1,) = make_comparisons(db, 1, overlap_target=2, is_gold=True, gold_choice=Choice.a)
     u1, u2, u3 = ids["u1"], ids["u2"], ids["u3"]
-    judge(db, c1, u1, "a", shown_left="a", time_spent_ms=1000, created_at=ago(minutes=10))
-    judge(db, c2, u1, "b", shown_left="b", time_spent_ms=3000, created_at=ago(minutes=50))
-    judge(db, c3, u1, "tie", shown_left="a", time_spent_ms=2000, created_at=ago(hours=2, minutes=10))
-    judge(db, g1, u1, "a", shown_left="a", time_spent_ms=4000, created_at=ago(hours=3))
-    judge(db, c1, u2, "a", shown_left="b", time_spent_ms=5000, created_at=ago(minutes=20))
-    judge(db, c2, u2, "a", shown_left="a", time_spent_ms=5000, created_at=ago(hours=26))
-    judge(db, c3, u2, "tie", shown_left="b", time_spent_ms=None, created_at=ago(hours=5))
-    judge(db, c3, u3, "tie", shown_left="a", time_spent_ms=700, created_at=ago(hours=30))
-    judge(db, c4, u3, "both_bad", shown_left="b", time_spent_ms=900, created_at=ago(hours=40))
-    judge(db, g1, u3, "b", shown_left="a", time_spent_ms=800, created_at=ago(hours=48))
+    plan = [  # pair, annotator, choice, shown left, time spent (ms), when
+        (c1, u1, "a", "a", 1000, ago(minutes=10)),
+        (c2, u1, "b", "b", 3000, ago(minutes=50)),
+        (c3, u1, "tie", "a", 2000, ago(hours=2, minutes=10)),
+        (g1, u1, "a", "a", 4000, ago(hours=3)),
+        (c1, u2, "a", "b", 5000, ago(minutes=20)),
+        (c2, u2, "a", "a", 5000, ago(hours=26)),
+        (c3, u2, "tie", "b", None, ago(hours=5)),
+        (c3, u3, "tie", "a", 700, ago(hours=30)),
+        (c4, u3, "both_bad", "b", 900, ago(hours=40)),
+        (g1, u3, "b", "a", 800, ago(hours=48)),
+    ]
+    for comparison_id, annotator_id, choice, shown_left, time_spent_ms, created_at in plan:
+        make_judgment(
+            db,
+            comparison_id=comparison_id,
+            annotator_id=annotator_id,
+            choice=choice,
+            shown_left=shown_left,
+            time_spent_ms=time_spent_ms,
+            created_at=created_at,
+        )
     with db.session() as session:
         session.add(Skip(comparison_id=c4, annotator_id=u2, reason="unreadable"))
     return ids
@@ -65,7 +75,7 @@ def test_progress_counts_the_pool_and_the_pace(db, dataset):
     hourly = [h.judgments for h in progress.judgments_per_hour]
     assert len(hourly) == 24 and progress.judgments_per_hour[-1].start == NOW.replace(minute=0)
     assert hourly == [0] * 18 + [1, 0, 1, 1, 1, 2]  # -26 h is outside the window
-    assert progress.active_policy.number == 1  # the builders' policy version
+    assert progress.active_policy.number == 1  # version 1, which the factories record active
     assert progress.current_round is None
 
 

@@ -11,7 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.helpers import login, make_token, make_user
+from tests.factories import make_token, make_user
+from tests.helpers import login
 
 BROWSER = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.auth.models import Role, User
-from tests.helpers import PASSWORD, csrf_from, login, make_user
+from tests.factories import PASSWORD, make_user
+from tests.helpers import csrf_from, login
 
 
 def test_anonymous_browser_is_redirected_to_login(client):
@@ -129,7 +130,7 @@ def test_deactivated_user_loses_browser_session(client, db):
 
 
 def test_token_created_in_browser_is_shown_once_and_works(client, db):
-    make_user(db, "alice", Role.annotator)
+    make_user(db, "alice", role=Role.annotator)
     login(client, "alice")
     csrf = csrf_from(client.get("/account").text)
     created = client.post("/account/tokens", data={"name": "notebook", "scopes": "annotate", "csrf_token": csrf})

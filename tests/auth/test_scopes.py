@@ -16,7 +16,8 @@ from app.api.deps import ApiUser, ScopeRequired
 from app.auth.models import ApiToken, Role, Scope
 from app.core.db import utcnow
 from app.core.errors import install_error_handlers
-from tests.helpers import csrf_from, login, make_token, make_user
+from tests.factories import make_token, make_user
+from tests.helpers import csrf_from, login
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -75,7 +76,7 @@ def test_a_route_that_declares_no_scope_refuses_every_request(db):
     bare.state.db = db
     install_error_handlers(bare)
     bare.include_router(router)
-    make_user(db, "root", Role.admin)
+    make_user(db, "root", role=Role.admin)
     with TestClient(bare, raise_server_exceptions=False) as test_client:
         response = test_client.get("/api/v1/forgotten", headers=bearer(make_token(db, "root")))
     assert response.status_code == 500
@@ -100,7 +101,7 @@ FAMILIES = [
 
 @pytest.mark.parametrize(("method", "path", "body", "scope"), FAMILIES, ids=[f[1] for f in FAMILIES])
 def test_each_route_family_needs_its_scope(client, db, method, path, body, scope):
-    make_user(db, "root", Role.admin)
+    make_user(db, "root", role=Role.admin)
     without = bearer(make_token(db, "root", scopes=set(Scope) - {scope}))
     refused = client.request(method, path, json=body, headers=without)
     assert refused.status_code == 403
@@ -112,14 +113,14 @@ def test_each_route_family_needs_its_scope(client, db, method, path, body, scope
 
 @pytest.mark.parametrize("scope", list(Scope))
 def test_me_and_own_tokens_work_with_any_scope(client, db, scope):
-    make_user(db, "root", Role.admin)
+    make_user(db, "root", role=Role.admin)
     headers = bearer(make_token(db, "root", scopes=[scope]))
     assert client.get("/api/v1/me", headers=headers).status_code == 200
     assert client.get("/api/v1/tokens", headers=headers).status_code == 200
 
 
 def test_a_scope_never_grants_more_than_the_role(client, db):
-    make_user(db, "ann", Role.annotator)
+    make_user(db, "ann", role=Role.annotator)
     token = make_token(db, "ann")
     with db.session() as session:  # a token row claiming more than the role (e.g. written by hand)
         session.scalar(select(ApiToken)).scopes = [s.value for s in Scope]
@@ -129,7 +130,7 @@ def test_a_scope_never_grants_more_than_the_role(client, db):
 
 
 def test_browser_session_has_every_scope_its_role_allows(client, db):
-    make_user(db, "root", Role.admin)
+    make_user(db, "root", role=Role.admin)
     login(client, "root")
     assert client.get("/api/v1/prompts").status_code == 200
     assert client.get("/api/v1/judgments").status_code == 200
@@ -213,7 +214,7 @@ def test_admins_cannot_give_an_annotator_an_admin_token(client, db, admin_token)
 
 
 def test_a_token_cannot_mint_scopes_it_does_not_hold(client, db):
-    make_user(db, "root", Role.admin)
+    make_user(db, "root", role=Role.admin)
     annotate_only = bearer(make_token(db, "root", scopes=[Scope.annotate]))
     escalated = client.post("/api/v1/tokens", json={"name": "x", "scopes": ["admin"]}, headers=annotate_only)
     assert escalated.status_code == 403
@@ -236,7 +237,7 @@ def test_a_token_cannot_mint_a_token_that_outlives_it(client, db):
 
 
 def test_without_the_admin_scope_an_admin_sees_and_revokes_only_their_own_tokens(client, db):
-    make_user(db, "root", Role.admin)
+    make_user(db, "root", role=Role.admin)
     make_user(db, "ann")
     make_token(db, "ann")
     with db.session() as session:
@@ -254,7 +255,7 @@ def test_without_the_admin_scope_an_admin_sees_and_revokes_only_their_own_tokens
 
 
 def test_console_and_account_page_show_scopes_and_expiry(client, db):
-    make_user(db, "root", Role.admin)
+    make_user(db, "root", role=Role.admin)
     ann = make_user(db, "ann")
     login(client, "root")
     csrf = csrf_from(client.get("/admin/users").text)

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from app.auth.models import ApiToken, Role, User
 from app.core.security import verify_password
-from tests.helpers import PASSWORD, csrf_from, login, make_token, make_user
+from tests.factories import PASSWORD, make_token, make_user
+from tests.helpers import csrf_from, login
 
 COOKIE = "prefloop_session"
 NEW_PASSWORD = "a brand new passphrase"
@@ -131,7 +132,7 @@ def test_password_change_with_a_wrong_current_password_is_refused_and_counted(cl
 
 def test_admin_reset_in_the_console_ends_every_session_of_the_user(client, browser, db):
     user_id = make_user(db, "alice")
-    make_user(db, "boss", Role.admin)
+    make_user(db, "boss", role=Role.admin)
     login(browser, "alice")
     login(client, "boss")
     csrf = csrf_from(client.get("/admin/users").text)
@@ -151,7 +152,7 @@ def test_admin_reset_in_the_console_ends_every_session_of_the_user(client, brows
 
 
 def test_an_admin_resetting_their_own_password_in_the_console_stays_signed_in_there(client, browser, db):
-    boss = make_user(db, "boss", Role.admin)
+    boss = make_user(db, "boss", role=Role.admin)
     login(browser, "boss")
     login(client, "boss")
     csrf = csrf_from(client.get("/admin/users").text)
@@ -173,7 +174,7 @@ def test_the_last_active_admin_can_be_neither_deactivated_nor_demoted(client, db
     deactivate = client.patch(f"/api/v1/users/{root_id}", json={"is_active": False}, headers=admin_token)
     assert deactivate.status_code == 409 and "your own account" in deactivate.json()["detail"][0]["msg"]
 
-    second = make_user(db, "deputy", Role.annotator)
+    second = make_user(db, "deputy", role=Role.annotator)
     promoted = client.patch(f"/api/v1/users/{second}", json={"role": "admin"}, headers=admin_token)
     assert promoted.status_code == 200 and promoted.json()["role"] == "admin"
     demoted = client.patch(f"/api/v1/users/{second}", json={"role": "annotator"}, headers=admin_token)
@@ -188,7 +189,7 @@ def test_the_last_active_admin_can_be_neither_deactivated_nor_demoted(client, db
 
 
 def test_the_console_refuses_to_demote_the_last_active_admin(client, db):
-    boss = make_user(db, "boss", Role.admin)
+    boss = make_user(db, "boss", role=Role.admin)
     ann = make_user(db, "ann")
     login(client, "boss")
     csrf = csrf_from(client.get("/admin/users").text)

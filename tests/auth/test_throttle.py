@@ -13,7 +13,8 @@ from sqlalchemy import update
 
 from app.auth.models import LoginThrottle
 from app.core.db import utcnow
-from tests.helpers import PASSWORD, login, make_token, make_user
+from tests.factories import PASSWORD, make_token, make_user
+from tests.helpers import login
 
 
 def from_address(app, address: str) -> TestClient:

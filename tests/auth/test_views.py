@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from app.auth.models import ApiToken, Role, User
-from tests.helpers import csrf_from, login, make_token, make_user
+from tests.factories import make_token, make_user
+from tests.helpers import csrf_from, login
 
 
 def test_anonymous_api_client_gets_401_with_bearer_challenge(client):
@@ -92,7 +93,7 @@ def test_malformed_json_is_422_naming_the_body(client, admin_token):
 
 
 def test_admin_deactivates_user_and_their_tokens_stop_working(client, db, admin_token):
-    user_id = make_user(db, "erin", Role.annotator)
+    user_id = make_user(db, "erin", role=Role.annotator)
     headers = {"Authorization": f"Bearer {make_token(db, 'erin')}"}
     assert client.get("/api/v1/me", headers=headers).status_code == 200
     response = client.patch(f"/api/v1/users/{user_id}", json={"is_active": False}, headers=admin_token)

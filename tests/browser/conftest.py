@@ -25,7 +25,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from app.core.config import PROJECT_ROOT, Settings
 from app.core.db import Database
 from app.main import create_app
-from tests.helpers import PASSWORD
+from tests.factories import PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]

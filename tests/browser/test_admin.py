@@ -20,8 +20,7 @@ from tests.admin.seed import (
     seed_console,
 )
 from tests.browser.conftest import screenshot, sign_in
-from tests.builders import make_comparisons
-from tests.helpers import make_user
+from tests.factories import make_comparisons, make_user
 
 pytestmark = pytest.mark.browser
 
@@ -29,7 +28,7 @@ pytestmark = pytest.mark.browser
 def test_admin_launches_a_round_and_watches_it_progress(live_server, browser_page):
     page, db = browser_page, live_server.db
     live_server.settings.ADMIN_POLL_S = 0.3  # the round page asks for news this often
-    make_user(db, "ada", Role.admin)
+    make_user(db, "ada", role=Role.admin)
     make_comparisons(db, 1)  # also registers an active policy version 1
     sign_in(page, live_server, "ada")
 
@@ -105,7 +104,7 @@ def test_admin_launches_a_round_and_watches_it_progress(live_server, browser_pag
 
 def test_annotator_cannot_open_the_console(live_server, browser_page):
     page = browser_page
-    make_user(live_server.db, "ann", Role.annotator)
+    make_user(live_server.db, "ann", role=Role.annotator)
     sign_in(page, live_server, "ann")
     expect(page.locator("header nav")).not_to_contain_text("Console")
     for path in ("/admin", "/admin/rounds", "/admin/users"):
@@ -118,7 +117,7 @@ def test_annotator_cannot_open_the_console(live_server, browser_page):
 
 def test_console_pages_render_with_a_day_of_data(live_server, browser_page):
     page, db = browser_page, live_server.db
-    admin_id = make_user(db, "ada", Role.admin)
+    admin_id = make_user(db, "ada", role=Role.admin)
     seeded = seed_console(db, live_server.settings, admin_id)
     sign_in(page, live_server, "ada")
     errors: list[str] = []

@@ -14,8 +14,7 @@ from app.comparisons.models import Choice
 from app.judgments.models import Judgment
 from app.queue.models import QueueLock, Skip
 from tests.browser.conftest import screenshot, sign_in
-from tests.builders import make_comparisons
-from tests.helpers import make_user
+from tests.factories import make_comparison, make_comparisons, make_prompt, make_user
 
 pytestmark = pytest.mark.browser
 
@@ -143,10 +142,9 @@ def test_model_text_cannot_run_script_even_when_it_arrives_prefetched(browser_pa
     page = browser_page
     make_user(live_server.db, "alice")
     make_comparisons(live_server.db, 1)
-    make_comparisons(
+    make_comparison(
         live_server.db,
-        1,
-        messages=[{"role": "user", "content": "<script>window.__pwned = 'prompt'</script>"}],
+        prompt_id=make_prompt(live_server.db, text="<script>window.__pwned = 'prompt'</script>"),
         text_a="<img src=x onerror=\"window.__pwned = 'img'\">",
         text_b=("<svg onload=\"window.__pwned = 'svg'\"></svg>\n\n```html\n<script>window.__pwned = 1</script>\n```"),
     )
@@ -195,13 +193,14 @@ def test_screenshots_of_a_realistic_pair(browser_page: Page, live_server):
                 "- Penalise made-up facts heavily.\n- A tie means both are equally good."
             ),
         )
+    tutoring = [
+        {"role": "system", "content": "You are a concise Python tutor."},
+        {"role": "user", "content": "How do I reverse a list in Python without changing the original?"},
+    ]
     make_comparisons(
         live_server.db,
         2,
-        messages=[
-            {"role": "system", "content": "You are a concise Python tutor."},
-            {"role": "user", "content": "How do I reverse a list in Python without changing the original?"},
-        ],
+        prompt_id=make_prompt(live_server.db, messages=tutoring),
         text_a=(
             "Use slicing, which returns a new list:\n\n```python\nitems = [1, 2, 3]\n"
             "reversed_items = items[::-1]\n```\n\n`items` stays `[1, 2, 3]`."

@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 from app.auth.models import Role
 from tests.admin.seed import seed_console
 from tests.browser.conftest import screenshot, sign_in
-from tests.helpers import make_user
+from tests.factories import make_user
 
 pytestmark = pytest.mark.browser
 
@@ -45,7 +45,7 @@ def violations(page: Page) -> list[str]:
 
 def test_console_and_annotate_pages_run_under_the_policy_with_charts_drawn(live_server, browser_page):
     page, db = browser_page, live_server.db
-    seeded = seed_console(db, live_server.settings, make_user(db, "ada", Role.admin))
+    seeded = seed_console(db, live_server.settings, make_user(db, "ada", role=Role.admin))
     problems = watch(page)
     sign_in(page, live_server, "ada")
     assert violations(page) == []

@@ -10,9 +10,8 @@ from app.comparisons.models import Choice, Comparison, ComparisonStatus
 from app.comparisons.schemas import NewCompletion
 from app.core.errors import NotFound, Unprocessable
 from app.judgments.models import Judgment
-from tests.builders import make_annotators, make_comparisons
-from tests.policies.helpers import publish_version
-from tests.sampler.helpers import add_pair, add_prompts
+from app.policies.models import PolicyStatus
+from tests.factories import make_annotators, make_comparison, make_comparisons, make_prompt, publish_policy_version
 
 
 def statuses(db) -> dict[int, str]:
@@ -21,8 +20,8 @@ def statuses(db) -> dict[int, str]:
 
 
 def test_stored_pair_links_both_completions(db, active_policy):
-    [prompt] = add_prompts(db, "p")
-    comparison_id = add_pair(db, prompt, active_policy)
+    prompt = make_prompt(db, text="p")
+    comparison_id = make_comparison(db, prompt_id=prompt, version_a_id=active_policy)
     with db.session() as session:
         comparison = session.get(Comparison, comparison_id)
         assert comparison.status is ComparisonStatus.ready and comparison.overlap_target == 1
@@ -31,7 +30,7 @@ def test_stored_pair_links_both_completions(db, active_policy):
 
 
 def test_a_nul_byte_in_a_completion_is_stored_as_a_replacement_character(db, active_policy):
-    [prompt] = add_prompts(db, "p")
+    prompt = make_prompt(db, text="p")
     reply = NewCompletion(
         policy_version_id=active_policy, text="a\x00b", token_count=3, finish_reason="length", sampling={}
     )
@@ -42,13 +41,17 @@ def test_a_nul_byte_in_a_completion_is_stored_as_a_replacement_character(db, act
 
 
 def test_retire_superseded_by_mode(settings, db, tiny_policy_dir, active_policy):
-    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
-    [prompt] = add_prompts(db, "p")
-    old_unjudged = add_pair(db, prompt, active_policy)
-    old_half_judged = add_pair(db, prompt, active_policy, judgments=1)
-    old_completed = add_pair(db, prompt, active_policy, status=ComparisonStatus.completed, judgments=1)
-    cross = add_pair(db, prompt, v2, version_b_id=active_policy)
-    new = add_pair(db, prompt, v2)
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
+    prompt = make_prompt(db, text="p")
+    old_unjudged = make_comparison(db, prompt_id=prompt, version_a_id=active_policy)
+    old_half_judged = make_comparison(db, prompt_id=prompt, version_a_id=active_policy, judgment_count=1)
+    old_completed = make_comparison(
+        db, prompt_id=prompt, version_a_id=active_policy, status=ComparisonStatus.completed, judgment_count=1
+    )
+    cross = make_comparison(db, prompt_id=prompt, version_a_id=v2, version_b_id=active_policy)
+    new = make_comparison(db, prompt_id=prompt, version_a_id=v2)
 
     with db.session() as session:
         assert service.retire_superseded(db=session, active_version_id=v2, mode="none") == 0
@@ -68,10 +71,12 @@ def test_retire_superseded_by_mode(settings, db, tiny_policy_dir, active_policy)
 
 
 def test_retire_for_prompt_retires_only_its_ready_pairs(db, active_policy):
-    mine, other = add_prompts(db, "mine", "other")
-    ready = add_pair(db, mine, active_policy)
-    completed = add_pair(db, mine, active_policy, status=ComparisonStatus.completed, judgments=1)
-    elsewhere = add_pair(db, other, active_policy)
+    mine, other = make_prompt(db, text="mine"), make_prompt(db, text="other")
+    ready = make_comparison(db, prompt_id=mine, version_a_id=active_policy)
+    completed = make_comparison(
+        db, prompt_id=mine, version_a_id=active_policy, status=ComparisonStatus.completed, judgment_count=1
+    )
+    elsewhere = make_comparison(db, prompt_id=other, version_a_id=active_policy)
     with db.session() as session:
         assert service.retire_for_prompt(db=session, prompt_id=mine) == 1
     assert statuses(db) == {ready: "retired", completed: "completed", elsewhere: "ready"}

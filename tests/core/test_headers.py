@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 
 from app.auth.models import Role
 from app.core.config import PROJECT_ROOT
-from tests.helpers import login, make_user
+from tests.factories import make_user
+from tests.helpers import login
 
 
 def _directives(csp: str) -> dict[str, list[str]]:
@@ -62,7 +63,7 @@ def test_an_unexpected_error_carries_the_security_headers(app, accept):
 
 
 def test_admin_pages_carry_the_security_headers(client, db):
-    make_user(db, "ada", Role.admin)
+    make_user(db, "ada", role=Role.admin)
     login(client, "ada")
     for path in ("/admin", "/admin/policies", "/admin/rounds", "/annotate", "/docs"):
         response = client.get(path)

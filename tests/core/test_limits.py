@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.prompts.models import Prompt
-from tests.helpers import login, make_user
+from tests.factories import make_user
+from tests.helpers import login
 
 MB = 1024 * 1024
 

@@ -15,7 +15,8 @@ from pydantic import BaseModel
 
 from app.auth.models import Role
 from app.core.text import TEXT_VALIDATOR
-from tests.helpers import csrf_from, login, make_user
+from tests.factories import make_user
+from tests.helpers import csrf_from, login
 
 PARAM_KINDS = ("path_params", "query_params", "header_params", "cookie_params", "body_params")
 
@@ -153,7 +154,7 @@ def console_form_strings(app) -> Iterator[tuple[str, str]]:
 
 
 def test_nul_in_any_console_form_field_is_a_422_naming_it(app, client, db):
-    make_user(db, "boss", Role.admin)
+    make_user(db, "boss", role=Role.admin)
     assert login(client, "boss").status_code == 303
     csrf = csrf_from(client.get("/admin").text)
     fields = list(console_form_strings(app))
@@ -193,7 +194,7 @@ def test_an_upload_reports_bad_text_lines(client, admin_token):
 
 
 def test_a_console_upload_reports_bad_text_lines(client, db):
-    make_user(db, "boss", Role.admin)
+    make_user(db, "boss", role=Role.admin)
     assert login(client, "boss").status_code == 303
     csrf = csrf_from(client.get("/admin").text)
     response = client.post(
@@ -230,7 +231,7 @@ def test_an_upload_whose_file_name_has_a_nul_is_a_422(client, admin_token):
 
 
 def test_a_console_upload_whose_file_name_has_a_nul_is_refused_on_its_page(client, db):
-    make_user(db, "boss", Role.admin)
+    make_user(db, "boss", role=Role.admin)
     assert login(client, "boss").status_code == 303
     csrf = csrf_from(client.get("/admin").text)
     body = NUL_NAMED_UPLOAD.replace(

@@ -17,9 +17,16 @@ from sqlalchemy import text, update
 
 from app.auth.models import User
 from app.comparisons.models import Choice
+from app.policies.models import PolicyStatus
 from app.training import snapshot as training_snapshot
-from tests.builders import make_annotators
-from tests.export import builders
+from tests.factories import (
+    make_annotators,
+    make_comparison,
+    make_judgment,
+    make_policy_version,
+    make_prompt,
+    make_training_round,
+)
 
 WINNER = {"a": "model_a", "b": "model_b", "tie": "tie", "both_bad": "tie (bothbad)"}
 
@@ -103,23 +110,25 @@ def _random_world(db, seed: int = 7) -> None:
     annotators = make_annotators(db, 6, prefix="rater")
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
     with db.session() as s:
+        version = {n: make_policy_version(s, number=n, status=PolicyStatus.archived) for n in (1, 2, 3)}
         comparisons = []
         for i in range(40):
             messages = [{"role": "user", "content": f"Question {i}: {rng.random():.6f}?"}]
             if i % 5 == 0:
                 messages = [{"role": "system", "content": "Answer in French."}, *messages]
-            prompt = builders.prompt(s, messages[-1]["content"], messages=messages)
+            prompt_id = make_prompt(s, messages=messages)
             for _ in range(rng.choice((1, 2))):
                 va, vb = rng.sample((1, 2, 3), 2)
                 gold = rng.random() < 0.15
                 comparisons.append(
-                    builders.comparison(
+                    make_comparison(
                         s,
-                        prompt,
+                        prompt_id=prompt_id,
                         text_a=f"answer {rng.random():.4f} ✓",
                         text_b=f"réponse {rng.random():.4f}",
-                        version_a=va,
-                        version_b=vb,
+                        version_a_id=version[va],
+                        version_b_id=version[vb],
+                        finish_reasons=("eos", "length"),
                         is_gold=gold,
                         gold_choice=rng.choice(list(Choice)) if gold else None,
                     )
@@ -129,22 +138,23 @@ def _random_world(db, seed: int = 7) -> None:
             for annotator in rng.sample(annotators, rng.choice((1, 1, 2, 3))):
                 choice = rng.choice(list(Choice))
                 ids.append(
-                    builders.judgment(
+                    make_judgment(
                         s,
-                        comparison,
-                        annotator,
-                        choice,
+                        comparison_id=comparison,
+                        annotator_id=annotator,
+                        choice=choice,
                         shown_left=rng.choice("ab"),
                         strength=rng.choice((None, 1, 2, 3)) if choice in (Choice.a, Choice.b) else None,
                         rationale=rng.choice(("", "more accurate", 'says "no"\nthen yes')),
                         time_spent_ms=rng.choice((None, rng.randrange(300, 90_000))),
                         created_at=t0
                         + timedelta(minutes=n, seconds=rng.randrange(60), microseconds=rng.randrange(10**6)),
-                    ).id
+                        channel="api",
+                    )
                 )
         ids.sort()
-        builders.training_round(s, ids[len(ids) // 3])
-        builders.training_round(s, ids[2 * len(ids) // 3])
+        make_training_round(s, snapshot_max_judgment_id=ids[len(ids) // 3])
+        make_training_round(s, snapshot_max_judgment_id=ids[2 * len(ids) // 3])
         s.execute(update(User).where(User.id == annotators[0]).values(is_active=False))
         s.execute(update(User).where(User.id == annotators[1]).values(excluded_from_training=True))
 

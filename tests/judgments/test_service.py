@@ -15,7 +15,7 @@ from app.judgments import service
 from app.judgments.models import Judgment, ScreenChoice, Strength
 from app.queue import service as queue_service
 from app.queue.models import QueueLock
-from tests.builders import make_annotators, make_comparisons
+from tests.factories import make_annotators, make_comparisons
 
 TTL = timedelta(minutes=10)
 

@@ -10,8 +10,8 @@ from app.comparisons.models import Comparison, ComparisonStatus
 from app.core.db import utcnow
 from app.judgments.models import Judgment
 from app.queue.models import QueueLock
-from tests.builders import make_comparisons
-from tests.helpers import csrf_from, login, make_user
+from tests.factories import make_comparisons, make_user
+from tests.helpers import csrf_from, login
 
 
 def judgments(db):
@@ -80,6 +80,7 @@ def test_refusals_name_the_problem_and_store_nothing(client, db, annotator_token
     me = client.get("/api/v1/me", headers=annotator_token).json()["id"]
     with db.session() as session:
         session.execute(update(Comparison).where(Comparison.id == retired).values(status=ComparisonStatus.retired))
+        # By hand: the queue never hands out a retired pair, yet a lock taken before it was retired remains.
         session.add(
             QueueLock(
                 comparison_id=retired, annotator_id=me, left="a", slot=1, expires_at=utcnow() + timedelta(minutes=5)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from app.core.errors import Conflict, InvalidState, NotFound
 from app.policies import registry, service
 from app.policies.models import PolicyStatus, PolicyVersion
-from tests.policies.helpers import publish_version
+from tests.factories import publish_policy_version
 
 
 def statuses(db) -> dict[int, str]:
@@ -17,7 +17,9 @@ def statuses(db) -> dict[int, str]:
 
 
 def test_activate_archives_the_previous_active_version(settings, db, tiny_policy_dir, active_policy):
-    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
     assert statuses(db) == {1: "active", 2: "candidate"}
     with db.session() as session:
         activated = service.activate(db=session, version_id=v2)
@@ -36,12 +38,14 @@ def test_activating_the_active_version_changes_nothing(db, active_policy):
 
 
 def test_recording_an_active_version_archives_the_old_one(settings, db, tiny_policy_dir, active_policy):
-    publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy, status=PolicyStatus.active)
+    publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.active
+    )
     assert statuses(db) == {1: "archived", 2: "active"}
 
 
 def test_a_version_whose_files_are_gone_cannot_be_activated(settings, db, tiny_policy_dir, active_policy):
-    v2 = publish_version(settings, db, tiny_policy_dir, 2)
+    v2 = publish_policy_version(settings, db, source_dir=tiny_policy_dir, number=2, status=PolicyStatus.candidate)
     (registry.version_dir(settings.registry_dir, "policy", 2) / "model.safetensors").unlink()
     refused = "Policy version 2 cannot be activated: .*has no weights"
     with db.session() as session, pytest.raises(InvalidState, match=refused):
@@ -74,8 +78,12 @@ def test_next_number_skips_a_directory_left_by_a_crash(settings, db, tiny_policy
 
 
 def test_previous_version_is_the_parent_else_the_next_lower_number(settings, db, tiny_policy_dir, active_policy):
-    v2 = publish_version(settings, db, tiny_policy_dir, 2)  # a second registered base: no parent
-    v3 = publish_version(settings, db, tiny_policy_dir, 3, parent_id=active_policy)
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, status=PolicyStatus.candidate
+    )  # a second registered base: no parent
+    v3 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=3, parent_id=active_policy, status=PolicyStatus.candidate
+    )
     with db.session() as session:
         get = lambda version_id: service.get_or_raise(db=session, version_id=version_id)  # noqa: E731
         assert service.previous_version(db=session, version=get(active_policy)) is None
@@ -102,9 +110,15 @@ def test_reward_models_are_recorded_and_listed(settings, db, tiny_policy_dir):
 
 
 def test_lineage_walks_from_the_parent_back_to_the_base(settings, db, tiny_policy_dir, active_policy):
-    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
-    v3 = publish_version(settings, db, tiny_policy_dir, 3, parent_id=v2)
-    v4 = publish_version(settings, db, tiny_policy_dir, 4)  # a second registered base
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
+    v3 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=3, parent_id=v2, status=PolicyStatus.candidate
+    )
+    v4 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=4, status=PolicyStatus.candidate
+    )  # a second registered base
     with db.session() as session:
 
         def lineage(version_id: int) -> list[int]:
@@ -117,7 +131,9 @@ def test_lineage_walks_from_the_parent_back_to_the_base(settings, db, tiny_polic
 
 
 def test_lineage_stops_where_hand_edited_parents_would_loop(settings, db, tiny_policy_dir, active_policy):
-    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
     with db.session() as session:
         service.get_or_raise(db=session, version_id=active_policy).parent_id = v2
     with db.session() as session:

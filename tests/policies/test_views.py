@@ -6,14 +6,22 @@ import json
 
 from app.policies import registry
 from app.policies import service as policy_service
-from app.training.models import TrainingRound
-from tests.policies.helpers import publish_version
+from app.policies.models import PolicyStatus
+from tests.factories import make_training_round, publish_policy_version
 
 
 def test_list_and_read_versions_with_lineage(client, settings, db, admin_token, tiny_policy_dir, active_policy):
-    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
-    with db.session() as session:
-        session.add(TrainingRound(policy_version_id=v2, base_policy_version_id=active_policy))
+    v2 = publish_policy_version(
+        settings,
+        db,
+        source_dir=tiny_policy_dir,
+        number=2,
+        parent_id=active_policy,
+        status=PolicyStatus.candidate,
+        source="round 2",
+        metrics={"n": 2},
+    )
+    make_training_round(db, policy_version_id=v2, base_policy_version_id=active_policy)
 
     listed = client.get("/api/v1/policies", headers=admin_token)
     assert listed.status_code == 200
@@ -29,7 +37,9 @@ def test_list_and_read_versions_with_lineage(client, settings, db, admin_token, 
 
 
 def test_activate_then_roll_back(client, settings, db, admin_token, tiny_policy_dir, active_policy):
-    publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
+    publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
     response = client.post("/api/v1/policies/2/activate", headers=admin_token)
     assert response.status_code == 200
     assert response.json()["status"] == "active" and response.json()["activated_at"]
@@ -47,7 +57,7 @@ def test_activate_then_roll_back(client, settings, db, admin_token, tiny_policy_
 def test_activating_a_version_with_missing_files_is_refused(
     client, settings, db, admin_token, tiny_policy_dir, active_policy
 ):
-    publish_version(settings, db, tiny_policy_dir, 2)
+    publish_policy_version(settings, db, source_dir=tiny_policy_dir, number=2, status=PolicyStatus.candidate)
     (registry.version_dir(settings.registry_dir, "policy", 2) / "config.json").unlink()
     response = client.post("/api/v1/policies/2/activate", headers=admin_token)
     assert response.status_code == 409

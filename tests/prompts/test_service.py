@@ -12,7 +12,7 @@ from app.core.errors import NotFound, Unprocessable
 from app.prompts import service
 from app.prompts.models import Prompt
 from app.prompts.schemas import PromptIn
-from tests.sampler.helpers import add_pair
+from tests.factories import make_comparison
 
 MAX = 20000
 
@@ -197,8 +197,13 @@ def test_list_search_filter_and_page(db):
 def test_deactivate_retires_ready_pairs_and_reactivate(db, active_policy):
     import_text(db, jsonl({"prompt": "one"}, {"prompt": "two"}))
     one, two = stored(db)
-    ready_one, ready_two = add_pair(db, one.id, active_policy), add_pair(db, two.id, active_policy)
-    done = add_pair(db, one.id, active_policy, status=ComparisonStatus.completed, judgments=1)
+    ready_one, ready_two = (
+        make_comparison(db, prompt_id=one.id, version_a_id=active_policy),
+        make_comparison(db, prompt_id=two.id, version_a_id=active_policy),
+    )
+    done = make_comparison(
+        db, prompt_id=one.id, version_a_id=active_policy, status=ComparisonStatus.completed, judgment_count=1
+    )
     with db.session() as session:
         assert not service.deactivate(db=session, prompt_id=one.id).is_active
         assert service.count_active(db=session) == 1

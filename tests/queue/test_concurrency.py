@@ -20,7 +20,7 @@ from app.judgments import service as judgment_service
 from app.judgments.models import Judgment, ScreenChoice
 from app.queue import service
 from app.queue.models import QueueLock
-from tests.builders import make_annotators, make_comparisons
+from tests.factories import make_annotators, make_comparisons
 
 TTL = timedelta(minutes=10)
 
@@ -122,7 +122,7 @@ def test_a_submit_retried_concurrently_stores_one_judgment(db):
 def test_expired_locks_return_to_the_pool_under_concurrency(db):
     targets = [1, 2, 1]
     ids = [make_comparisons(db, 1, overlap_target=t)[0] for t in targets]
-    first_wave, second_wave = make_annotators(db, 4, "early"), make_annotators(db, 8, "late")
+    first_wave, second_wave = make_annotators(db, 4, prefix="early"), make_annotators(db, 8, prefix="late")
     assert sorted(filter(None, run_together(lambda a: take(db, a), [(a,) for a in first_wave]))) == sorted(
         [ids[0], ids[1], ids[1], ids[2]]
     )
@@ -141,7 +141,7 @@ SAME_ANNOTATOR_REQUESTS, TRIALS = 24, 12
 def test_one_annotators_simultaneous_requests_reserve_one_pair(db):
     make_comparisons(db, SAME_ANNOTATOR_REQUESTS)
     for trial in range(TRIALS):
-        [annotator] = make_annotators(db, 1, f"trial{trial}-")
+        [annotator] = make_annotators(db, 1, prefix=f"trial{trial}-")
         taken = run_together(take, [(db, annotator)] * SAME_ANNOTATOR_REQUESTS)
         assert taken[0] is not None and set(taken) == {taken[0]}, trial
         assert held_by(db, annotator) == [taken[0]], trial
@@ -150,7 +150,7 @@ def test_one_annotators_simultaneous_requests_reserve_one_pair(db):
 def test_one_annotators_simultaneous_prefetches_reserve_one_pair_behind(db):
     make_comparisons(db, 2 * SAME_ANNOTATOR_REQUESTS)
     for trial in range(TRIALS):
-        [annotator] = make_annotators(db, 1, f"trial{trial}-")
+        [annotator] = make_annotators(db, 1, prefix=f"trial{trial}-")
         on_screen = take(db, annotator)
         behind = run_together(take, [(db, annotator, on_screen)] * SAME_ANNOTATOR_REQUESTS)
         assert behind[0] not in (None, on_screen) and set(behind) == {behind[0]}, trial

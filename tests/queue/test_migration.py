@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from app.core.db import utcnow
 from app.core.migrations import alembic_config, upgrade_to_head
 from app.queue.models import QueueLock
-from tests.builders import make_annotators, make_comparisons
+from tests.factories import make_annotators, make_comparisons
 from tests.queue.test_concurrency import TTL, take
 
 REVISION = "0005"

@@ -16,7 +16,7 @@ from app.judgments.models import ScreenChoice
 from app.prompts.models import Prompt
 from app.queue import service
 from app.queue.models import QueueLock, Skip
-from tests.builders import make_annotators, make_comparisons
+from tests.factories import make_annotators, make_comparison, make_comparisons, make_prompt
 
 TTL = timedelta(minutes=10)
 
@@ -51,9 +51,10 @@ def annotators(db):
 
 
 def test_next_locks_the_oldest_pair_and_shows_it_blind(db, annotators):
-    first, _second = make_comparisons(
-        db, 2, messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]
+    conversation = make_prompt(
+        db, messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]
     )
+    first, _second = make_comparisons(db, 2, prompt_id=conversation)
     pair = next_for(db, annotators[0])
     assert pair.comparison_id == first
     assert pair.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]
@@ -131,7 +132,7 @@ def test_gold_pairs_are_mixed_in_at_the_configured_rate(db, annotators):
 
 def test_retired_pairs_and_pairs_of_inactive_prompts_are_never_handed_out(db, annotators):
     [retired] = make_comparisons(db, 1)
-    make_comparisons(db, 1, prompt_active=False)
+    make_comparison(db, prompt_id=make_prompt(db, active=False))
     with db.session() as session:
         session.execute(update(Comparison).where(Comparison.id == retired).values(status=ComparisonStatus.retired))
     assert next_for(db, annotators[0]) is None

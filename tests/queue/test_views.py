@@ -6,8 +6,8 @@ from sqlalchemy import func, select
 
 from app.admin import service as admin_service
 from app.queue.models import QueueLock, Skip
-from tests.builders import make_comparisons
-from tests.helpers import csrf_from, login, make_user
+from tests.factories import make_comparison, make_comparisons, make_prompt, make_user
+from tests.helpers import csrf_from, login
 
 
 def count(db, model):
@@ -16,7 +16,7 @@ def count(db, model):
 
 
 def test_next_returns_a_blind_pair_reserved_for_you(client, db, annotator_token):
-    [pair_id] = make_comparisons(db, 1, messages=[{"role": "user", "content": "Name a colour."}])
+    pair_id = make_comparison(db, prompt_id=make_prompt(db, text="Name a colour."))
     response = client.get("/api/v1/queue/next", headers=annotator_token)
     assert response.status_code == 200
     body = response.json()
@@ -106,10 +106,9 @@ def test_annotate_page_needs_a_signed_in_user(client):
 def test_annotate_page_renders_model_text_and_prompts_inert(client, db):
     make_user(db, "alice")
     login(client, "alice")
-    make_comparisons(
+    make_comparison(
         db,
-        1,
-        messages=[{"role": "user", "content": "<script>alert('prompt')</script> and `code`"}],
+        prompt_id=make_prompt(db, text="<script>alert('prompt')</script> and `code`"),
         text_a="<img src=x onerror=alert(1)>\n\n```python\nprint('<b>hi</b>')\n```",
         text_b="- one\n- two <iframe src=//evil>\n\n[click](javascript:alert(1))",
     )

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 from app.comparisons.models import Choice
-from app.policies.models import PolicyStatus, PolicyVersion
-from tests.admin.seed import battle
-from tests.helpers import make_user
+from app.policies.models import PolicyStatus
+from tests.factories import make_judged_pair, make_policy_version, make_user
 
 
 def _battle_rows(db, outcomes: list[Choice]) -> None:
     """Version 2 (child of 1) is completion a in every pair; one annotator per judgment."""
     annotators = [make_user(db, f"judge{i}") for i in range(len(outcomes))]
-    with db.session() as s:
-        v1 = PolicyVersion(number=1, path="/v1", status=PolicyStatus.archived)
-        s.add(v1)
-        s.flush()
-        v2 = PolicyVersion(number=2, path="/v2", status=PolicyStatus.active, parent_id=v1.id)
-        s.add(v2)
-        s.flush()
-        versions = v1.id, v2.id
+    v1 = make_policy_version(db, number=1, status=PolicyStatus.archived)
+    v2 = make_policy_version(db, number=2, parent_id=v1)
     for choice, annotator in zip(outcomes, annotators, strict=True):
-        battle(db, versions[1], versions[0], annotator, choice.value)
+        make_judged_pair(db, annotator_id=annotator, choice=choice, version_a_id=v2, version_b_id=v1)
 
 
 def test_leaderboard_ranks_the_preferred_version_first_with_intervals(client, db, admin_token):

@@ -6,10 +6,10 @@ import random
 
 from app.comparisons.models import ComparisonStatus
 from app.policies import service as policy_service
+from app.policies.models import PolicyStatus
 from app.prompts import service as prompt_service
 from app.sampler import service
-from tests.policies.helpers import publish_version
-from tests.sampler.helpers import add_pair, add_prompts
+from tests.factories import make_comparison, make_prompt, publish_policy_version
 
 
 def by_need(db, limit=10, exclude=frozenset()) -> list[int]:
@@ -18,11 +18,19 @@ def by_need(db, limit=10, exclude=frozenset()) -> list[int]:
 
 
 def test_prompts_with_fewest_judgments_then_fewest_ready_pairs_come_first(db, active_policy):
-    judged, ready, fresh, inactive, twice_judged = add_prompts(db, "judged", "ready", "fresh", "inactive", "twice")
-    add_pair(db, judged, active_policy, status=ComparisonStatus.completed, judgments=1)
-    add_pair(db, ready, active_policy)
-    add_pair(db, twice_judged, active_policy, status=ComparisonStatus.retired, judgments=1)
-    add_pair(db, twice_judged, active_policy, status=ComparisonStatus.completed, judgments=1)
+    judged, ready, fresh, inactive, twice_judged = (
+        make_prompt(db, text=t) for t in ("judged", "ready", "fresh", "inactive", "twice")
+    )
+    make_comparison(
+        db, prompt_id=judged, version_a_id=active_policy, status=ComparisonStatus.completed, judgment_count=1
+    )
+    make_comparison(db, prompt_id=ready, version_a_id=active_policy)
+    make_comparison(
+        db, prompt_id=twice_judged, version_a_id=active_policy, status=ComparisonStatus.retired, judgment_count=1
+    )
+    make_comparison(
+        db, prompt_id=twice_judged, version_a_id=active_policy, status=ComparisonStatus.completed, judgment_count=1
+    )
     with db.session() as session:
         prompt_service.deactivate(db=session, prompt_id=inactive)
     assert by_need(db) == [fresh, ready, judged, twice_judged]
@@ -31,21 +39,25 @@ def test_prompts_with_fewest_judgments_then_fewest_ready_pairs_come_first(db, ac
 
 
 def test_pool_counts_ready_pairs_only(db, active_policy):
-    [prompt] = add_prompts(db, "p")
+    prompt = make_prompt(db, text="p")
     for status in (
         ComparisonStatus.ready,
         ComparisonStatus.ready,
         ComparisonStatus.completed,
         ComparisonStatus.retired,
     ):
-        add_pair(db, prompt, active_policy, status=status)
+        make_comparison(db, prompt_id=prompt, version_a_id=active_policy, status=status)
     with db.session() as session:
         assert service.pool_size(db=session) == 2
 
 
 def test_baseline_is_the_previous_version_or_the_configured_one(settings, db, tiny_policy_dir, active_policy):
-    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
-    v3 = publish_version(settings, db, tiny_policy_dir, 3, parent_id=v2)
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
+    v3 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=3, parent_id=v2, status=PolicyStatus.candidate
+    )
     with db.session() as session:
         first, third = (policy_service.get_or_raise(db=session, version_id=i) for i in (active_policy, v3))
         assert service.baseline_version(db=session, active=third).number == 2
@@ -58,7 +70,7 @@ def test_baseline_is_the_previous_version_or_the_configured_one(settings, db, ti
 def test_seed_changes_with_every_stored_batch(db, active_policy):
     with db.session() as session:
         before = service.next_seed(db=session, base_seed=5)
-    add_pair(db, add_prompts(db, "p")[0], active_policy)
+    make_comparison(db, prompt_id=make_prompt(db, text="p"), version_a_id=active_policy)
     with db.session() as session:
         assert service.next_seed(db=session, base_seed=5) == before + 2
         assert service.next_seed(db=session, base_seed=6) != service.next_seed(db=session, base_seed=5)

@@ -23,10 +23,10 @@ from app.comparisons.models import Comparison, ComparisonStatus, Completion
 from app.main import create_app
 from app.policies import registry
 from app.policies import service as policy_service
+from app.policies.models import PolicyStatus
 from app.sampler import service
 from app.sampler.worker import SamplerWorker
-from tests.policies.helpers import publish_version
-from tests.sampler.helpers import add_prompts
+from tests.factories import make_prompt, publish_policy_version
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = ["owls", "pasta", "cycling", "the color blue", "lions", "Paris", "tea", "chess", "jazz", "rain"]
@@ -45,7 +45,7 @@ def tuned(settings, **changes):
 
 
 def topics(db, n: int | None = None) -> list[int]:
-    return add_prompts(db, *(f"Tell me about {t}." for t in TOPICS[:n]))
+    return [make_prompt(db, text=f"Tell me about {t}.") for t in TOPICS[:n]]
 
 
 def pairs(db, status=None) -> list[tuple[Comparison, Completion, Completion]]:
@@ -91,7 +91,9 @@ def test_fills_the_pool_with_pairs_of_the_active_version(settings, db, active_po
 
 
 def test_cross_version_pairs_pit_the_active_version_against_the_previous(settings, db, tiny_policy_dir, active_policy):
-    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
     with db.session() as session:
         policy_service.activate(db=session, version_id=v2)
     topics(db)
@@ -104,7 +106,9 @@ def test_cross_version_pairs_pit_the_active_version_against_the_previous(setting
 
 
 def test_without_cross_version_pairs_only_the_active_version_samples(settings, db, tiny_policy_dir, active_policy):
-    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
     with db.session() as session:
         policy_service.activate(db=session, version_id=v2)
     topics(db)
@@ -119,7 +123,9 @@ def test_switches_version_while_running_in_the_web_app(settings, tiny_policy_dir
     app = create_app(running)
     db = app.state.db
     topics(db)
-    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
     with TestClient(app) as client:
         [sampler] = [c for c in app.state.components if c.name == "sampler"]
         wait_for(lambda: len(pairs(db, ComparisonStatus.ready)) >= 4, what="the first fill")
@@ -152,7 +158,9 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
     shutil.copytree(tiny_policy_dir, broken)
     config = json.loads((broken / "config.json").read_text())
     (broken / "config.json").write_text(json.dumps({**config, "n_layer": 1}))  # passes the file checks
-    v2 = publish_version(settings, db, broken, 2, parent_id=active_policy)
+    v2 = publish_policy_version(
+        settings, db, source_dir=broken, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
     topics(db)
     worker = SamplerWorker(tuned(settings, SAMPLER_RETRY_LOAD_S=3600), db)
     worker.run_once()
@@ -189,7 +197,7 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
 
 
 def test_prompts_too_long_for_the_context_are_left_out(settings, db, active_policy, caplog):
-    [long_prompt] = add_prompts(db, " ".join(["word"] * 400))
+    long_prompt = make_prompt(db, text=" ".join(["word"] * 400))
     worker = SamplerWorker(tuned(settings, SAMPLER_LOW_WATER=2), db)
     assert worker.run_once() == 0
     assert long_prompt in worker._too_long
@@ -342,6 +350,11 @@ def test_the_web_process_does_not_import_torch(settings):
 
 @SQLITE_ONLY
 def test_a_failing_cycle_is_reported_and_the_loop_goes_on(settings, db, active_policy, monkeypatch):
+    def reported_error() -> str | None:
+        with db.session() as session:
+            status = service.load_status(db=session)
+        return status and status[0]["last_error"]
+
     topics(db)
     worker = SamplerWorker(tuned(settings), db)
     real_fill = worker._fill
@@ -349,8 +362,8 @@ def test_a_failing_cycle_is_reported_and_the_loop_goes_on(settings, db, active_p
     worker.start()
     try:
         wait_for(lambda: worker.last_error == "sampler cycle failed: disk full", what="the failure")
-        with db.session() as session:
-            assert service.load_status(db=session)[0]["last_error"] == "sampler cycle failed: disk full"
+        # The worker reports its status after it notes the error: wait for the report, not just the note.
+        wait_for(lambda: reported_error() == "sampler cycle failed: disk full", what="the failure's report")
         monkeypatch.setattr(worker, "_fill", real_fill)
         wait_for(lambda: worker.last_error == "" and len(pairs(db)) >= 6, what="the recovery")
     finally:

@@ -16,8 +16,7 @@ from app.judgments.models import Judgment
 from app.simulate import preferences
 from app.simulate.runner import AnnotatorSpec, provision, simulate
 from tests.browser.conftest import live_server  # noqa: F401  (fixture)
-from tests.builders import make_comparisons
-from tests.helpers import make_token, make_user
+from tests.factories import make_comparisons, make_token, make_user
 
 
 def prefers_good(_prompt: str, a: str, b: str) -> float:
@@ -26,7 +25,7 @@ def prefers_good(_prompt: str, a: str, b: str) -> float:
 
 def test_simulate_command_judges_through_the_api_with_the_left_right_mapping(live_server):  # noqa: F811 (the fixture imported above)
     make_comparisons(live_server.db, 12, text_a="a good answer", text_b="a poor answer")
-    make_user(live_server.db, "boss", Role.admin)
+    make_user(live_server.db, "boss", role=Role.admin)
     result = CliRunner().invoke(
         cli,
         [
@@ -58,7 +57,7 @@ def test_simulate_command_judges_through_the_api_with_the_left_right_mapping(liv
 
 def test_stopping_midway_loses_no_acknowledged_judgment(live_server):  # noqa: F811 (the fixture imported above)
     make_comparisons(live_server.db, 60, text_a="a good answer", text_b="a poor answer")
-    make_user(live_server.db, "boss", Role.admin)
+    make_user(live_server.db, "boss", role=Role.admin)
     names = ["sim-0", "sim-1", "sim-2"]
     tokens = asyncio.run(provision(live_server.url, make_token(live_server.db, "boss"), names))
     specs = [AnnotatorSpec(name, prefers_good, think_s=0.1) for name in names]

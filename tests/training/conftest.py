@@ -1,4 +1,4 @@
-"""Builders for training-round tests: registered policies, judgments, a scripted trainer, a real tiny policy.
+"""Arranging training-round tests: a fake policy, bulk preferences, a scripted trainer, a real tiny policy.
 
 Most worker tests run `tests/training/fake_trainer.py` in place of `python -m trainer.round`: the same
 files and exit codes, scripted, in a fraction of a second and without torch. The tests that need the
@@ -14,17 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from app.auth.models import Role, User
-from app.comparisons.models import Comparison, Completion
 from app.core.config import Settings
 from app.core.db import Database
-from app.judgments.models import Judgment
-from app.policies.cli import publish_base
 from app.policies.models import PolicyVersion
-from app.prompts.models import Prompt
-from app.prompts.service import content_hash
 from app.training.executors import LocalExecutor
 from app.training.worker import Worker
+from tests.factories import make_judged_pair, make_user, publish_policy_version
 
 FAKE_TRAINER = Path(__file__).with_name("fake_trainer.py")
 
@@ -37,72 +32,6 @@ def fake_model_dir(path: Path) -> Path:
     (path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0\0\0\0")
     (path / "tokenizer.json").write_text("{}")
     return path
-
-
-def register_policy(settings: Settings, db: Database, source_dir: Path) -> PolicyVersion:
-    """Publish `source_dir` as a base version; it becomes the active one if none is."""
-    return publish_base(
-        settings, db, source_dir=source_dir, source=str(source_dir), activate=False, metrics={}, move=False
-    )
-
-
-def make_annotator(db: Database, username: str = "ann", **flags) -> int:
-    with db.session() as session:
-        user = User(username=username, password_hash="-", role=Role.annotator, **flags)
-        session.add(user)
-        session.flush()
-        return user.id
-
-
-def add_judgment(
-    db: Database,
-    *,
-    annotator_id: int,
-    policy_version_id: int,
-    prompt: str,
-    a: str,
-    b: str,
-    choice: str = "a",
-    strength: int | None = None,
-    active: bool = True,
-) -> int:
-    """A judgment on a new comparison (the prompt is reused when it exists); returns the judgment id."""
-    with db.session() as session:
-        return _judgment(session, annotator_id, policy_version_id, prompt, a, b, choice, strength, active)
-
-
-def _judgment(session, annotator_id, policy_version_id, prompt, a, b, choice="a", strength=None, active=True) -> int:
-    messages = [{"role": "user", "content": prompt}]
-    row = session.query(Prompt).filter_by(content_hash=content_hash(messages)).one_or_none()
-    if row is None:
-        row = Prompt(messages=messages, text=prompt, content_hash=content_hash(messages), is_active=active)
-        session.add(row)
-        session.flush()
-    completions = [
-        Completion(
-            prompt_id=row.id,
-            policy_version_id=policy_version_id,
-            text=text,
-            token_count=1,
-            finish_reason="eos",
-        )
-        for text in (a, b)
-    ]
-    session.add_all(completions)
-    session.flush()
-    comparison = Comparison(prompt_id=row.id, completion_a_id=completions[0].id, completion_b_id=completions[1].id)
-    session.add(comparison)
-    session.flush()
-    judgment = Judgment(
-        comparison_id=comparison.id,
-        annotator_id=annotator_id,
-        choice=choice,
-        strength=strength,
-        shown_left="a",
-    )
-    session.add(judgment)
-    session.flush()
-    return judgment.id
 
 
 def add_preferences(
@@ -120,27 +49,30 @@ def add_preferences(
     with db.session() as session:
         for i in range(n_prompts):
             for j in range(per_prompt):
-                _judgment(
+                make_judged_pair(
                     session,
-                    annotator_id,
-                    policy_version_id,
-                    f"question number {i}",
-                    f"thank you, answer {j}.",
-                    f"go away {j}",
-                    choice,
-                    active=active,
+                    annotator_id=annotator_id,
+                    choice=choice,
+                    prompt=f"question number {i}",
+                    prompt_active=active,
+                    version_a_id=policy_version_id,
+                    text_a=f"thank you, answer {j}.",
+                    text_b=f"go away {j}",
                 )
 
 
 @pytest.fixture
 def fake_policy(settings, db, tmp_path) -> PolicyVersion:
-    return register_policy(settings, db, fake_model_dir(tmp_path / "fake-policy"))
+    """The smallest model directory, published and recorded as version 1, active."""
+    version_id = publish_policy_version(settings, db, source_dir=fake_model_dir(tmp_path / "fake-policy"))
+    with db.session() as session:
+        return session.get(PolicyVersion, version_id)
 
 
 @pytest.fixture
 def trained_data(db, fake_policy) -> int:
     """180 usable judgments on 60 prompts (12 held out); returns the annotator's id."""
-    annotator_id = make_annotator(db)
+    annotator_id = make_user(db, "ann")
     add_preferences(db, annotator_id=annotator_id, policy_version_id=fake_policy.id)
     return annotator_id
 

@@ -21,7 +21,7 @@ from app.training.executors import LocalExecutor
 from app.training.models import RoundMetric, RoundStatus
 from app.training.workdir import round_dir
 from app.training.worker import Worker
-from tests.training.conftest import _judgment, make_annotator, register_policy
+from tests.factories import make_judged_pair, make_user
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 
@@ -54,11 +54,19 @@ def policy_samples(tiny_policy_dir) -> list[tuple[str, str, str]]:
 
 
 def _judge_shorter(db, policy_version_id: int, samples) -> None:
-    annotator = make_annotator(db)
+    annotator = make_user(db, "ann")
     with db.session() as session:
         for prompt, a, b in samples:
             choice = "a" if len(a) < len(b) else "b" if len(b) < len(a) else "tie"
-            _judgment(session, annotator, policy_version_id, prompt, a, b, choice)
+            make_judged_pair(
+                session,
+                annotator_id=annotator,
+                choice=choice,
+                prompt=prompt,
+                version_a_id=policy_version_id,
+                text_a=a,
+                text_b=b,
+            )
 
 
 def _launch(db, settings, overrides) -> int:
@@ -78,11 +86,8 @@ def _versions(db) -> list[tuple[int, str, int | None]]:
         ]
 
 
-def test_a_round_publishes_a_policy_that_scores_higher_on_held_out_prompts(
-    settings, db, tiny_policy_dir, policy_samples
-):
-    base = register_policy(settings, db, tiny_policy_dir)
-    _judge_shorter(db, base.id, policy_samples)
+def test_a_round_publishes_a_policy_that_scores_higher_on_held_out_prompts(settings, db, active_policy, policy_samples):
+    _judge_shorter(db, active_policy, policy_samples)
     round_id = _launch(db, settings, OVERRIDES)
 
     started = time.monotonic()
@@ -97,10 +102,10 @@ def test_a_round_publishes_a_policy_that_scores_higher_on_held_out_prompts(
     assert evaluation["eval/eos_rate"] >= gates["min_eos_rate"]
     assert round_.results["reward_model"]["rm/eval/accuracy"] >= gates["min_rm_accuracy"]
     assert all(v["passed"] for v in round_.results["gates"].values())
-    assert _versions(db) == [(1, "archived", None), (2, "active", base.id)]
+    assert _versions(db) == [(1, "archived", None), (2, "active", active_policy)]
 
     with db.session() as session:
-        new = session.get(PolicyVersion, round_.policy_version_id)
+        base, new = session.get(PolicyVersion, active_policy), session.get(PolicyVersion, round_.policy_version_id)
         stages = {stage for (stage,) in session.query(RoundMetric.stage).filter_by(round_id=round_id)}
     before, after = load_file(f"{base.path}/model.safetensors"), load_file(f"{new.path}/model.safetensors")
     assert before.keys() == after.keys()
@@ -110,10 +115,9 @@ def test_a_round_publishes_a_policy_that_scores_higher_on_held_out_prompts(
 
 
 def test_a_round_killed_mid_ppo_publishes_nothing_and_its_retry_resumes_and_completes(
-    settings, db, tiny_policy_dir, policy_samples
+    settings, db, active_policy, policy_samples
 ):
-    base = register_policy(settings, db, tiny_policy_dir)
-    _judge_shorter(db, base.id, policy_samples)
+    _judge_shorter(db, active_policy, policy_samples)
     overrides = OVERRIDES | {
         "ppo": OVERRIDES["ppo"] | {"total_episodes": 64, "checkpoint_every": 1},
         "evaluate": {"max_prompts": 8, "samples_per_prompt": 1},
@@ -147,7 +151,7 @@ def test_a_round_killed_mid_ppo_publishes_nothing_and_its_retry_resumes_and_comp
     assert resumed.results["ppo"]["updates_done"] == 4
     # The reward model was not trained again: its stage's results are the ones from before the kill.
     assert resumed.results["reward_model"] == crashed.results["reward_model"]
-    assert _versions(db) == [(1, "archived", None), (2, "active", base.id)]
+    assert _versions(db) == [(1, "archived", None), (2, "active", active_policy)]
     with db.session() as session:
         steps = [
             s

@@ -11,7 +11,7 @@ from app.core.db import Database, utcnow
 from app.core.errors import Conflict, InvalidState, Unprocessable
 from app.training import service
 from app.training.models import RoundMetric, RoundStatus, TrainingRound
-from tests.training.conftest import add_judgment, make_annotator
+from tests.factories import make_judged_pair, make_user
 
 
 def _launch(db, settings, **overrides) -> int:
@@ -251,17 +251,17 @@ def test_a_rewind_inside_one_batch_keeps_the_later_run(db, settings):
 
 def test_schedule_launches_after_enough_new_usable_judgments(db, settings, fake_policy):
     settings.TRAINING_SCHEDULE_MIN_NEW_JUDGMENTS = 3
-    annotator = make_annotator(db)
-    excluded = make_annotator(db, "excluded", excluded_from_training=True)
-    judge = {"policy_version_id": fake_policy.id, "a": "x", "b": "y"}
-    add_judgment(db, annotator_id=annotator, prompt="p1", **judge)
-    add_judgment(db, annotator_id=annotator, prompt="p2", choice="tie", **judge)  # not usable by default
-    add_judgment(db, annotator_id=excluded, prompt="p3", **judge)  # not usable
-    add_judgment(db, annotator_id=annotator, prompt="p4", **judge)
+    annotator = make_user(db, "ann")
+    excluded = make_user(db, "excluded", excluded_from_training=True)
+    judge = {"version_a_id": fake_policy.id, "text_a": "x", "text_b": "y"}
+    make_judged_pair(db, annotator_id=annotator, prompt="p1", **judge)
+    make_judged_pair(db, annotator_id=annotator, prompt="p2", choice="tie", **judge)  # not usable by default
+    make_judged_pair(db, annotator_id=excluded, prompt="p3", **judge)  # not usable
+    make_judged_pair(db, annotator_id=annotator, prompt="p4", **judge)
     with db.session() as session:
         assert service.count_usable_judgments(db=session) == 2
         assert service.maybe_schedule(db=session, settings=settings) is None
-    last = add_judgment(db, annotator_id=annotator, prompt="p5", **judge)
+    last = make_judged_pair(db, annotator_id=annotator, prompt="p5", **judge)
     with db.session() as session:
         round_ = service.maybe_schedule(db=session, settings=settings)
         assert round_ is not None and round_.requested_by_id is None

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from app.policies import service as policy_service
 from app.policies.models import PolicyVersion
 from app.prompts.service import content_hash
 from app.training.schemas import RoundConfig, resolve_config
 from app.training.snapshot import SnapshotError, split_of, write_snapshot
-from tests.training.conftest import add_judgment, add_preferences, make_annotator
+from tests.factories import make_judged_pair, make_policy_version, make_user
+from tests.training.conftest import add_preferences
 
 
 def _config(settings, **overrides) -> RoundConfig:
@@ -29,18 +29,18 @@ def _snapshot(db, settings, tmp_path, name="snap", **overrides):
 
 
 def test_pairs_exclude_inactive_and_excluded_annotators_ties_and_both_bad(db, settings, fake_policy, tmp_path):
-    add_preferences(db, annotator_id=make_annotator(db), policy_version_id=fake_policy.id)  # 180 judgments
-    inactive = make_annotator(db, "gone", is_active=False)
-    excluded = make_annotator(db, "excluded", excluded_from_training=True)
-    ann = make_annotator(db, "ann2")
-    judge = {"policy_version_id": fake_policy.id, "prompt": "question number 1"}
+    add_preferences(db, annotator_id=make_user(db, "ann"), policy_version_id=fake_policy.id)  # 180 judgments
+    inactive = make_user(db, "gone", is_active=False)
+    excluded = make_user(db, "excluded", excluded_from_training=True)
+    ann = make_user(db, "ann2")
+    judge = {"version_a_id": fake_policy.id, "prompt": "question number 1"}
     dropped = [
-        add_judgment(db, annotator_id=inactive, a="A1", b="B1", **judge),
-        add_judgment(db, annotator_id=excluded, a="A2", b="B2", **judge),
-        add_judgment(db, annotator_id=ann, a="A3", b="B3", choice="tie", **judge),
-        add_judgment(db, annotator_id=ann, a="A4", b="B4", choice="both_bad", **judge),
+        make_judged_pair(db, annotator_id=inactive, text_a="A1", text_b="B1", **judge),
+        make_judged_pair(db, annotator_id=excluded, text_a="A2", text_b="B2", **judge),
+        make_judged_pair(db, annotator_id=ann, text_a="A3", text_b="B3", choice="tie", **judge),
+        make_judged_pair(db, annotator_id=ann, text_a="A4", text_b="B4", choice="both_bad", **judge),
     ]
-    chose_b = add_judgment(db, annotator_id=ann, a="worse", b="better", choice="b", strength=3, **judge)
+    chose_b = make_judged_pair(db, annotator_id=ann, text_a="worse", text_b="better", choice="b", strength=3, **judge)
 
     snapshot, pairs = _snapshot(db, settings, tmp_path)
     by_id = {p["judgment_id"]: p for p in pairs}
@@ -68,13 +68,15 @@ def test_pairs_exclude_inactive_and_excluded_annotators_ties_and_both_bad(db, se
 
 
 def test_ties_train_in_both_orders_when_included_but_never_count_as_held_out(db, settings, fake_policy, tmp_path):
-    ann = make_annotator(db)
+    ann = make_user(db, "ann")
     add_preferences(db, annotator_id=ann, policy_version_id=fake_policy.id)
     texts = [f"question number {i}" for i in range(60)]
     on_train = next(t for t in texts if split_of_prompt(t) == "train")
     on_eval = next(t for t in texts if split_of_prompt(t) == "eval")
     for prompt in (on_train, on_eval):
-        add_judgment(db, annotator_id=ann, policy_version_id=fake_policy.id, prompt=prompt, a="A", b="B", choice="tie")
+        make_judged_pair(
+            db, annotator_id=ann, version_a_id=fake_policy.id, prompt=prompt, text_a="A", text_b="B", choice="tie"
+        )
     _snapshot_, pairs = _snapshot(db, settings, tmp_path, data={"include_ties": True})
     ties = [p for p in pairs if p["chosen"] in ("A", "B")]
     assert sorted((p["chosen"], p["rejected"]) for p in ties) == [("A", "B"), ("B", "A")]
@@ -86,7 +88,7 @@ def split_of_prompt(text: str, fraction: float = 0.1) -> str:
 
 
 def test_split_is_stable_across_snapshots_and_only_grows_with_the_fraction(db, settings, fake_policy, tmp_path):
-    ann = make_annotator(db)
+    ann = make_user(db, "ann")
     add_preferences(db, annotator_id=ann, policy_version_id=fake_policy.id)
     _, first = _snapshot(db, settings, tmp_path, "first")
     add_preferences(db, annotator_id=ann, policy_version_id=fake_policy.id, n_prompts=80, per_prompt=1)
@@ -100,11 +102,8 @@ def test_split_is_stable_across_snapshots_and_only_grows_with_the_fraction(db, s
 
 
 def test_snapshot_files_carry_the_config_the_models_and_the_bound(db, settings, fake_policy, tmp_path):
-    add_preferences(db, annotator_id=make_annotator(db), policy_version_id=fake_policy.id)
-    with db.session() as session:
-        session.add(PolicyVersion(number=2, path=fake_policy.path, parent_id=fake_policy.id, status="candidate"))
-        session.flush()
-        policy_service.activate(db=session, version_id=session.query(PolicyVersion).filter_by(number=2).one().id)
+    add_preferences(db, annotator_id=make_user(db, "ann"), policy_version_id=fake_policy.id)
+    make_policy_version(db, number=2, path=fake_policy.path, parent_id=fake_policy.id)
     snapshot, _ = _snapshot(db, settings, tmp_path, reference="previous")
     out = tmp_path / "snap"
     config = json.loads((out / "config.json").read_text())
@@ -134,25 +133,25 @@ def test_snapshot_files_carry_the_config_the_models_and_the_bound(db, settings, 
 def test_bad_data_fails_with_a_reason(db, settings, fake_policy, tmp_path, case, message):
     if case == "only_ties":
         for i in range(12):
-            add_judgment(
+            make_judged_pair(
                 db,
-                annotator_id=make_annotator(db, f"a{i}"),
-                policy_version_id=fake_policy.id,
+                annotator_id=make_user(db, f"a{i}"),
+                version_a_id=fake_policy.id,
                 prompt=f"p{i}",
-                a="A",
-                b="B",
+                text_a="A",
+                text_b="B",
                 choice="tie" if i % 2 else "both_bad",
             )
     elif case == "excluded":
         add_preferences(
-            db, annotator_id=make_annotator(db, excluded_from_training=True), policy_version_id=fake_policy.id
+            db, annotator_id=make_user(db, "ann", excluded_from_training=True), policy_version_id=fake_policy.id
         )
     elif case == "few":
         add_preferences(
-            db, annotator_id=make_annotator(db), policy_version_id=fake_policy.id, n_prompts=40, per_prompt=1
+            db, annotator_id=make_user(db, "ann"), policy_version_id=fake_policy.id, n_prompts=40, per_prompt=1
         )
     elif case == "no_prompts":  # judged prompts that were deactivated since
-        add_preferences(db, annotator_id=make_annotator(db), policy_version_id=fake_policy.id, active=False)
+        add_preferences(db, annotator_id=make_user(db, "ann"), policy_version_id=fake_policy.id, active=False)
     with db.session() as session, pytest.raises(SnapshotError, match=message) as caught:
         write_snapshot(db=session, round_id=1, config=_config(settings), out_dir=tmp_path / "snap")
     assert not (tmp_path / "snap").exists()
@@ -163,7 +162,7 @@ def test_bad_data_fails_with_a_reason(db, settings, fake_policy, tmp_path, case,
 
 
 def test_no_active_policy_or_a_broken_one_fails_with_a_reason(db, settings, fake_policy, tmp_path):
-    add_preferences(db, annotator_id=make_annotator(db), policy_version_id=fake_policy.id)
+    add_preferences(db, annotator_id=make_user(db, "ann"), policy_version_id=fake_policy.id)
     (Path(fake_policy.path) / "model.safetensors").write_bytes(b"truncated")
     with (
         db.session() as session,

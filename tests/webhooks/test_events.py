@@ -12,12 +12,12 @@ from app.core.db import utcnow
 from app.judgments import service as judgment_service
 from app.judgments.models import ScreenChoice
 from app.policies import service as policy_service
+from app.policies.models import PolicyStatus
 from app.queue import service as queue_service
 from app.training import service as training_service
 from app.webhooks import service
 from app.webhooks.models import WebhookDelivery, WebhookEvent
-from tests.builders import make_annotators, make_comparisons
-from tests.policies.helpers import publish_version
+from tests.factories import make_annotators, make_comparisons, publish_policy_version
 
 
 def subscribe(db, settings, *events: WebhookEvent) -> None:
@@ -68,7 +68,9 @@ def test_a_stored_judgment_and_its_completed_pair_are_announced(db, settings):
 
 def test_activation_and_rollback_are_announced(settings, db, tiny_policy_dir, active_policy):
     subscribe(db, settings, WebhookEvent.policy_activated)
-    v2 = publish_version(settings, db, tiny_policy_dir, 2, parent_id=active_policy)
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
     with db.session() as session:
         policy_service.activate(db=session, version_id=v2)
     with db.session() as session:
