@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, aliased
 
 from app.comparisons import service as comparisons_service
 from app.comparisons.models import Comparison, ComparisonStatus, Completion
-from app.core.db import utcnow
+from app.core.db import rowcount, table_of, utcnow
 from app.core.errors import Conflict, InvalidState
 from app.prompts.models import Prompt
 from app.queue.models import QueueLock, Skip
@@ -122,7 +122,7 @@ def next_for(
 # Building a SQLAlchemy statement costs more than running these on SQLite, so the hot path's
 # statements are made once, with bound parameters, and reused.
 
-_LOCKS = QueueLock.__table__
+_LOCKS = table_of(QueueLock)
 _OWN_LOCKS = (
     select(
         _LOCKS.c.id,
@@ -357,7 +357,7 @@ def release(*, db: Session, annotator_id: int, comparison_id: int) -> bool:
     """Hand a pair back to the pool without judging it (the page does this with its prefetched pair
     when it is closed). Returns whether the annotator held it; releasing twice is harmless."""
     result = db.execute(_RELEASE, {"comparison_id": comparison_id, "annotator_id": annotator_id})
-    return result.rowcount > 0
+    return rowcount(result) > 0
 
 
 def skip(*, db: Session, annotator_id: int, comparison_id: int, reason: str) -> tuple[Skip, bool]:
