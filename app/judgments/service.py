@@ -68,10 +68,11 @@ def submit(
         return earlier, False
     lock = queue_service.lock_for_judgment(db=db, comparison=comparison, annotator_id=annotator_id)
     now = utcnow()
+    choice = to_choice(side, left=lock.left)
     values = {
         "comparison_id": comparison.id,
         "annotator_id": annotator_id,
-        "choice": to_choice(side, left=lock.left),
+        "choice": choice,
         "strength": int(strength) if strength is not None else None,
         "rationale": rationale,
         "shown_left": lock.left,
@@ -99,7 +100,7 @@ def submit(
                 "judgment_id": judgment_id,
                 "comparison_id": comparison.id,
                 "annotator_id": annotator_id,
-                "choice": values["choice"].value,
+                "choice": choice.value,
                 "strength": values["strength"],
                 "channel": channel,
             },

@@ -28,10 +28,11 @@ Concurrency, per backend:
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Row, Select, bindparam, delete, exists, func, select, update
+from sqlalchemy import BindParameter, ColumnElement, Row, Select, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -158,7 +159,7 @@ _RELEASE = delete(_LOCKS).where(
 _DELETE_LOCKS_OF = delete(_LOCKS).where(_LOCKS.c.comparison_id == bindparam("comparison_id"))
 
 
-def _open_for(tier, lock: str | None) -> Select:
+def _open_for(tier: ColumnElement[bool], lock: str | None) -> Select[int, int, int]:
     """Ready comparisons of a tier with an open place that the annotator has not judged, skipped or
     passed over, oldest first; lock: None (SQLite), "skip" (FOR UPDATE SKIP LOCKED), "wait" (FOR UPDATE)."""
     live_locks = (
@@ -168,7 +169,7 @@ def _open_for(tier, lock: str | None) -> Select:
         .correlate(Comparison)
         .scalar_subquery()
     )
-    annotator = bindparam("annotator_id")
+    annotator: BindParameter[int] = bindparam("annotator_id")
     query = (
         select(Comparison.id, Comparison.judgment_count, Comparison.overlap_target)
         .join(Prompt, Prompt.id == Comparison.prompt_id)
@@ -249,7 +250,8 @@ def _pick(*, db: Session, annotator_id: int, now: datetime, gold_rate: float, he
     tiers = ["in_progress", "fresh"]
     if gold_rate > 0 and random.random() < gold_rate:
         tiers.insert(0, "gold")
-    params = {"annotator_id": annotator_id, "now": now, "passed_over": list(held)}
+    passed_over = list(held)
+    params = {"annotator_id": annotator_id, "now": now, "passed_over": passed_over}
     if db.get_bind().dialect.name != "postgresql":
         # SQLite: this transaction holds the database's write lock; the first open pair is ours.
         row = _first_open(db=db, tiers=tiers, lock=None, params=params)
@@ -279,15 +281,17 @@ def _pick(*, db: Session, annotator_id: int, now: datetime, gold_rate: float, he
             savepoint.commit()
             return comparison_id
         savepoint.rollback()
-        params["passed_over"].append(comparison_id)
+        passed_over.append(comparison_id)
     return None
 
 
-def _first_open(*, db: Session, tiers: list[str], lock: str | None, params: dict) -> tuple[int, int, int] | None:
+def _first_open(
+    *, db: Session, tiers: list[str], lock: str | None, params: Mapping[str, object]
+) -> Row[int, int, int] | None:
     """(id, judgment_count, overlap_target) of the first open comparison of the first tier that has one."""
     for tier in tiers:
         if (row := db.execute(_OPEN[tier, lock], params).first()) is not None:
-            return tuple(row)
+            return row
     return None
 
 
