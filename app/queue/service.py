@@ -31,6 +31,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import BindParameter, ColumnElement, Row, Select, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -54,7 +55,7 @@ class Pair:
     """One showing of a comparison to one annotator: texts by screen side, and until when it is held."""
 
     comparison_id: int
-    messages: list[dict]
+    messages: list[dict[str, Any]]
     left_text: str
     right_text: str
     # Which completion ("a" or "b") is on the left. Stays on the server: clients judge blind.
@@ -226,7 +227,7 @@ _JUDGED = select(Comparison.id).where(
 )
 
 
-def _own_locks(*, db: Session, annotator_id: int, now: datetime) -> tuple[list[Row], list[int]]:
+def _own_locks(*, db: Session, annotator_id: int, now: datetime) -> tuple[list[Row[*tuple[Any, ...]]], list[int]]:
     """The annotator's usable locks, oldest first, and the ids of the ones to drop (expired, or their
     pair is no longer ready or its prompt inactive)."""
     live, stale = [], []

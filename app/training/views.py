@@ -7,7 +7,7 @@ metrics, error, produced versions) and GET /rounds/{id}/metrics?since=<next_sinc
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, status
 
@@ -47,7 +47,7 @@ def launch_round(
     db: SessionDep,
     settings: SettingsDep,
     admin: ApiAdmin,
-    overrides: Annotated[dict[str, Any], Body(default_factory=dict, examples=[OVERRIDES_EXAMPLE])],
+    overrides: Annotated[dict, Body(default_factory=dict, examples=[OVERRIDES_EXAMPLE])],
 ) -> RoundRead:
     """Queue a training round. The body overrides any part of GET /rounds/config's defaults (422 names a
     bad field); 409 while another round is queued or running."""
