@@ -97,7 +97,8 @@ def create_app(settings: Settings | None = None, *, run_background: bool | None 
     # Outermost, so the limit's own 401/413 answers carry the headers too.
     app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app)
-    app.add_exception_handler(FormRefused, rerender_refused_form)
+    # The decorator's form: add_exception_handler's type takes only handlers of any Exception.
+    app.exception_handler(FormRefused)(rerender_refused_form)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _exc: LoginRequired) -> RedirectResponse:

@@ -21,6 +21,7 @@ from trainer.models import (
     load_tokenizer,
     resolve_device,
     scalar_forward,
+    to_device,
 )
 from trainer.ppo import (
     encode_prompts,
@@ -45,22 +46,22 @@ def compare_policies(
     device: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda", ...; precision as args.precision.
     """
     configure_cpu()
-    device = torch.device(resolve_device(device))
+    torch_device = torch.device(resolve_device(device))
     tokenizer = load_tokenizer(old_dir)
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    reward_model = load_scalar_model(reward_model_dir, pad).to(device).eval()
-    reference = load_policy(ref_dir, pad).to(device).eval()
+    reward_model = to_device(load_scalar_model(reward_model_dir, pad), torch_device).eval()
+    reference = to_device(load_policy(ref_dir, pad), torch_device).eval()
     # the same prompt truncation as PPO's rollouts, position limit included
     prompt_ids = encode_prompts(tokenizer, prompts, prompt_length_limit(args, reference))
     queries = [ids for ids in prompt_ids for _ in range(samples_per_prompt)]
     sides = {}
     for name, path in (("old", old_dir), ("new", new_dir)):
-        policy = load_policy(path, pad).to(device).eval()
+        policy = to_device(load_policy(path, pad), torch_device).eval()
         # sample exactly as PPO's rollouts do: nothing saved in the policy's own generation_config (say a
         # repetition_penalty or top_k) may change the distribution being compared
         policy.generation_config = sampling_config(args, eos, pad)
         torch.manual_seed(seed)
-        with autocast(device, args.precision):
+        with autocast(torch_device, args.precision):
             sides[name] = sample_and_score(policy, reference, reward_model, queries, args, batch_size, eos, pad)
         if on_policy_done is not None:
             on_policy_done(len(sides))

@@ -13,9 +13,16 @@ EOS; the batch runs until every row has stopped or hit max_new_tokens.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
-from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    GenerationConfig,
+    GenerationMixin,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from trainer.models import (
     ModelLoadError,
@@ -133,7 +140,9 @@ def generate(
         pad_token_id=policy.tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
-    output = policy.model.generate(**batch, generation_config=config)  # (B*n, T_prompt + T_new)
+    # Every AutoModelForCausalLM class mixes in GenerationMixin; PreTrainedModel, the loader's type, does not.
+    generator = cast(GenerationMixin, policy.model)
+    output = generator.generate(**batch, generation_config=config)  # (B*n, T_prompt + T_new)
     new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
     samples = [_sample(policy, row) for row in new_tokens]
     return [samples[i * n_per_prompt : (i + 1) * n_per_prompt] for i in range(len(prompts))]
@@ -142,7 +151,8 @@ def generate(
 def _sample(policy: LoadedPolicy, tokens: list[int]) -> Sample:
     end = next((i for i, t in enumerate(tokens) if t in policy.eos_ids), None)
     reply = tokens if end is None else tokens[:end]
-    text = policy.tokenizer.decode(reply, skip_special_tokens=True)
+    # One sequence decodes to one string; decode's annotation covers batches of sequences too.
+    text = cast(str, policy.tokenizer.decode(reply, skip_special_tokens=True))
     if end is None:
         return Sample(text=text, token_count=len(tokens), finish_reason="length")
     return Sample(text=text, token_count=end + 1, finish_reason="eos")

@@ -144,6 +144,12 @@ def load_tokenizer(path: str, padding_side: str = "left") -> PreTrainedTokenizer
     return tokenizer
 
 
+def to_device(model: PreTrainedModel, device: torch.device) -> PreTrainedModel:
+    """`model.to(device)`. transformers wraps PreTrainedModel.to with functools.wraps, whose typeshed type
+    (`_Wrapped`) does not bind `self`: a checker reads the device as the model argument."""
+    return model.to(device)  # type: ignore[arg-type]
+
+
 def disable_dropout(model: torch.nn.Module) -> None:
     """Set every dropout probability to 0: dropout makes the PPO ratio != 1 on identical weights
     and the RM scores noisy (N implementation details, #11; TRL `disable_dropout_in_model`)."""

@@ -61,6 +61,7 @@ from trainer.models import (
     resolve_device,
     reward_norm_stats,
     scalar_forward,
+    to_device,
 )
 from trainer.ppo_math import (
     AdaptiveKLController,
@@ -358,10 +359,10 @@ def load_models(policy_dir: str, ref_policy_dir: str, reward_model_dir: str, dev
     Dropout is off in all."""
     tokenizer = load_tokenizer(policy_dir)
     pad = tokenizer.pad_token_id
-    policy = load_policy(policy_dir, pad).to(device).train()
-    ref_policy = load_policy(ref_policy_dir, pad).to(device).eval().requires_grad_(False)
-    reward_model = load_scalar_model(reward_model_dir, pad).to(device).eval().requires_grad_(False)
-    value_model = load_scalar_model(reward_model_dir, pad).to(device).train()
+    policy = to_device(load_policy(policy_dir, pad), device).train()
+    ref_policy = to_device(load_policy(ref_policy_dir, pad), device).eval().requires_grad_(False)
+    reward_model = to_device(load_scalar_model(reward_model_dir, pad), device).eval().requires_grad_(False)
+    value_model = to_device(load_scalar_model(reward_model_dir, pad), device).train()
     vocab_sizes = {m.config.vocab_size for m in (policy, ref_policy, reward_model)}
     if len(vocab_sizes) != 1:
         raise ValueError(f"policy, reference and reward model must share one tokenizer; vocab sizes {vocab_sizes}")

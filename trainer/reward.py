@@ -54,6 +54,7 @@ from trainer.models import (
     render_prompt_ids,
     resolve_device,
     scalar_forward,
+    to_device,
 )
 
 
@@ -151,7 +152,7 @@ def score_in_batches(model, sequences: list[list[int]], pad_token_id: int, batch
     return scores
 
 
-def evaluate(model, encoded: list[tuple], pad_token_id: int, batch_size: int, precision: str) -> dict:
+def evaluate(model, encoded: list[tuple], pad_token_id: int, batch_size: int, precision: str) -> dict[str, float]:
     """Held-out accuracy (chosen scored higher), BT loss and mean margin r_c - r_r."""
     model.eval()
     r_c = score_in_batches(model, [c for c, _, _ in encoded], pad_token_id, batch_size, precision)
@@ -209,7 +210,7 @@ def train_reward_model(
     pairs_eval: list[dict],
     out_dir: str,
     on_progress: Callable[[int, int, dict], None] | None = None,
-) -> dict:
+) -> dict[str, float | None]:
     """Train an RM initialised from `base_policy_dir`, save it (model + tokenizer) to `out_dir`.
 
     The RM score mean/std over the pairs' responses (samples of the policies PPO starts from) is stored in
@@ -223,7 +224,7 @@ def train_reward_model(
     pad = tokenizer.pad_token_id
     device = torch.device(resolve_device(args.device))
     check_precision(args.precision, device)
-    model = load_scalar_model(base_policy_dir, pad).to(device)
+    model = to_device(load_scalar_model(base_policy_dir, pad), device)
 
     max_length = min(args.max_length, max_positions(model))
     train, dropped_train = encode_pairs(tokenizer, pairs_train, max_length)
@@ -264,7 +265,8 @@ def train_reward_model(
     train_seconds = time.perf_counter() - start
 
     # ---- held-out evaluation and reward normalisation (on data the model was not trained on) --------
-    result = _average(epoch_rows)
+    # Without held-out pairs (all longer than max_length) the eval metrics are None; the accuracy gate fails.
+    result: dict[str, float | None] = dict(_average(epoch_rows))
     if evals:
         result |= evaluate(model, evals, pad, args.eval_batch_size, args.precision)
     else:

@@ -40,6 +40,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -69,13 +70,14 @@ from trainer.contract import (  # noqa: E402
     SnapshotConfig,
     Stage,
     TrainerStatus,
+    derive_sizes,
     describe_validation_error,
     json_safe,
     snapshot_rows,
 )
 from trainer.evaluate import compare_policies  # noqa: E402
 from trainer.models import ModelLoadError  # noqa: E402
-from trainer.ppo import derive_sizes, train_ppo  # noqa: E402
+from trainer.ppo import train_ppo  # noqa: E402
 from trainer.reward import train_reward_model  # noqa: E402
 
 log = logging.getLogger("trainer.round")
@@ -137,14 +139,14 @@ class Round:
         self.outputs = workdir / OUTPUTS_DIR
         self.work.mkdir(exist_ok=True)
         self.outputs.mkdir(exist_ok=True)
-        self.results = {}
+        self.results: dict[str, Any] = {}  # per completed stage its final metrics, and the gate verdicts
         for stage in TRAINER_STAGES:  # done = its marker, its output and every earlier stage's
             output = STAGE_OUTPUT[stage]
             missing = output is not None and not (self.outputs / output / CONFIG_FILE).exists()
             if missing or not self.marker(stage).exists():
                 break
             self.results[stage] = json.loads(self.marker(stage).read_text())
-        completed = [s for s in TRAINER_STAGES if s in self.results]
+        completed: list[str] = [s for s in TRAINER_STAGES if s in self.results]
         self.status = Status(workdir / STATUS_FILE, completed, self.results)
         self._metrics = (workdir / METRICS_FILE).open("a", encoding="utf-8")
 

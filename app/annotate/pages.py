@@ -8,7 +8,7 @@ guidelines come from the judgments and the console.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -33,7 +33,7 @@ SKIP_REASONS = (
 )
 
 
-def _pair_context(*, db: Session, annotator_id: int, settings: Settings, after: int | None) -> dict:
+def _pair_context(*, db: Session, annotator_id: int, settings: Settings, after: int | None) -> dict[str, Any]:
     """The pair to show (see queue_service.next_for) and what the template needs to show it."""
     pair = queue_service.next_for(
         db=db,
@@ -46,7 +46,7 @@ def _pair_context(*, db: Session, annotator_id: int, settings: Settings, after: 
     return {"pair": pair, "expires_in_s": expires_in_s, "retry_s": settings.QUEUE_EMPTY_RETRY_S}
 
 
-def _page_context(*, db: Session, annotator_id: int, settings: Settings) -> dict:
+def _page_context(*, db: Session, annotator_id: int, settings: Settings) -> dict[str, Any]:
     midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
     today, total = judgment_service.counts_for(db=db, annotator_id=annotator_id, since=midnight)
     return {

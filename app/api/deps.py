@@ -84,7 +84,7 @@ class ScopeRequired:
         self.scope = scope
 
     async def __call__(self, request: Request) -> None:
-        needed = getattr(request.state, "scopes_needed", frozenset())
+        needed: frozenset[Scope] = getattr(request.state, "scopes_needed", frozenset())
         request.state.scopes_needed = (needed | {self.scope}) if self.scope else needed
 
 
@@ -197,8 +197,9 @@ async def csrf_checked(request: Request) -> None:
         return
     submitted = request.headers.get("x-csrf-token")
     if submitted is None and "form" in request.headers.get("content-type", ""):
-        submitted = (await request.form()).get("csrf_token")
-    if not csrf_token_matches(request.session, submitted if isinstance(submitted, str) else None):
+        field = (await request.form()).get("csrf_token")
+        submitted = field if isinstance(field, str) else None  # a file upload is no token
+    if not csrf_token_matches(request.session, submitted):
         raise PermissionDenied("Your form has expired or is missing its security token; reload the page.")
 
 

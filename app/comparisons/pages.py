@@ -55,7 +55,7 @@ def mark_gold(
     return redirect_with_flash(
         request,
         local_target(next, "/admin/gold", within="/admin"),
-        f"Comparison {comparison.id} is gold; expected answer: {comparison.gold_choice.value}.",
+        f"Comparison {comparison.id} is gold; expected answer: {choice}.",  # set_gold accepted it as a Choice
     )
 
 

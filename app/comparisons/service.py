@@ -14,6 +14,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.comparisons.models import Choice, Comparison, ComparisonStatus, Completion
 from app.comparisons.schemas import NewCompletion
+from app.core.db import rowcount, table_of
 from app.core.errors import NotFound, Unprocessable
 from app.judgments.models import Judgment
 
@@ -66,7 +67,7 @@ _FOR_UPDATE = (
     .with_for_update()
     .execution_options(populate_existing=True)
 )
-_COMPARISONS = Comparison.__table__
+_COMPARISONS = table_of(Comparison)
 _COUNT = (
     update(_COMPARISONS)
     .where(_COMPARISONS.c.id == bindparam("comparison_id"))
@@ -109,7 +110,7 @@ def retire_for_prompt(*, db: Session, prompt_id: int) -> int:
         .values(status=ComparisonStatus.retired),
         execution_options={"synchronize_session": False},
     )
-    return result.rowcount
+    return rowcount(result)
 
 
 def retire_superseded(*, db: Session, active_version_id: int, mode: str) -> int:
@@ -139,7 +140,7 @@ def retire_superseded(*, db: Session, active_version_id: int, mode: str) -> int:
         update(Comparison).where(Comparison.id.in_(superseded)).values(status=ComparisonStatus.retired),
         execution_options={"synchronize_session": False},
     )
-    return result.rowcount
+    return rowcount(result)
 
 
 # --- gold ------------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
+from sqlalchemy import JSON, CursorResult, DateTime, MetaData, Result, Table, create_engine, event
 from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -60,6 +61,18 @@ class Base(DeclarativeBase):
 
 class CreatedAtMixin:
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The table a model maps, for statements that skip the ORM's bookkeeping. (`model.__table__` is typed
+    as any FromClause, since a class may map a join or a select; every model here maps a table.)"""
+    return Base.metadata.tables[model.__tablename__]
+
+
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """How many rows an UPDATE or DELETE matched. Session.execute is typed to return a Result whatever the
+    statement; for these it returns a CursorResult, which carries the count."""
+    return cast(CursorResult[*tuple[Any, ...]], result).rowcount
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

@@ -7,6 +7,8 @@ so a client reads one format whether a field failed validation or a rule was bro
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -83,11 +85,18 @@ def wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or "text/html" not in request.headers.get("accept", "")
 
 
-def error_body(msg: str, kind: str, loc: list | None = None) -> dict:
+def error_body(msg: str, kind: str, loc: Sequence[str | int] | None = None) -> dict[str, Any]:
     return {"detail": [{"loc": loc or [], "msg": msg, "type": kind}]}
 
 
-def render_error(request: Request, status: int, msg: str, kind: str, loc=None, headers=None) -> Response:
+def render_error(
+    request: Request,
+    status: int,
+    msg: str,
+    kind: str,
+    loc: Sequence[str | int] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     if wants_json(request):
         return JSONResponse(error_body(msg, kind, loc), status_code=status, headers=headers)
     from app.core.templates import render

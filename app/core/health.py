@@ -12,7 +12,7 @@ router = APIRouter()
 
 
 @router.get("/healthz")
-def healthz() -> dict:
+def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 

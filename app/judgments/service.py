@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.auth.models import User
 from app.comparisons import service as comparisons_service
 from app.comparisons.models import Choice
-from app.core.db import utcnow
+from app.core.db import table_of, utcnow
 from app.core.errors import Conflict, Unprocessable
 from app.judgments.models import Judgment, ScreenChoice, Strength
 from app.queue import service as queue_service
@@ -68,10 +68,11 @@ def submit(
         return earlier, False
     lock = queue_service.lock_for_judgment(db=db, comparison=comparison, annotator_id=annotator_id)
     now = utcnow()
+    choice = to_choice(side, left=lock.left)
     values = {
         "comparison_id": comparison.id,
         "annotator_id": annotator_id,
-        "choice": to_choice(side, left=lock.left),
+        "choice": choice,
         "strength": int(strength) if strength is not None else None,
         "rationale": rationale,
         "shown_left": lock.left,
@@ -99,7 +100,7 @@ def submit(
                 "judgment_id": judgment_id,
                 "comparison_id": comparison.id,
                 "annotator_id": annotator_id,
-                "choice": values["choice"].value,
+                "choice": choice.value,
                 "strength": values["strength"],
                 "channel": channel,
             },
@@ -118,7 +119,7 @@ def submit(
 
 
 # Built once: statement construction costs more than running it (see app/queue/service.py).
-_INSERT = insert(Judgment.__table__).returning(Judgment.__table__.c.id)
+_INSERT = insert(table_of(Judgment)).returning(table_of(Judgment).c.id)
 _OF_PAIR = select(Judgment).where(
     Judgment.annotator_id == bindparam("annotator_id"), Judgment.comparison_id == bindparam("comparison_id")
 )

@@ -26,7 +26,7 @@ import unicodedata
 from pathlib import PurePath
 
 from pydantic import ValidationError
-from sqlalchemy import cast, exists, func, select
+from sqlalchemy import ColumnElement, cast, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -82,7 +82,8 @@ def parse(content: str, fmt: str) -> tuple[list[tuple[int, PromptIn]], list[Line
 
 
 def _parse_jsonl(content: str) -> tuple[list[tuple[int, PromptIn]], list[LineError]]:
-    rows, errors = [], []
+    rows: list[tuple[int, PromptIn]] = []
+    errors: list[LineError] = []
     for number, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
             continue
@@ -266,7 +267,7 @@ def list_(
 ) -> tuple[list[Prompt], int]:
     """A page of prompts, newest first, and the total matching: `q` searches the text (case-insensitive
     substring), `tag` and `source` match exactly, `active` filters on the active flag."""
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if q:
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         conditions.append(Prompt.text.ilike(f"%{escaped}%", escape="\\"))
@@ -281,7 +282,7 @@ def list_(
     return list(db.scalars(page)), total
 
 
-def _has_tag(db: Session, tag: str):
+def _has_tag(db: Session, tag: str) -> ColumnElement[bool]:
     if db.get_bind().dialect.name == "postgresql":
         return cast(Prompt.tags, postgresql.JSONB).contains([tag])
     each = func.json_each(Prompt.tags).table_valued("value")

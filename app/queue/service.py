@@ -28,16 +28,18 @@ Concurrency, per backend:
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, delete, exists, func, select, update
+from sqlalchemy import BindParameter, ColumnElement, Row, Select, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from app.comparisons import service as comparisons_service
 from app.comparisons.models import Comparison, ComparisonStatus, Completion
-from app.core.db import utcnow
+from app.core.db import rowcount, table_of, utcnow
 from app.core.errors import Conflict, InvalidState
 from app.prompts.models import Prompt
 from app.queue.models import QueueLock, Skip
@@ -53,7 +55,7 @@ class Pair:
     """One showing of a comparison to one annotator: texts by screen side, and until when it is held."""
 
     comparison_id: int
-    messages: list[dict]
+    messages: list[dict[str, Any]]
     left_text: str
     right_text: str
     # Which completion ("a" or "b") is on the left. Stays on the server: clients judge blind.
@@ -122,7 +124,7 @@ def next_for(
 # Building a SQLAlchemy statement costs more than running these on SQLite, so the hot path's
 # statements are made once, with bound parameters, and reused.
 
-_LOCKS = QueueLock.__table__
+_LOCKS = table_of(QueueLock)
 _OWN_LOCKS = (
     select(
         _LOCKS.c.id,
@@ -158,7 +160,7 @@ _RELEASE = delete(_LOCKS).where(
 _DELETE_LOCKS_OF = delete(_LOCKS).where(_LOCKS.c.comparison_id == bindparam("comparison_id"))
 
 
-def _open_for(tier, lock: str | None) -> Select:
+def _open_for(tier: ColumnElement[bool], lock: str | None) -> Select[int, int, int]:
     """Ready comparisons of a tier with an open place that the annotator has not judged, skipped or
     passed over, oldest first; lock: None (SQLite), "skip" (FOR UPDATE SKIP LOCKED), "wait" (FOR UPDATE)."""
     live_locks = (
@@ -168,7 +170,7 @@ def _open_for(tier, lock: str | None) -> Select:
         .correlate(Comparison)
         .scalar_subquery()
     )
-    annotator = bindparam("annotator_id")
+    annotator: BindParameter[int] = bindparam("annotator_id")
     query = (
         select(Comparison.id, Comparison.judgment_count, Comparison.overlap_target)
         .join(Prompt, Prompt.id == Comparison.prompt_id)
@@ -225,7 +227,7 @@ _JUDGED = select(Comparison.id).where(
 )
 
 
-def _own_locks(*, db: Session, annotator_id: int, now: datetime) -> tuple[list[Row], list[int]]:
+def _own_locks(*, db: Session, annotator_id: int, now: datetime) -> tuple[list[Row[*tuple[Any, ...]]], list[int]]:
     """The annotator's usable locks, oldest first, and the ids of the ones to drop (expired, or their
     pair is no longer ready or its prompt inactive)."""
     live, stale = [], []
@@ -249,7 +251,8 @@ def _pick(*, db: Session, annotator_id: int, now: datetime, gold_rate: float, he
     tiers = ["in_progress", "fresh"]
     if gold_rate > 0 and random.random() < gold_rate:
         tiers.insert(0, "gold")
-    params = {"annotator_id": annotator_id, "now": now, "passed_over": list(held)}
+    passed_over = list(held)
+    params = {"annotator_id": annotator_id, "now": now, "passed_over": passed_over}
     if db.get_bind().dialect.name != "postgresql":
         # SQLite: this transaction holds the database's write lock; the first open pair is ours.
         row = _first_open(db=db, tiers=tiers, lock=None, params=params)
@@ -279,15 +282,17 @@ def _pick(*, db: Session, annotator_id: int, now: datetime, gold_rate: float, he
             savepoint.commit()
             return comparison_id
         savepoint.rollback()
-        params["passed_over"].append(comparison_id)
+        passed_over.append(comparison_id)
     return None
 
 
-def _first_open(*, db: Session, tiers: list[str], lock: str | None, params: dict) -> tuple[int, int, int] | None:
+def _first_open(
+    *, db: Session, tiers: list[str], lock: str | None, params: Mapping[str, object]
+) -> Row[int, int, int] | None:
     """(id, judgment_count, overlap_target) of the first open comparison of the first tier that has one."""
     for tier in tiers:
         if (row := db.execute(_OPEN[tier, lock], params).first()) is not None:
-            return tuple(row)
+            return row
     return None
 
 
@@ -357,7 +362,7 @@ def release(*, db: Session, annotator_id: int, comparison_id: int) -> bool:
     """Hand a pair back to the pool without judging it (the page does this with its prefetched pair
     when it is closed). Returns whether the annotator held it; releasing twice is harmless."""
     result = db.execute(_RELEASE, {"comparison_id": comparison_id, "annotator_id": annotator_id})
-    return result.rowcount > 0
+    return rowcount(result) > 0
 
 
 def skip(*, db: Session, annotator_id: int, comparison_id: int, reason: str) -> tuple[Skip, bool]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -17,12 +18,14 @@ SCALE = 400.0
 BASE = 10.0
 ANCHOR_RATING = 1000.0
 
-Battle = tuple[Hashable, Hashable, float]
+# What is rated: the service rates policy version ids; anything hashable will do.
+Model = TypeVar("Model", bound=Hashable)
+Battle = tuple[Model, Model, float]
 
 
 def fit(
-    battles: Sequence[Battle], anchor: Hashable | None = None, l2: float = 1e-4, iterations: int = 100
-) -> dict[Hashable, float]:
+    battles: Sequence[Battle[Model]], anchor: Model | None = None, l2: float = 1e-4, iterations: int = 100
+) -> dict[Model, float]:
     """Maximum-likelihood ratings by Newton's method on the logistic loss.
 
     Ties enter as half a win for each side (the fractional outcome in the loss), as Chatbot Arena
@@ -63,17 +66,17 @@ class Interval:
 
 
 def bootstrap(
-    battles: Sequence[Battle],
-    anchor: Hashable | None = None,
+    battles: Sequence[Battle[Model]],
+    anchor: Model | None = None,
     rounds: int = 200,
     seed: int = 0,
     confidence: float = 0.95,
-) -> dict[Hashable, Interval]:
+) -> dict[Model, Interval]:
     """Percentile intervals of each rating over `rounds` refits on battles resampled with replacement."""
     if not battles:
         return {}
     rng = np.random.default_rng(seed)
-    samples: dict[Hashable, list[float]] = {}
+    samples: dict[Model, list[float]] = {}
     for _ in range(rounds):
         picked = rng.integers(0, len(battles), len(battles))
         for model, rating in fit([battles[i] for i in picked], anchor=anchor).items():
@@ -98,7 +101,7 @@ class HeadToHead:
         return self.wins / self.decided if self.decided else None
 
 
-def head_to_head(battles: Sequence[Battle], model: Hashable, opponent: Hashable) -> HeadToHead:
+def head_to_head(battles: Sequence[Battle[Model]], model: Model, opponent: Model) -> HeadToHead:
     wins = losses = ties = 0
     for x, y, outcome in battles:
         if {x, y} != {model, opponent} or x == y:

@@ -16,7 +16,7 @@ from app.ratings.schemas import LeaderboardRowRead, ParentRecord, RecordRead
 _OUTCOME = {Choice.a: 1.0, Choice.b: 0.0, Choice.tie: 0.5, Choice.both_bad: 0.5}
 
 
-def battles(*, db: Session) -> list[bt.Battle]:
+def battles(*, db: Session) -> list[bt.Battle[int]]:
     """(version a, version b, outcome) for every judgment of a pair from two different versions,
     by active annotators whose work is not excluded from training."""
     completion_a, completion_b = aliased(Completion), aliased(Completion)
@@ -32,7 +32,7 @@ def battles(*, db: Session) -> list[bt.Battle]:
     return [(a, b, _OUTCOME[Choice(choice)]) for a, b, choice in rows]
 
 
-def _record(all_battles: list[bt.Battle], version: int, opponent: int | None) -> RecordRead | None:
+def _record(all_battles: list[bt.Battle[int]], version: int, opponent: int | None) -> RecordRead | None:
     if opponent is None or opponent == version:
         return None
     h2h = bt.head_to_head(all_battles, version, opponent)
@@ -48,7 +48,9 @@ def _record(all_battles: list[bt.Battle], version: int, opponent: int | None) ->
 def against_parent(*, db: Session, version_id: int) -> ParentRecord | None:
     """How people judged a version against the one it was trained from; None for a base version."""
     version = db.get(PolicyVersion, version_id)
-    parent = db.get(PolicyVersion, version.parent_id) if version and version.parent_id else None
+    if version is None or version.parent_id is None:
+        return None
+    parent = db.get(PolicyVersion, version.parent_id)
     if parent is None:
         return None
     return ParentRecord(parent_number=parent.number, record=_record(battles(db=db), version.id, parent.id))

@@ -155,13 +155,14 @@ class SamplerWorker:
         created = 0
         while not self._stop.is_set():
             self.sync_version()
-            if self.serving is None:
+            serving = self.serving
+            if serving is None:
                 break
             with self.db.session() as db:
                 missing = self.settings.SAMPLER_LOW_WATER - service.pool_size(db=db)
             if missing <= 0:
                 break
-            made = self._fill(min(missing, self.settings.SAMPLER_BATCH_PROMPTS))
+            made = self._fill(serving, min(missing, self.settings.SAMPLER_BATCH_PROMPTS))
             if made == 0:
                 break
             created += made
@@ -230,7 +231,7 @@ class SamplerWorker:
             retired,
         )
 
-    def _fill(self, n_prompts: int) -> int:
+    def _fill(self, serving: VersionRef, n_prompts: int) -> int:
         """Generate and store pairs for up to n_prompts prompts; returns how many were stored."""
         from trainer import generate
 
@@ -247,19 +248,21 @@ class SamplerWorker:
         params = generate.SamplingParams(
             settings.SAMPLER_TEMPERATURE, settings.SAMPLER_TOP_P, settings.SAMPLER_MAX_NEW_TOKENS
         )
-        jobs = self._plan(prompts, rng, params.max_new_tokens)
+        jobs = self._plan(serving, self.baseline, prompts, rng, params.max_new_tokens)
         if not jobs:
             return 0
-        serving = self._loaded[self.serving.id]
         # One batch for the serving model: two rows for a same-version pair, one for a cross-version pair.
         rows = [job.messages for job in jobs for _ in range(1 if job.cross else 2)]
-        served = iter([s for [s] in generate.generate(serving, rows, n_per_prompt=1, params=params, seed=seed)])
+        served = iter(
+            [s for [s] in generate.generate(self._loaded[serving.id], rows, n_per_prompt=1, params=params, seed=seed)]
+        )
         cross_rows = [job.messages for job in jobs if job.cross]
+        partner = self.baseline or serving  # _plan made cross-version jobs only if there is a baseline
         based = iter(
             [
                 s
                 for [s] in generate.generate(
-                    self._loaded[self.baseline.id], cross_rows, n_per_prompt=1, params=params, seed=seed + 1
+                    self._loaded[partner.id], cross_rows, n_per_prompt=1, params=params, seed=seed + 1
                 )
             ]
             if cross_rows
@@ -269,10 +272,10 @@ class SamplerWorker:
         with self.db.session() as db:
             for job in jobs:
                 pair = [
-                    self._completion(next(served), self.serving, sampling),
-                    self._completion(next(based), self.baseline, sampling)
+                    self._completion(next(served), serving, sampling),
+                    self._completion(next(based), partner, sampling)
                     if job.cross
-                    else self._completion(next(served), self.serving, sampling),
+                    else self._completion(next(served), serving, sampling),
                 ]
                 if job.cross:
                     rng.shuffle(pair)  # which version ends up as "a" must carry no information
@@ -282,12 +285,19 @@ class SamplerWorker:
                 comparisons_service.create(db=db, prompt_id=job.prompt_id, a=pair[0], b=pair[1], overlap=overlap)
         return len(jobs)
 
-    def _plan(self, prompts: list[tuple[int, list[dict]]], rng: random.Random, max_new_tokens: int) -> list[_Job]:
+    def _plan(
+        self,
+        serving_ref: VersionRef,
+        baseline_ref: VersionRef | None,
+        prompts: list[tuple[int, list[dict]]],
+        rng: random.Random,
+        max_new_tokens: int,
+    ) -> list[_Job]:
         """Leave out prompts the serving model cannot hold and draw which pairs are cross-version."""
         from trainer import generate
 
-        serving = self._loaded[self.serving.id]
-        baseline = self._loaded[self.baseline.id] if self.baseline else None
+        serving = self._loaded[serving_ref.id]
+        baseline = self._loaded[baseline_ref.id] if baseline_ref else None
         jobs = []
         lengths = generate.prompt_lengths(serving, [messages for _, messages in prompts])
         for (prompt_id, messages), length in zip(prompts, lengths, strict=True):
@@ -299,12 +309,12 @@ class SamplerWorker:
                     length,
                     max_new_tokens,
                     serving.context_length,
-                    self.serving.number,
+                    serving_ref.number,
                 )
                 self._too_long.add(prompt_id)
                 continue
-            cross = baseline is not None and rng.random() < self.settings.SAMPLER_CROSS_VERSION_FRACTION
-            if cross:
+            cross = False
+            if baseline is not None and rng.random() < self.settings.SAMPLER_CROSS_VERSION_FRACTION:
                 [baseline_length] = generate.prompt_lengths(baseline, [messages])
                 cross = generate.fits(baseline, baseline_length, max_new_tokens)
             jobs.append(_Job(prompt_id, messages, cross))

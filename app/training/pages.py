@@ -20,6 +20,7 @@ from app.training import round_form, service
 from app.training.models import RoundStatus
 from app.training.schemas import RoundConfig, default_config
 from trainer import metrics as M
+from trainer.contract import STAGE_ORDER
 
 router = APIRouter()
 
@@ -84,7 +85,7 @@ def _rounds_context(db: Session, settings: Settings, submitted: dict[str, str] |
         ),
         "sections": round_form.sections(defaults, RoundConfig.model_json_schema(), submitted),
         "names": {u.id: u.username for u in auth_service.list_(db=db)},
-        "stages_count": len(service.STAGE_ORDER),
+        "stages_count": len(STAGE_ORDER),
     }
 
 
@@ -97,7 +98,7 @@ def _round_context(db: Session, settings: Settings, round_id: int) -> dict[str, 
         if round_.policy_version_id
         else None,
         "requester": requester.username if requester else None,
-        "stages": service.STAGE_ORDER,
+        "stages": STAGE_ORDER,
         "charts": ROUND_CHARTS,
         "poll_ms": int(settings.ADMIN_POLL_S * 1000),
     }

@@ -30,7 +30,9 @@ def publish_round(
 ) -> tuple[RewardModel, PolicyVersion]:
     """Publish and record both models; the policy becomes active when the round's config says so."""
     snapshot = json.loads((workdir / SNAPSHOT_DIR / MANIFEST_FILE).read_text(encoding="utf-8"))
-    parent = policy_service.get(db=db, version_id=round_.base_policy_version_id)
+    if round_.base_policy_version_id is None:
+        raise RuntimeError(f"Round {round_.id} has no starting version: its snapshot was never recorded")
+    parent = policy_service.get_or_raise(db=db, version_id=round_.base_policy_version_id)
     lineage = {
         "round_id": round_.id,
         "source": f"round {round_.id}",
@@ -68,8 +70,7 @@ def publish_round(
         number=number,
         move=True,
         source_dir=workdir / OUTPUTS_DIR / POLICY_OUTPUT,
-        manifest=lineage
-        | {"parent_version": parent.number if parent else None, "reward_model_version": rm_number, "metrics": metrics},
+        manifest=lineage | {"parent_version": parent.number, "reward_model_version": rm_number, "metrics": metrics},
     )
     status = PolicyStatus.active if round_.config.get("activate") else PolicyStatus.candidate
     policy = policy_service.record_policy_version(

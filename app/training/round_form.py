@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 SECTION_TITLES = {
     "": "Round",
@@ -54,7 +55,7 @@ def _resolve(prop: dict, schema: dict) -> dict:
 def _field(name: str, prop: dict, value: str) -> Field:
     variants = prop.get("anyOf", [prop])
     nullable = any(v.get("type") == "null" for v in variants)
-    main = next((v for v in variants if v.get("type") != "null"), {})
+    main: dict[str, Any] = next((v for v in variants if v.get("type") != "null"), {})
     options = tuple(shown(o) for o in main.get("enum", ()))
     kind = (
         "choice"

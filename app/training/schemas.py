@@ -9,7 +9,7 @@ here; the others keep the trainer's defaults.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -33,16 +33,25 @@ PPO_OVERRIDABLE = (
 
 def _overridable(name: str, args: type[BaseModel], fields: tuple[str, ...]) -> type[BaseModel]:
     """The section of `args` an admin may set: those fields, each with the contract's default, limits and help."""
+    definitions: dict[str, Any] = {
+        field: (args.model_fields[field].annotation, args.model_fields[field]) for field in fields
+    }
     return create_model(
         name,
         __config__=ConfigDict(extra="forbid"),
         __doc__=f"The {args.__name__} (trainer/contract.py) an admin may set for a round.",
-        **{field: (args.model_fields[field].annotation, args.model_fields[field]) for field in fields},
+        **definitions,
     )
 
 
-RewardConfig = _overridable("RewardConfig", RewardArgs, REWARD_OVERRIDABLE)
-PPOConfig = _overridable("PPOConfig", PPOArgs, PPO_OVERRIDABLE)
+if TYPE_CHECKING:
+    # Classes made by create_model at run time are invisible to a static checker; it sees the contract's
+    # arguments, whose fields these sections are a subset of, with the same types.
+    RewardConfig = RewardArgs
+    PPOConfig = PPOArgs
+else:
+    RewardConfig = _overridable("RewardConfig", RewardArgs, REWARD_OVERRIDABLE)
+    PPOConfig = _overridable("PPOConfig", PPOArgs, PPO_OVERRIDABLE)
 
 
 class RoundConfig(contract.RoundConfig):

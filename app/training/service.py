@@ -107,8 +107,8 @@ def metric_history(*, db: Session, round_id: int, since_id: int | None = None, l
 def to_read(*, db: Session, round_: TrainingRound) -> RoundRead:
     """The API/CLI view of a round: its row plus progress and the numbers of the versions it touched."""
 
-    def number(model, row_id: int | None) -> int | None:
-        return db.get(model, row_id).number if row_id is not None else None
+    def number(model: type[PolicyVersion] | type[RewardModel], row_id: int | None) -> int | None:
+        return db.scalar(select(model.number).where(model.id == row_id)) if row_id is not None else None
 
     return RoundRead.model_validate(round_).model_copy(
         update={
@@ -128,7 +128,7 @@ def producing_rounds(*, db: Session, version_ids: list[int]) -> dict[int, int]:
             TrainingRound.policy_version_id.in_(version_ids)
         )
     )
-    return dict(rows.all())
+    return {version_id: round_id for version_id, round_id in rows if version_id is not None}
 
 
 def highest_snapshotted_judgment_id(*, db: Session) -> int:
@@ -357,12 +357,10 @@ def requeue(*, db: Session, round_id: int, worker_id: str, reason: str) -> Train
 def fail_stale(*, db: Session, now: datetime, timeout_s: float) -> list[TrainingRound]:
     """Mark running rounds whose worker stopped heartbeating as failed (an admin may retry them)."""
     cutoff = now - timedelta(seconds=timeout_s)
-    stale = [
-        r
-        for r in db.scalars(select(TrainingRound).where(TrainingRound.status == S.running).with_for_update())
-        if (r.heartbeat_at or now) < cutoff
-    ]
-    for round_ in stale:
+    stale = []
+    for round_ in db.scalars(select(TrainingRound).where(TrainingRound.status == S.running).with_for_update()):
+        if round_.heartbeat_at is None or round_.heartbeat_at >= cutoff:
+            continue
         silent_s = (now - round_.heartbeat_at).total_seconds()
         _move(round_, S.failed, now=now)
         round_.error = (
@@ -370,6 +368,7 @@ def fail_stale(*, db: Session, now: datetime, timeout_s: float) -> list[Training
             f"limit {timeout_s:.0f} s); it probably died. Retry the round to resume it."
         )
         _announce_finished(db, round_)
+        stale.append(round_)
     db.flush()
     return stale
 

@@ -142,7 +142,7 @@ def _policies(db: Session) -> tuple[PolicyVersion, PolicyVersion]:
     base, seen = policy, {policy.id}
     while base.parent_id is not None and base.parent_id not in seen:
         seen.add(base.parent_id)
-        base = db.get(PolicyVersion, base.parent_id)
+        base = db.get_one(PolicyVersion, base.parent_id)
     for version in {policy.id: policy, base.id: base}.values():
         try:
             registry.validate_model_dir(Path(version.path))

@@ -47,11 +47,11 @@ def launch_round(
     db: SessionDep,
     settings: SettingsDep,
     admin: ApiAdmin,
-    overrides: Annotated[dict, Body(examples=[OVERRIDES_EXAMPLE])] = None,
+    overrides: Annotated[dict, Body(default_factory=dict, examples=[OVERRIDES_EXAMPLE])],
 ) -> RoundRead:
     """Queue a training round. The body overrides any part of GET /rounds/config's defaults (422 names a
     bad field); 409 while another round is queued or running."""
-    round_ = service.launch(db=db, settings=settings, requested_by=admin, config_overrides=overrides or {})
+    round_ = service.launch(db=db, settings=settings, requested_by=admin, config_overrides=overrides)
     return service.to_read(db=db, round_=round_)
 
 

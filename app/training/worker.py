@@ -86,8 +86,8 @@ class Worker:
         """One pass of the loop; returns the id of the round it ran, if any."""
         now = utcnow()
         with self.db.write_session() as session:
-            for round_ in service.fail_stale(db=session, now=now, timeout_s=self.settings.TRAINING_HEARTBEAT_TIMEOUT_S):
-                log.warning("round %d failed: %s", round_.id, round_.error)
+            for stale in service.fail_stale(db=session, now=now, timeout_s=self.settings.TRAINING_HEARTBEAT_TIMEOUT_S):
+                log.warning("round %d failed: %s", stale.id, stale.error)
             if (scheduled := service.maybe_schedule(db=session, settings=self.settings)) is not None:
                 log.info("schedule queued round %d", scheduled.id)
         with self.db.session() as session:
@@ -134,6 +134,7 @@ class Worker:
             # A new snapshot invalidates anything an earlier attempt trained from the old one.
             shutil.rmtree(workdir, ignore_errors=True)
             workdir.mkdir(parents=True)
+            failure: SnapshotError | None
             try:
                 snapshot = write_snapshot(
                     db=session,
@@ -288,11 +289,11 @@ class LocalWorker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _spawn(self) -> subprocess.Popen:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         # The child reads the same settings from the environment, whatever way this process got them.
         env = os.environ | {f"PREFLOOP_{k}": str(v) for k, v in self.settings.model_dump().items() if v is not None}
         return subprocess.Popen(
@@ -310,16 +311,18 @@ class LocalWorker:
 
     def start(self) -> None:
         self._process = self._spawn()
-        self._thread = threading.Thread(target=self._watch, name="local-worker-watch", daemon=True)
+        self._thread = threading.Thread(
+            target=self._watch, args=(self._process,), name="local-worker-watch", daemon=True
+        )
         self._thread.start()
 
-    def _watch(self) -> None:
+    def _watch(self, process: subprocess.Popen[bytes]) -> None:
         while not self._stopping.is_set():
-            code = self._process.wait()
+            code = process.wait()
             if self._stopping.wait(self.RESTART_DELAY_S):
                 return
             log.error("the local training worker exited (%s); restarting it", describe_exit(code))
-            self._process = self._spawn()
+            self._process = process = self._spawn()
 
     def stop(self) -> None:
         self._stopping.set()

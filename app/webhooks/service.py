@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import json
 import secrets
-import typing
 import uuid
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.db import utcnow
+from app.core.db import rowcount, utcnow
 from app.core.errors import NotFound, Unprocessable
 
 from . import crypto, targets
@@ -243,14 +242,10 @@ def claim_next(*, db: Session, now: datetime, in_flight: timedelta, max_attempts
                 .values(status=DeliveryStatus.failed, last_error="Gave up: the last attempt's outcome was lost.")
             )
             continue
-        # An UPDATE's result is a CursorResult (it has rowcount); Session.execute's return type does not say so.
-        taken = typing.cast(
-            CursorResult[Any],
-            db.execute(
-                update(WebhookDelivery).where(*unchanged).values(next_attempt_at=now + in_flight, attempts=attempts + 1)
-            ),
+        taken = db.execute(
+            update(WebhookDelivery).where(*unchanged).values(next_attempt_at=now + in_flight, attempts=attempts + 1)
         )
-        if taken.rowcount == 1:
+        if rowcount(taken) == 1:
             return DueDelivery(delivery_id, event, url, encrypted_secret, body)
     return None
 

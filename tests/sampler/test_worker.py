@@ -358,7 +358,7 @@ def test_a_failing_cycle_is_reported_and_the_loop_goes_on(settings, db, active_p
     topics(db)
     worker = SamplerWorker(tuned(settings), db)
     real_fill = worker._fill
-    monkeypatch.setattr(worker, "_fill", lambda n: (_ for _ in ()).throw(RuntimeError("disk full")))
+    monkeypatch.setattr(worker, "_fill", lambda serving, n: (_ for _ in ()).throw(RuntimeError("disk full")))
     worker.start()
     try:
         wait_for(lambda: worker.last_error == "sampler cycle failed: disk full", what="the failure")

@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -145,10 +146,10 @@ def encode_examples(tok: PreTrainedTokenizerFast, examples: list[task.Example]) 
 
 def render(tok: PreTrainedTokenizerFast, prompt: str, response: str | None = None) -> str:
     messages = [{"role": "user", "content": prompt}]
-    if response is None:
-        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    messages.append({"role": "assistant", "content": response})
-    return tok.apply_chat_template(messages, tokenize=False)
+    if response is not None:
+        messages.append({"role": "assistant", "content": response})
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=response is None)
+    return cast(str, text)  # a string when tokenize=False; the annotation covers the tokenizing modes too
 
 
 # ---------------------------------------------------------------------------
