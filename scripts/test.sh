@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the whole test suite (unit, PostgreSQL, browser and slow tests), or with
-# --fast the edit-test loop's lane: everything but the slow and the browser tests.
+# --fast the edit-test loop's lane: everything but the slow and the browser tests, on every core
+# (pytest-xdist; add -n 0 to run in one process, e.g. with a debugger).
 # PostgreSQL tests run when PREFLOOP_TEST_POSTGRES_URL is set, e.g.
 #   PREFLOOP_TEST_POSTGRES_URL=postgresql+psycopg://root@127.0.0.1:5432/test scripts/test.sh
 # Other arguments go to pytest: scripts/test.sh --fast tests/queue -x
@@ -13,7 +14,7 @@ for arg in "$@"; do
 done
 scripts/setup-venv.sh test
 if $fast; then
-  exec .venv/bin/python -m pytest -m "not slow and not browser" "${args[@]}"
+  exec .venv/bin/python -m pytest -n auto -m "not slow and not browser" "${args[@]}"
 fi
 if [ ! -x /usr/bin/chromium ]; then
   # Browser tests drive Debian's Chromium (Playwright cannot download its own browsers offline).

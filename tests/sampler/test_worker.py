@@ -82,7 +82,7 @@ def test_fills_the_pool_with_pairs_of_the_active_version(settings, db, active_po
 
     # Annotators finish five pairs: the refill tops the pool up, the four prompts never sampled first.
     with db.session() as session:
-        for comparison in session.scalars(select(Comparison).limit(5)):
+        for comparison in session.scalars(select(Comparison).order_by(Comparison.id).limit(5)):
             comparison.status, comparison.judgment_count = ComparisonStatus.completed, 1
     assert worker.run_once() == 5
     refill = [c.prompt_id for c, _, _ in pairs(db)[6:]]
