@@ -75,12 +75,14 @@ _COUNT = (
 )
 
 
-def get_for_update_or_raise(*, db: Session, comparison_id: int) -> Comparison:
+def get_for_update_or_raise(
+    *, db: Session, comparison_id: int, loc: tuple[str, ...] = ("body", "comparison_id")
+) -> Comparison:
     """The comparison, row-locked (PostgreSQL) so locks and judgments on it change one at a time; for the
-    annotation API, whose NotFound speaks of a pair and names the request body's field."""
+    annotation API, whose NotFound speaks of a pair and names where the request gave its id (loc)."""
     comparison = db.scalars(_FOR_UPDATE, {"comparison_id": comparison_id}).first()
     if comparison is None:
-        raise NotFound(f"Pair {comparison_id} does not exist.", loc=("body", "comparison_id"))
+        raise NotFound(f"Pair {comparison_id} does not exist.", loc=loc)
     return comparison
 
 

@@ -370,7 +370,9 @@ def skip(*, db: Session, annotator_id: int, comparison_id: int, reason: str) -> 
 
     Returns (skip, created): skipping the same pair again returns the first skip unchanged.
     """
-    comparison = comparisons_service.get_for_update_or_raise(db=db, comparison_id=comparison_id)
+    comparison = comparisons_service.get_for_update_or_raise(
+        db=db, comparison_id=comparison_id, loc=("path", "comparison_id")
+    )
     ids = {"comparison_id": comparison.id, "annotator_id": annotator_id}
     existing = db.scalar(_SKIP_OF, ids)
     if existing is not None:

@@ -81,6 +81,7 @@ def test_skip_refusals_are_clear_and_store_nothing(client, db, annotator_token):
     assert too_long.status_code == 422
     missing = client.post("/api/v1/queue/99999/skip", json={"reason": "x"}, headers=annotator_token)
     assert missing.status_code == 404
+    assert missing.json()["detail"][0]["loc"] == ["path", "comparison_id"]  # the id came in the path
     assert count(db, Skip) == 0
 
 
