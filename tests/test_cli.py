@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -119,3 +121,20 @@ def test_users_set_password_signs_the_user_out_everywhere(client, settings, db):
     assert short.exit_code == 2 and "at least 8" in short.output
     ghost = runner.invoke(cli, ["users", "set-password", "ghost", "--password", "long enough"], env=env)
     assert ghost.exit_code == 2 and "no user named 'ghost'" in ghost.output
+
+
+def test_every_command_the_pages_and_readme_name_exists():
+    """A page or the README that tells an admin to run `prefloop X Y` names a real command."""
+    root = Path(__file__).resolve().parents[1]
+    texts = [p.read_text() for p in (root / "templates").rglob("*.html")] + [(root / "README.md").read_text()]
+    # In code: `prefloop …`, <code>prefloop …</code>, or a line of a code block that starts with it.
+    command = r"prefloop ([a-z]+(?: [a-z][a-z-]*)?)"
+    code = re.compile(rf"(?:`|<code>|^\s*){command}", re.MULTILINE)
+    named = {m.group(1) for text in texts for m in code.finditer(text)}
+    assert "policy register" in named
+    for command in sorted(named):
+        words = command.split()
+        result = runner.invoke(cli, [*words, "--help"])
+        if result.exit_code != 0 and len(words) == 2:  # "prefloop serve then ..." reads a second word of prose
+            result = runner.invoke(cli, [words[0], "--help"])
+        assert result.exit_code == 0, f"prefloop {command}: {result.output}"

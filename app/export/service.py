@@ -476,11 +476,17 @@ def iter_record_batches(*, db: Session, plan: ExportPlan) -> Iterator[list[Recor
 
 
 def export_chunks(
-    *, database: Database, plan: ExportPlan, on_progress: Callable[[int], None] | None = None
+    *,
+    database: Database,
+    plan: ExportPlan,
+    on_progress: Callable[[int], None] | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> Iterator[bytes]:
     """The export file as a stream of byte chunks, one per batch; opens (and closes) its own session.
 
-    on_progress receives the number of judgments read after each batch (the CLI's progress bar).
+    on_progress receives the number of judgments read after each batch (the CLI's progress bar);
+    on_rows the number of rows written, which differs where a format drops or merges judgments
+    (ties left out, aggregation).
     """
     builder = formats.RowBuilder(
         plan.query,
@@ -489,17 +495,26 @@ def export_chunks(
         test_fraction=plan.test_fraction,
     )
     encoder = formats.encoder_for(plan.query)
+
+    def encode(rows: list[formats.Row]) -> bytes:
+        if on_rows is not None:
+            on_rows(len(rows))
+        return encoder.encode(rows)
+
     with database.session() as db:
         for records in iter_record_batches(db=db, plan=plan):
             step = encoder.slice_rows or len(records)
             chunk = b"".join(
-                encoder.encode(builder.feed(records[start : start + step])) for start in range(0, len(records), step)
+                encode(builder.feed(records[start : start + step])) for start in range(0, len(records), step)
             )
             if chunk:
                 yield chunk
             if on_progress is not None:
                 on_progress(len(records))
-    yield encoder.finish(builder.finish())
+    last_rows = builder.finish()
+    if on_rows is not None:
+        on_rows(len(last_rows))
+    yield encoder.finish(last_rows)
 
 
 def filename_for(query: ExportQuery, *, at: datetime) -> str:
