@@ -215,7 +215,14 @@ def serve(
     )
 
 
-def main() -> None:
+def configure_logging() -> None:
+    """Our own progress at INFO; libraries that narrate every step (alembic's migrations, httpx's
+    "HTTP Request: POST …" line for each of the simulator's and webhook sender's requests) only warn."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for chatty in ("alembic", "httpx"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+def main() -> None:
+    configure_logging()
     cli()

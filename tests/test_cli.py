@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from app.auth.models import Role, User
-from app.cli import cli, ensure_first_admin
+from app.cli import cli, configure_logging, ensure_first_admin
 from app.core.db import Database, utcnow
 from tests.factories import PASSWORD, make_user
 from tests.helpers import login
@@ -138,3 +139,11 @@ def test_every_command_the_pages_and_readme_name_exists():
         if result.exit_code != 0 and len(words) == 2:  # "prefloop serve then ..." reads a second word of prose
             result = runner.invoke(cli, [words[0], "--help"])
         assert result.exit_code == 0, f"prefloop {command}: {result.output}"
+
+
+def test_the_command_line_logs_our_progress_but_not_every_http_request(caplog):
+    configure_logging()
+    caplog.set_level(logging.INFO)  # the root at INFO, as configure_logging leaves it outside pytest
+    logging.getLogger("httpx").info("HTTP Request: POST http://127.0.0.1/api/v1/judgments")
+    logging.getLogger("prefloop.simulate").info("400 judgments submitted")
+    assert [r.getMessage() for r in caplog.records] == ["400 judgments submitted"]

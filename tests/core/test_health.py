@@ -1,3 +1,5 @@
+import re
+
 from sqlalchemy import text
 
 
@@ -31,3 +33,11 @@ def test_readyz_503_when_database_unreachable(app, client):
     app.state.db = Database("postgresql+psycopg://nobody@127.0.0.1:1/none")
     response = client.get("/readyz")
     assert response.status_code == 503 and "unreachable" in response.json()["database"]
+
+
+def test_the_icon_is_served_where_pages_link_it_and_where_browsers_look(client):
+    login_page = client.get("/login").text
+    assert re.search(r'<link rel="icon" type="image/svg\+xml" href="[^"]*/static/img/favicon.svg">', login_page)
+    icon = client.get("/favicon.ico")  # asked for by browsers and tools regardless of the link
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert icon.text.startswith("<svg")
