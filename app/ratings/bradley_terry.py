@@ -94,14 +94,8 @@ def fit(
     sd[free] = np.sqrt(np.diag(np.linalg.inv(hessian)))
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     ratings, margins = ANCHOR_RATING + theta / LOG_ODDS_PER_POINT, z * sd / LOG_ODDS_PER_POINT
-    return {
-        m: Rating(
-            float(ratings[index[m]]),
-            float(ratings[index[m]] - margins[index[m]]),
-            float(ratings[index[m]] + margins[index[m]]),
-        )
-        for m in rated
-    }
+    rows = ((m, float(ratings[index[m]]), float(margins[index[m]])) for m in rated)
+    return {m: Rating(rating, rating - margin, rating + margin) for m, rating, margin in rows}
 
 
 @dataclass(frozen=True)

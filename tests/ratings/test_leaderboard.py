@@ -62,6 +62,7 @@ def test_policies_page_lists_a_thin_version_apart_and_leaves_it_off_the_chart(cl
     rows = {int(n): row for n, row in re.findall(r"<strong>v(\d+)</strong>(.*?)</tr>", page, re.S)}
     assert "not enough comparisons" in rows[3] and f"1 of {MIN_BATTLES} battles" in rows[3]
     assert "not enough comparisons" not in rows[2] and "16 battles" in rows[2]  # 15 against v1, 1 against v3
+    assert "reference · 15 battles" in rows[1]  # the base is fixed at 1000, not estimated
     chart = json.loads(re.search(r'<script type="application/json" id="rating-data">(.*?)</script>', page).group(1))
     assert [point["version"] for point in chart] == [1, 2]
 
