@@ -27,9 +27,11 @@ def _policies_context(db: Session) -> dict[str, Any]:
         "rounds": training_service.producing_rounds(db=db, version_ids=[v.id for v in versions]),
         "active": service.get_active(db=db),
         "ratings": {row.version_id: row for row in leaderboard},
+        "min_battles": ratings_service.MIN_BATTLES,
         "chart_points": [
             {"version": row.number, "rating": row.rating, "low": row.rating_low, "high": row.rating_high}
             for row in sorted(leaderboard, key=lambda row: row.number)
+            if row.enough_battles
         ],
     }
 

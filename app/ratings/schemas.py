@@ -16,6 +16,9 @@ class RecordRead(BaseModel):
 
 
 class LeaderboardRowRead(BaseModel):
+    """A version's Bradley-Terry rating with its 95% interval; enough_battles is False below the minimum
+    number of battles, where the rating is mostly the prior and the version is not ranked."""
+
     version_id: int
     number: int
     status: str
@@ -23,6 +26,7 @@ class LeaderboardRowRead(BaseModel):
     rating_low: float
     rating_high: float
     battles: int
+    enough_battles: bool
     vs_parent: RecordRead | None
     vs_base: RecordRead | None
 

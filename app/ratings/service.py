@@ -12,6 +12,10 @@ from app.policies.models import PolicyVersion
 from app.ratings import bradley_terry as bt
 from app.ratings.schemas import LeaderboardRowRead, ParentRecord, RecordRead
 
+# Battles a version needs before the leaderboard ranks and plots it. Below this its rating is mostly the
+# prior (a 95% interval several hundred points wide), so it is listed as "not enough comparisons".
+MIN_BATTLES = 10
+
 # From the point of view of completion a's version.
 _OUTCOME = {Choice.a: 1.0, Choice.b: 0.0, Choice.tie: 0.5, Choice.both_bad: 0.5}
 
@@ -56,16 +60,14 @@ def against_parent(*, db: Session, version_id: int) -> ParentRecord | None:
     return ParentRecord(parent_number=parent.number, record=_record(battles(db=db), version.id, parent.id))
 
 
-def leaderboard(*, db: Session, bootstrap_rounds: int = 200, seed: int = 0) -> list[LeaderboardRowRead]:
-    """Every version that has battled, best first, with bootstrap intervals and head-to-head records
-    against its parent and against the base (the first version)."""
+def leaderboard(*, db: Session) -> list[LeaderboardRowRead]:
+    """Every version that has battled: those with enough battles best first, then the rest, with 95%
+    intervals and head-to-head records against its parent and against the base (the first version)."""
     versions = {v.id: v for v in db.scalars(select(PolicyVersion).order_by(PolicyVersion.number))}
     if not versions:
         return []
     base_id = next(iter(versions))
     all_battles = battles(db=db)
-    ratings = bt.fit(all_battles, anchor=base_id)
-    intervals = bt.bootstrap(all_battles, anchor=base_id, rounds=bootstrap_rounds, seed=seed)
     counts: dict[int, int] = {}
     for a, b, _ in all_battles:
         counts[a] = counts.get(a, 0) + 1
@@ -75,14 +77,15 @@ def leaderboard(*, db: Session, bootstrap_rounds: int = 200, seed: int = 0) -> l
             version_id=vid,
             number=versions[vid].number,
             status=versions[vid].status.value,
-            rating=rating,
-            rating_low=intervals[vid].low,
-            rating_high=intervals[vid].high,
-            battles=counts.get(vid, 0),
+            rating=rating.rating,
+            rating_low=rating.low,
+            rating_high=rating.high,
+            battles=counts[vid],
+            enough_battles=counts[vid] >= MIN_BATTLES,
             vs_parent=_record(all_battles, vid, versions[vid].parent_id),
             vs_base=_record(all_battles, vid, base_id),
         )
-        for vid, rating in ratings.items()
+        for vid, rating in bt.fit(all_battles, anchor=base_id).items()
         if vid in versions
     ]
-    return sorted(rows, key=lambda row: row.rating, reverse=True)
+    return sorted(rows, key=lambda row: (not row.enough_battles, -row.rating))
