@@ -77,10 +77,15 @@ def read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def snapshot_file(path: Path, name: str) -> Path:
+    """`path` itself (a pairs or prompts file), or the file `name` in it when it is a snapshot directory."""
+    return path / name if path.is_dir() else path
+
+
 def snapshot_rows(path: Path, name: str) -> tuple[list[dict], list[dict]]:
     """(train rows, eval rows) of `path`, a pairs or prompts file, or the snapshot directory holding `name`.
     A row without a split trains."""
-    rows = read_jsonl(path / name if path.is_dir() else path)
+    rows = read_jsonl(snapshot_file(path, name))
     train = [row for row in rows if row.get("split", TRAIN_SPLIT) == TRAIN_SPLIT]
     return train, [row for row in rows if row.get("split") == EVAL_SPLIT]
 

@@ -45,6 +45,7 @@ from trainer.contract import (
     derive_sizes,
     json_safe,
     parse_arguments,
+    snapshot_file,
     snapshot_rows,
 )
 from trainer.models import (
@@ -548,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("policy", "ref_policy", "reward_model"):
         if not getattr(paths, flag).is_dir():
             parser.error(f"--{flag.replace('_', '-')}: {getattr(paths, flag)} is not a model directory")
-    if not (paths.prompts / PROMPTS_FILE if paths.prompts.is_dir() else paths.prompts).is_file():
+    if not snapshot_file(paths.prompts, PROMPTS_FILE).is_file():
         parser.error(f"--prompts: {paths.prompts} is neither a prompts file nor a directory holding {PROMPTS_FILE}")
     prompts = [row["prompt"] for row in snapshot_rows(paths.prompts, PROMPTS_FILE)[0]]
     if not prompts:

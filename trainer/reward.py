@@ -39,6 +39,7 @@ from trainer.contract import (
     add_arguments,
     json_safe,
     parse_arguments,
+    snapshot_file,
     snapshot_rows,
 )
 from trainer.models import (
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="directory for the reward model and metrics.jsonl")
     add_arguments(parser, RewardArgs)
     args, paths = parse_arguments(parser, RewardArgs, argv)
-    if not (paths.pairs / PAIRS_FILE if paths.pairs.is_dir() else paths.pairs).is_file():
+    if not snapshot_file(paths.pairs, PAIRS_FILE).is_file():
         parser.error(f"--pairs: {paths.pairs} is neither a pairs file nor a directory holding {PAIRS_FILE}")
     if not paths.policy.is_dir():
         parser.error(f"--policy: {paths.policy} is not a model directory")
