@@ -37,13 +37,14 @@ from trainer.tensor_utils import logprobs_from_logits, response_mask_from_eos, t
 @torch.inference_mode()
 def compare_policies(
     *, old_dir: str, new_dir: str, ref_dir: str, reward_model_dir: str, prompts: list, args: PPOArgs,
-    samples_per_prompt: int, batch_size: int, seed: int, on_policy_done: Callable[[int], None] | None = None,
+    samples_per_prompt: int, batch_size: int, seed: int, on_progress: Callable[[int, int], None] | None = None,
     device: str = "auto",
 ) -> dict:  # fmt: skip
     """eval/* metrics: mean raw RM score of each policy, KL to the reference, EOS rate, answer length.
 
     prompts: chat message lists; each is sampled samples_per_prompt times by each policy.
     device: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda", ...; precision as args.precision.
+    on_progress(done, total): called with the generation batches done of both policies, from (0, total) on.
     """
     configure_cpu()
     torch_device = torch.device(resolve_device(device))
@@ -54,6 +55,17 @@ def compare_policies(
     # the same prompt truncation as PPO's rollouts, position limit included
     prompt_ids = encode_prompts(tokenizer, prompts, prompt_length_limit(args, reference))
     queries = [ids for ids in prompt_ids for _ in range(samples_per_prompt)]
+    batches_per_policy = -(-len(queries) // batch_size)
+    done = 0
+
+    def batch_done() -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done, 2 * batches_per_policy)
+
+    if on_progress is not None:
+        on_progress(0, 2 * batches_per_policy)
     sides = {}
     for name, path in (("old", old_dir), ("new", new_dir)):
         policy = to_device(load_policy(path, pad), torch_device).eval()
@@ -62,9 +74,9 @@ def compare_policies(
         policy.generation_config = sampling_config(args, eos, pad)
         torch.manual_seed(seed)
         with autocast(torch_device, args.precision):
-            sides[name] = sample_and_score(policy, reference, reward_model, queries, args, batch_size, eos, pad)
-        if on_policy_done is not None:
-            on_policy_done(len(sides))
+            sides[name] = sample_and_score(
+                policy, reference, reward_model, queries, args, batch_size, eos, pad, on_batch=batch_done
+            )
     old, new = sides["old"], sides["new"]
     return {
         "eval/num_prompts": len(prompts),
@@ -81,9 +93,10 @@ def compare_policies(
     }
 
 
-def sample_and_score(policy, reference, reward_model, queries: list[list[int]], args: PPOArgs,
-                     batch_size: int, eos: int, pad: int) -> dict[str, torch.Tensor]:  # fmt: skip
-    """Per sample: raw RM score, summed k1 KL to the reference, whether it ended with EOS, its length."""
+def sample_and_score(policy, reference, reward_model, queries: list[list[int]], args: PPOArgs, batch_size: int,
+                     eos: int, pad: int, on_batch: Callable[[], None] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Per sample: raw RM score, summed k1 KL to the reference, whether it ended with EOS, its length.
+    on_batch is called after each generation batch."""
     generation_config = sampling_config(args, eos, pad)
     out: dict[str, list[torch.Tensor]] = {"scores": [], "kl": [], "eos": [], "length": []}
     for start in range(0, len(queries), batch_size):
@@ -103,4 +116,6 @@ def sample_and_score(policy, reference, reward_model, queries: list[list[int]], 
         out["kl"].append(torch.where(response_mask, kl, 0.0).sum(1))
         out["eos"].append((responses == eos).any(1))
         out["length"].append(response_mask.sum(1))
+        if on_batch is not None:
+            on_batch()
     return {k: torch.cat(v) for k, v in out.items()}

@@ -258,7 +258,7 @@ def stage_evaluate(rnd: Round, snap: Snapshot) -> dict:
         ref_dir=config.ref_policy_dir, reward_model_dir=str(rnd.outputs / REWARD_MODEL_OUTPUT),
         prompts=snap.eval_prompts[: config.evaluate.max_prompts], args=config.ppo,
         samples_per_prompt=config.evaluate.samples_per_prompt, batch_size=config.evaluate.batch_size,
-        seed=config.evaluate.seed, on_policy_done=lambda done: rnd.status.update(step=done, total_steps=2),
+        seed=config.evaluate.seed, on_progress=lambda done, total: rnd.status.update(step=done, total_steps=total),
         device=config.ppo.device,
     )  # fmt: skip
 
@@ -267,8 +267,9 @@ def stage_evaluate(rnd: Round, snap: Snapshot) -> dict:
 
 
 def gate_verdicts(results: dict, gates: GateConfig) -> dict[str, dict]:
-    """Every gate whose inputs exist: {"value", "limit", "passed", "reason"}. A missing or non-finite
-    value fails its gate."""
+    """Every gate whose inputs exist: {"value", "limit", "op", "what", "setting", "passed", "reason"}
+    (setting: the GateConfig field it checks, as gates.<field>, or the cause it names). A missing or
+    non-finite value fails its gate."""
     checks = []  # (name, value, op, limit, what it measures, the setting or cause to name)
     if Stage.reward_model in results:
         checks.append(
@@ -323,7 +324,9 @@ def gate_verdicts(results: dict, gates: GateConfig) -> dict[str, dict]:
         passed = finite and (value >= limit if op == ">=" else value <= limit)
         shown = f"{value:.4g}" if finite else str(value)
         reason = "" if passed else f"{what} is {shown}, the gate is {op} {limit:g} ({setting})"
-        verdicts[name] = {"value": value, "limit": limit, "passed": passed, "reason": reason}
+        # Self-describing, so the console lists each gate without knowing it (app/training/round_view.py).
+        verdicts[name] = {"value": value, "limit": limit, "op": op, "what": what, "setting": setting,
+                          "passed": passed, "reason": reason}  # fmt: skip
     return verdicts
 
 
@@ -395,12 +398,34 @@ def _exit_with_parent(parent_pid: int) -> None:
         sys.exit(EXIT_INTERRUPTED)
 
 
+def quiet_libraries(*, verbose: bool, terminal: bool) -> None:
+    """Keep trainer.log (which the console shows) plain text about the round: transformers' weight-load
+    reports and Python warnings from torch and friends only with --verbose, and no progress bars, whose
+    carriage-return redraws are noise in a file, unless the output is a terminal."""
+    from transformers.utils import logging as transformers_logging
+
+    if verbose:
+        transformers_logging.set_verbosity_debug()
+    else:
+        transformers_logging.set_verbosity_error()
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    if not terminal:
+        transformers_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one prefloop training round from its work directory.")
     parser.add_argument("--workdir", type=Path, required=True, help=f"DATA_DIR/rounds/<id>, holding {SNAPSHOT_DIR}/")
     parser.add_argument("--parent-pid", type=int, help="exit when this process (the local worker) dies")
+    parser.add_argument(
+        "--verbose", action="store_true", help="debug logging, with the libraries' model-load reports and warnings"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    quiet_libraries(verbose=args.verbose, terminal=sys.stderr.isatty())
     if args.parent_pid:
         _exit_with_parent(args.parent_pid)
     workdir = args.workdir.resolve()

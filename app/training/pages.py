@@ -15,8 +15,9 @@ from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import Conflict, InvalidState
 from app.core.pages import console_page, redirect_with_flash, rerender_if_refused
+from app.core.templates import render
 from app.ratings import service as ratings_service
-from app.training import round_form, service
+from app.training import round_form, round_view, service
 from app.training.models import RoundStatus
 from app.training.schemas import RoundConfig, default_config
 from trainer import metrics as M
@@ -98,7 +99,12 @@ def _round_context(db: Session, settings: Settings, round_id: int) -> dict[str, 
         if round_.policy_version_id
         else None,
         "requester": requester.username if requester else None,
-        "stages": STAGE_ORDER,
+        "progress_line": round_view.progress_line(round_, round_.stage_states),
+        "gates": round_view.gate_rows(
+            results=round_.results,
+            gates_config=round_.config.get("gates", {}),
+            live=round_.status.value in round_view.LIVE_STATUSES,
+        ),
         "charts": ROUND_CHARTS,
         "poll_ms": int(settings.ADMIN_POLL_S * 1000),
     }
@@ -123,6 +129,12 @@ async def launch_round(request: Request, db: SessionDep, settings: SettingsDep, 
 @router.get("/rounds/{round_id}")
 def round_detail(request: Request, round_id: IdPath, db: SessionDep, settings: SettingsDep) -> Response:
     return console_page(request, "round", _round_context(db, settings, round_id), section="rounds")
+
+
+@router.get("/rounds/{round_id}/live")
+def round_live(request: Request, round_id: IdPath, db: SessionDep, settings: SettingsDep) -> Response:
+    """The parts of the round's page that change while it runs, for the page's live refresh."""
+    return render(request, "admin/_round_live.html", _round_context(db, settings, round_id))
 
 
 @router.post("/rounds/{round_id}/cancel", dependencies=[CsrfChecked])

@@ -116,6 +116,15 @@ class RoundRead(BaseModel):
     step: int
     total_steps: int
     progress: float = Field(0.0, description="step / total_steps of the current stage, 0..1.")
+    stage_states: dict[str, str] = Field(
+        {},
+        description="Per stage, in order: done | current | failed | rejected (its gate refused) | stopped "
+        "(cancelled while it ran) | pending (not reached).",
+    )
+    stages_done: int = Field(0, description="How many stages are done (stage_states).")
+    round_progress: float = Field(
+        0.0, description="The whole round, 0..1: stages done, plus the running stage's share while it runs."
+    )
     latest_metrics: dict
     results: dict = Field(description="Final metrics per stage, the gate verdicts and the held-out evaluation.")
     error: str = Field(description="Why the round failed, was rejected or was cancelled.")

@@ -21,6 +21,7 @@ from app.core.config import Settings
 from app.core.errors import Conflict, InvalidState, NotFound
 from app.judgments.models import Judgment
 from app.policies.models import PolicyVersion, RewardModel
+from app.training import round_view
 from app.training.models import RoundMetric, RoundStatus, TrainingRound
 from app.training.schemas import RoundRead, resolve_config
 from app.training.snapshot import usable_conditions
@@ -110,9 +111,18 @@ def to_read(*, db: Session, round_: TrainingRound) -> RoundRead:
     def number(model: type[PolicyVersion] | type[RewardModel], row_id: int | None) -> int | None:
         return db.scalar(select(model.number).where(model.id == row_id)) if row_id is not None else None
 
+    states = round_view.stage_states(
+        status=round_.status,
+        stage=round_.stage,
+        completed_stages=round_.completed_stages,
+        started=round_.started_at is not None,
+    )
     return RoundRead.model_validate(round_).model_copy(
         update={
             "progress": min(1.0, round_.step / round_.total_steps) if round_.total_steps else 0.0,
+            "stage_states": states,
+            "stages_done": round_view.stages_done(states),
+            "round_progress": round_view.round_fraction(states, step=round_.step, total_steps=round_.total_steps),
             "trigger": "admin" if round_.requested_by_id is not None else "schedule",
             "base_policy_number": number(PolicyVersion, round_.base_policy_version_id),
             "policy_number": number(PolicyVersion, round_.policy_version_id),
@@ -337,8 +347,6 @@ def finish(
         round_.reward_model_id, round_.policy_version_id = reward_model_id, policy_version_id
         round_.completed_stages = [*round_.completed_stages, Stage.publish]
         round_.stage = Stage.publish
-    if status == S.cancelled:
-        round_.completed_stages = []  # its work directory is deleted; a retry starts from a new snapshot
     db.flush()
     _announce_finished(db, round_)
     return round_
@@ -406,6 +414,9 @@ def retry(*, db: Session, round_id: int) -> TrainingRound:
     _refuse_if_in_flight(db)
     try:
         with db.begin_nested():
+            if round_.status == S.cancelled:  # its work directory was deleted: nothing of it carries over
+                round_.stage, round_.step, round_.total_steps, round_.log_tail = "", 0, 0, ""
+                round_.completed_stages, round_.results, round_.latest_metrics = [], {}, {}
             _move(round_, S.queued)
             round_.worker_id, round_.handle, round_.heartbeat_at = "", "", None
             round_.error, round_.cancel_requested = "", False

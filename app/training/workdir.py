@@ -8,6 +8,7 @@ This module reads; it never blocks on a trainer that is mid-write.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -61,16 +62,38 @@ class MetricsTail:
         return points
 
 
+# Terminal control sequences: CSI (colours, cursor moves: ESC [ ... final byte) and OSC (titles,
+# links: ESC ] ... BEL or ESC \), then any other two-byte escape.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]")
+
+
+def clean_log(text: str) -> str:
+    """Log text as a reader wants it: no terminal escape codes, and of a line redrawn with carriage
+    returns (a progress bar) only its last state."""
+    lines = []
+    for line in _ESCAPES.sub("", text).split("\n"):
+        redraws = [part for part in line.split("\r") if part.strip()]
+        lines.append(redraws[-1] if redraws else "")
+    return "\n".join(lines)
+
+
 def log_tail(workdir: Path, max_chars: int = 4000) -> str:
-    """The end of trainer.log (what the console shows under a failed round)."""
+    """The end of trainer.log as clean text (clean_log), starting at a whole line: what the console shows."""
     try:
         with (workdir / LOG_FILE).open("rb") as handle:
             handle.seek(0, 2)
             size = handle.tell()
-            handle.seek(max(0, size - max_chars))
-            return handle.read().decode("utf-8", errors="replace")
+            # Read more than is kept: progress-bar redraws and escape codes shrink to little once cleaned.
+            handle.seek(max(0, size - 4 * max_chars))
+            raw = handle.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         return ""
+    text = clean_log(raw)
+    if len(raw) < size:  # the read began mid-line: drop that partial line
+        text = text.partition("\n")[2]
+    if len(text) > max_chars:
+        text = text[-max_chars:].partition("\n")[2]
+    return text
 
 
 def remove_outputs(workdir: Path) -> None:

@@ -33,7 +33,7 @@ from sqlalchemy.exc import OperationalError
 from app.core.config import Settings
 from app.core.db import Database, utcnow
 from app.core.errors import DomainError, InvalidState
-from app.training import service
+from app.training import round_view, service
 from app.training.executors import Executor, describe_exit
 from app.training.models import RoundStatus
 from app.training.publish import publish_round
@@ -186,7 +186,10 @@ class Worker:
                         status=status.model_dump(exclude_unset=True) if status else {}, points=pending,
                         log_tail=log_tail(workdir),
                     )  # fmt: skip
-                    cancel, stage = round_.cancel_requested, round_.stage
+                    cancel = round_.cancel_requested
+                    stage = round_view.stage_at(
+                        status=round_.status, stage=round_.stage, completed_stages=round_.completed_stages
+                    )
             except OperationalError as exc:
                 log.warning("round %d: database unreachable, retrying: %s", round_id, exc)
                 if self.stop.is_set():  # it cannot be handed back; it fails as stale, and a retry resumes it

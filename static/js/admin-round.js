@@ -1,6 +1,6 @@
-/* prefloop console, one training round: polls GET /api/v1/rounds/{id} and
+/* prefloop console, one training round: polls GET /api/v1/rounds/{id}, GET /admin/rounds/{id}/live and
    GET /api/v1/rounds/{id}/metrics?since=<next_since> while the round is queued or running, and keeps
-   the stage, the progress bar, the log tail and the metric charts current. When the round finishes,
+   the stages, the progress bar, facts, results, gates, the log tail and the metric charts current. When the round finishes,
    the page reloads once to show its results as the server renders them. */
 (function () {
   "use strict";
@@ -44,7 +44,6 @@
     }
   }
 
-  const when = iso => (iso ? iso.slice(0, 16).replace("T", " ") : "—");
   const pct = x => (typeof x === "number" ? Math.round(x * 100) + "%" : "—");
 
   function renderNotes(r) {
@@ -58,26 +57,35 @@
     }
   }
 
-  function renderRound(r) {
-    document.getElementById("round-status").replaceChildren(C.pill(r.status));
-    root.querySelectorAll("#stages li").forEach(li => {
-      const stage = li.dataset.stage;
-      li.className = r.completed_stages.includes(stage) ? "done"
-        : stage === r.stage && LIVE.has(r.status) ? "current"
-        : stage === r.stage && (r.status === "failed" || r.status === "rejected") ? "failed" : "";
-    });
-    C.setBar(root.querySelector(".bar"), r.progress);
-    document.getElementById("round-steps").textContent = r.stage
-      ? `${r.stage.replace(/_/g, " ")}: step ${r.step} / ${r.total_steps} (${Math.round(r.progress * 100)}%)`
-      : r.status === "queued" ? "waiting for a worker" : "—";
-    const error = document.getElementById("round-error");
-    error.textContent = r.error;
-    error.hidden = !r.error;
+  /* The stages, facts, results, gates and log come rendered by the server (GET /admin/rounds/{id}/live,
+     the same template as the page), so the page and its refresh cannot disagree. */
+  async function fetchLive() {
+    try {
+      const response = await fetch(`/admin/rounds/${id}/live`, { credentials: "same-origin" });
+      if (!response.ok) return null;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      return fresh;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function swapLive(fresh) {
     const log = document.getElementById("round-log");
     const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-    log.textContent = r.log_tail || "No output yet.";
-    if (atBottom) log.scrollTop = log.scrollHeight;
-    document.getElementById("round-heartbeat").textContent = when(r.heartbeat_at);
+    fresh.querySelectorAll("[data-live]").forEach(block => {
+      const old = document.querySelector(`[data-live="${block.dataset.live}"]`);
+      if (old) old.replaceWith(document.adoptNode(block));
+    });
+    document.querySelectorAll("[data-live] .bar[aria-valuenow]").forEach(bar => {
+      C.setBar(bar, Number(bar.getAttribute("aria-valuenow")) / 100);
+    });
+    const newLog = document.getElementById("round-log");
+    if (atBottom) newLog.scrollTop = newLog.scrollHeight;
+  }
+
+  function renderRound(r) {
+    document.getElementById("round-status").replaceChildren(C.pill(r.status));
     renderNotes(r);
   }
 
@@ -92,8 +100,9 @@
   }
 
   async function tick() {
-    const [round] = await Promise.all([C.getJSON(`/api/v1/rounds/${id}`), fetchMetrics()]);
+    const [round, fresh] = await Promise.all([C.getJSON(`/api/v1/rounds/${id}`), fetchLive(), fetchMetrics()]);
     drawCharts();
+    if (fresh) swapLive(fresh);
     if (!round) return true;
     renderRound(round);
     if (LIVE.has(round.status)) return true;

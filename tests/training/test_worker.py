@@ -162,10 +162,19 @@ def test_cancel_kills_the_trainer_deletes_its_files_and_publishes_nothing(db, se
     thread.join(timeout=30)
     round_ = _round(db, round_id)
     assert round_.status == RoundStatus.cancelled and round_.error == "Cancelled by an admin during stage ppo."
-    assert round_.completed_stages == []
+    # What it did before the cancel stays on record; the stage it was in shows as stopped.
+    assert round_.completed_stages[0] == "snapshot" and "ppo" not in round_.completed_stages
+    with db.session() as session:
+        read = service.to_read(db=session, round_=service.get_or_raise(db=session, round_id=round_id))
+    assert read.stage_states["ppo"] == "stopped" and read.stages_done == len(round_.completed_stages)
     assert not workdir.exists()
     assert not _process_exists(pid)
     assert _versions(db) == [(1, "active")] and _registry(settings, "reward") == []
+
+    # A retry starts over from a new snapshot, so nothing of the cancelled attempt is shown as done.
+    with db.write_session() as session:
+        retried = service.retry(db=session, round_id=round_id)
+        assert (retried.completed_stages, retried.results, retried.stage, retried.log_tail) == ([], {}, "", "")
 
 
 def _process_exists(pid: int) -> bool:
