@@ -111,6 +111,13 @@ def _limit(value: Any) -> str:
     return f"{value:g}" if isinstance(value, int | float) else str(value)
 
 
+def _threshold(op: str, limit: Any) -> str:
+    return f"{OPERATORS.get(op, op)} {_limit(limit)}".strip()
+
+
+OPERATORS = {">=": "≥", "<=": "≤"}
+
+
 def gate_rows(*, results: dict, gates_config: dict, live: bool) -> list[GateRow]:
     """Every gate of the round: those the trainer checked (results["gates"], its verdicts, in the order it
     checked them), then each gate setting no verdict speaks for, as not reached (pending while the round
@@ -125,7 +132,7 @@ def gate_rows(*, results: dict, gates_config: dict, live: bool) -> list[GateRow]
             GateRow(
                 name=name,
                 what=str(verdict.get("what") or name.replace("_", " ")),
-                threshold=f"{op} {_limit(limit)}".strip(),
+                threshold=_threshold(op, limit),
                 value=verdict.get("value"),
                 verdict="passed" if verdict.get("passed") else "failed",
                 reason=str(verdict.get("reason", "")),
@@ -140,8 +147,9 @@ def gate_rows(*, results: dict, gates_config: dict, live: bool) -> list[GateRow]
         rows.append(
             GateRow(
                 name=field,
-                what=(info.description or field).rstrip("."),
-                threshold="off" if limit is None else f"{op} {_limit(limit)}",
+                # The setting's help, less what it says about None (shown as "off" here).
+                what=(info.description or field).split("; None")[0].rstrip("."),
+                threshold="off" if limit is None else _threshold(op, limit),
                 value=None,
                 verdict="off" if limit is None else ("pending" if live else "not reached"),
             )

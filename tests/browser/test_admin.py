@@ -24,6 +24,11 @@ from tests.factories import make_comparisons, make_user
 
 pytestmark = pytest.mark.browser
 
+RM_GATE_PASSED = {
+    "value": 0.81, "limit": 0.6, "op": ">=", "what": "reward model held-out accuracy",
+    "setting": "gates.min_rm_accuracy", "passed": True, "reason": "",
+}  # fmt: skip
+
 
 def test_admin_launches_a_round_and_watches_it_progress(live_server, browser_page):
     page, db = browser_page, live_server.db
@@ -60,10 +65,12 @@ def test_admin_launches_a_round_and_watches_it_progress(live_server, browser_pag
         log="reward_model 12/40 rm/train/loss=0.52\n",
     )
     expect(page.locator("#round-status")).to_have_text("running")
-    expect(page.locator("#round-steps")).to_have_text("reward model: step 12 / 40 (30%)")
+    expect(page.locator("#round-steps")).to_have_text("1 / 5 stages · reward model: step 12 / 40 (30%)")
     expect(page.locator("#stages li[data-stage=snapshot]")).to_have_class("done")
     expect(page.locator("#stages li[data-stage=reward_model]")).to_have_class("current")
-    expect(page.locator("#round .bar")).to_have_attribute("aria-valuenow", "30")
+    expect(page.locator("#round .bar")).to_have_attribute("aria-valuenow", "26")  # (1 + 12/40) of 5 stages
+    expect(page.locator("#round-facts")).to_contain_text("id ")  # the snapshot bound, without a reload
+    expect(page.locator("#round-gates tr[data-gate=min_rm_accuracy]")).to_have_attribute("data-verdict", "pending")
     expect(page.locator("#round-log")).to_contain_text("reward_model 12/40")
     expect(page.locator("#chart-rm-loss canvas")).to_be_visible()
     expect(page.locator("#chart-ppo-kl .empty")).to_have_text("No points yet")
@@ -77,6 +84,7 @@ def test_admin_launches_a_round_and_watches_it_progress(live_server, browser_pag
         total=40,
         points=rm_points(range(13, 41)),
         completed=["snapshot", "reward_model"],
+        results={"reward_model": {"rm/eval/accuracy": 0.81}, "gates": {"rm_accuracy": RM_GATE_PASSED}},
     )
     report(
         db,
@@ -88,7 +96,10 @@ def test_admin_launches_a_round_and_watches_it_progress(live_server, browser_pag
         completed=["snapshot", "reward_model"],
         log="ppo 9/30 objective/kl=0.18\n",
     )
-    expect(page.locator("#round-steps")).to_have_text("ppo: step 9 / 30 (30%)")
+    expect(page.locator("#round-steps")).to_have_text("2 / 5 stages · ppo: step 9 / 30 (30%)")
+    # The reward model's results and its gate's verdict appear as soon as the stage completes.
+    expect(page.locator("#round-results")).to_contain_text("rm/eval/accuracy")
+    expect(page.locator("#round-gates tr[data-gate=rm_accuracy]")).to_have_attribute("data-verdict", "passed")
     expect(page.locator("#stages li[data-stage=reward_model]")).to_have_class("done")
     expect(page.locator("#stages li[data-stage=ppo]")).to_have_class("current")
     for chart in ("ppo-reward", "ppo-kl", "ppo-entropy", "ppo-clipfrac"):
@@ -132,7 +143,7 @@ def test_console_pages_render_with_a_day_of_data(live_server, browser_page):
 
     page.goto(f"{live_server.url}/admin/rounds/{seeded['round_id']}")
     expect(page.locator("#chart-ppo-clipfrac canvas")).to_be_visible()
-    expect(page.locator("#round-steps")).to_have_text("ppo: step 26 / 60 (43%)")
+    expect(page.locator("#round-steps")).to_have_text("2 / 5 stages · ppo: step 26 / 60 (43%)")
     screenshot(page, "round")
 
     page.goto(live_server.url + "/admin/annotators")

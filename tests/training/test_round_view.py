@@ -132,10 +132,10 @@ def test_gates_list_every_gate_passed_failed_and_not_reached():
     }
     rows = round_view.gate_rows(results=results, gates_config=GATES, live=False)
     assert [(r.name, r.threshold, r.value, r.verdict) for r in rows] == [
-        ("rm_accuracy", ">= 0.6", 0.82, "passed"),
-        ("finite", ">= 1", 0.0, "failed"),
-        ("max_kl", "<= 8", None, "not reached"),
-        ("min_eos_rate", ">= 0.5", None, "not reached"),
+        ("rm_accuracy", "≥ 0.6", 0.82, "passed"),
+        ("finite", "≥ 1", 0.0, "failed"),
+        ("max_kl", "≤ 8", None, "not reached"),
+        ("min_eos_rate", "≥ 0.5", None, "not reached"),
         ("min_score_gain", "off", None, "off"),
     ]
     assert rows[0].what == "reward model held-out accuracy"
@@ -160,10 +160,10 @@ def test_gates_before_any_stage_and_after_all():
     }
     after = round_view.gate_rows(results={"gates": checked}, gates_config={**GATES, "min_score_gain": 0.0}, live=False)
     assert [(r.name, r.threshold, r.verdict) for r in after] == [
-        ("rm_accuracy", ">= 0.6", "passed"),
-        ("kl", "<= 8", "failed"),
-        ("eos_rate", ">= 0.5", "passed"),
-        ("score_gain", ">= 0", "failed"),
+        ("rm_accuracy", "≥ 0.6", "passed"),
+        ("kl", "≤ 8", "failed"),
+        ("eos_rate", "≥ 0.5", "passed"),
+        ("score_gain", "≥ 0", "failed"),
     ]
 
 

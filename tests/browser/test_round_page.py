@@ -1,0 +1,135 @@
+"""A round's page in every end state, in a real Chromium at desktop and phone widths: the stage ticks, the
+"N / 5 stages" line and the bar agree, every gate is listed with its verdict, and the log is clean text.
+Screenshots: test-artifacts/round-<state>-{desktop,390}.png."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from app.auth.models import Role
+from app.core.db import utcnow
+from app.training.models import RoundStatus
+from tests.browser.conftest import screenshot, sign_in
+from tests.factories import make_training_round, make_user
+
+pytestmark = pytest.mark.browser
+
+GATES = {"min_rm_accuracy": 0.6, "max_kl": 8.0, "min_eos_rate": 0.5, "min_score_gain": 0.0}
+ALL = ["snapshot", "reward_model", "ppo", "evaluate", "publish"]
+
+
+def verdict(value, limit, op, what, setting, passed):
+    reason = "" if passed else f"{what} is {value}, the gate is {op} {limit} ({setting})"
+    return {"value": value, "limit": limit, "op": op, "what": what, "setting": setting, "passed": passed,
+            "reason": reason}  # fmt: skip
+
+
+RM = verdict(0.81, 0.6, ">=", "reward model held-out accuracy", "gates.min_rm_accuracy", True)
+RM_LOW = verdict(0.52, 0.6, ">=", "reward model held-out accuracy", "gates.min_rm_accuracy", False)
+FINITE = verdict(1.0, 1.0, ">=", "PPO losses and metrics finite (1 = yes)", "NaN/inf during PPO", True)
+KL = verdict(2.4, 8.0, "<=", "KL of the new policy to the reference on held-out prompts (nats)", "gates.max_kl", True)
+EOS = verdict(0.97, 0.5, ">=", "share of held-out answers that end with EOS", "gates.min_eos_rate", True)
+GAIN = verdict(0.31, 0.0, ">=", "held-out reward-model score gain over the old policy", "gates.min_score_gain", True)
+GAIN_LOW = verdict(-0.017, 0.0, ">=", "held-out reward-model score gain over the old policy", "gates.min_score_gain",
+                   False)  # fmt: skip
+STAGE_RESULTS = {
+    "snapshot": {"pairs_train": 180, "pairs_eval": 20},
+    "reward_model": {"rm/eval/accuracy": 0.81, "rm/eval/loss": 0.52},
+    "ppo": {"objective/kl": 2.1, "objective/scores": 0.8},
+    "evaluate": {"eval/score_gain": 0.31, "eval/kl": 2.4, "eval/eos_rate": 0.97},
+}
+LOG = "2026-12-03 10:00:01 INFO trainer.round: stage reward_model\nreward_model 40/40 rm/train/loss=0.31\n"
+
+# state name -> (columns of the round, expected stage classes, "N / 5 stages" line, gate verdicts)
+CASES = {
+    "succeeded": (
+        dict(status=RoundStatus.succeeded, stage="publish", completed_stages=ALL, step=4, total_steps=4,
+             results={**STAGE_RESULTS, "gates": {"rm_accuracy": RM, "finite": FINITE, "kl": KL, "eos_rate": EOS,
+                                                  "score_gain": GAIN}}),
+        ["done"] * 5,
+        "5 / 5 stages · published",
+        {"rm_accuracy": "passed", "finite": "passed", "kl": "passed", "eos_rate": "passed", "score_gain": "passed"},
+    ),
+    "failed-ppo": (
+        dict(status=RoundStatus.failed, stage="ppo", completed_stages=ALL[:2], step=9, total_steps=30,
+             error="Training failed (exit code 1): ppo: out of memory in stage ppo.",
+             results={k: STAGE_RESULTS[k] for k in ALL[:2]} | {"gates": {"rm_accuracy": RM}}),
+        ["done", "done", "failed", "pending", "pending"],
+        "2 / 5 stages · failed in ppo at step 9 / 30",
+        {"rm_accuracy": "passed", "max_kl": "not reached", "min_eos_rate": "not reached",
+         "min_score_gain": "not reached"},
+    ),
+    "failed-snapshot": (
+        dict(status=RoundStatus.failed, error="Too few judgments for a held-out set: 2 held-out pairs, at least 10."),
+        ["failed", "pending", "pending", "pending", "pending"],
+        "0 / 5 stages · failed in snapshot",
+        {"min_rm_accuracy": "not reached", "max_kl": "not reached"},
+    ),
+    "rejected-rm": (
+        dict(status=RoundStatus.rejected, stage="reward_model", completed_stages=ALL[:2], step=40, total_steps=40,
+             error="Rejected by a gate: reward model held-out accuracy is 0.52, the gate is >= 0.6",
+             results={"snapshot": STAGE_RESULTS["snapshot"], "reward_model": {"rm/eval/accuracy": 0.52},
+                      "gates": {"rm_accuracy": RM_LOW}}),
+        ["done", "rejected", "pending", "pending", "pending"],
+        "1 / 5 stages · rejected by the gate after reward model",
+        {"rm_accuracy": "failed", "max_kl": "not reached"},
+    ),
+    "rejected-evaluate": (
+        dict(status=RoundStatus.rejected, stage="evaluate", completed_stages=ALL[:4], step=4, total_steps=4,
+             error="Rejected by a gate: held-out reward-model score gain over the old policy is -0.017",
+             results={**STAGE_RESULTS, "gates": {"rm_accuracy": RM, "finite": FINITE, "kl": KL, "eos_rate": EOS,
+                                                  "score_gain": GAIN_LOW}}),
+        ["done", "done", "done", "rejected", "pending"],
+        "3 / 5 stages · rejected by the gate after evaluate",
+        {"kl": "passed", "score_gain": "failed"},
+    ),
+    "cancelled-running": (
+        dict(status=RoundStatus.cancelled, stage="reward_model", completed_stages=ALL[:1], step=40, total_steps=40,
+             error="Cancelled by an admin during stage reward_model.", results={"snapshot": STAGE_RESULTS["snapshot"]}),
+        ["done", "stopped", "pending", "pending", "pending"],
+        "1 / 5 stages · cancelled during reward model at step 40 / 40",
+        {"min_rm_accuracy": "not reached"},
+    ),
+    "cancelled-queued": (
+        dict(status=RoundStatus.cancelled, error="Cancelled before it started."),
+        ["pending"] * 5,
+        "0 / 5 stages · cancelled before it started",
+        {"min_rm_accuracy": "not reached"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_round_page_in_each_end_state(live_server, browser_page, name):
+    page, db = browser_page, live_server.db
+    make_user(db, "ada", role=Role.admin)
+    columns, classes, line, gates = CASES[name]
+    started = {} if name in ("cancelled-queued",) else {"started_at": utcnow()}
+    round_id = make_training_round(
+        db, config={"gates": GATES}, log_tail=LOG, finished_at=utcnow(), **started, **columns
+    )
+    sign_in(page, live_server, "ada")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live_server.url}/admin/rounds/{round_id}")
+
+    assert page.locator("#stages li").evaluate_all("items => items.map(li => li.className)") == classes
+    expect(page.locator("#round-steps")).to_have_text(line)
+    done = classes.count("done")
+    expect(page.locator("#round .bar")).to_have_attribute("aria-valuenow", str(round(done * 20)))
+    for gate, verdict_ in gates.items():
+        expect(page.locator(f"#round-gates tr[data-gate={gate}]")).to_have_attribute("data-verdict", verdict_)
+    expect(page.locator("#round-gates tbody tr")).to_have_count(len(page.locator("#round-gates tbody tr").all()))
+    assert page.locator("#round-gates tbody tr").count() >= 4, "every gate is listed, reached or not"
+    expect(page.locator("#round-log")).to_have_text(LOG if "snapshot" not in name else LOG)
+    screenshot(page, f"round-{name}-desktop")
+    page.set_viewport_size({"width": 390, "height": 844})
+    sticking_out = page.evaluate(
+        "[...document.querySelectorAll('[data-live] *')]"
+        ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className)"
+    )
+    screenshot(page, f"round-{name}-390")
+    assert sticking_out == [], "the stages, facts, results, gates and log fit a 390 px screen"
+    screenshot(page, f"round-{name}-390")
+    assert errors == []
