@@ -8,7 +8,7 @@ console marks gold. Which annotator sees a comparison, and when, is the queue's 
 
 from __future__ import annotations
 
-from sqlalchemy import BindParameter, ColumnElement, bindparam, exists, select, update
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session, aliased, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -115,14 +115,8 @@ def retire_for_prompt(*, db: Session, prompt_id: int) -> int:
     return rowcount(result)
 
 
-def retire_superseded(*, db: Session, active_version_id: int, mode: str) -> int:
-    """Retire ready pairs in which the active version has no completion; returns how many.
-
-    mode "unjudged" retires only pairs nobody has judged yet (partly judged ones still reach their
-    overlap), "all" every such pair, "none" nothing. Retired pairs are kept, with their judgments.
-    """
-    if mode == "none":
-        return 0
+def _superseded(active_version_id: int, mode: str) -> Select[tuple[int]]:
+    """Ids of the ready pairs retire_superseded retires (see there)."""
     if mode not in ("unjudged", "all"):
         raise ValueError(f"retire mode must be none, unjudged or all, not {mode!r}")
     a, b = aliased(Completion), aliased(Completion)
@@ -138,11 +132,33 @@ def retire_superseded(*, db: Session, active_version_id: int, mode: str) -> int:
     )
     if mode == "unjudged":
         superseded = superseded.where(Comparison.judgment_count == 0)
+    return superseded
+
+
+def retire_superseded(*, db: Session, active_version_id: int, mode: str) -> int:
+    """Retire ready pairs in which the active version has no completion; returns how many.
+
+    mode "unjudged" retires only pairs nobody has judged yet (partly judged ones still reach their
+    overlap), "all" every such pair, "none" nothing. Retired pairs are kept, with their judgments.
+    The sampler calls it once the new version's pool is full, so the queue never runs dry meanwhile.
+    """
+    if mode == "none":
+        return 0
     result = db.execute(
-        update(Comparison).where(Comparison.id.in_(superseded)).values(status=ComparisonStatus.retired),
+        update(Comparison)
+        .where(Comparison.id.in_(_superseded(active_version_id, mode)))
+        .values(status=ComparisonStatus.retired),
         execution_options={"synchronize_session": False},
     )
     return rowcount(result)
+
+
+def count_superseded(*, db: Session, active_version_id: int, mode: str) -> int:
+    """How many ready pairs retire_superseded would retire if `active_version_id` were active (what an
+    admin is told before activating it)."""
+    if mode == "none":
+        return 0
+    return db.scalar(select(func.count()).select_from(_superseded(active_version_id, mode).subquery())) or 0
 
 
 # --- gold ------------------------------------------------------------------------------------------

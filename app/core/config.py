@@ -77,7 +77,9 @@ class Settings(BaseSettings):
         0, ge=0, description="Version number cross-version pairs use; 0: the active version's previous one."
     )
     SAMPLER_RETIRE_ON_SWITCH: Literal["none", "unjudged", "all"] = Field(
-        "unjudged", description="Which ready pairs without the newly active version are retired on a switch."
+        "unjudged",
+        description="Which ready pairs without the newly active version are retired after a switch, once the "
+        "sampler has refilled the pool with the new version (until then they keep serving).",
     )
     SAMPLER_POLL_S: float = Field(2.0, gt=0, description="How often the pool and the active version are checked.")
     SAMPLER_RETRY_LOAD_S: float = Field(60.0, gt=0, description="Wait before retrying a version that failed to load.")

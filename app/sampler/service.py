@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.admin.models import SiteSetting
@@ -22,11 +22,14 @@ from app.prompts.models import Prompt
 STATUS_KEY = "sampler_status"
 
 
-def pool_size(*, db: Session) -> int:
-    """Ready comparisons: pairs waiting for (more) judgments."""
-    return (
-        db.scalar(select(func.count()).select_from(Comparison).where(Comparison.status == ComparisonStatus.ready)) or 0
-    )
+def pool_size(*, db: Session, version_id: int | None = None) -> int:
+    """Ready comparisons: pairs waiting for (more) judgments; with version_id, only those in which that
+    policy version has a completion."""
+    query = select(func.count()).select_from(Comparison).where(Comparison.status == ComparisonStatus.ready)
+    if version_id is not None:
+        of_version = select(Completion.id).where(Completion.policy_version_id == version_id)
+        query = query.where(or_(Comparison.completion_a_id.in_(of_version), Comparison.completion_b_id.in_(of_version)))
+    return db.scalar(query) or 0
 
 
 def prompts_by_need(*, db: Session, limit: int, exclude_ids: set[int] | frozenset[int] = frozenset()) -> list[Prompt]:

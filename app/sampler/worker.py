@@ -9,11 +9,13 @@ workers each start a component, but only one loads the model).
 Each cycle:
   1. Sync the model with the database: when another version became active, load it beside the one
      serving; if the load fails, the old one keeps serving (and the pool is left alone) and the load is
-     retried after SAMPLER_RETRY_LOAD_S. After a successful switch, ready pairs without the new version
-     are retired per SAMPLER_RETIRE_ON_SWITCH.
-  2. While the pool is below SAMPLER_LOW_WATER: take the prompts that need pairs most, sample two
-     completions each (a SAMPLER_CROSS_VERSION_FRACTION of them: one from the active version and one
-     from the baseline version), store completions and comparisons.
+     retried after SAMPLER_RETRY_LOAD_S.
+  2. While the pool of pairs with the serving version is below SAMPLER_LOW_WATER: take the prompts that
+     need pairs most, sample two completions each (a SAMPLER_CROSS_VERSION_FRACTION of them: one from
+     the active version and one from the baseline version), store completions and comparisons.
+  3. After a switch, once that pool is full (or nothing more can be made): retire the ready pairs without
+     the new version, per SAMPLER_RETIRE_ON_SWITCH. Until then they keep serving, so annotators never
+     meet an empty queue right after an activation.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class SamplerWorker:
         self._last_note = ""
         self._reported: dict = {}
         self._reported_at = 0.0
+        self._retire_pending = False  # a switch happened; the old version's pairs retire once the pool is full
 
     @property
     def last_error(self) -> str:
@@ -150,23 +153,37 @@ class SamplerWorker:
     # --- one cycle -------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Sync with the active version, then refill the pool up to the low-water mark; returns the
-        number of comparisons created."""
+        """Sync with the active version, refill its pool up to the low-water mark, then retire what a
+        switch superseded; returns the number of comparisons created."""
         created = 0
         while not self._stop.is_set():
             self.sync_version()
             serving = self.serving
             if serving is None:
-                break
+                return created
             with self.db.session() as db:
-                missing = self.settings.SAMPLER_LOW_WATER - service.pool_size(db=db)
+                missing = self.settings.SAMPLER_LOW_WATER - service.pool_size(db=db, version_id=serving.id)
             if missing <= 0:
                 break
             made = self._fill(serving, min(missing, self.settings.SAMPLER_BATCH_PROMPTS))
             if made == 0:
                 break
             created += made
+        else:
+            return created  # stopped mid-refill: the old pairs keep serving until the next run
+        self._retire_superseded()
         return created
+
+    def _retire_superseded(self) -> None:
+        """After a switch, with the new version's pool full: retire the ready pairs without it."""
+        if not self._retire_pending or self.serving is None:
+            return
+        with self.db.session() as db:
+            retired = comparisons_service.retire_superseded(
+                db=db, active_version_id=self.serving.id, mode=self.settings.SAMPLER_RETIRE_ON_SWITCH
+            )
+        self._retire_pending = False
+        log.info("version %d's pool is full; retired %d ready pairs without it", self.serving.number, retired)
 
     def sync_version(self) -> None:
         """Serve the active version (loading it if needed) and load the cross-version baseline."""
@@ -220,15 +237,11 @@ class SamplerWorker:
     def _switch_to(self, ref: VersionRef) -> None:
         previous, self.serving = self.serving, ref
         self._too_long.clear()
-        with self.db.session() as db:
-            retired = comparisons_service.retire_superseded(
-                db=db, active_version_id=ref.id, mode=self.settings.SAMPLER_RETIRE_ON_SWITCH
-            )
+        self._retire_pending = True
         log.info(
-            "sampler now serving policy version %d%s; retired %d ready pairs without it",
+            "sampler now serving policy version %d%s; pairs without it keep serving until its pool is full",
             ref.number,
             f" (was {previous.number})" if previous else "",
-            retired,
         )
 
     def _fill(self, serving: VersionRef, n_prompts: int) -> int:

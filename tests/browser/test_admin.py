@@ -69,7 +69,7 @@ def test_admin_launches_a_round_and_watches_it_progress(live_server, browser_pag
     expect(page.locator("#stages li[data-stage=snapshot]")).to_have_class("done")
     expect(page.locator("#stages li[data-stage=reward_model]")).to_have_class("current")
     expect(page.locator("#round .bar")).to_have_attribute("aria-valuenow", "26")  # (1 + 12/40) of 5 stages
-    expect(page.locator("#round-facts")).to_contain_text("id ")  # the snapshot bound, without a reload
+    expect(page.locator("#round-facts")).to_contain_text("From policyv1")  # known from the snapshot, without a reload
     expect(page.locator("#round-gates tr[data-gate=min_rm_accuracy]")).to_have_attribute("data-verdict", "pending")
     expect(page.locator("#round-log")).to_contain_text("reward_model 12/40")
     expect(page.locator("#chart-rm-loss canvas")).to_be_visible()

@@ -137,11 +137,12 @@ def test_switches_version_while_running_in_the_web_app(settings, tiny_policy_dir
         assert response.status_code == 200 and response.json()["status"] == "active"
 
         wait_for(lambda: sampler.serving.number == 2, what="the switch")
-        # Three unjudged old pairs are retired; three new ones refill the pool to its low-water mark.
+        # Version 2 fills its own pool to the low-water mark; then the three unjudged old pairs retire.
         wait_for(
-            lambda: sum(a.policy_version_id == v2 for _, a, _ in pairs(db, ComparisonStatus.ready)) >= 3,
+            lambda: sum(a.policy_version_id == v2 for _, a, _ in pairs(db, ComparisonStatus.ready)) >= 4,
             what="a refill with version 2",
         )
+        wait_for(lambda: len(pairs(db, ComparisonStatus.retired)) == 3, what="the old pairs to retire")
     assert not sampler._thread.is_alive(), "the app's shutdown stops the sampler"
     by_status: dict[str, set[int]] = {}
     for comparison, a, _b in pairs(db):
@@ -149,6 +150,59 @@ def test_switches_version_while_running_in_the_web_app(settings, tiny_policy_dir
     assert by_status["retired"] == {active_policy}, "unjudged old pairs are retired, not deleted"
     ready_old = [c.id for c, a, _ in pairs(db, ComparisonStatus.ready) if a.policy_version_id == active_policy]
     assert ready_old == [started]
+
+
+def test_after_an_activation_the_old_pairs_serve_until_the_new_version_refilled_the_pool(
+    settings, db, tiny_policy_dir, active_policy
+):
+    topics(db)
+    worker = SamplerWorker(tuned(settings), db)
+    assert worker.run_once() == 6
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
+    with db.session() as session:
+        policy_service.activate(db=session, version_id=v2)
+
+    # Watch the pool at every generation batch of the refill: the old pairs are still there to judge.
+    seen: list[tuple[int, int]] = []  # (ready pairs in all, ready pairs with version 2) before each batch
+    fill = worker._fill
+
+    def watched_fill(serving, n_prompts):
+        with db.session() as session:
+            seen.append((service.pool_size(db=session), service.pool_size(db=session, version_id=v2)))
+        return fill(serving, n_prompts)
+
+    worker._fill = watched_fill
+    assert worker.run_once() == 6, "version 2 gets a full pool of its own"
+    assert seen == [(6, 0), (10, 4)], "the queue never ran dry while version 2's pairs were generated"
+    ready = pairs(db, ComparisonStatus.ready)
+    assert len(ready) == 6 and {a.policy_version_id for _, a, _ in ready} == {v2}
+    assert len(pairs(db, ComparisonStatus.retired)) == 6, "then the old pairs retire"
+    assert worker.run_once() == 0 and len(pairs(db, ComparisonStatus.retired)) == 6, "once"
+
+
+def test_a_refill_stopped_midway_retires_nothing(settings, db, tiny_policy_dir, active_policy):
+    topics(db)
+    worker = SamplerWorker(tuned(settings), db)
+    worker.run_once()
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
+    with db.session() as session:
+        policy_service.activate(db=session, version_id=v2)
+    fill = worker._fill
+
+    def fill_then_stop(serving, n_prompts):
+        worker._stop.set()  # the server shuts down during the first batch
+        return fill(serving, n_prompts)
+
+    worker._fill = fill_then_stop
+    worker.run_once()
+    assert pairs(db, ComparisonStatus.retired) == [], "the old pairs serve on until the pool is refilled"
+    worker._fill, worker._stop = fill, type(worker._stop)()
+    worker.run_once()
+    assert len(pairs(db, ComparisonStatus.retired)) == 6
 
 
 def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
