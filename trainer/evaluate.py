@@ -94,7 +94,8 @@ def compare_policies(
 
 
 def sample_and_score(policy, reference, reward_model, queries: list[list[int]], args: PPOArgs, batch_size: int,
-                     eos: int, pad: int, on_batch: Callable[[], None] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+                     eos: int, pad: int, on_batch: Callable[[], None] | None = None,
+                     ) -> dict[str, torch.Tensor]:  # fmt: skip
     """Per sample: raw RM score, summed k1 KL to the reference, whether it ended with EOS, its length.
     on_batch is called after each generation batch."""
     generation_config = sampling_config(args, eos, pad)

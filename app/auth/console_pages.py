@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session
 
 from app.api.deps import CsrfChecked, IdPath, PageAdmin, SessionDep, SettingsDep
 from app.auth import service, sessions
-from app.auth.models import Role, Scope
+from app.auth.models import Role, Scope, User
 from app.core.db import utcnow
 from app.core.errors import Unprocessable
-from app.core.pages import console_page, local_target, redirect_with_flash, rerender_if_refused
+from app.core.pages import confirm_page, console_page, local_target, redirect_with_flash, rerender_if_refused
 from app.core.text import Text
 
 router = APIRouter()
@@ -71,6 +71,16 @@ def create_user(
     return redirect_with_flash(request, "/admin/users", f"Created {user.role.value} {user.username}.")
 
 
+def deactivation_message(db: Session, user: User) -> str:
+    """What deactivating `user` will do, for the admin to confirm."""
+    tokens = sum(token.revoked_at is None for token in service.list_tokens(db=db, user=user))
+    revoked = f"their {tokens} API token{'' if tokens == 1 else 's'} revoked for good" if tokens else "no API tokens"
+    return (
+        f"Deactivate {user.username}? They are signed out everywhere and can no longer sign in; {revoked} "
+        "(reactivating does not bring tokens back). Their judgments stay."
+    )
+
+
 @router.post("/users/{user_id}/active", dependencies=[CsrfChecked])
 def set_user_active(
     request: Request,
@@ -79,12 +89,24 @@ def set_user_active(
     admin: PageAdmin,
     active: Annotated[bool, Form()],
     next: Annotated[Text, Form(max_length=200)] = "/admin/users",
+    confirmed: Annotated[bool, Form()] = False,
 ) -> Response:
+    back = local_target(next, "/admin/users", within="/admin")
     with rerender_if_refused("users", _users_context):
         user = service.get_or_raise(db=db, user_id=user_id)
+        # Deactivating yourself is refused by the service below at once, without asking first.
+        if not active and user.is_active and user.id != admin.id and not confirmed:
+            return confirm_page(
+                request,
+                message=deactivation_message(db, user),
+                action=f"/admin/users/{user_id}/active",
+                confirm_label=f"Deactivate {user.username}",
+                back=back,
+                section=back.removeprefix("/admin/").partition("/")[0] or "users",
+                fields={"active": "false", "next": back},
+            )
         service.set_active(db=db, actor=admin, user=user, active=active)
     state = "active" if active else "deactivated: signed out, tokens revoked"
-    back = local_target(next, "/admin/users", within="/admin")
     return redirect_with_flash(request, back, f"{user.username} is now {state}.")
 
 

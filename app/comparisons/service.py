@@ -104,6 +104,12 @@ def judged_by(annotator_id: int | BindParameter[int]) -> ColumnElement[bool]:
     return exists().where(Judgment.comparison_id == Comparison.id, Judgment.annotator_id == annotator_id)
 
 
+def count_ready_for_prompt(*, db: Session, prompt_id: int) -> int:
+    """Ready pairs of a prompt: what retire_for_prompt would retire."""
+    ready = (Comparison.prompt_id == prompt_id, Comparison.status == ComparisonStatus.ready)
+    return db.scalar(select(func.count()).select_from(Comparison).where(*ready)) or 0
+
+
 def retire_for_prompt(*, db: Session, prompt_id: int) -> int:
     """Retire every ready pair of a prompt (it was deactivated); returns how many."""
     result = db.execute(
@@ -115,7 +121,7 @@ def retire_for_prompt(*, db: Session, prompt_id: int) -> int:
     return rowcount(result)
 
 
-def _superseded(active_version_id: int, mode: str) -> Select[tuple[int]]:
+def _superseded(active_version_id: int, mode: str) -> Select[int]:
     """Ids of the ready pairs retire_superseded retires (see there)."""
     if mode not in ("unjudged", "all"):
         raise ValueError(f"retire mode must be none, unjudged or all, not {mode!r}")

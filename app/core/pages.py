@@ -2,7 +2,8 @@
 return targets that stay on this site, and forms refused by a domain rule.
 
 A console form posts with the CSRF token and redirects on success; the next page shows a flash message
-saying what happened. A form that a domain rule refuses raises FormRefused (see `rerender_if_refused`):
+saying what happened. A form with consequences (activating a version, cancelling a round, deactivating)
+asks first: see `confirm_page`. A form that a domain rule refuses raises FormRefused (see `rerender_if_refused`):
 the request's unit of work rolls back as it does for any error (app.api.deps.get_db), then one exception
 handler, `rerender_refused_form`, shows the page again with the rule's message and its 4xx. No route rolls
 back a transaction itself, and nothing of a refused form is kept.
@@ -63,6 +64,36 @@ def local_target(target: str | None, default: str, *, within: str = "/") -> str:
     ):
         return target
     return default
+
+
+def confirm_page(
+    request: Request,
+    *,
+    message: str,
+    action: str,
+    confirm_label: str,
+    back: str,
+    section: str,
+    fields: dict[str, str] | None = None,
+) -> Response:
+    """The confirmation step of an action with consequences, when its form came without `confirmed`.
+
+    Console forms that need one carry data-confirm; with JavaScript static/js/confirm.js fetches this page
+    and asks with its words in a dialog, so the page itself shows only without it. Either way nothing
+    happens until the admin has read what will, with the numbers of the moment, and agreed.
+    """
+    return console_page(
+        request,
+        "confirm",
+        {
+            "message": message,
+            "action": action,
+            "confirm_label": confirm_label,
+            "back": back,
+            "fields": fields or {},
+        },
+        section=section,
+    )
 
 
 class FormRefused(Exception):

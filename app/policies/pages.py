@@ -3,19 +3,48 @@ activation (a rollback when the version is an earlier one)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from app.api.deps import CsrfChecked, IdPath, SessionDep
-from app.core.pages import console_page, redirect_with_flash, rerender_if_refused
+from app.api.deps import CsrfChecked, IdPath, SessionDep, SettingsDep
+from app.comparisons import service as comparisons_service
+from app.core.config import Settings
+from app.core.pages import confirm_page, console_page, redirect_with_flash, rerender_if_refused
 from app.policies import service
+from app.policies.models import PolicyVersion
 from app.ratings import service as ratings_service
 from app.training import service as training_service
 
 router = APIRouter()
+
+
+def activation_message(db: Session, settings: Settings, version: PolicyVersion) -> tuple[str, str]:
+    """(what activating `version` will do, in words with the real numbers; the button that does it)."""
+    active = service.get_active(db=db)
+    if active is None:
+        return (
+            f"Activate v{version.number}? The sampler starts generating pairs with it.",
+            f"Activate v{version.number}",
+        )
+    rollback = version.number < active.number
+    label = f"Roll back to v{version.number}" if rollback else f"Activate v{version.number}"
+    retiring = comparisons_service.count_superseded(
+        db=db, active_version_id=version.id, mode=settings.SAMPLER_RETIRE_ON_SWITCH
+    )
+    pairs = f"{retiring} ready pair{'' if retiring == 1 else 's'}"
+    fate = (
+        f"{pairs} from v{active.number} keep serving until the sampler has {settings.SAMPLER_LOW_WATER} of "
+        f"v{version.number}'s ready, then retire (their judgments stay)."
+        if retiring
+        else "No ready pairs retire."
+    )
+    return (
+        f"{label}? v{active.number} stops serving: the sampler generates with v{version.number} from now on. {fate}",
+        label,
+    )
 
 
 def _policies_context(db: Session) -> dict[str, Any]:
@@ -42,8 +71,24 @@ def policies(request: Request, db: SessionDep) -> Response:
 
 
 @router.post("/policies/{version_id}/activate", dependencies=[CsrfChecked])
-def activate_policy(request: Request, version_id: IdPath, db: SessionDep) -> Response:
+def activate_policy(
+    request: Request,
+    version_id: IdPath,
+    db: SessionDep,
+    settings: SettingsDep,
+    confirmed: Annotated[bool, Form()] = False,
+) -> Response:
     with rerender_if_refused("policies", _policies_context):
+        if not confirmed:
+            message, label = activation_message(db, settings, service.get_or_raise(db=db, version_id=version_id))
+            return confirm_page(
+                request,
+                message=message,
+                action=f"/admin/policies/{version_id}/activate",
+                confirm_label=label,
+                back="/admin/policies",
+                section="policies",
+            )
         version = service.activate(db=db, version_id=version_id)
     message = f"Policy v{version.number} is active; the sampler switches to it."
     return redirect_with_flash(request, "/admin/policies", message)

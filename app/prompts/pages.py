@@ -12,9 +12,10 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from app.api.deps import CsrfChecked, IdPath, SessionDep, SettingsDep
+from app.comparisons import service as comparisons_service
 from app.core.config import Settings
 from app.core.errors import TooLarge, Unprocessable
-from app.core.pages import console_page, local_target, redirect_with_flash, rerender_if_refused
+from app.core.pages import confirm_page, console_page, local_target, redirect_with_flash, rerender_if_refused
 from app.core.text import Text
 from app.prompts import service
 
@@ -88,6 +89,17 @@ def import_prompts(
     return redirect_with_flash(request, "/admin/prompts", message)
 
 
+def deactivation_message(db: Session, prompt_id: int) -> str:
+    """What deactivating the prompt will do, for the admin to confirm."""
+    service.get_or_raise(db=db, prompt_id=prompt_id)
+    ready = comparisons_service.count_ready_for_prompt(db=db, prompt_id=prompt_id)
+    return (
+        f"Deactivate prompt {prompt_id}? The sampler stops using it and its {ready} ready "
+        f"pair{'' if ready == 1 else 's'} retire{'s' if ready == 1 else ''} from the queue. Its judgments stay, "
+        "and it can be reactivated."
+    )
+
+
 @router.post("/prompts/{prompt_id}/active", dependencies=[CsrfChecked])
 def set_prompt_active(
     request: Request,
@@ -95,11 +107,22 @@ def set_prompt_active(
     db: SessionDep,
     active: Annotated[bool, Form()],
     next: Annotated[Text, Form(max_length=2000)] = "/admin/prompts",
+    confirmed: Annotated[bool, Form()] = False,
 ) -> Response:
+    back = local_target(next, "/admin/prompts", within="/admin")
     if active:
         service.reactivate(db=db, prompt_id=prompt_id)
+    elif not confirmed:
+        return confirm_page(
+            request,
+            message=deactivation_message(db, prompt_id),
+            action=f"/admin/prompts/{prompt_id}/active",
+            confirm_label=f"Deactivate prompt {prompt_id}",
+            back=back,
+            section="prompts",
+            fields={"active": "false", "next": back},
+        )
     else:
         service.deactivate(db=db, prompt_id=prompt_id)
     state = "active again" if active else "deactivated; its ready pairs are retired"
-    back = local_target(next, "/admin/prompts", within="/admin")
     return redirect_with_flash(request, back, f"Prompt {prompt_id} is {state}.")

@@ -3,9 +3,9 @@ cancel and retry."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
@@ -14,12 +14,12 @@ from app.auth import service as auth_service
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import Conflict, InvalidState
-from app.core.pages import console_page, redirect_with_flash, rerender_if_refused
+from app.core.pages import confirm_page, console_page, redirect_with_flash, rerender_if_refused
 from app.core.templates import render
 from app.ratings import service as ratings_service
 from app.training import round_form, round_view, service
 from app.training.models import RoundStatus
-from app.training.schemas import RoundConfig, default_config
+from app.training.schemas import RoundConfig, RoundRead, default_config
 from trainer import metrics as M
 from trainer.contract import STAGE_ORDER
 
@@ -137,11 +137,39 @@ def round_live(request: Request, round_id: IdPath, db: SessionDep, settings: Set
     return render(request, "admin/_round_live.html", _round_context(db, settings, round_id))
 
 
+def cancel_message(round_: RoundRead) -> str:
+    """What cancelling the round will do, for the admin to confirm."""
+    if round_.status == RoundStatus.queued:
+        return f"Cancel round {round_.id}? It has not started yet, so nothing is lost."
+    at = round_view.stage_at(status=round_.status, stage=round_.stage, completed_stages=round_.completed_stages)
+    where = f" during {at.replace('_', ' ')}" if at else ""
+    return (
+        f"Cancel round {round_.id}? Its trainer stops{where}; what it trained so far is deleted and nothing is "
+        "published. A retry starts over from a new snapshot."
+    )
+
+
 @router.post("/rounds/{round_id}/cancel", dependencies=[CsrfChecked])
-def cancel_round(request: Request, round_id: IdPath, db: SessionDep, settings: SettingsDep) -> Response:
+def cancel_round(
+    request: Request,
+    round_id: IdPath,
+    db: SessionDep,
+    settings: SettingsDep,
+    confirmed: Annotated[bool, Form()] = False,
+) -> Response:
     with rerender_if_refused(
         "round", lambda page_db: _round_context(page_db, settings, round_id), section="rounds", refusals=(InvalidState,)
     ):
+        round_ = service.get_or_raise(db=db, round_id=round_id)
+        if not confirmed and round_.status in (RoundStatus.queued, RoundStatus.running):  # else refused below
+            return confirm_page(
+                request,
+                message=cancel_message(service.to_read(db=db, round_=round_)),
+                action=f"/admin/rounds/{round_id}/cancel",
+                confirm_label=f"Cancel round {round_id}",
+                back=f"/admin/rounds/{round_id}",
+                section="rounds",
+            )
         round_ = service.request_cancel(db=db, round_id=round_id, now=utcnow())
     cancelled = round_.status == RoundStatus.cancelled
     message = "cancelled" if cancelled else "being cancelled; its worker stops it"

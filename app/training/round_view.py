@@ -46,7 +46,7 @@ def stage_states(*, status: str, stage: str, completed_stages: list[str], starte
     status = _status(status)
     at = stage_at(status=status, stage=stage, completed_stages=completed_stages)
     where = {"running": CURRENT, "failed": FAILED, "rejected": REJECTED, "cancelled": STOPPED if started else PENDING}
-    states = {}
+    states: dict[str, str] = {}
     for s in STAGE_ORDER:
         if s == at:
             states[s] = where.get(status, PENDING)
@@ -123,7 +123,8 @@ def gate_rows(*, results: dict, gates_config: dict, live: bool) -> list[GateRow]
     checked them), then each gate setting no verdict speaks for, as not reached (pending while the round
     runs) or off (a setting of None)."""
     rows = []
-    verdicts = results.get("gates") if isinstance(results.get("gates"), dict) else {}
+    gates = results.get("gates")
+    verdicts: dict = gates if isinstance(gates, dict) else {}
     for name, verdict in verdicts.items():
         if not isinstance(verdict, dict):
             continue

@@ -4,6 +4,7 @@ post/redirect/get, and bad input answered with the page, a clear message and a 4
 from __future__ import annotations
 
 import re
+from html import unescape
 
 import pytest
 from sqlalchemy import func, select
@@ -23,6 +24,7 @@ from tests.factories import (
     make_judged_pair,
     make_judgment,
     make_policy_version,
+    make_token,
     make_user,
     publish_policy_version,
 )
@@ -170,7 +172,9 @@ def test_create_user_with_bad_input_rerenders_the_form(client, db, submit, form,
 def test_deactivate_and_exclude_an_annotator_from_the_annotators_page(client, db, submit):
     ann = make_user(db, "ann")
     response = submit(
-        f"/admin/users/{ann}/active", {"active": "false", "next": "/admin/annotators"}, follow_redirects=False
+        f"/admin/users/{ann}/active",
+        {"active": "false", "next": "/admin/annotators", "confirmed": "yes"},
+        follow_redirects=False,
     )
     assert response.headers["location"] == "/admin/annotators"
     submit(f"/admin/users/{ann}/training", {"excluded": "true", "next": "/admin/annotators"})
@@ -190,7 +194,7 @@ def test_deactivate_and_exclude_an_annotator_from_the_annotators_page(client, db
 
 def test_admin_cannot_deactivate_their_own_account(client, db, admin, submit):
     response = submit(f"/admin/users/{admin}/active", {"active": "false"})
-    assert response.status_code == 409
+    assert response.status_code == 409, "refused at once, not after a confirmation"
     assert error(response.text) == "You cannot deactivate your own account."
     with db.session() as session:
         assert session.get(User, admin).is_active
@@ -322,7 +326,10 @@ def test_import_prompts_from_an_upload_then_search_and_deactivate(client, db, su
     assert "How do tides work?" in found and "haiku" not in found and ">science<" in found
     with db.session() as session:
         tides = session.scalar(select(Prompt.id).where(Prompt.text.like("%tides%")))
-    submit(f"/admin/prompts/{tides}/active", {"active": "false", "next": "/admin/prompts?status=inactive"})
+    submit(
+        f"/admin/prompts/{tides}/active",
+        {"active": "false", "next": "/admin/prompts?status=inactive", "confirmed": "yes"},
+    )
     assert "How do tides work?" in client.get("/admin/prompts", params={"status": "inactive"}).text
     assert "How do tides work?" not in client.get("/admin/prompts", params={"status": "active"}).text
 
@@ -372,17 +379,17 @@ def test_activate_a_newer_version_then_roll_back(client, db, settings, submit, a
     )
     page = client.get("/admin/policies").text
     assert "v1 → </span>v2" in page.replace("\n", "") and ">Activate<" in page
-    activated = submit(f"/admin/policies/{v2_id}/activate", follow_redirects=True)
+    activated = submit(f"/admin/policies/{v2_id}/activate", {"confirmed": "yes"}, follow_redirects=True)
     assert flash(activated.text) == "Policy v2 is active; the sampler switches to it."
     assert "Roll back to this" in activated.text
-    submit(f"/admin/policies/{active_policy}/activate")
+    submit(f"/admin/policies/{active_policy}/activate", {"confirmed": "yes"})
     with db.session() as session:
         assert policies_service.get_active(db=session).number == 1
 
 
 def test_activating_a_version_without_files_is_refused_with_409(client, db, submit, active_policy):
     broken_id = make_policy_version(db, number=2, path="/nowhere", status=PolicyStatus.candidate)
-    response = submit(f"/admin/policies/{broken_id}/activate")
+    response = submit(f"/admin/policies/{broken_id}/activate", {"confirmed": "yes"})
     assert response.status_code == 409
     assert error(response.text).startswith("Policy version 2 cannot be activated: ")
     with db.session() as session:
@@ -460,10 +467,10 @@ def test_cancel_and_retry_a_round_from_its_page(client, db, submit):
     assert second.status_code == 409 and "wait for it to finish or cancel it first" in error(second.text)
 
     round_id = claim_round(db)
-    cancel = submit(f"/admin/rounds/{round_id}/cancel")
+    cancel = submit(f"/admin/rounds/{round_id}/cancel", {"confirmed": "yes"})
     assert flash(cancel.text) == f"Round {round_id} is being cancelled; its worker stops it."
     finish_round(db, round_id, RoundStatus.cancelled)
-    refused = submit(f"/admin/rounds/{round_id}/cancel")
+    refused = submit(f"/admin/rounds/{round_id}/cancel")  # refused at once, not after a confirmation
     assert refused.status_code == 409 and "only a queued or running round can be cancelled" in error(refused.text)
     retried = submit(f"/admin/rounds/{round_id}/retry")
     assert flash(retried.text) == f"Round {round_id} is queued again."
@@ -506,3 +513,72 @@ def test_ids_beyond_the_integer_columns_are_422_not_a_database_error(client, sub
         assert submit(path, {"active": "true"}, headers=HTML).status_code == 422
     gold = submit("/admin/gold", {"comparison_id": str(too_big), "choice": "a"})
     assert gold.status_code == 422 and error(gold.text) == "Comparison id must be a number."
+
+
+# --- confirmations (without JavaScript: a page of its own; tests/browser/test_confirm.py has the dialog) ------
+
+
+def confirmation(html: str) -> str:
+    return " ".join(unescape(re.search(r'<p class="confirm-message">(.*?)</p>', html, re.S).group(1)).split())
+
+
+def test_activate_asks_first_saying_how_many_ready_pairs_will_retire(
+    client, db, settings, submit, active_policy, tiny_policy_dir
+):
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
+    make_comparisons(db, 3)  # ready pairs of v1, unjudged: they retire once v2's pool is full
+    make_comparisons(db, 1, judgment_count=1, overlap_target=2)  # partly judged: it stays to reach its overlap
+    asked = submit(f"/admin/policies/{v2}/activate")
+    assert asked.status_code == 200
+    assert confirmation(asked.text) == (
+        "Activate v2? v1 stops serving: the sampler generates with v2 from now on. 3 ready pairs from v1 keep "
+        f"serving until the sampler has {settings.SAMPLER_LOW_WATER} of v2's ready, then retire (their judgments "
+        "stay)."
+    )
+    assert 'name="confirmed" value="yes"' in asked.text and '<a href="/admin/policies">' in asked.text
+    with db.session() as session:
+        assert policies_service.get_active(db=session).number == 1, "nothing changed yet"
+    submit(f"/admin/policies/{v2}/activate", {"confirmed": "yes"})
+    rollback = submit(f"/admin/policies/{active_policy}/activate")
+    assert confirmation(rollback.text).startswith("Roll back to v1? v2 stops serving")
+    assert "No ready pairs retire." in confirmation(rollback.text)
+    assert ">Roll back to v1</button>" in rollback.text
+    with db.session() as session:
+        assert policies_service.get_active(db=session).number == 2
+
+
+def test_cancel_a_round_asks_first(client, db, submit):
+    submit("/admin/rounds")
+    round_id = claim_round(db)
+    asked = submit(f"/admin/rounds/{round_id}/cancel")
+    assert confirmation(asked.text) == (
+        f"Cancel round {round_id}? Its trainer stops during snapshot; what it trained so far is deleted and "
+        "nothing is published. A retry starts over from a new snapshot."
+    )
+    with db.session() as session:
+        assert not training_service.get_or_raise(db=session, round_id=round_id).cancel_requested
+
+
+def test_deactivating_a_user_or_a_prompt_asks_first(client, db, submit):
+    ann = make_user(db, "ann")
+    make_token(db, "ann")
+    asked = submit(f"/admin/users/{ann}/active", {"active": "false", "next": "/admin/annotators"})
+    assert confirmation(asked.text) == (
+        "Deactivate ann? They are signed out everywhere and can no longer sign in; their 1 API token revoked for "
+        "good (reactivating does not bring tokens back). Their judgments stay."
+    )
+    assert 'name="next" value="/admin/annotators"' in asked.text and 'name="active" value="false"' in asked.text
+    (pair,) = make_comparisons(db, 1)
+    with db.session() as session:
+        prompt_id = session.get(Comparison, pair).prompt_id
+    asked = submit(f"/admin/prompts/{prompt_id}/active", {"active": "false"})
+    assert confirmation(asked.text) == (
+        f"Deactivate prompt {prompt_id}? The sampler stops using it and its 1 ready pair retires from the queue. "
+        "Its judgments stay, and it can be reactivated."
+    )
+    with db.session() as session:
+        assert session.get(User, ann).is_active and session.get(Prompt, prompt_id).is_active, "nothing changed yet"
+    reactivated = submit(f"/admin/users/{ann}/active", {"active": "true"}, follow_redirects=False)
+    assert reactivated.status_code == 303, "undoing nothing needs no confirmation"

@@ -32,77 +32,95 @@ P, D, C, F, R, S = "pending", "done", "current", "failed", "rejected", "stopped"
     ("round_", "states", "done", "bar", "line"),
     [
         # queued: nothing yet; a failed round queued again keeps what it completed (it resumes)
-        (dict(status="queued", started=False), [P] * 5, 0, 0.0, "waiting for a worker"),
+        ({"status": "queued", "started": False}, [P] * 5, 0, 0.0, "waiting for a worker"),
         (
-            dict(status="queued", stage="ppo", completed=ALL[:2]),
+            {"status": "queued", "stage": "ppo", "completed": ALL[:2]},
             [D, D, P, P, P],
             2,
             0.4,
             "2 / 5 stages · waiting for a worker",
         ),
         # running: the snapshot, a trainer that has not reported yet, a stage with steps, evaluate
-        (dict(status="running"), [C, P, P, P, P], 0, 0.0, "0 / 5 stages · snapshot: starting"),
-        (dict(status="running", completed=ALL[:1]), [D, C, P, P, P], 1, 0.2, "1 / 5 stages · reward model: starting"),
+        ({"status": "running"}, [C, P, P, P, P], 0, 0.0, "0 / 5 stages · snapshot: starting"),
+        ({"status": "running", "completed": ALL[:1]}, [D, C, P, P, P], 1, 0.2, "1 / 5 stages · reward model: starting"),
         (
-            dict(status="running", stage="reward_model", completed=ALL[:1], step=12, total=40),
+            {"status": "running", "stage": "reward_model", "completed": ALL[:1], "step": 12, "total": 40},
             [D, C, P, P, P],
             1,
             (1 + 0.3) / 5,
             "1 / 5 stages · reward model: step 12 / 40 (30%)",
         ),
         (
-            dict(status="running", stage="evaluate", completed=ALL[:3], step=1, total=4),
+            {"status": "running", "stage": "evaluate", "completed": ALL[:3], "step": 1, "total": 4},
             [D, D, D, C, P],
             3,
             (3 + 0.25) / 5,
             "3 / 5 stages · evaluate: step 1 / 4 (25%)",
         ),
         # succeeded
-        (dict(status="succeeded", stage="publish", completed=ALL, step=4, total=4), [D] * 5, 5, 1.0, "5 / 5 stages · published"),
-        # failed in each stage
-        (dict(status="failed"), [F, P, P, P, P], 0, 0.0, "0 / 5 stages · failed in snapshot"),
         (
-            dict(status="failed", stage="reward_model", completed=ALL[:1], step=3, total=40),
+            {"status": "succeeded", "stage": "publish", "completed": ALL, "step": 4, "total": 4},
+            [D] * 5,
+            5,
+            1.0,
+            "5 / 5 stages · published",
+        ),
+        # failed in each stage
+        ({"status": "failed"}, [F, P, P, P, P], 0, 0.0, "0 / 5 stages · failed in snapshot"),
+        (
+            {"status": "failed", "stage": "reward_model", "completed": ALL[:1], "step": 3, "total": 40},
             [D, F, P, P, P],
             1,
             0.2,
             "1 / 5 stages · failed in reward model at step 3 / 40",
         ),
         (
-            dict(status="failed", stage="ppo", completed=ALL[:2], step=9, total=30),
+            {"status": "failed", "stage": "ppo", "completed": ALL[:2], "step": 9, "total": 30},
             [D, D, F, P, P],
             2,
             0.4,
             "2 / 5 stages · failed in ppo at step 9 / 30",
         ),
-        (dict(status="failed", stage="evaluate", completed=ALL[:3]), [D, D, D, F, P], 3, 0.6, "3 / 5 stages · failed in evaluate"),
+        (
+            {"status": "failed", "stage": "evaluate", "completed": ALL[:3]},
+            [D, D, D, F, P],
+            3,
+            0.6,
+            "3 / 5 stages · failed in evaluate",
+        ),
         # publishing failed: every trainer stage completed, the stage it reported is done
-        (dict(status="failed", stage="evaluate", completed=ALL[:4], step=4, total=4), [D, D, D, D, F], 4, 0.8, "4 / 5 stages · failed in publish"),
+        (
+            {"status": "failed", "stage": "evaluate", "completed": ALL[:4], "step": 4, "total": 4},
+            [D, D, D, D, F],
+            4,
+            0.8,
+            "4 / 5 stages · failed in publish",
+        ),
         # rejected by the gate after the reward model, or after the evaluation
         (
-            dict(status="rejected", stage="reward_model", completed=ALL[:2], step=40, total=40),
+            {"status": "rejected", "stage": "reward_model", "completed": ALL[:2], "step": 40, "total": 40},
             [D, R, P, P, P],
             1,
             0.2,
             "1 / 5 stages · rejected by the gate after reward model",
         ),
         (
-            dict(status="rejected", stage="evaluate", completed=ALL[:4], step=4, total=4),
+            {"status": "rejected", "stage": "evaluate", "completed": ALL[:4], "step": 4, "total": 4},
             [D, D, D, R, P],
             3,
             0.6,
             "3 / 5 stages · rejected by the gate after evaluate",
         ),
         # cancelled before it started, and while a stage ran (the bar never runs ahead of the ticks)
-        (dict(status="cancelled", started=False), [P] * 5, 0, 0.0, "0 / 5 stages · cancelled before it started"),
+        ({"status": "cancelled", "started": False}, [P] * 5, 0, 0.0, "0 / 5 stages · cancelled before it started"),
         (
-            dict(status="cancelled", stage="reward_model", completed=ALL[:1], step=40, total=40),
+            {"status": "cancelled", "stage": "reward_model", "completed": ALL[:1], "step": 40, "total": 40},
             [D, S, P, P, P],
             1,
             0.2,
             "1 / 5 stages · cancelled during reward model at step 40 / 40",
         ),
-        (dict(status="cancelled", completed=[]), [S, P, P, P, P], 0, 0.0, "0 / 5 stages · cancelled during snapshot"),
+        ({"status": "cancelled", "completed": []}, [S, P, P, P, P], 0, 0.0, "0 / 5 stages · cancelled during snapshot"),
     ],
 )
 def test_ticks_count_bar_and_line_agree(round_, states, done, bar, line):
