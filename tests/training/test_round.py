@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +16,8 @@ from app.training.schemas import resolve_config
 from trainer.contract import TRAINER_STAGES, GateConfig
 from trainer.models import ModelLoadError
 from trainer.round import Round, StopFlag, explain, gate_verdicts, run_round
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -180,8 +184,13 @@ def test_the_evaluate_stage_cuts_long_held_out_prompts_to_fit_the_position_embed
     tokenizer.save_pretrained(rnd.outputs / "reward_model")
     snap = load_snapshot(tmp_path)
     assert len(tokenizer(long_prompt[0]["content"])["input_ids"]) > 256
+    seen = []  # the (step, total) the stage reports, as the round page shows them
+    update = rnd.status.update
+    rnd.status.update = lambda **fields: (seen.append((fields["step"], fields["total_steps"])), update(**fields))
     result = stage_evaluate(rnd, snap)
     assert result["eval/num_prompts"] == 2 and result["eval/score_gain"] == pytest.approx(0.0, abs=1e-4)
+    # 2 prompts x samples_per_prompt answers fit one generation batch per policy: 2 batches in all.
+    assert seen == [(0, 2), (1, 2), (2, 2)], "a real step count from the start, never 0 / 0"
 
 
 def test_gate_verdicts():
@@ -256,3 +265,20 @@ def test_a_round_process_lets_idle_openmp_threads_sleep_unless_told_otherwise(gi
     code = "import os, trainer.round; print(os.environ['OMP_WAIT_POLICY'])"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == expected
+
+
+def test_the_trainer_log_holds_no_model_load_reports_or_progress_bars(tmp_path, tiny_policy_dir):
+    """trainer.log is a file the console shows: without --verbose transformers' load report (a table with
+    terminal colours) and its loading bar stay out of it; with --verbose the report is there."""
+    load = (
+        "import sys; from trainer.round import quiet_libraries; from trainer.models import load_scalar_model; "
+        "quiet_libraries(verbose=sys.argv[1] == 'verbose', terminal=False); "
+        f"load_scalar_model({str(tiny_policy_dir)!r}, 0)"
+    )
+    for mode in ("quiet", "verbose"):
+        run = subprocess.run(
+            [sys.executable, "-c", load, mode], capture_output=True, text=True, timeout=300, cwd=ROOT, check=True
+        )
+        output = run.stdout + run.stderr
+        assert "Loading weights" not in output and "\r" not in output
+        assert ("LOAD REPORT" in output) == (mode == "verbose")
