@@ -63,8 +63,7 @@
     try {
       const response = await fetch(`/admin/rounds/${id}/live`, { credentials: "same-origin" });
       if (!response.ok) return null;
-      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-      return fresh;
+      return new DOMParser().parseFromString(await response.text(), "text/html");
     } catch (error) {
       return null;
     }

@@ -196,7 +196,21 @@ def seed_console(db: Database, settings: Settings, admin_id: int, *, seed: int =
         total=40,
         points=rm_points(range(1, 41)),
         completed=["snapshot", "reward_model"],
-        results={"reward_model": {M.RM_EVAL_ACCURACY: 0.71, M.RM_EVAL_LOSS: 0.58}},
+        results={
+            "reward_model": {M.RM_EVAL_ACCURACY: 0.71, M.RM_EVAL_LOSS: 0.58},
+            # as trainer/round.py gate_verdicts writes it once the reward model is trained
+            "gates": {
+                "rm_accuracy": {
+                    "value": 0.71,
+                    "limit": 0.6,
+                    "op": ">=",
+                    "what": "reward model held-out accuracy",
+                    "setting": "gates.min_rm_accuracy",
+                    "passed": True,
+                    "reason": "",
+                }
+            },
+        },  # fmt: skip
     )
     report(
         db,
