@@ -210,7 +210,7 @@ def seed_console(db: Database, settings: Settings, admin_id: int, *, seed: int =
                     "reason": "",
                 }
             },
-        },  # fmt: skip
+        },
     )
     report(
         db,
