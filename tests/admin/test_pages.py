@@ -35,6 +35,8 @@ PAGES = [
     "/admin/guidelines",
     "/admin/users",
     "/admin/gold",
+    "/admin/judgments",
+    "/admin/export",
     "/admin/policies",
     "/admin/rounds",
 ]
