@@ -28,7 +28,7 @@ from tests.factories import (
     make_user,
     publish_policy_version,
 )
-from tests.helpers import csrf_from, login
+from tests.helpers import csrf_from, login, session_cookie_text
 
 PAGES = [
     "/admin",
@@ -202,9 +202,15 @@ def test_admin_cannot_deactivate_their_own_account(client, db, admin, submit):
 
 def test_admin_creates_a_token_for_another_user_and_revokes_it(client, db, submit):
     vendor = make_user(db, "vendor")
-    created = submit(f"/admin/users/{vendor}/tokens", {"name": "labeling vendor", "scopes": ["annotate"]})
-    assert created.status_code == 201
-    token = re.search(r'id="new-token">([^<]+)<', created.text).group(1)
+    created = submit(
+        f"/admin/users/{vendor}/tokens", {"name": "labeling vendor", "scopes": ["annotate"]}, follow_redirects=False
+    )
+    # Post/redirect/get: the token crosses the redirect sealed in the session, never readable in the cookie.
+    assert (created.status_code, created.headers["location"]) == (303, "/admin/users")
+    shown = client.get("/admin/users").text
+    token = re.search(r'id="new-token">([^<]+)<', shown).group(1)
+    assert "New token for <strong>vendor</strong>" in shown and 'data-copy="new-token"' in shown
+    assert token not in session_cookie_text(created) and "pfl_" not in session_cookie_text(created)
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["username"] == "vendor"
     assert token not in client.get("/admin/users").text  # shown once
     with db.session() as session:
