@@ -139,3 +139,34 @@ def test_console_nav_fits_a_phone(live_server, console):
         expect(nav.locator(f"text={label}")).to_be_visible()
     assert fits_the_width(page)
     screenshot(page, "console-nav-phone", full_page=False)
+
+
+def test_gold_is_set_and_cleared_on_the_comparisons_page(live_server, console):
+    page, _ = console
+    page.goto(live_server.url + "/admin/judgments?choice=b")
+    page.click("#judgment-table tbody tr >> nth=0 >> td >> nth=-1 >> a")
+    expect(page.locator(".version")).to_have_count(2)
+    page.check("input[name=choice][value=b]")
+    page.click("#gold-form button[type=submit]")
+    expect(page.locator(".alert.success")).to_contain_text("is gold; expected answer: b.")
+    expect(page.locator(".completion.expected .card-head h2")).to_have_text("Completion B")
+    screenshot(page, "comparison-gold")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "comparison-gold-phone")
+    assert fits_the_width(page)
+    page.click("button:has-text('Remove from gold')")
+    expect(page.locator(".alert.success")).to_contain_text("is no longer gold.")
+    expect(page.locator(".completion.expected")).to_have_count(0)
+
+
+def test_prompts_page_links_judgment_counts_to_the_browser(live_server, console):
+    page, _ = console
+    page.goto(live_server.url + "/admin/prompts")
+    link = page.locator("#prompt-table tbody tr td.num a").first
+    count = int(link.inner_text())
+    link.click()
+    expect(page.locator("#judgment-count")).to_contain_text(f"{count} judgment")
+    page.goto(live_server.url + "/admin/prompts")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "prompts-phone")
+    assert fits_the_width(page)
