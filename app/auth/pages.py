@@ -84,7 +84,8 @@ def _account(
 
 @router.get("/account")
 def account_page(request: Request, db: SessionDep, settings: SettingsDep, user: PageUser) -> Response:
-    return _account(request, db, user, **token_reveal.take(request, secret_key=settings.secret_key))
+    held = token_reveal.take(request, secret_key=settings.secret_key)
+    return _account(request, db, user, new_token=held.get("new_token"))
 
 
 @router.post("/account/password", dependencies=[CsrfChecked])
