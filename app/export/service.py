@@ -345,9 +345,26 @@ def _filtered(stmt: Select[*tuple[Any, ...]], f: ResolvedFilters) -> Select[*tup
     return stmt
 
 
+def _counted(columns: Sequence[Any], f: ResolvedFilters) -> Select[*tuple[Any, ...]]:
+    """`columns` over the judgments that match, joined only to the tables the filters read: every join of
+    _joined follows a non-null foreign key, so leaving one out changes no count, and counting 100,000
+    judgments through all five costs ~4x as much."""
+    stmt = select(*columns).select_from(Judgment)
+    if f.policy_version is not None or f.prompt_id is not None or f.gold is not None:
+        stmt = stmt.join(Comparison, Comparison.id == Judgment.comparison_id)
+    if f.policy_version is not None:
+        stmt = (
+            stmt.join(_completion_a, _completion_a.id == Comparison.completion_a_id)
+            .join(_version_a, _version_a.id == _completion_a.policy_version_id)
+            .join(_completion_b, _completion_b.id == Comparison.completion_b_id)
+            .join(_version_b, _version_b.id == _completion_b.policy_version_id)
+        )
+    return _filtered(stmt, f)
+
+
 def count_judgments(*, db: Session, filters: ResolvedFilters, max_id: int | None = None) -> int:
     """How many judgments match (the CLI's progress total)."""
-    stmt = _filtered(_joined().with_only_columns(func.count()), filters)
+    stmt = _counted([func.count()], filters)
     if max_id is not None:
         stmt = stmt.where(Judgment.id <= max_id)
     return db.scalar(stmt) or 0
@@ -355,7 +372,7 @@ def count_judgments(*, db: Session, filters: ResolvedFilters, max_id: int | None
 
 def choice_counts(*, db: Session, filters: ResolvedFilters) -> dict[str, int]:
     """How many matching judgments there are of each choice (a, b, tie, both_bad), zeros included."""
-    stmt = _filtered(_joined().with_only_columns(Judgment.choice, func.count()), filters).group_by(Judgment.choice)
+    stmt = _counted([Judgment.choice, func.count()], filters).group_by(Judgment.choice)
     counts = {choice.value: 0 for choice in Choice}
     counts.update({choice.value: n for choice, n in db.execute(stmt).all()})
     return counts
