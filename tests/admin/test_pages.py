@@ -235,6 +235,7 @@ def test_annotators_page_shows_the_statistics(client, db, admin):
     assert ">0.50</span>" in row
     assert '<span class="stat-value" id="alpha">0.55</span>' in page
     assert "4.2 s" in page and "800 ms" in page
+    assert '<a href="/admin/judgments?annotator=u1">3</a>' in page  # their judgments, in the browser
 
 
 def test_annotators_page_without_overlap_shows_dashes(client, db, admin):
@@ -304,8 +305,10 @@ def test_gold_is_set_changed_and_cleared_from_the_comparisons_own_page(client, d
     with db.session() as session:
         comparison = session.get(Comparison, comparison_id)
         assert (comparison.is_gold, comparison.gold_choice) == (True, Choice.b)
+    make_judgment(db, comparison_id=comparison_id, annotator_id=make_user(db, "judge"), choice="b")
     shown = client.get(page).text
     assert re.search(r'value="b" checked', shown) and "Remove from gold" in shown
+    assert '<a href="/admin/judgments?annotator=judge">judge</a>' in shown
     cleared = submit(f"/admin/gold/{comparison_id}/clear", {"next": page}, follow_redirects=False)
     assert cleared.headers["location"] == page
     with db.session() as session:
