@@ -22,7 +22,9 @@ from app.auth.models import Scope
 from app.comparisons import pages as comparison_pages
 from app.core import health
 from app.core.errors import ErrorResponse
+from app.export import pages as export_pages
 from app.export import views as export_views
+from app.judgments import pages as judgment_pages
 from app.judgments import views as judgment_views
 from app.policies import pages as policy_pages
 from app.policies import views as policy_views
@@ -61,6 +63,8 @@ CONSOLE_ROUTERS = [
     auth_console_pages.router,  # /admin/users, /admin/tokens
     prompt_pages.router,  # /admin/prompts
     comparison_pages.router,  # /admin/gold, /admin/comparisons/{id}
+    judgment_pages.router,  # /admin/judgments
+    export_pages.router,  # /admin/export
     policy_pages.router,  # /admin/policies
     training_pages.router,  # /admin/rounds
 ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 from fastapi.testclient import TestClient
 
+from app.main import SESSION_COOKIE
 from tests.factories import PASSWORD
 
 
@@ -24,3 +26,11 @@ def login(client: TestClient, username: str, password: str = PASSWORD):
         data={"username": username, "password": password, "csrf_token": csrf, "next": "/"},
         follow_redirects=False,
     )
+
+
+def session_cookie_text(response) -> str:
+    """What the session cookie a response sets holds, decoded: the cookie is signed, not encrypted, so
+    anyone holding it can read this."""
+    value = response.cookies[SESSION_COOKIE]
+    payload = value.split(".", 1)[0]
+    return base64.b64decode(payload + "=" * (-len(payload) % 4)).decode()

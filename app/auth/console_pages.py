@@ -8,11 +8,11 @@ from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.api.deps import CsrfChecked, IdPath, PageAdmin, SessionDep, SettingsDep
-from app.auth import service, sessions
+from app.auth import service, sessions, token_reveal
 from app.auth.models import Role, Scope, User
 from app.core.db import utcnow
 from app.core.errors import Unprocessable
@@ -46,8 +46,9 @@ def _users_context(db: Session, **extra: Any) -> dict[str, Any]:
 
 
 @router.get("/users")
-def users(request: Request, db: SessionDep) -> Response:
-    return console_page(request, "users", _users_context(db))
+def users(request: Request, db: SessionDep, settings: SettingsDep) -> Response:
+    new_token = token_reveal.take(request, secret_key=settings.secret_key)
+    return console_page(request, "users", _users_context(db, **new_token))
 
 
 @router.post("/users", dependencies=[CsrfChecked])
@@ -167,6 +168,7 @@ def create_token(
     request: Request,
     user_id: IdPath,
     db: SessionDep,
+    settings: SettingsDep,
     admin: PageAdmin,
     scopes: Annotated[list[Scope], Form(default_factory=list)],
     name: Annotated[Text, Form(max_length=100)] = "",
@@ -184,9 +186,8 @@ def create_token(
             expires_in_days=expires_in_days,
             grantor=service.session_grant(admin),
         )
-    # Shown in this response only (never through the session cookie, which is signed, not encrypted).
-    context = _users_context(db, new_token=token, new_token_owner=user.username)
-    return console_page(request, "users", context, status_code=201)
+    token_reveal.hold(request, secret_key=settings.secret_key, token=token, owner=user.username)
+    return RedirectResponse("/admin/users", status_code=303)
 
 
 @router.post("/tokens/{token_id}/revoke", dependencies=[CsrfChecked])

@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.api.deps import CsrfChecked, IdPath, PageUser, SessionDep, SettingsDep, client_address
-from app.auth import service, sessions
+from app.auth import service, sessions, token_reveal
 from app.auth.models import Scope, User
 from app.core.db import utcnow
 from app.core.errors import DomainError
@@ -83,8 +83,9 @@ def _account(
 
 
 @router.get("/account")
-def account_page(request: Request, db: SessionDep, user: PageUser) -> Response:
-    return _account(request, db, user)
+def account_page(request: Request, db: SessionDep, settings: SettingsDep, user: PageUser) -> Response:
+    held = token_reveal.take(request, secret_key=settings.secret_key)
+    return _account(request, db, user, new_token=held.get("new_token"))
 
 
 @router.post("/account/password", dependencies=[CsrfChecked])
@@ -126,6 +127,7 @@ def change_password(
 def create_token(
     request: Request,
     db: SessionDep,
+    settings: SettingsDep,
     user: PageUser,
     name: Annotated[Text, Form(min_length=1, max_length=100)],
     scopes: Annotated[list[Scope], Form(default_factory=list)],
@@ -142,7 +144,8 @@ def create_token(
         )
     except DomainError as exc:
         return _account(request, db, user, status_code=exc.status_code, token_error=exc.msg)
-    return _account(request, db, user, status_code=201, new_token=token)
+    token_reveal.hold(request, secret_key=settings.secret_key, token=token, owner=user.username)
+    return RedirectResponse("/account", status_code=303)
 
 
 @router.post("/account/tokens/{token_id}/revoke", dependencies=[CsrfChecked])

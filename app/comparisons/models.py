@@ -8,6 +8,7 @@ from sqlalchemy import Enum, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.db import Base, CreatedAtMixin
+from app.policies.models import PolicyVersion
 from app.prompts.models import Prompt
 
 
@@ -37,6 +38,8 @@ class Completion(CreatedAtMixin, Base):
     # "eos" when the model ended the answer itself, "length" when max_new_tokens cut it off.
     finish_reason: Mapped[str] = mapped_column(String(16))
     sampling: Mapped[dict] = mapped_column(default=dict)
+
+    policy_version: Mapped[PolicyVersion] = relationship()
 
 
 class Comparison(CreatedAtMixin, Base):

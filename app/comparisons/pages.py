@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -68,16 +69,29 @@ def clear_gold(
     return redirect_with_flash(request, back, f"Comparison {comparison_id} is no longer gold.")
 
 
+def _comparison_context(db: Session, comparison_id: int) -> dict[str, Any]:
+    return {
+        "comparison": comparisons_service.get_or_raise(db=db, comparison_id=comparison_id),
+        "judgments": judgment_service.list_for_comparison(db=db, comparison_id=comparison_id),
+        "choices": list(Choice),
+    }
+
+
 @router.get("/comparisons/{comparison_id}")
 def comparison(request: Request, comparison_id: IdPath, db: SessionDep) -> Response:
-    found = comparisons_service.get_or_raise(db=db, comparison_id=comparison_id)
-    return console_page(
-        request,
-        "comparison",
-        {
-            "comparison": found,
-            "judgments": judgment_service.list_for_comparison(db=db, comparison_id=comparison_id),
-            "choices": list(Choice),
-        },
-        section="gold",
-    )
+    return console_page(request, "comparison", _comparison_context(db, comparison_id), section="gold")
+
+
+@router.post("/comparisons/{comparison_id}/gold", dependencies=[CsrfChecked])
+def mark_this_gold(
+    request: Request, comparison_id: IdPath, db: SessionDep, choice: Annotated[Text, Form(max_length=16)] = ""
+) -> Response:
+    """Gold from the comparison's own page, read before it is marked; a refusal shows that page again."""
+    comparisons_service.get_or_raise(db=db, comparison_id=comparison_id)  # a missing one is a 404 page
+    context = partial(_comparison_context, comparison_id=comparison_id)
+    with rerender_if_refused("comparison", context, section="gold"):
+        if not choice:
+            raise Unprocessable("Choose the expected answer.", loc=("choice",))
+        comparisons_service.set_gold(db=db, comparison_id=comparison_id, choice=choice)
+    message = f"Comparison {comparison_id} is gold; expected answer: {choice}."
+    return redirect_with_flash(request, f"/admin/comparisons/{comparison_id}", message)

@@ -195,7 +195,7 @@ def clear_gold(*, db: Session, comparison_id: int) -> Comparison:
 
 
 def list_gold(*, db: Session) -> list[Comparison]:
-    """Every gold comparison, newest first, with its prompt loaded."""
+    """Every gold comparison, newest first, with its prompt and the versions that answered loaded."""
     return _newest(db=db, gold=True)
 
 
@@ -208,7 +208,11 @@ def _newest(*, db: Session, gold: bool, limit: int | None = None) -> list[Compar
     query = (
         select(Comparison)
         .where(Comparison.is_gold.is_(gold))
-        .options(selectinload(Comparison.prompt))
+        .options(
+            selectinload(Comparison.prompt),
+            selectinload(Comparison.completion_a).selectinload(Completion.policy_version),
+            selectinload(Comparison.completion_b).selectinload(Completion.policy_version),
+        )
         .order_by(Comparison.id.desc())
         .limit(limit)
     )

@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.core.errors import DomainError
@@ -94,6 +95,16 @@ def confirm_page(
         },
         section=section,
     )
+
+
+def validation_message(exc: ValidationError, labels: dict[str, str]) -> str:
+    """A form's or query string's invalid fields as one sentence for the page: "Prompt id: Input should
+    be a valid integer", naming each field by its label on the page."""
+    problems = []
+    for e in exc.errors():
+        field = str(e["loc"][0]) if e["loc"] else ""
+        problems.append(f"{labels.get(field, field)}: {e['msg']}")
+    return "; ".join(problems) + "."
 
 
 class FormRefused(Exception):

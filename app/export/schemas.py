@@ -7,10 +7,11 @@ Query parameters are pydantic models with extra="forbid", so a misspelled filter
 from __future__ import annotations
 
 import enum
-from datetime import datetime
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, ClassVar
+from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.comparisons.models import Choice
 from app.core.text import Text
@@ -32,6 +33,7 @@ class JudgmentFilters(BaseModel):
     policy_version: int | None = Field(
         None, ge=0, le=2**31 - 1, description="Policy version number that sampled either completion."
     )
+    prompt: int | None = Field(None, ge=1, le=2**31 - 1, description="Prompt id: the judgments of its pairs.")
     annotator: Text | None = Field(
         None, min_length=1, max_length=64, description="Pseudonymous annotator id, as listed in judgments."
     )
@@ -76,7 +78,9 @@ class FileFormat(enum.StrEnum):
     parquet = "parquet"
 
 
-class ExportQuery(JudgmentFilters):
+class ExportOptions(BaseModel):
+    """How an export is shaped: its layout, what it keeps, its file format (the filters come apart)."""
+
     format: ExportFormat = Field(ExportFormat.trl, description="Row layout: trl, hh, raw or kto.")
     style: ExportStyle = Field(
         ExportStyle.conversational, description="trl and kto: chat-message lists or plain strings."
@@ -103,6 +107,67 @@ class ExportQuery(JudgmentFilters):
         description="Share of prompts in the test split; default PREFLOOP_TRAINING_HELDOUT_FRACTION.",
     )
     file_format: FileFormat = Field(FileFormat.jsonl, description="JSON Lines, or Parquet.")
+
+
+class ExportQuery(ExportOptions, JudgmentFilters):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConsoleFilters(BaseModel):
+    """JudgmentFilters as the console's judgments and export pages put them in the query string: an
+    annotator by username, one choice, whole UTC days (both ends included), an empty field for no filter."""
+
+    model_config = ConfigDict(extra="ignore")  # a stray parameter in a shared link is not worth an error
+
+    annotator: Text = Field("", max_length=64, description="Username.")
+    prompt: int | None = Field(None, ge=1, le=2**31 - 1)
+    version: int | None = Field(None, ge=0, le=2**31 - 1)
+    choice: Choice | None = None
+    since: date | None = None
+    until: date | None = Field(None, lt=date.max)  # the day after it must exist
+    cursor: Text | None = Field(None, max_length=200)  # the judgments page's position in the list
+
+    @field_validator("prompt", "version", "choice", "since", "until", "cursor", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    LABELS: ClassVar[dict[str, str]] = {
+        "annotator": "Annotator",
+        "prompt": "Prompt id",
+        "version": "Policy version",
+        "choice": "Choice",
+        "since": "From",
+        "until": "To",
+        "cursor": "Page",
+    }
+
+    def filters(self, *, annotator_id: str | None) -> JudgmentFilters:
+        """The export service's filters; annotator_id is the annotator's pseudonymous id."""
+        return JudgmentFilters(
+            annotator=annotator_id,
+            prompt=self.prompt,
+            policy_version=self.version,
+            choice=[self.choice] if self.choice else [],
+            since=datetime.combine(self.since, time(), UTC) if self.since else None,
+            until=datetime.combine(self.until + timedelta(days=1), time(), UTC) if self.until else None,
+        )
+
+    def link(self, **changes: object) -> str:
+        """The query string of these filters (only them) with `changes` applied, empty ones left out."""
+        values = {**self.model_dump(include=set(ConsoleFilters.model_fields) - {"cursor"}), **changes}
+        return urlencode({k: str(v) for k, v in values.items() if v not in (None, "")})
+
+
+class ConsoleExportQuery(ExportOptions, ConsoleFilters):
+    """The console's export form: ConsoleFilters and the export's options."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    def export_query(self, *, annotator_id: str | None) -> ExportQuery:
+        """The export the API would run for these filters and options."""
+        options = self.model_dump(include=set(ExportOptions.model_fields))
+        return ExportQuery.model_validate({**self.filters(annotator_id=annotator_id).model_dump(), **options})
 
 
 class PromptRef(BaseModel):

@@ -52,10 +52,15 @@ def export_preferences(
         default_test_fraction=settings.TRAINING_HELDOUT_FRACTION,
         batch_size=settings.EXPORT_BATCH_SIZE,
     )
-    filename = service.filename_for(query, at=utcnow())
+    return export_file(request, plan)
+
+
+def export_file(request: Request, plan: service.ExportPlan) -> StreamingResponse:
+    """The planned export, streamed as a download (the API's and the console's)."""
+    filename = service.filename_for(plan.query, at=utcnow())
     return StreamingResponse(
         service.export_chunks(database=request.app.state.db, plan=plan),
-        media_type=formats.media_type(query),
+        media_type=formats.media_type(plan.query),
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
             "X-Prefloop-Max-Judgment-Id": str(plan.max_judgment_id),

@@ -4,6 +4,7 @@ Judgments are only ever inserted."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import bindparam, case, func, insert, or_, select
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.comparisons import service as comparisons_service
-from app.comparisons.models import Choice
+from app.comparisons.models import Choice, Comparison
 from app.core.db import table_of, utcnow
 from app.core.errors import Conflict, Unprocessable
 from app.judgments.models import Judgment, ScreenChoice, Strength
@@ -181,3 +182,14 @@ def list_for_comparison(*, db: Session, comparison_id: int) -> list[tuple[Judgme
             .order_by(Judgment.id)
         ).all()
     )
+
+
+def count_by_prompt(*, db: Session, prompt_ids: Collection[int]) -> dict[int, int]:
+    """How many judgments each prompt's pairs received (prompts without any are left out)."""
+    rows = db.execute(
+        select(Comparison.prompt_id, func.count(Judgment.id))
+        .join(Judgment, Judgment.comparison_id == Comparison.id)
+        .where(Comparison.prompt_id.in_(prompt_ids))
+        .group_by(Comparison.prompt_id)
+    )
+    return dict(rows.all())

@@ -17,6 +17,7 @@ from app.core.config import Settings
 from app.core.errors import TooLarge, Unprocessable
 from app.core.pages import confirm_page, console_page, local_target, redirect_with_flash, rerender_if_refused
 from app.core.text import Text
+from app.judgments import service as judgment_service
 from app.prompts import service
 
 router = APIRouter()
@@ -33,6 +34,7 @@ def _prompts_context(
     )
     return {
         "prompts": items,
+        "judgment_counts": judgment_service.count_by_prompt(db=db, prompt_ids=[p.id for p in items]),
         "total": total,
         "q": q,
         "status": status,

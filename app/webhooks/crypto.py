@@ -11,28 +11,19 @@ deliveries then fail saying so, and rotating each endpoint's secret repairs it.
 
 from __future__ import annotations
 
-import base64
-from functools import lru_cache
+from cryptography.fernet import InvalidToken
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from app.core.security import fernet_for
 
 __all__ = ["InvalidToken", "decrypt", "encrypt"]
 
-
-@lru_cache(maxsize=4)
-def _fernet(secret_key: str) -> Fernet:
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"prefloop webhook secrets v1").derive(
-        secret_key.encode()
-    )
-    return Fernet(base64.urlsafe_b64encode(key))
+PURPOSE = "prefloop webhook secrets v1"
 
 
 def encrypt(secret_key: str, secret: str) -> str:
-    return _fernet(secret_key).encrypt(secret.encode()).decode()
+    return fernet_for(secret_key, PURPOSE).encrypt(secret.encode()).decode()
 
 
 def decrypt(secret_key: str, token: str) -> str:
     """The secret; raises InvalidToken when it was encrypted under another SECRET_KEY."""
-    return _fernet(secret_key).decrypt(token.encode()).decode()
+    return fernet_for(secret_key, PURPOSE).decrypt(token.encode()).decode()

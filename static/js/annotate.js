@@ -33,6 +33,7 @@
 
   const RETRY_MS = Number(root.dataset.retryS || 10) * 1000;
   const EXPIRY_MARGIN_MS = 5000; // a prefetched pair this close to expiring is fetched afresh
+  const STATUS_MS = 2000; // how long a confirmation or a hint stays (an error stays until replaced)
   const SIDED = new Set(["left", "right"]);
 
   const state = {
@@ -58,7 +59,7 @@
     clearTimeout(state.statusTimer);
     statusLine.textContent = text;
     statusLine.dataset.kind = kind;
-    if (text && kind !== "error") state.statusTimer = setTimeout(() => setStatus(""), 2500);
+    if (text && kind !== "error") state.statusTimer = setTimeout(() => setStatus(""), STATUS_MS);
   }
 
   function parseFragment(html) {
@@ -153,6 +154,8 @@
 
   function choose(choice) {
     if (state.id === null || state.busy) return;
+    // A verdict on this pair ends what the status line said about the last one ("Saved.") or asked for.
+    if (statusLine.dataset.kind !== "error") setStatus("");
     state.choice = choice;
     if (!SIDED.has(choice)) state.strength = null;
     render();
@@ -231,7 +234,11 @@
   }
 
   function submit() {
-    if (state.choice === null) return;
+    if (state.id === null || state.busy) return;
+    if (state.choice === null) {
+      setStatus("Pick a verdict first (keys 1–4).", "hint");
+      return;
+    }
     const body = {
       comparison_id: state.id,
       choice: state.choice,
@@ -245,7 +252,7 @@
         countToday.textContent = String(Number(countToday.textContent) + 1);
         countTotal.textContent = String(Number(countTotal.textContent) + 1);
       }
-      setStatus("Saved.", "ok");
+      setStatus("Saved. Here is the next pair.", "ok");
     });
   }
 

@@ -20,15 +20,17 @@ from app.training import service as training_service
 from app.training.models import RoundStatus, TrainingRound
 from tests.admin.seed import WORKER, claim_round, finish_round
 from tests.factories import (
+    make_comparison,
     make_comparisons,
     make_judged_pair,
     make_judgment,
     make_policy_version,
+    make_prompt,
     make_token,
     make_user,
     publish_policy_version,
 )
-from tests.helpers import csrf_from, login
+from tests.helpers import csrf_from, login, session_cookie_text
 
 PAGES = [
     "/admin",
@@ -37,6 +39,8 @@ PAGES = [
     "/admin/guidelines",
     "/admin/users",
     "/admin/gold",
+    "/admin/judgments",
+    "/admin/export",
     "/admin/policies",
     "/admin/rounds",
 ]
@@ -202,9 +206,15 @@ def test_admin_cannot_deactivate_their_own_account(client, db, admin, submit):
 
 def test_admin_creates_a_token_for_another_user_and_revokes_it(client, db, submit):
     vendor = make_user(db, "vendor")
-    created = submit(f"/admin/users/{vendor}/tokens", {"name": "labeling vendor", "scopes": ["annotate"]})
-    assert created.status_code == 201
-    token = re.search(r'id="new-token">([^<]+)<', created.text).group(1)
+    created = submit(
+        f"/admin/users/{vendor}/tokens", {"name": "labeling vendor", "scopes": ["annotate"]}, follow_redirects=False
+    )
+    # Post/redirect/get: the token crosses the redirect sealed in the session, never readable in the cookie.
+    assert (created.status_code, created.headers["location"]) == (303, "/admin/users")
+    shown = client.get("/admin/users").text
+    token = re.search(r'id="new-token">([^<]+)<', shown).group(1)
+    assert "New token for <strong>vendor</strong>" in shown and 'data-copy="new-token"' in shown
+    assert token not in session_cookie_text(created) and "pfl_" not in session_cookie_text(created)
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["username"] == "vendor"
     assert token not in client.get("/admin/users").text  # shown once
     with db.session() as session:
@@ -229,6 +239,7 @@ def test_annotators_page_shows_the_statistics(client, db, admin):
     assert ">0.50</span>" in row
     assert '<span class="stat-value" id="alpha">0.55</span>' in page
     assert "4.2 s" in page and "800 ms" in page
+    assert '<a href="/admin/judgments?annotator=u1">3</a>' in page  # their judgments, in the browser
 
 
 def test_annotators_page_without_overlap_shows_dashes(client, db, admin):
@@ -287,6 +298,65 @@ def test_mark_a_comparison_as_gold_and_see_accuracy(client, db, submit):
         assert not session.get(Comparison, comparison_id).is_gold
 
 
+def test_gold_is_set_changed_and_cleared_from_the_comparisons_own_page(client, db, submit):
+    (comparison_id,) = make_comparisons(db, 1)
+    page = f"/admin/comparisons/{comparison_id}"
+    assert f'action="{page}/gold"' in client.get(page).text
+    response = submit(f"{page}/gold", {"choice": "tie"}, follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, page)
+    assert flash(client.get(page).text) == f"Comparison {comparison_id} is gold; expected answer: tie."
+    submit(f"{page}/gold", {"choice": "b"})
+    with db.session() as session:
+        comparison = session.get(Comparison, comparison_id)
+        assert (comparison.is_gold, comparison.gold_choice) == (True, Choice.b)
+    make_judgment(db, comparison_id=comparison_id, annotator_id=make_user(db, "judge"), choice="b")
+    shown = client.get(page).text
+    assert re.search(r'value="b" checked', shown) and "Remove from gold" in shown
+    assert '<a href="/admin/judgments?annotator=judge">judge</a>' in shown
+    cleared = submit(f"/admin/gold/{comparison_id}/clear", {"next": page}, follow_redirects=False)
+    assert cleared.headers["location"] == page
+    with db.session() as session:
+        assert not session.get(Comparison, comparison_id).is_gold
+    assert flash(client.get(page).text) == f"Comparison {comparison_id} is no longer gold."
+
+
+@pytest.mark.parametrize(
+    ("choice", "message"),
+    [
+        ("", "Choose the expected answer."),
+        ("left", "Expected answer must be one of a, b, tie, both_bad (got &#39;left&#39;)."),
+    ],
+)
+def test_bad_gold_answer_on_the_comparison_page_shows_that_page_again(client, db, submit, choice, message):
+    (comparison_id,) = make_comparisons(db, 1)
+    response = submit(f"/admin/comparisons/{comparison_id}/gold", {"choice": choice})
+    assert response.status_code == 422
+    assert error(response.text) == message
+    assert f"<h1>Comparison #{comparison_id}</h1>" in response.text
+    with db.session() as session:
+        assert not session.get(Comparison, comparison_id).is_gold
+
+
+def test_gold_for_a_missing_comparison_is_a_404(client, db, submit):
+    response = submit("/admin/comparisons/999/gold", {"choice": "a"}, headers=HTML)
+    assert response.status_code == 404
+    assert "Comparison 999 does not exist." in response.text
+
+
+def test_comparisons_show_which_policy_version_answered(client, db, admin):
+    with db.session() as session:
+        v1 = make_policy_version(session, number=1)
+        v4 = make_policy_version(session, number=4, status=PolicyStatus.candidate)
+        judged, ready = make_comparisons(session, 2, version_a_id=v4, version_b_id=v1)
+        session.get(Comparison, judged).is_gold = True
+        session.get(Comparison, judged).gold_choice = Choice.a
+    page = client.get(f"/admin/comparisons/{judged}").text
+    assert re.findall(r'<span class="version">policy v(\d+)</span>', page) == ["4", "1"]
+    gold = client.get("/admin/gold").text
+    assert gold.count("v4 · v1") == 2  # the gold set and the recent list
+    assert "policy_version_id" not in page
+
+
 @pytest.mark.parametrize(
     ("comparison_id", "choice", "status", "message"),
     [
@@ -304,6 +374,23 @@ def test_bad_gold_input_rerenders_the_form(client, db, submit, comparison_id, ch
 
 
 # --- prompts -----------------------------------------------------------------------------------------
+
+
+def test_prompts_show_how_many_judgments_each_has(client, db, admin):
+    alice, bob = make_user(db, "alice"), make_user(db, "bob")
+    with db.session() as session:
+        busy = make_prompt(session, text="A prompt judged three times")
+        quiet = make_prompt(session, text="A prompt never judged")
+        first, second = (make_comparison(session, prompt_id=busy, overlap_target=2) for _ in range(2))
+    for comparison_id, annotator in ((first, alice), (first, bob), (second, alice)):
+        make_judgment(db, comparison_id=comparison_id, annotator_id=annotator)
+    page = client.get("/admin/prompts").text
+    rows = {
+        int(m[0]): m[1]
+        for m in re.findall(r'<td class="num">(\d+)</td>\s*<td class="clip".*?<td class="num">(.*?)</td>', page, re.S)
+    }
+    assert rows[busy] == f'<a href="/admin/judgments?prompt={busy}">3</a>'
+    assert rows[quiet] == "0"
 
 
 def test_import_prompts_from_an_upload_then_search_and_deactivate(client, db, submit):

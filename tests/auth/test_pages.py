@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import func, select
 
-from app.auth.models import Role, User
+from app.auth.models import ApiToken, Role, User
 from tests.factories import PASSWORD, make_user
-from tests.helpers import csrf_from, login
+from tests.helpers import csrf_from, login, session_cookie_text
 
 
 def test_anonymous_browser_is_redirected_to_login(client):
@@ -133,10 +134,18 @@ def test_token_created_in_browser_is_shown_once_and_works(client, db):
     make_user(db, "alice", role=Role.annotator)
     login(client, "alice")
     csrf = csrf_from(client.get("/account").text)
-    created = client.post("/account/tokens", data={"name": "notebook", "scopes": "annotate", "csrf_token": csrf})
-    assert created.status_code == 201
-    token = created.text.split('id="new-token">')[1].split("<")[0]
+    created = client.post(
+        "/account/tokens", data={"name": "notebook", "scopes": "annotate", "csrf_token": csrf}, follow_redirects=False
+    )
+    # Post/redirect/get: a reload of the page that shows the token does not create another one.
+    assert (created.status_code, created.headers["location"]) == (303, "/account")
+    shown = client.get("/account").text
+    token = shown.split('id="new-token">')[1].split("<")[0]
     assert token.startswith("pfl_")
-    assert token not in client.get("/account").text
+    assert 'data-copy="new-token"' in shown
+    assert token not in session_cookie_text(created) and "pfl_" not in session_cookie_text(created)
+    assert token not in client.get("/account").text  # shown once
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(ApiToken)) == 1
     me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200 and me.json()["username"] == "alice"

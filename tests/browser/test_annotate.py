@@ -224,3 +224,67 @@ def test_screenshots_of_a_realistic_pair(browser_page: Page, live_server):
     screenshot(page, "annotate-narrow")
     left, right = (page.locator(f"{PAIR} .response[data-side={side}]").bounding_box() for side in ("left", "right"))
     assert right["y"] >= left["y"] + left["height"]  # stacked on a narrow screen
+
+
+def test_enter_without_a_verdict_says_what_is_missing(browser_page: Page, live_server):
+    page = browser_page
+    make_user(live_server.db, "alice")
+    make_comparisons(live_server.db, 2)
+    sign_in(page, live_server, "alice", next="/annotate")
+    first = pair_on_screen(page)
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_have_text("Pick a verdict first (keys 1–4).")
+    screenshot(page, "annotate-no-verdict", full_page=False)
+    assert pair_on_screen(page) == first
+    page.keyboard.press("1")  # a verdict ends the hint
+    expect(page.locator("#status")).to_have_text("")
+    with live_server.db.session() as session:
+        assert session.scalar(select(Judgment)) is None
+
+
+def test_saved_shows_in_the_action_row_and_ends_with_the_next_verdict(browser_page: Page, live_server):
+    page = browser_page
+    make_user(live_server.db, "alice")
+    make_comparisons(live_server.db, 3)
+    sign_in(page, live_server, "alice", next="/annotate")
+    first = pair_on_screen(page)
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    wait_for_pair_after(page, first)
+    status = page.locator("#status")
+    expect(status).to_have_text("Saved. Here is the next pair.")
+    screenshot(page, "annotate-saved", full_page=False)
+    card = page.locator("#verdict").bounding_box()
+    box = status.bounding_box()
+    # Inside the verdict card: it no longer sits over response B's border above the card.
+    assert card["y"] <= box["y"] and box["y"] + box["height"] <= card["y"] + card["height"]
+    assert card["x"] <= box["x"] and box["x"] + box["width"] <= card["x"] + card["width"]
+    page.keyboard.press("1")  # the next pair's verdict: the message about the last one goes
+    expect(status).to_have_text("")
+
+
+def test_a_phone_keeps_sign_out_on_one_line_and_the_rationale_hint_whole(browser_page: Page, live_server):
+    page = browser_page
+    page.set_viewport_size({"width": 390, "height": 844})
+    make_user(live_server.db, "alice")
+    make_comparisons(live_server.db, 1)
+    sign_in(page, live_server, "alice", next="/annotate")
+    sign_out = page.locator("header button:has-text('Sign out')").bounding_box()
+    brand = page.locator("header .brand").bounding_box()
+    assert sign_out["height"] < 1.5 * brand["height"]  # one line
+    assert sign_out["x"] + sign_out["width"] <= 390
+    # The placeholder's text fits the box it is drawn in.
+    assert page.evaluate(
+        """() => {
+          const box = document.getElementById("rationale");
+          const style = getComputedStyle(box);
+          const context = document.createElement("canvas").getContext("2d");
+          context.font = `${style.fontSize} ${style.fontFamily}`;
+          const room = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+          return context.measureText(box.placeholder).width <= room;
+        }"""
+    )
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_contain_text("Pick a verdict first")
+    screenshot(page, "annotate-phone")

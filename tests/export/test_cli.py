@@ -63,6 +63,7 @@ def test_parquet_is_picked_by_extension(world, settings, tmp_path):
     ("args", "message"),
     [
         (["--round", "999"], "Round 999 does not exist."),
+        (["--prompt", "999"], "Prompt 999 does not exist."),
         (["--since", "last week"], "--since: Input should be a valid datetime"),
         (["--format", "raw", "--aggregate", "majority"], "aggregate applies to trl, hh and kto"),
     ],

@@ -6,6 +6,7 @@ import base64
 
 import pytest
 
+from app.comparisons.models import Comparison
 from app.export.service import encode_cursor, pseudonym
 
 URL = "/api/v1/judgments"
@@ -104,6 +105,14 @@ def test_round_and_annotator_filters(client, world, admin_token, settings):
     assert [i["id"] for i in by_bob] == [world.judgments[k] for k in (1, 5, 6)]
 
 
+def test_prompt_filter(client, db, world, admin_token):
+    with db.session() as session:
+        prompt_id = session.get(Comparison, world.comparisons["c1"]).prompt_id
+    items, _ = _all_pages(client, admin_token, prompt=prompt_id)
+    assert [i["id"] for i in items] == [world.judgments[k] for k in (0, 1, 3)]
+    assert {i["prompt"]["id"] for i in items} == {prompt_id}
+
+
 def _error(response) -> dict:
     body = response.json()
     assert len(body["detail"]) == 1, body
@@ -144,6 +153,8 @@ def test_limit_out_of_range_is_422_naming_limit(client, admin_token, limit):
         ({"choice": "left"}, "choice", "Input should be"),
         ({"round": "999"}, "round", "Round 999 does not exist."),
         ({"policy_version": "42"}, "policy_version", "Policy version 42 does not exist."),
+        ({"prompt": "4242"}, "prompt", "Prompt 4242 does not exist."),
+        ({"prompt": "0"}, "prompt", "Input should be greater than or equal to 1"),
         ({"annotator": "ann_0000"}, "annotator", "No annotator has the id 'ann_0000'."),
         ({"since": "yesterday"}, "since", "Input should be a valid datetime"),
         (
