@@ -200,7 +200,8 @@ class SamplerWorker:
                 baseline = service.baseline_version(db=db, active=active, number=self.settings.SAMPLER_BASELINE_VERSION)
             active_ref = VersionRef(active.id, active.number, active.path)
             baseline_ref = VersionRef(baseline.id, baseline.number, baseline.path) if baseline else None
-            candidate_ref, share = service.rollout_partner(db=db, active=active)
+            candidate, share = service.rollout_partner(db=db, active=active)
+            candidate_ref = VersionRef(candidate.id, candidate.number, candidate.path) if candidate else None
         wanted = {active_ref.id, baseline_ref.id if baseline_ref else None, candidate_ref.id if candidate_ref else None}
         self._failures = {k: v for k, v in self._failures.items() if k in wanted}
         if self.serving is None or active_ref.id != self.serving.id:
