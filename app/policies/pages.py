@@ -15,6 +15,7 @@ from app.core.pages import console_page, local_target, redirect_with_flash, rere
 from app.policies import service
 from app.ratings import service as ratings_service
 from app.rollout import service as rollout_service
+from app.rollout.models import RolloutStatus
 from app.training import service as training_service
 
 router = APIRouter()
@@ -24,15 +25,17 @@ def _policies_context(db: Session) -> dict[str, Any]:
     versions = service.list_versions(db=db)
     leaderboard = ratings_service.leaderboard(db=db)
     version_ids = [v.id for v in versions]
+    rollouts = {
+        version_id: rollout_service.to_read(db=db, rollout=rollout)
+        for version_id, rollout in rollout_service.latest_for(db=db, version_ids=version_ids).items()
+    }
     return {
         "versions": versions,
         "lineage": {v.id: [a.number for a in service.lineage(db=db, version=v)] for v in versions},
         "rounds": training_service.producing_rounds(db=db, version_ids=version_ids),
         "activation": training_service.activation_verdicts(db=db, version_ids=version_ids),
-        "rollouts": {
-            version_id: rollout_service.to_read(db=db, rollout=rollout)
-            for version_id, rollout in rollout_service.latest_for(db=db, version_ids=version_ids).items()
-        },
+        "rollouts": rollouts,
+        "running_rollout": next((r for r in rollouts.values() if r.status is RolloutStatus.running), None),
         "active": service.get_active(db=db),
         "ratings": {row.version_id: row for row in leaderboard},
         "min_battles": ratings_service.MIN_BATTLES,
