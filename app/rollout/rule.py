@@ -65,7 +65,7 @@ def describe(found: Evidence, confidence: float) -> str:
         return "no rollout judgments"
     return (
         f"{found.battles} rollout judgments ({found.wins} won, {found.losses} lost, {found.ties} tied); rating "
-        f"difference {found.rating_diff:+.0f} Elo, {confidence:.0%} interval {found.rating_diff_low:+.0f} to "
+        f"difference {found.rating_diff:+.0f} Elo, {confidence * 100:g}% interval {found.rating_diff_low:+.0f} to "
         f"{found.rating_diff_high:+.0f}"
     )
 

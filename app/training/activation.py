@@ -68,7 +68,7 @@ def decide(*, results: dict, config: dict) -> ActivationVerdict:
         "score_gain": gain, "score_gain_low": low, "score_gain_high": high, "confidence": confidence, "kl": kl,
         "max_kl": max_kl,
     }  # fmt: skip
-    level = f"{confidence:.0%}" if confidence is not None else "its"
+    level = f"{confidence * 100:g}%" if confidence is not None else "its"
     bounds = f" ({level} interval {_signed(low)} to {_signed(high)})" if low is not None and high is not None else ""
     measured = f"held-out score gain {_signed(gain)}{bounds}" if gain is not None else "no held-out score gain"
     if config.get("rollout_share", 0) > 0:
