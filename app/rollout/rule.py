@@ -14,7 +14,8 @@ Once there are at least MIN_BATTLES rollout battles:
 
 The rule is checked again after every judgment, and each look is another chance for noise to cross a
 bound; the default confidence (TRAINING_ROLLOUT_CONFIDENCE) is therefore stricter than 95%, chosen by
-simulation so that indifferent annotators rarely decide anything (docs/training.md, "Human-gated rollout").
+simulation so that indifferent annotators rarely decide anything (bench/bench_rollout.py; the README's
+"When a new policy goes live").
 """
 
 from __future__ import annotations

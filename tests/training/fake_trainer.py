@@ -3,8 +3,9 @@
     python fake_trainer.py --script JSON --workdir DIR --parent-pid PID
 
 Script keys: "points" [[stage, step, total, {values}], ...] logged one by one, "sleep_s" between them,
-"evaluate" {metric: value} over the held-out evaluation's results (a confident gain by default), and "end": succeeded | rejected | failed (exit 1) | sigkill (kills itself) | hang (until SIGTERM,
-then state interrupted and exit 143, as the real trainer does) | silent (exit 3 before writing anything).
+"evaluate" {metric: value} over the held-out evaluation's results (a confident gain by default), and
+"end": succeeded | rejected | failed (exit 1) | sigkill (kills itself) | hang (until SIGTERM, then state
+interrupted and exit 143, as the real trainer does) | silent (exit 3 before writing anything).
 """
 
 import argparse
