@@ -182,6 +182,9 @@ def test_the_evaluate_stage_cuts_long_held_out_prompts_to_fit_the_position_embed
     assert len(tokenizer(long_prompt[0]["content"])["input_ids"]) > 256
     result = stage_evaluate(rnd, snap)
     assert result["eval/num_prompts"] == 2 and result["eval/score_gain"] == pytest.approx(0.0, abs=1e-4)
+    # the interval the activation rule reads, at the round's configured level
+    assert result["eval/confidence"] == snap.config.evaluate.confidence == 0.95
+    assert result["eval/score_gain_low"] <= result["eval/score_gain"] <= result["eval/score_gain_high"]
 
 
 def test_gate_verdicts():
