@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from datetime import timedelta
 
 import pytest
@@ -199,3 +200,35 @@ def _admin(db) -> User:
 def _path_of(db, version_id: int) -> str:
     with db.session() as session:
         return session.get(PolicyVersion, version_id).path
+
+
+def test_an_admin_activation_and_peoples_verdict_at_the_same_moment_leave_one_active_version(settings, db, versions):
+    """People's judgments would activate the candidate; an admin rolls back in the same instant. The
+    admin's transaction holds the rollout's row, so the rule's evaluation waits for it, then finds the
+    rollout decided by the admin and activates nothing."""
+    parent, candidate = versions
+    rollback = make_policy_version(db, number=3, status=PolicyStatus.archived, path=_path_of(db, parent))
+    rollout_id = start_rollout(settings, db, candidate_id=candidate)
+    annotator = make_user(db, "sweep")
+    for _ in range(20):
+        comparison = make_comparison(db, version_a_id=candidate, version_b_id=parent)
+        make_judgment(db, comparison_id=comparison, annotator_id=annotator, choice=Choice.a)
+    evaluated = threading.Event()
+
+    def peoples_verdict() -> None:
+        with db.write_session() as session:
+            service.evaluate(db=session, rollout_id=rollout_id, now=utcnow())
+        evaluated.set()
+
+    with db.write_session() as session:
+        service.activate(db=session, version_id=rollback, admin=None, now=utcnow())
+        thread = threading.Thread(target=peoples_verdict)
+        thread.start()
+        assert not evaluated.wait(0.5), "the evaluation waits for the admin's transaction"
+    thread.join(timeout=15)
+    assert evaluated.is_set()
+    with db.session() as session:
+        rollout = service.get_or_raise(db=session, rollout_id=rollout_id)
+        assert rollout.status is RolloutStatus.ended and rollout.reason.startswith("Decided by admin")
+        assert [v.number for v in session.query(PolicyVersion).filter_by(status=PolicyStatus.active)] == [3]
+    assert _status(db, candidate) is PolicyStatus.candidate
