@@ -21,7 +21,6 @@ import time
 import numpy as np
 
 from app.rollout import rule
-from app.rollout.models import RolloutStatus
 
 CANDIDATE, PARENT = 1, 0
 
@@ -38,8 +37,7 @@ def simulate(p: float, *, confidence: float, cap: int, rollouts: int, seed: int)
             found = rule.evidence(battles, candidate=CANDIDATE, parent=PARENT, confidence=confidence)
             decided = rule.verdict(found, confidence=confidence, max_battles=cap, past_deadline=False)
             if decided is not None:
-                status = decided[0]
-                endings[status.value if status is not RolloutStatus.ended else "inconclusive"] += 1
+                endings[decided[0].value] += 1
                 break
         used.append(len(battles))
     return {k: v / rollouts for k, v in endings.items()} | {"median_judgments": statistics.median(used)}
