@@ -8,6 +8,7 @@ from app.judgments.models import Judgment
 from app.policies.models import PolicyStatus, PolicyVersion, RewardModel
 from app.prompts.models import Prompt
 from app.queue.models import QueueLock, Skip
+from app.rollout.models import Rollout, RolloutStatus
 from app.training.models import RoundMetric, RoundStatus, TrainingRound
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -26,6 +27,8 @@ __all__ = [
     "QueueLock",
     "RewardModel",
     "Role",
+    "Rollout",
+    "RolloutStatus",
     "RoundMetric",
     "RoundStatus",
     "SiteSetting",

@@ -32,6 +32,7 @@ from app.prompts import pages as prompt_pages
 from app.prompts import views as prompt_views
 from app.queue import views as queue_views
 from app.ratings import views as rating_views
+from app.rollout import views as rollout_views
 from app.sampler import views as sampler_views
 from app.stats import views as stats_views
 from app.training import pages as training_pages
@@ -51,6 +52,7 @@ api_router.include_router(policy_views.router, tags=["policies"], dependencies=A
 api_router.include_router(sampler_views.router, tags=["policies"], dependencies=ADMIN)
 api_router.include_router(prompt_views.router, tags=["prompts"], dependencies=ADMIN)
 api_router.include_router(rating_views.router, tags=["policies"], dependencies=ADMIN)
+api_router.include_router(rollout_views.router, tags=["policies"], dependencies=ADMIN)  # /rollouts
 api_router.include_router(training_views.router, tags=["training"], dependencies=ADMIN)  # /rounds
 # /stats/progress|annotators|agreement: about annotators and the loop, not preference data
 api_router.include_router(stats_views.router, tags=["stats"], dependencies=ADMIN)
@@ -65,7 +67,7 @@ CONSOLE_ROUTERS = [
     comparison_pages.router,  # /admin/gold, /admin/comparisons/{id}
     judgment_pages.router,  # /admin/judgments
     export_pages.router,  # /admin/export
-    policy_pages.router,  # /admin/policies
+    policy_pages.router,  # /admin/policies, /admin/rollouts/{id}/stop
     training_pages.router,  # /admin/rounds
 ]
 

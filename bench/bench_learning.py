@@ -2,7 +2,8 @@
 
 From the embedded policy and a fresh database, for each preference function, run K rounds of:
   1. scripted annotators judge M comparisons through the HTTP API (their own tokens, with noise),
-  2. one training round, launched through the API, runs on the server's local worker and is activated,
+  2. one training round, launched through the API, runs on the server's local worker; its version is
+     activated when its held-out gain is confidently positive (the row says so in "activation"),
   3. the oracle — the same preference without noise — judges fresh samples of the new version and
      of the base on held-out prompts (never used in training): wins / (wins + losses) with a 95% Wilson
      interval, ties beside it.
@@ -197,6 +198,8 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
                         "oracle": round(oracle_s, 1),
                     },
                     "gates": results.get("gates"),
+                    # activated only on a confident held-out gain; a candidate leaves the next round where it was
+                    "activation": results.get("activation", {}).get("decision"),
                 }
             )
             log(json.dumps(rows[-1]))

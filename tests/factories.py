@@ -23,7 +23,7 @@ from app.comparisons import service as comparisons_service
 from app.comparisons.models import Choice, Comparison, ComparisonStatus
 from app.comparisons.schemas import NewCompletion
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Database, utcnow
 from app.core.security import hash_password
 from app.judgments.models import Judgment
 from app.policies import registry
@@ -32,6 +32,7 @@ from app.policies.models import PolicyStatus
 from app.prompts import service as prompts_service
 from app.prompts.models import Prompt
 from app.prompts.schemas import PromptIn
+from app.rollout import service as rollout_service
 from app.training.models import RoundStatus, TrainingRound
 
 PASSWORD = "correct horse battery"
@@ -294,3 +295,17 @@ def make_training_round(
         session.add(round_)
         session.flush()
         return round_.id
+
+
+# --- rollouts ---------------------------------------------------------------------------------
+
+
+def start_rollout(settings: Settings, db: Database | Session, *, candidate_id: int, share: float = 0.5) -> int:
+    """A human-gated rollout of candidate_id against its parent (which must be active), started now."""
+    with _session(db) as session:
+        candidate = policies_service.get_or_raise(db=session, version_id=candidate_id)
+        rollout, refused = rollout_service.start(
+            db=session, settings=settings, candidate=candidate, share=share, now=utcnow()
+        )
+        assert rollout is not None, refused
+        return rollout.id

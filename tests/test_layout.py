@@ -67,6 +67,8 @@ SERVICE_EDGES_FORBIDDEN = [
     ("comparisons", "sampler"),
     ("prompts", "sampler"),
     ("policies", "training"),
+    ("policies", "rollout"),  # a rollout activates through the policies service, never the reverse
+    ("ratings", "rollout"),
 ]
 
 

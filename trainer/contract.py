@@ -329,6 +329,18 @@ class EvaluateConfig(_Strict):
     samples_per_prompt: int = Field(2, ge=1, le=64, description="Answers sampled per prompt and policy.")
     batch_size: int = Field(64, ge=1, le=4096, description="Sequences generated per batch.")
     seed: int = Field(0, ge=0, description="Seeds the prompt choice and the sampling.")
+    confidence: float = Field(
+        0.95,
+        ge=0.5,
+        lt=1,
+        description="Level of the score gain's interval (a paired bootstrap over held-out prompts); a new "
+        "policy is activated automatically only when the interval's lower end is above 0.",
+    )
+
+
+# The held-out evaluation's score gain (new policy minus the one it started from) and its interval: the
+# trainer writes them (trainer/evaluate.py), the app's activation rule reads them.
+SCORE_GAIN, SCORE_GAIN_LOW, SCORE_GAIN_HIGH = "eval/score_gain", "eval/score_gain_low", "eval/score_gain_high"
 
 
 class GateConfig(_Strict):
@@ -348,7 +360,17 @@ class RoundConfig(_Strict):
     reference: Literal["base", "previous"] = Field(
         description="PPO's frozen reference: the lineage's base policy, or the version the round starts from."
     )
-    activate: bool = Field(description="Activate the new policy when the round succeeds (else a candidate).")
+    activate: bool = Field(
+        description="Activate the new policy automatically when it beats its parent on the held-out evaluation "
+        "with confidence (the score gain's interval above 0); otherwise, or when false, it stays a candidate."
+    )
+    rollout_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Human-gated rollout: share of new annotation pairs that pit the new policy against its "
+        "parent; people's ratings then activate or reject it. 0: off (the held-out rule decides).",
+    )
     data: DataConfig
     reward: RewardArgs = RewardArgs()
     ppo: PPOArgs = PPOArgs()

@@ -5,13 +5,18 @@ top_k=0, top_p=1) with the same seed, so where the new policy has not moved they
 and the score difference measures what training changed, not sampling noise. KL to the reference is
 the per-answer sum of k1 = log p - log q over the sampled tokens, as PPO's objective/kl, but on
 prompts PPO never trained on.
+
+The score gain comes with an interval: a paired bootstrap over prompts (each prompt's answers stay
+together, since answers to one prompt are not independent), so the app's activation rule can ask
+whether the new policy beats the old one with confidence, not only on average.
 """
 
+import math
 from collections.abc import Callable
 
 import torch
 
-from trainer.contract import PPOArgs
+from trainer.contract import SCORE_GAIN, SCORE_GAIN_HIGH, SCORE_GAIN_LOW, PPOArgs
 from trainer.models import (
     autocast,
     configure_cpu,
@@ -38,9 +43,10 @@ from trainer.tensor_utils import logprobs_from_logits, response_mask_from_eos, t
 def compare_policies(
     *, old_dir: str, new_dir: str, ref_dir: str, reward_model_dir: str, prompts: list, args: PPOArgs,
     samples_per_prompt: int, batch_size: int, seed: int, on_progress: Callable[[int, int], None] | None = None,
-    device: str = "auto",
+    device: str = "auto", confidence: float = 0.95,
 ) -> dict:  # fmt: skip
-    """eval/* metrics: mean raw RM score of each policy, KL to the reference, EOS rate, answer length.
+    """eval/* metrics: mean raw RM score of each policy, the gain with its `confidence` interval, KL to the
+    reference, EOS rate, answer length.
 
     prompts: chat message lists; each is sampled samples_per_prompt times by each policy.
     device: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda", ...; precision as args.precision.
@@ -78,12 +84,18 @@ def compare_policies(
                 policy, reference, reward_model, queries, args, batch_size, eos, pad, on_batch=batch_done
             )
     old, new = sides["old"], sides["new"]
+    # queries hold each prompt's samples side by side: one row per prompt
+    per_prompt_gain = (new["scores"] - old["scores"]).double().cpu().view(len(prompts), samples_per_prompt).mean(1)
+    gain_low, gain_high = paired_bootstrap_interval(per_prompt_gain, confidence=confidence, seed=seed)
     return {
         "eval/num_prompts": len(prompts),
         "eval/num_samples": len(queries),
         "eval/score_old": old["scores"].mean().item(),
         "eval/score_new": new["scores"].mean().item(),
-        "eval/score_gain": (new["scores"] - old["scores"]).mean().item(),
+        SCORE_GAIN: (new["scores"] - old["scores"]).mean().item(),
+        SCORE_GAIN_LOW: gain_low,
+        SCORE_GAIN_HIGH: gain_high,
+        "eval/confidence": confidence,
         "eval/kl": new["kl"].mean().item(),
         "eval/kl_old": old["kl"].mean().item(),
         "eval/eos_rate": new["eos"].float().mean().item(),
@@ -91,6 +103,29 @@ def compare_policies(
         "eval/response_length": new["length"].float().mean().item(),
         "eval/response_length_old": old["length"].float().mean().item(),
     }
+
+
+def paired_bootstrap_interval(
+    differences: torch.Tensor, *, confidence: float, seed: int, resamples: int = 10_000
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `differences` (one per prompt: new minus old score).
+
+    Prompts are resampled with replacement; `resamples` means, in chunks so memory stays bounded for
+    thousands of prompts. Fewer than 2 prompts bound nothing: (-inf, inf)."""
+    n = differences.numel()
+    if n < 2:
+        return -math.inf, math.inf
+    generator = torch.Generator().manual_seed(seed)
+    chunk = max(1, 1_000_000 // n)
+    means = torch.cat(
+        [
+            differences[torch.randint(n, (min(chunk, resamples - start), n), generator=generator)].mean(1)
+            for start in range(0, resamples, chunk)
+        ]
+    )
+    tail = (1 - confidence) / 2
+    low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=means.dtype)).tolist()
+    return low, high
 
 
 def sample_and_score(policy, reference, reward_model, queries: list[list[int]], args: PPOArgs, batch_size: int,

@@ -61,6 +61,7 @@ from trainer.contract import (  # noqa: E402
     POLICY_OUTPUT,
     PROMPTS_FILE,
     REWARD_MODEL_OUTPUT,
+    SCORE_GAIN,
     SNAPSHOT_DIR,
     STAGE_OUTPUT,
     STATUS_FILE,
@@ -259,7 +260,7 @@ def stage_evaluate(rnd: Round, snap: Snapshot) -> dict:
         prompts=snap.eval_prompts[: config.evaluate.max_prompts], args=config.ppo,
         samples_per_prompt=config.evaluate.samples_per_prompt, batch_size=config.evaluate.batch_size,
         seed=config.evaluate.seed, on_progress=lambda done, total: rnd.status.update(step=done, total_steps=total),
-        device=config.ppo.device,
+        device=config.ppo.device, confidence=config.evaluate.confidence,
     )  # fmt: skip
 
 
@@ -315,7 +316,7 @@ def gate_verdicts(results: dict, gates: GateConfig) -> dict[str, dict]:
             )
         )
         if gates.min_score_gain is not None:
-            checks.append(("score_gain", results[Stage.evaluate].get("eval/score_gain"), ">=",
+            checks.append(("score_gain", results[Stage.evaluate].get(SCORE_GAIN), ">=",
                            gates.min_score_gain, "held-out reward-model score gain over the old policy",
                            "gates.min_score_gain"))  # fmt: skip
     verdicts = {}

@@ -106,7 +106,29 @@ class Settings(BaseSettings):
     WORKER_ENABLED: bool = Field(True, description="Start one local training worker process with the server.")
     WORKER_POLL_S: float = Field(2.0, gt=0, description="How often a worker looks for queued rounds.")
     TRAINING_AUTO_ACTIVATE: bool = Field(
-        True, description="Activate a round's new policy at once; false leaves it a candidate for an admin."
+        True,
+        description="Activate a round's new policy when it beats its parent on the held-out evaluation with "
+        "confidence (the score gain's interval above 0); otherwise, or when false, it stays a candidate.",
+    )
+    # Human-gated rollout (app/rollout/): people's judgments of the candidate against its parent decide.
+    TRAINING_ROLLOUT_SHARE: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of new annotation pairs that pit a round's candidate against its parent; the "
+        "candidate is activated or rejected by people's ratings. 0: off (the held-out rule decides).",
+    )
+    TRAINING_ROLLOUT_MAX_BATTLES: int = Field(
+        300, ge=10, description="Rollout judgments after which an undecided rollout ends inconclusive."
+    )
+    TRAINING_ROLLOUT_MAX_HOURS: float = Field(
+        72.0, gt=0, description="Hours after which an undecided rollout ends inconclusive."
+    )
+    # The rule is checked after every judgment, and each look is another chance for noise to cross a bound:
+    # simulated with indifferent annotators (bench/bench_rollout.py, cap 300), 0.95 gives a wrong verdict in
+    # ~30% of rollouts, 0.995 in ~6%, while a candidate preferred 60:40 is still activated ~85% of the time.
+    TRAINING_ROLLOUT_CONFIDENCE: float = Field(
+        0.995, ge=0.5, lt=1, description="Level of the rating difference's interval that decides a rollout."
     )
     TRAINING_SCHEDULE_MIN_NEW_JUDGMENTS: int = Field(
         0,

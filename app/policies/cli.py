@@ -11,12 +11,13 @@ from typing import Any
 import typer
 
 from app.core.config import Settings, get_settings
-from app.core.db import Database
+from app.core.db import Database, utcnow
 from app.core.errors import DomainError
 from app.core.migrations import upgrade_to_head
 from app.policies import registry, service
 from app.policies.models import PolicyStatus, PolicyVersion
 from app.prompts import service as prompt_service
+from app.rollout import service as rollout_service
 
 policy_cli = typer.Typer(help="Policy versions in the model registry.", no_args_is_help=True)
 EMBEDDED_SOURCE = "embedded"
@@ -146,12 +147,13 @@ def list_policies() -> None:
 
 @policy_cli.command("activate")
 def activate_policy(number: int = typer.Argument(..., help="The version number to make active.")) -> None:
-    """Make version NUMBER active (an earlier one: a rollback); the sampler switches without a restart."""
+    """Make version NUMBER active (an earlier one: a rollback); the sampler switches without a restart. A
+    running rollout ends, decided by admin."""
     db = _open(get_settings())
     try:
-        with db.session() as session:
+        with db.write_session() as session:
             version = service.get_by_number_or_raise(db=session, number=number)
-            service.activate(db=session, version_id=version.id)
+            rollout_service.activate(db=session, version_id=version.id, admin=None, now=utcnow())
     except DomainError as exc:
         _fail(exc.msg)
     finally:

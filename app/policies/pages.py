@@ -9,13 +9,16 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from app.api.deps import CsrfChecked, IdPath, SessionDep, SettingsDep
+from app.api.deps import CsrfChecked, IdPath, PageAdmin, SessionDep, SettingsDep
 from app.comparisons import service as comparisons_service
 from app.core.config import Settings
-from app.core.pages import confirm_page, console_page, redirect_with_flash, rerender_if_refused
+from app.core.db import utcnow
+from app.core.pages import confirm_page, console_page, local_target, redirect_with_flash, rerender_if_refused
 from app.policies import service
 from app.policies.models import PolicyVersion
 from app.ratings import service as ratings_service
+from app.rollout import service as rollout_service
+from app.rollout.models import RolloutStatus
 from app.training import service as training_service
 
 router = APIRouter()
@@ -50,10 +53,18 @@ def activation_message(db: Session, settings: Settings, version: PolicyVersion) 
 def _policies_context(db: Session) -> dict[str, Any]:
     versions = service.list_versions(db=db)
     leaderboard = ratings_service.leaderboard(db=db)
+    version_ids = [v.id for v in versions]
+    rollouts = {
+        version_id: rollout_service.to_read(db=db, rollout=rollout)
+        for version_id, rollout in rollout_service.latest_for(db=db, version_ids=version_ids).items()
+    }
     return {
         "versions": versions,
         "lineage": {v.id: [a.number for a in service.lineage(db=db, version=v)] for v in versions},
-        "rounds": training_service.producing_rounds(db=db, version_ids=[v.id for v in versions]),
+        "rounds": training_service.producing_rounds(db=db, version_ids=version_ids),
+        "activation": training_service.activation_verdicts(db=db, version_ids=version_ids),
+        "rollouts": rollouts,
+        "running_rollout": next((r for r in rollouts.values() if r.status is RolloutStatus.running), None),
         "active": service.get_active(db=db),
         "ratings": {row.version_id: row for row in leaderboard},
         "min_battles": ratings_service.MIN_BATTLES,
@@ -76,6 +87,7 @@ def activate_policy(
     version_id: IdPath,
     db: SessionDep,
     settings: SettingsDep,
+    admin: PageAdmin,
     confirmed: Annotated[bool, Form()] = False,
 ) -> Response:
     with rerender_if_refused("policies", _policies_context):
@@ -89,6 +101,17 @@ def activate_policy(
                 back="/admin/policies",
                 section="policies",
             )
-        version = service.activate(db=db, version_id=version_id)
+        version = rollout_service.activate(db=db, version_id=version_id, admin=admin, now=utcnow())
     message = f"Policy v{version.number} is active; the sampler switches to it."
     return redirect_with_flash(request, "/admin/policies", message)
+
+
+@router.post("/rollouts/{rollout_id}/stop", dependencies=[CsrfChecked])
+async def stop_rollout(request: Request, rollout_id: IdPath, db: SessionDep, admin: PageAdmin) -> Response:
+    """End a running rollout by hand; the page it was stopped from (the round's or this one) shows it."""
+    back = local_target(str((await request.form()).get("next", "")), "/admin/policies", within="/admin/")
+    with rerender_if_refused("policies", _policies_context):
+        rollout = rollout_service.stop(db=db, rollout_id=rollout_id, admin=admin, now=utcnow())
+    candidate = service.get_or_raise(db=db, version_id=rollout.candidate_id)
+    message = f"The rollout of v{candidate.number} is stopped; v{candidate.number} stays a candidate."
+    return redirect_with_flash(request, back, message)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import ApiAdmin, IdPath, SessionDep
+from app.core.db import utcnow
 from app.policies import service
 from app.policies.models import PolicyVersion
 from app.policies.schemas import PolicyVersionRead, RewardModelRead
+from app.rollout import service as rollout_service
 from app.training import service as training_service
 
 router = APIRouter()
@@ -38,11 +40,11 @@ def read_policy(number: IdPath, db: SessionDep, _admin: ApiAdmin) -> PolicyVersi
 
 
 @router.post("/policies/{number}/activate", response_model=PolicyVersionRead)
-def activate_policy(number: IdPath, db: SessionDep, _admin: ApiAdmin) -> PolicyVersionRead:
+def activate_policy(number: IdPath, db: SessionDep, admin: ApiAdmin) -> PolicyVersionRead:
     """Make this version the one the sampler uses (an earlier one: a rollback). The previously active
-    version is archived. The sampler switches without a restart."""
+    version is archived. The sampler switches without a restart. A running rollout ends, decided by admin."""
     version = service.get_by_number_or_raise(db=db, number=number)
-    version = service.activate(db=db, version_id=version.id)
+    version = rollout_service.activate(db=db, version_id=version.id, admin=admin, now=utcnow())
     return _read(version, training_service.producing_rounds(db=db, version_ids=[version.id]))
 
 

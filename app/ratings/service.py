@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
@@ -20,11 +22,14 @@ MIN_BATTLES = 10
 _OUTCOME = {Choice.a: 1.0, Choice.b: 0.0, Choice.tie: 0.5, Choice.both_bad: 0.5}
 
 
-def battles(*, db: Session) -> list[bt.Battle[int]]:
+def battles(
+    *, db: Session, between: tuple[int, int] | None = None, since: datetime | None = None
+) -> list[bt.Battle[int]]:
     """(version a, version b, outcome) for every judgment of a pair from two different versions,
-    by active annotators whose work is not excluded from training."""
+    by active annotators whose work is not excluded from training; only those of the two versions
+    `between`, and only judgments stored from `since` on, when given (a rollout's battles)."""
     completion_a, completion_b = aliased(Completion), aliased(Completion)
-    rows = db.execute(
+    query = (
         select(completion_a.policy_version_id, completion_b.policy_version_id, Judgment.choice)
         .join(Comparison, Judgment.comparison_id == Comparison.id)
         .join(completion_a, Comparison.completion_a_id == completion_a.id)
@@ -33,7 +38,11 @@ def battles(*, db: Session) -> list[bt.Battle[int]]:
         .where(completion_a.policy_version_id != completion_b.policy_version_id)
         .where(User.is_active.is_(True), User.excluded_from_training.is_(False))
     )
-    return [(a, b, _OUTCOME[Choice(choice)]) for a, b, choice in rows]
+    if between is not None:
+        query = query.where(completion_a.policy_version_id.in_(between), completion_b.policy_version_id.in_(between))
+    if since is not None:
+        query = query.where(Judgment.created_at >= since)
+    return [(a, b, _OUTCOME[Choice(choice)]) for a, b, choice in db.execute(query)]
 
 
 def _record(all_battles: list[bt.Battle[int]], version: int, opponent: int | None) -> RecordRead | None:

@@ -15,6 +15,9 @@ class SamplerStatusRead(BaseModel):
         "pending or after the active version failed to load (see last_error)."
     )
     baseline_version: int | None = Field(description="The earlier version of cross-version pairs.")
+    rollout_candidate: int | None = Field(
+        None, description="The candidate a running human-gated rollout pits against the served version."
+    )
     last_error: str
     low_water: int | None = Field(description="The pool size the sampler keeps.")
     host: str | None

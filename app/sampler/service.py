@@ -17,6 +17,7 @@ from app.comparisons.models import Comparison, ComparisonStatus, Completion
 from app.policies import service as policy_service
 from app.policies.models import PolicyVersion
 from app.prompts.models import Prompt
+from app.rollout import service as rollout_service
 
 # The sampler may run in another process (or machine): it reports what it serves through this row.
 STATUS_KEY = "sampler_status"
@@ -64,6 +65,15 @@ def baseline_version(*, db: Session, active: PolicyVersion, number: int = 0) -> 
     else:
         baseline = policy_service.previous_version(db=db, version=active)
     return baseline if baseline is not None and baseline.id != active.id else None
+
+
+def rollout_partner(*, db: Session, active: PolicyVersion) -> tuple[PolicyVersion | None, float]:
+    """(the running rollout's candidate, the share of new pairs it gets) when `active` is its parent;
+    (None, 0.0) otherwise."""
+    rollout = rollout_service.running(db=db)
+    if rollout is None or rollout.parent_id != active.id:
+        return None, 0.0
+    return policy_service.get_or_raise(db=db, version_id=rollout.candidate_id), rollout.share
 
 
 def next_seed(*, db: Session, base_seed: int) -> int:

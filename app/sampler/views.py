@@ -23,6 +23,7 @@ def read_sampler(db: SessionDep, _admin: ApiAdmin) -> SamplerStatusRead:
         active_version=active.number if active else None,
         serving_version=status.get("serving_version"),
         baseline_version=status.get("baseline_version"),
+        rollout_candidate=status.get("rollout_candidate"),
         last_error=status.get("last_error", ""),
         low_water=status.get("low_water"),
         host=status.get("host"),

@@ -10,9 +10,12 @@ Each cycle:
   1. Sync the model with the database: when another version became active, load it beside the one
      serving; if the load fails, the old one keeps serving (and the pool is left alone) and the load is
      retried after SAMPLER_RETRY_LOAD_S.
+     While a human-gated rollout runs (app/rollout/), its candidate is loaded too, and the rollout's rule
+     is applied first to the judgments so far (it may activate the candidate, or end the rollout).
   2. While the pool of pairs with the serving version is below SAMPLER_LOW_WATER: take the prompts that
-     need pairs most, sample two completions each (a SAMPLER_CROSS_VERSION_FRACTION of them: one from
-     the active version and one from the baseline version), store completions and comparisons.
+     need pairs most, sample two completions each (the rollout's share of them: one from the active
+     version and one from the candidate; a SAMPLER_CROSS_VERSION_FRACTION of the rest: one from the
+     active version and one from the baseline version), store completions and comparisons.
   3. After a switch, once that pool is full (or nothing more can be made): retire the ready pairs without
      the new version, per SAMPLER_RETIRE_ON_SWITCH. Until then they keep serving, so annotators never
      meet an empty queue right after an activation.
@@ -36,7 +39,10 @@ from app.comparisons import service as comparisons_service
 from app.comparisons.schemas import NewCompletion
 from app.core.config import Settings
 from app.core.db import Database, utcnow
+from app.core.errors import Conflict
 from app.policies import service as policy_service
+from app.rollout import service as rollout_service
+from app.rollout.models import RolloutStatus
 from app.sampler import service
 
 if TYPE_CHECKING:
@@ -58,7 +64,7 @@ class VersionRef:
 class _Job:
     prompt_id: int
     messages: list[dict]
-    cross: bool
+    partner: VersionRef | None  # the version of the pair's second answer; None: the serving one
 
 
 class SamplerWorker:
@@ -75,6 +81,8 @@ class SamplerWorker:
         self._too_long: set[int] = set()  # prompt ids the serving model's context cannot hold
         self.serving: VersionRef | None = None
         self.baseline: VersionRef | None = None
+        self.candidate: VersionRef | None = None  # a running rollout's, while its parent is served
+        self.rollout_share = 0.0
         self._last_note = ""
         self._reported: dict = {}
         self._reported_at = 0.0
@@ -139,6 +147,7 @@ class SamplerWorker:
         status = {
             "serving_version": self.serving.number if self.serving else None,
             "baseline_version": self.baseline.number if self.baseline else None,
+            "rollout_candidate": self.candidate.number if self.candidate else None,
             "last_error": self.last_error,
             "low_water": self.settings.SAMPLER_LOW_WATER,
             "host": socket.gethostname(),
@@ -185,8 +194,20 @@ class SamplerWorker:
         self._retire_pending = False
         log.info("version %d's pool is full; retired %d ready pairs without it", self.serving.number, retired)
 
+    def decide_rollout(self) -> None:
+        """Apply the running rollout's rule to the judgments so far; it may activate the candidate."""
+        try:
+            with self.db.write_session() as db:
+                rollout = rollout_service.evaluate_running(db=db, now=utcnow())
+                if rollout is not None and rollout.status is not RolloutStatus.running:
+                    log.info("rollout %d %s: %s", rollout.id, rollout.status.value, rollout.reason)
+        except Conflict as exc:  # an admin activated a version at this very moment: the next cycle sees it
+            log.info("rollout decision deferred: %s", exc.msg)
+
     def sync_version(self) -> None:
-        """Serve the active version (loading it if needed) and load the cross-version baseline."""
+        """Serve the active version (loading it if needed), and load the cross-version baseline and a
+        running rollout's candidate."""
+        self.decide_rollout()
         with self.db.session() as db:
             active = policy_service.get_active(db=db)
             if active is None:
@@ -196,7 +217,9 @@ class SamplerWorker:
                 baseline = service.baseline_version(db=db, active=active, number=self.settings.SAMPLER_BASELINE_VERSION)
             active_ref = VersionRef(active.id, active.number, active.path)
             baseline_ref = VersionRef(baseline.id, baseline.number, baseline.path) if baseline else None
-        wanted = {active_ref.id, baseline_ref.id if baseline_ref else None}
+            candidate, share = service.rollout_partner(db=db, active=active)
+            candidate_ref = VersionRef(candidate.id, candidate.number, candidate.path) if candidate else None
+        wanted = {active_ref.id, baseline_ref.id if baseline_ref else None, candidate_ref.id if candidate_ref else None}
         self._failures = {k: v for k, v in self._failures.items() if k in wanted}
         if self.serving is None or active_ref.id != self.serving.id:
             if self._load(active_ref):
@@ -205,7 +228,12 @@ class SamplerWorker:
             self.baseline = baseline_ref if self._load(baseline_ref) else None
         else:
             self.baseline = None
-        keep = {ref.id for ref in (self.serving, self.baseline) if ref is not None}
+        serving_parent = self.serving is not None and self.serving.id == active_ref.id
+        if candidate_ref is not None and serving_parent and self._load(candidate_ref):
+            self.candidate, self.rollout_share = candidate_ref, share
+        else:
+            self.candidate, self.rollout_share = None, 0.0
+        keep = {ref.id for ref in (self.serving, self.baseline, self.candidate) if ref is not None}
         for version_id in set(self._loaded) - keep:
             del self._loaded[version_id]
 
@@ -261,36 +289,41 @@ class SamplerWorker:
         params = generate.SamplingParams(
             settings.SAMPLER_TEMPERATURE, settings.SAMPLER_TOP_P, settings.SAMPLER_MAX_NEW_TOKENS
         )
-        jobs = self._plan(serving, self.baseline, prompts, rng, params.max_new_tokens)
+        jobs = self._plan(serving, prompts, rng, params.max_new_tokens)
         if not jobs:
             return 0
-        # One batch for the serving model: two rows for a same-version pair, one for a cross-version pair.
-        rows = [job.messages for job in jobs for _ in range(1 if job.cross else 2)]
+        # One batch for the serving model: two rows for a same-version pair, one for a cross-version pair;
+        # one batch per partner version for the other answers.
+        rows = [job.messages for job in jobs for _ in range(1 if job.partner else 2)]
         served = iter(
             [s for [s] in generate.generate(self._loaded[serving.id], rows, n_per_prompt=1, params=params, seed=seed)]
         )
-        cross_rows = [job.messages for job in jobs if job.cross]
-        partner = self.baseline or serving  # _plan made cross-version jobs only if there is a baseline
-        based = iter(
-            [
-                s
-                for [s] in generate.generate(
-                    self._loaded[partner.id], cross_rows, n_per_prompt=1, params=params, seed=seed + 1
-                )
-            ]
-            if cross_rows
-            else []
-        )
+        partners = {job.partner for job in jobs if job.partner is not None}
+        answers = {
+            ref: iter(
+                [
+                    s
+                    for [s] in generate.generate(
+                        self._loaded[ref.id],
+                        [job.messages for job in jobs if job.partner == ref],
+                        n_per_prompt=1,
+                        params=params,
+                        seed=seed + 1,
+                    )
+                ]
+            )
+            for ref in partners
+        }
         sampling = {**params.as_dict(), "seed": seed}
         with self.db.session() as db:
             for job in jobs:
                 pair = [
                     self._completion(next(served), serving, sampling),
-                    self._completion(next(based), partner, sampling)
-                    if job.cross
+                    self._completion(next(answers[job.partner]), job.partner, sampling)
+                    if job.partner
                     else self._completion(next(served), serving, sampling),
                 ]
-                if job.cross:
+                if job.partner:
                     rng.shuffle(pair)  # which version ends up as "a" must carry no information
                 overlap = service.overlap_target(
                     rng=rng, target=settings.QUEUE_OVERLAP_TARGET, share=settings.QUEUE_OVERLAP_SHARE
@@ -299,18 +332,13 @@ class SamplerWorker:
         return len(jobs)
 
     def _plan(
-        self,
-        serving_ref: VersionRef,
-        baseline_ref: VersionRef | None,
-        prompts: list[tuple[int, list[dict]]],
-        rng: random.Random,
-        max_new_tokens: int,
+        self, serving_ref: VersionRef, prompts: list[tuple[int, list[dict]]], rng: random.Random, max_new_tokens: int
     ) -> list[_Job]:
-        """Leave out prompts the serving model cannot hold and draw which pairs are cross-version."""
+        """Leave out prompts the serving model cannot hold and draw which pairs are cross-version: the
+        rollout's share with the candidate, then SAMPLER_CROSS_VERSION_FRACTION of the rest with the baseline."""
         from trainer import generate
 
         serving = self._loaded[serving_ref.id]
-        baseline = self._loaded[baseline_ref.id] if baseline_ref else None
         jobs = []
         lengths = generate.prompt_lengths(serving, [messages for _, messages in prompts])
         for (prompt_id, messages), length in zip(prompts, lengths, strict=True):
@@ -326,11 +354,15 @@ class SamplerWorker:
                 )
                 self._too_long.add(prompt_id)
                 continue
-            cross = False
-            if baseline is not None and rng.random() < self.settings.SAMPLER_CROSS_VERSION_FRACTION:
-                [baseline_length] = generate.prompt_lengths(baseline, [messages])
-                cross = generate.fits(baseline, baseline_length, max_new_tokens)
-            jobs.append(_Job(prompt_id, messages, cross))
+            partner = None
+            if self.candidate is not None and rng.random() < self.rollout_share:
+                partner = self.candidate
+            elif self.baseline is not None and rng.random() < self.settings.SAMPLER_CROSS_VERSION_FRACTION:
+                partner = self.baseline
+            if partner is not None:
+                [partner_length] = generate.prompt_lengths(self._loaded[partner.id], [messages])
+                partner = partner if generate.fits(self._loaded[partner.id], partner_length, max_new_tokens) else None
+            jobs.append(_Job(prompt_id, messages, partner))
         return jobs
 
     @staticmethod

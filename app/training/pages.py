@@ -17,6 +17,8 @@ from app.core.errors import Conflict, InvalidState
 from app.core.pages import confirm_page, console_page, redirect_with_flash, rerender_if_refused
 from app.core.templates import render
 from app.ratings import service as ratings_service
+from app.rollout import service as rollout_service
+from app.rollout.schemas import RolloutRead
 from app.training import round_form, round_view, service
 from app.training.models import RoundStatus
 from app.training.schemas import RoundConfig, RoundRead, default_config
@@ -105,9 +107,17 @@ def _round_context(db: Session, settings: Settings, round_id: int) -> dict[str, 
             gates_config=round_.config.get("gates", {}),
             live=round_.status.value in round_view.LIVE_STATUSES,
         ),
+        "activation": round_.results.get("activation"),
+        "rollout": _rollout_of(db, round_.policy_version_id),
         "charts": ROUND_CHARTS,
         "poll_ms": int(settings.ADMIN_POLL_S * 1000),
     }
+
+
+def _rollout_of(db: Session, version_id: int | None) -> RolloutRead | None:
+    """The latest human-gated rollout of the version a round published, if it had one."""
+    rollout = rollout_service.latest_for(db=db, version_ids=[version_id]).get(version_id) if version_id else None
+    return rollout_service.to_read(db=db, rollout=rollout) if rollout else None
 
 
 @router.get("/rounds")

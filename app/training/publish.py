@@ -14,9 +14,12 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
+from app.core.db import utcnow
 from app.policies import registry
 from app.policies import service as policy_service
 from app.policies.models import PolicyStatus, PolicyVersion, RewardModel
+from app.rollout import service as rollout_service
+from app.training import activation
 from app.training.models import TrainingRound
 from trainer import metrics as M
 from trainer.contract import MANIFEST_FILE, OUTPUTS_DIR, POLICY_OUTPUT, REWARD_MODEL_OUTPUT, SNAPSHOT_DIR, Stage
@@ -28,7 +31,8 @@ POLICY_METRIC_KEYS = (M.OBJECTIVE_KL, M.OBJECTIVE_SCORES, M.OBJECTIVE_RLHF_REWAR
 def publish_round(
     *, db: Session, settings: Settings, round_: TrainingRound, workdir: Path, results: dict
 ) -> tuple[RewardModel, PolicyVersion]:
-    """Publish and record both models; the policy becomes active when the round's config says so."""
+    """Publish and record both models. The policy becomes active, stays a candidate or enters a human-gated
+    rollout by the activation rule (app/training/activation.py), whose verdict joins the round's results."""
     snapshot = json.loads((workdir / SNAPSHOT_DIR / MANIFEST_FILE).read_text(encoding="utf-8"))
     if round_.base_policy_version_id is None:
         raise RuntimeError(f"Round {round_.id} has no starting version: its snapshot was never recorded")
@@ -72,7 +76,8 @@ def publish_round(
         source_dir=workdir / OUTPUTS_DIR / POLICY_OUTPUT,
         manifest=lineage | {"parent_version": parent.number, "reward_model_version": rm_number, "metrics": metrics},
     )
-    status = PolicyStatus.active if round_.config.get("activate") else PolicyStatus.candidate
+    verdict = activation.decide(results=results, config=round_.config)
+    status = PolicyStatus.active if verdict.decision == "activated" else PolicyStatus.candidate
     policy = policy_service.record_policy_version(
         db=db,
         number=number,
@@ -82,4 +87,11 @@ def publish_round(
         status=status,
         metrics=metrics,
     )
+    if verdict.decision == "rollout":
+        rollout, refused = rollout_service.start(
+            db=db, settings=settings, candidate=policy, share=round_.config["rollout_share"], now=utcnow()
+        )
+        if rollout is None:
+            verdict = verdict.model_copy(update={"decision": "candidate", "reason": f"Not activated. {refused}"})
+    round_.results = round_.results | {"activation": verdict.model_dump()}
     return reward_model, policy

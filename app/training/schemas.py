@@ -66,6 +66,7 @@ def default_config(settings: Settings) -> dict:
     return RoundConfig(
         reference=settings.TRAINING_REFERENCE,
         activate=settings.TRAINING_AUTO_ACTIVATE,
+        rollout_share=settings.TRAINING_ROLLOUT_SHARE,
         data=DataConfig(
             include_ties=settings.TRAINING_INCLUDE_TIES,
             heldout_fraction=settings.TRAINING_HELDOUT_FRACTION,

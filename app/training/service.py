@@ -141,6 +141,16 @@ def producing_rounds(*, db: Session, version_ids: list[int]) -> dict[int, int]:
     return {version_id: round_id for version_id, round_id in rows if version_id is not None}
 
 
+def activation_verdicts(*, db: Session, version_ids: list[int]) -> dict[int, dict]:
+    """version id -> the activation verdict its round recorded at publish (app/training/activation.py)."""
+    rows = db.execute(
+        select(TrainingRound.policy_version_id, TrainingRound.results).where(
+            TrainingRound.policy_version_id.in_(version_ids)
+        )
+    )
+    return {version_id: results["activation"] for version_id, results in rows if "activation" in (results or {})}
+
+
 def highest_snapshotted_judgment_id(*, db: Session) -> int:
     """The highest judgment id any round's snapshot has included (0 before the first snapshot): the
     judgments above it are new to training."""

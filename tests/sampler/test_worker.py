@@ -24,9 +24,18 @@ from app.main import create_app
 from app.policies import registry
 from app.policies import service as policy_service
 from app.policies.models import PolicyStatus
+from app.rollout import service as rollout_service
+from app.rollout.models import RolloutStatus
 from app.sampler import service
 from app.sampler.worker import SamplerWorker
-from tests.factories import make_prompt, publish_policy_version
+from tests.factories import (
+    make_comparison,
+    make_judgment,
+    make_prompt,
+    make_user,
+    publish_policy_version,
+    start_rollout,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = ["owls", "pasta", "cycling", "the color blue", "lions", "Paris", "tea", "chess", "jazz", "rain"]
@@ -103,6 +112,42 @@ def test_cross_version_pairs_pit_the_active_version_against_the_previous(setting
     versions = [(a.policy_version_id, b.policy_version_id) for _, a, b in pairs(db)]
     assert all(set(pair) == {active_policy, v2} for pair in versions)
     assert len(set(versions)) == 2, "which version is 'a' is drawn, not fixed"
+
+
+def test_a_running_rollout_gets_its_share_of_candidate_vs_parent_pairs(settings, db, tiny_policy_dir, active_policy):
+    """The candidate is loaded beside the active version, its parent, and a rollout of share 1 makes
+    every new pair one of each; the baseline's cross-version pairs wait their turn."""
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
+    start_rollout(settings, db, candidate_id=v2, share=1.0)
+    topics(db)
+    worker = SamplerWorker(tuned(settings, SAMPLER_LOW_WATER=8), db)
+    assert worker.run_once() == 8
+    assert (worker.serving.number, worker.candidate.number, worker.rollout_share) == (1, 2, 1.0)
+    versions = [(a.policy_version_id, b.policy_version_id) for _, a, b in pairs(db)]
+    assert all(set(pair) == {active_policy, v2} for pair in versions)
+    assert len(set(versions)) == 2, "which version is 'a' is drawn, not fixed"
+    worker.report()
+    with db.session() as session:
+        assert service.load_status(db=session)[0]["rollout_candidate"] == 2
+
+
+def test_a_rollout_decided_by_people_is_served_at_the_next_cycle(settings, db, tiny_policy_dir, active_policy):
+    v2 = publish_policy_version(
+        settings, db, source_dir=tiny_policy_dir, number=2, parent_id=active_policy, status=PolicyStatus.candidate
+    )
+    rollout_id = start_rollout(settings, db, candidate_id=v2, share=1.0)
+    annotator = make_user(db, "judge")
+    for _ in range(20):  # a clean sweep: the lower bound of the rating difference is well above 0
+        comparison = make_comparison(db, version_a_id=v2, version_b_id=active_policy)
+        make_judgment(db, comparison_id=comparison, annotator_id=annotator, choice="a")
+    topics(db, 2)
+    worker = SamplerWorker(tuned(settings), db)
+    worker.run_once()
+    assert worker.serving.number == 2 and worker.candidate is None
+    with db.session() as session:
+        assert rollout_service.get_or_raise(db=session, rollout_id=rollout_id).status is RolloutStatus.activated
 
 
 def test_without_cross_version_pairs_only_the_active_version_samples(settings, db, tiny_policy_dir, active_policy):
@@ -270,6 +315,7 @@ def test_sampler_status_before_any_sampler_ran(client, admin_token, annotator_to
         "active_version": 1,
         "serving_version": None,
         "baseline_version": None,
+        "rollout_candidate": None,
         "last_error": "",
         "low_water": None,
         "host": None,

@@ -1,12 +1,14 @@
 """trainer/evaluate.py samples held-out prompts exactly as PPO's rollouts do."""
 
 import json
+import math
 import shutil
 
+import pytest
 import torch
 
 from trainer.contract import PPOArgs
-from trainer.evaluate import compare_policies
+from trainer.evaluate import compare_policies, paired_bootstrap_interval
 from trainer.models import load_scalar_model, load_tokenizer
 
 PROMPT = [{"role": "user", "content": "tell me about the weather"}]
@@ -29,6 +31,8 @@ def test_a_policys_saved_generation_settings_do_not_change_what_is_compared(tiny
     (copy / "generation_config.json").write_text(json.dumps(config | {"no_repeat_ngram_size": 1}))
     result = _compare(tiny_policy_dir, str(copy), tiny_reward_dir, PPOArgs(response_length=48))
     assert result["eval/score_gain"] == 0.0
+    # one prompt bounds nothing: the activation rule cannot be satisfied by it
+    assert (result["eval/score_gain_low"], result["eval/score_gain_high"]) == (-math.inf, math.inf)
     assert result["eval/kl"] == result["eval/kl_old"]
     assert result["eval/response_length"] == result["eval/response_length_old"]
 
@@ -49,3 +53,23 @@ def test_prompts_are_cut_to_leave_room_for_the_response_in_the_position_embeddin
     result = _compare(short, short, reward_dir, args, prompts=[long_prompt, PROMPT])
     assert result["eval/num_samples"] == 8
     assert result["eval/score_gain"] == 0.0
+    # two prompts, both with no difference: the interval is the point 0, whose lower end is not above 0
+    assert result["eval/score_gain_low"] == result["eval/score_gain_high"] == 0.0
+
+
+def test_the_gain_interval_matches_the_normal_approximation_on_many_prompts():
+    """For the mean of n differences the bootstrap interval is mean +/- z * sd / sqrt(n) (here n=400)."""
+    differences = torch.randn(400, generator=torch.Generator().manual_seed(1), dtype=torch.float64) + 0.3
+    low, high = paired_bootstrap_interval(differences, confidence=0.95, seed=0)
+    half_width = 1.96 * differences.std().item() / math.sqrt(400)
+    assert low == pytest.approx(differences.mean().item() - half_width, abs=0.015)
+    assert high == pytest.approx(differences.mean().item() + half_width, abs=0.015)
+    narrower = paired_bootstrap_interval(differences, confidence=0.5, seed=0)
+    assert low < narrower[0] < narrower[1] < high
+
+
+def test_a_gain_carried_by_one_prompt_is_not_confident():
+    """Nine prompts unchanged and one much better: the mean gain is positive, the lower end is not."""
+    differences = torch.tensor([0.0] * 9 + [5.0], dtype=torch.float64)
+    low, high = paired_bootstrap_interval(differences, confidence=0.95, seed=0)
+    assert differences.mean().item() == 0.5 and low <= 0.0 < 0.5 < high

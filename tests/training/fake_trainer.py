@@ -3,8 +3,9 @@
     python fake_trainer.py --script JSON --workdir DIR --parent-pid PID
 
 Script keys: "points" [[stage, step, total, {values}], ...] logged one by one, "sleep_s" between them,
-and "end": succeeded | rejected | failed (exit 1) | sigkill (kills itself) | hang (until SIGTERM,
-then state interrupted and exit 143, as the real trainer does) | silent (exit 3 before writing anything).
+"evaluate" {metric: value} over the held-out evaluation's results (a confident gain by default), and
+"end": succeeded | rejected | failed (exit 1) | sigkill (kills itself) | hang (until SIGTERM, then state
+interrupted and exit 143, as the real trainer does) | silent (exit 3 before writing anything).
 """
 
 import argparse
@@ -26,7 +27,16 @@ DEFAULT_POINTS = [
 RESULTS = {
     "reward_model": {"rm/eval/accuracy": 0.9, "rm/norm/mean": 0.5, "rm/norm/std": 2.0},
     "ppo": {"metrics": {"objective/kl": 0.2, "rollout/eos_rate": 1.0}, "gates": {"nan_or_inf": False}},
-    "evaluate": {"eval/score_old": 0.1, "eval/score_new": 0.4, "eval/kl": 0.3, "eval/eos_rate": 1.0},
+    "evaluate": {
+        "eval/score_old": 0.1,
+        "eval/score_new": 0.4,
+        "eval/score_gain": 0.3,
+        "eval/score_gain_low": 0.1,
+        "eval/score_gain_high": 0.5,
+        "eval/confidence": 0.95,
+        "eval/kl": 0.3,
+        "eval/eos_rate": 1.0,
+    },
 }
 
 
@@ -79,7 +89,8 @@ def main() -> int:
         return 1
     for name in ("reward_model", "policy"):
         shutil.copytree(config["policy_dir"], workdir / "outputs" / name, dirs_exist_ok=True)
-    results = RESULTS | {"gates": {"kl": {"passed": end == "succeeded"}}}
+    evaluation = RESULTS["evaluate"] | script.get("evaluate", {})
+    results = RESULTS | {"evaluate": evaluation, "gates": {"kl": {"passed": end == "succeeded"}}}
     write_status(
         workdir,
         state=end,

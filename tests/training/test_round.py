@@ -191,6 +191,9 @@ def test_the_evaluate_stage_cuts_long_held_out_prompts_to_fit_the_position_embed
     assert result["eval/num_prompts"] == 2 and result["eval/score_gain"] == pytest.approx(0.0, abs=1e-4)
     # 2 prompts x samples_per_prompt answers fit one generation batch per policy: 2 batches in all.
     assert seen == [(0, 2), (1, 2), (2, 2)], "a real step count from the start, never 0 / 0"
+    # the interval the activation rule reads, at the round's configured level
+    assert result["eval/confidence"] == snap.config.evaluate.confidence == 0.95
+    assert result["eval/score_gain_low"] <= result["eval/score_gain"] <= result["eval/score_gain_high"]
 
 
 def test_gate_verdicts():

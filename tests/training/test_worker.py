@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.core.db import utcnow
 from app.policies.models import PolicyVersion, RewardModel
+from app.rollout import service as rollout_service
 from app.training import service
 from app.training.models import RoundMetric, RoundStatus, TrainingRound
 from app.training.workdir import round_dir
@@ -106,6 +107,51 @@ def test_with_activation_off_the_new_version_is_a_candidate(db, settings, traine
     fake_worker(settings, db, {}).step()
     assert _round(db, round_id).status == RoundStatus.succeeded
     assert _versions(db) == [(1, "active"), (2, "candidate")]
+
+
+def test_a_regression_is_published_as_a_candidate_and_not_activated(db, settings, trained_data):
+    """With default settings, a round whose own evaluation says the new policy scores worse than its
+    parent succeeds and publishes a candidate, with the reason, instead of going live."""
+    round_id = _launch(db, settings)
+    worse = {"eval/score_gain": -0.017, "eval/score_gain_low": -0.05, "eval/score_gain_high": -0.002}
+    fake_worker(settings, db, {"evaluate": worse}).step()
+    round_ = _round(db, round_id)
+    assert round_.status == RoundStatus.succeeded and round_.error == ""
+    assert _versions(db) == [(1, "active"), (2, "candidate")]
+    verdict = round_.results["activation"]
+    assert verdict["decision"] == "candidate" and verdict["score_gain_low"] == -0.05
+    assert "scores worse than its parent" in verdict["reason"]
+
+
+def test_a_gain_whose_interval_reaches_zero_is_not_activated(db, settings, trained_data):
+    round_id = _launch(db, settings)
+    unsure = {"eval/score_gain": 0.05, "eval/score_gain_low": -0.01, "eval/score_gain_high": 0.11}
+    fake_worker(settings, db, {"evaluate": unsure}).step()
+    assert _versions(db) == [(1, "active"), (2, "candidate")]
+    assert "does not beat its parent with confidence" in _round(db, round_id).results["activation"]["reason"]
+
+
+def test_a_confident_gain_is_activated_with_its_evidence(db, settings, trained_data):
+    round_id = _launch(db, settings)
+    fake_worker(settings, db, {}).step()
+    verdict = _round(db, round_id).results["activation"]
+    assert _versions(db) == [(1, "archived"), (2, "active")]
+    assert verdict["decision"] == "activated"
+    assert (verdict["score_gain"], verdict["score_gain_low"], verdict["score_gain_high"]) == (0.3, 0.1, 0.5)
+    assert verdict["reason"].startswith("Activated automatically: held-out score gain +0.300 (95% interval +0.100")
+
+
+def test_with_a_rollout_share_people_decide_instead_of_the_held_out_rule(db, settings, trained_data, fake_policy):
+    round_id = _launch(db, settings, rollout_share=0.25)
+    fake_worker(settings, db, {}).step()
+    round_ = _round(db, round_id)
+    assert round_.status == RoundStatus.succeeded
+    assert _versions(db) == [(1, "active"), (2, "candidate")]
+    assert round_.results["activation"]["decision"] == "rollout"
+    with db.session() as session:
+        rollout = rollout_service.running(db=session)
+        assert (rollout.candidate_id, rollout.parent_id) == (round_.policy_version_id, fake_policy.id)
+        assert rollout.share == 0.25 and rollout.max_battles == settings.TRAINING_ROLLOUT_MAX_BATTLES
 
 
 def test_a_gate_rejection_publishes_nothing(db, settings, trained_data):
