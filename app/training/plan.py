@@ -38,6 +38,14 @@ class RoundPlan:
     def possible(self) -> bool:
         return not self.shortfalls
 
+    @property
+    def judgments_needed(self) -> int | None:
+        """About how many usable judgments a possible round needs in all; None when more judgments alone
+        would not make one (no policy, no prompts)."""
+        if any(s.more_judgments is None for s in self.shortfalls):
+            return None
+        return self.counts["strict"] + max((s.more_judgments or 0 for s in self.shortfalls), default=0)
+
     def to_json(self) -> dict:
         return {
             "possible": self.possible,

@@ -207,6 +207,7 @@ class ShortfallRead(BaseModel):
     there: int
     needed: int
     message: str
+    more_judgments: int | None = Field(description="About how many more usable judgments would make up for it.")
 
 
 class RoundPlanRead(BaseModel):

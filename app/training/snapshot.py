@@ -70,6 +70,7 @@ class Shortfall:
     there: int
     needed: int
     message: str
+    more_judgments: int | None = None  # about how many more usable judgments would make up for it
 
 
 @dataclass
@@ -305,6 +306,7 @@ def find_shortfalls(counts: dict, config: RoundConfig) -> list[Shortfall]:
                 f"Too few judgments for a held-out set: {counts['eval_pairs']} held-out pairs, at least "
                 f"{needed} needed (data.min_heldout_pairs), about {more} more usable judgments. "
                 f"{config.data.heldout_fraction:.0%} of prompts are held out; collect judgments on more prompts.",
+                more,
             )
         )
     if counts["train_pairs"] == 0 and counts["eval_pairs"] > 0:
