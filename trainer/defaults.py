@@ -80,7 +80,9 @@ def _power_law(num_parameters: int, anchors: tuple[float, float]) -> float:
 
 
 def _size(num_parameters: int) -> str:
-    return f"{num_parameters / 1e9:.1f}B" if num_parameters >= 1e9 else f"{num_parameters / 1e6:.1f}M"
+    if num_parameters >= 1e9:
+        return f"{num_parameters / 1e9:.1f}B"
+    return f"{num_parameters / 1e6:.1f}M" if num_parameters >= 1e5 else f"{num_parameters:,}"
 
 
 def learning_rates(num_parameters: int) -> dict[str, Derived]:
