@@ -16,7 +16,7 @@ from app.core.db import utcnow
 from app.core.errors import Conflict, InvalidState
 from app.core.pages import console_page, redirect_with_flash, rerender_if_refused
 from app.ratings import service as ratings_service
-from app.training import round_form, service
+from app.training import round_form, service, snapshot
 from app.training.models import RoundStatus
 from app.training.plan import RoundPlan, plan_round
 from app.training.schemas import RoundConfig
@@ -83,7 +83,7 @@ def _rounds_context(
         "rounds": [service.to_read(db=db, round_=r) for r in rounds],
         "total": total,
         "in_flight": service.in_flight(db=db),
-        "new_judgments": service.count_usable_judgments(
+        "new_judgments": snapshot.count_usable_judgments(
             db=db,
             after_id=service.highest_snapshotted_judgment_id(db=db),
             include_ties=default.config.data.include_ties,

@@ -103,8 +103,8 @@ def fixed_by_settings(settings: Settings) -> set[str]:
 def _setting_or_derived(settings: Settings, derived: Mapping[str, Derived], path: str) -> float:
     setting = {"data.heldout_fraction": settings.TRAINING_HELDOUT_FRACTION}
     setting["gates.min_rm_accuracy"] = settings.TRAINING_MIN_RM_ACCURACY
-    if setting[path] is not None:
-        return setting[path]
+    if (fixed := setting[path]) is not None:
+        return fixed
     if path in derived:
         return float(derived[path].value)
     # Before the data is counted, the rule's value for the smallest snapshot a round accepts stands in.

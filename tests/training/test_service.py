@@ -9,7 +9,7 @@ import pytest
 
 from app.core.db import Database, utcnow
 from app.core.errors import Conflict, InvalidState, Unprocessable
-from app.training import service
+from app.training import service, snapshot
 from app.training.models import RoundMetric, RoundStatus, TrainingRound
 from tests.factories import make_judged_pair, make_user
 from trainer import defaults as round_defaults
@@ -268,7 +268,7 @@ def test_schedule_launches_after_enough_new_usable_judgments(db, settings, fake_
     make_judged_pair(db, annotator_id=excluded, prompt="p3", **judge)  # not usable
     make_judged_pair(db, annotator_id=annotator, prompt="p4", **judge)
     with db.session() as session:
-        assert service.count_usable_judgments(db=session) == 2
+        assert snapshot.count_usable_judgments(db=session) == 2
         assert service.maybe_schedule(db=session, settings=settings) is None
     last = make_judged_pair(db, annotator_id=annotator, prompt="p5", **judge)
     with db.session() as session:
