@@ -2,13 +2,15 @@
 
 From the embedded policy and a fresh database, for each preference function, run K rounds of:
   1. scripted annotators judge M comparisons through the HTTP API (their own tokens, with noise),
-  2. one training round, launched through the API, runs on the server's local worker; its version is
-     activated when its held-out gain is confidently positive (the row says so in "activation"),
+  2. one training round, launched through the API with the app's default settings, runs on the server's
+     local worker; its version is activated when it passes the activation rule (a round whose version
+     stays a candidate is reported "not activated", and the next round starts from the active version),
   3. the oracle — the same preference without noise — judges fresh samples of the new version and
      of the base on held-out prompts (never used in training): wins / (wins + losses) with a 95% Wilson
-     interval, ties beside it.
+     interval, ties beside it, and the win rate with ties counted as half a win.
 Writes a markdown table, a JSON file and a PNG chart (win rate and KL by round) and prints the wall
-time of each phase.
+time of each phase. The server runs with the app's defaults; --round-config and --server-env are for
+experiments.
 
     .venv/bin/python bench/bench_learning.py --preferences on_topic,polite --rounds 3 --judgments 400
 """
@@ -136,13 +138,13 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
     """K rounds of (judge M pairs through the API, train, activate, oracle vs base) for one preference.
 
     `base_dir` (from bootstrap) is copied to `data_dir`, so each preference starts from the same base.
-    Returns one row per round; a round that did not succeed ends the run with its status and error.
+    Returns one row per round. A round rejected by its gates, or whose version is not activated, is
+    reported and the loop carries on (the next round has more judgments); a failed or cancelled one ends it.
     """
     shutil.copytree(base_dir, data_dir)
     preference = preferences.load(name)
-    server_env = {"PREFLOOP_TRAINING_AUTO_ACTIVATE": "true", **config.server_env}
     rows = []
-    with running_server(data_dir, server_env) as url:
+    with running_server(data_dir, config.server_env) as url:
         prefloop(data_dir, "users", "create", "bench-admin", "--admin", "--password", "bench-admin-pw")
         admin_token = prefloop(data_dir, "tokens", "create", "bench-admin").strip()
         names = [f"sim-{name}-{i}" for i in range(config.annotators)]
@@ -170,6 +172,8 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
                     }
                 )
                 log(json.dumps(rows[-1]))
+                if state["status"] == "rejected":
+                    continue
                 break
             policy = client.get(f"/api/v1/policies/{state['policy_number']}").json()
             started = time.perf_counter()
@@ -180,7 +184,7 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
                 {
                     "preference": name,
                     "round": k,
-                    "status": state["status"],
+                    "status": state["status"] if policy["status"] == "active" else "not activated",
                     "version": state["policy_number"],
                     "judgments": stats.acknowledged,
                     "oracle_split": config.oracle_split,
@@ -190,6 +194,8 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
                     "oracle_losses": oracle.losses,
                     "oracle_ties": oracle.ties,
                     "oracle_win_rate": oracle.win_rate,
+                    "oracle_win_rate_ties_half": (oracle.wins + oracle.ties / 2)
+                    / max(oracle.wins + oracle.losses + oracle.ties, 1),
                     "oracle_ci95": wilson_interval(oracle.wins, oracle.wins + oracle.losses),
                     "oracle_tie_rate": oracle.tie_rate,
                     "seconds": {
@@ -200,6 +206,7 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
                     "gates": results.get("gates"),
                     # activated only on a confident held-out gain; a candidate leaves the next round where it was
                     "activation": results.get("activation", {}).get("decision"),
+                    "config": _derived_settings(state["config"]),
                 }
             )
             log(json.dumps(rows[-1]))
@@ -208,26 +215,37 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| preference | round | RM held-out acc | KL to base | oracle win rate vs base (95% CI) | ties | "
-        "judge s | train s | oracle s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| preference | round | status | RM held-out acc | KL to base | oracle win rate vs base (95% CI) | "
+        "ties as half | wins–losses–ties | tie rate | judge s | train s | oracle s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        if r["status"] != "succeeded":
-            lines.append(f"| {r['preference']} | {r['round']} | {r['status']}: {r.get('error', '')} |||||||")
+        if "oracle_wins" not in r:
+            lines.append(f"| {r['preference']} | {r['round']} | {r['status']}: {r.get('error', '')} |||||||||")
             continue
-        ci = r["oracle_ci95"]
-        acc = r["rm_heldout_accuracy"]
-        kl = r["kl_to_base"]
+        ci, rate = r["oracle_ci95"], r["oracle_win_rate"]
+        decisive = f"**{rate:.3f}** ({ci[0]:.3f}–{ci[1]:.3f})" if rate is not None else "no decisive pair"
         lines.append(
-            f"| {r['preference']} | {r['round']} | {acc:.3f} | {kl:.3f} | {r['oracle_win_rate']:.3f} "
-            f"({ci[0]:.3f}–{ci[1]:.3f}) | {r['oracle_tie_rate']:.2f} | {r['seconds']['judging']} | "
-            f"{r['seconds']['training']} | {r['seconds']['oracle']} |"
-            if acc is not None and kl is not None and r["oracle_win_rate"] is not None
-            else f"| {r['preference']} | {r['round']} | {acc} | {kl} | {r['oracle_win_rate']} | "
-            f"{r['oracle_tie_rate']} | {r['seconds']} |||"
+            f"| {r['preference']} | {r['round']} | {r['status']} | {_number(r['rm_heldout_accuracy'])} | "
+            f"{_number(r['kl_to_base'], 2)} | {decisive} | {r['oracle_win_rate_ties_half']:.3f} | "
+            f"{r['oracle_wins']}–{r['oracle_losses']}–{r['oracle_ties']} | {r['oracle_tie_rate']:.2f} | "
+            f"{r['seconds']['judging']} | {r['seconds']['training']} | {r['seconds']['oracle']} |"
         )
     return "\n".join(lines)
+
+
+def _derived_settings(config: dict) -> dict:
+    """The size-dependent settings the round ran with (trainer/defaults.py), for the record."""
+    return {
+        "reward": {k: config["reward"][k] for k in ("learning_rate", "batch_size", "num_epochs")},
+        "ppo": {k: config["ppo"][k] for k in ("learning_rate", "num_prompt_epochs")},
+        "heldout_fraction": config["data"]["heldout_fraction"],
+        "min_rm_accuracy": config["gates"]["min_rm_accuracy"],
+    }
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
 
 
 def chart(rows: list[dict], path: Path) -> None:
@@ -238,7 +256,7 @@ def chart(rows: list[dict], path: Path) -> None:
 
     fig, (ax_win, ax_kl) = plt.subplots(1, 2, figsize=(10, 4))
     for name in sorted({r["preference"] for r in rows}):
-        done = [r for r in rows if r["preference"] == name and r["status"] == "succeeded"]
+        done = [r for r in rows if r["preference"] == name and r.get("oracle_win_rate") is not None]
         rounds = [r["round"] for r in done]
         rates = [r["oracle_win_rate"] for r in done]
         low = [r["oracle_win_rate"] - r["oracle_ci95"][0] for r in done]

@@ -355,7 +355,9 @@ class GateConfig(_Strict):
 
 
 class RoundConfig(_Strict):
-    """A round's configuration. The trainer's sections default to the stage arguments' defaults."""
+    """A round's configuration. The trainer's sections default to the stage arguments' defaults; the app
+    replaces the size-dependent ones (learning rates, reward-model batch and epochs, PPO passes, held-out
+    share, accuracy gate) by trainer/defaults.py's rule when it resolves a round."""
 
     reference: Literal["base", "previous"] = Field(
         description="PPO's frozen reference: the lineage's base policy, or the version the round starts from."

@@ -13,6 +13,7 @@ from app.api.deps import CsrfChecked, SessionDep, SettingsDep
 from app.core.pages import console_page, redirect_with_flash, rerender_if_refused
 from app.core.text import Text
 from app.stats import service as stats_service
+from app.training.plan import plan_round
 from trainer.contract import STAGE_ORDER
 
 router = APIRouter()
@@ -32,6 +33,7 @@ def dashboard(request: Request, db: SessionDep, settings: SettingsDep) -> Respon
             "busiest": [a for a in busiest if a.judgments_today][:5],
             "stages": STAGE_ORDER,
             "poll_ms": int(settings.ADMIN_POLL_S * 1000),
+            "next_round": plan_round(db=db, settings=settings, overrides={}),
         },
     )
 

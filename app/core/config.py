@@ -64,11 +64,15 @@ class Settings(BaseSettings):
 
     # --- policies & sampler ------------------------------------------------------------
     SAMPLER_ENABLED: bool = Field(True, description="Run the sampler in the web process (with RUN_BACKGROUND).")
-    SAMPLER_LOW_WATER: int = Field(64, ge=1, description="Ready comparisons the sampler keeps in the pool.")
-    SAMPLER_BATCH_PROMPTS: int = Field(8, ge=1, le=1024, description="Prompts per generation batch.")
+    # A pool of 128 and batches of 32 keep four fast annotators fed on two CPU cores (batches of 8 left
+    # them waiting for pairs); a batch costs about as long as its longest answer, so bigger batches are cheap.
+    SAMPLER_LOW_WATER: int = Field(128, ge=1, description="Ready comparisons the sampler keeps in the pool.")
+    SAMPLER_BATCH_PROMPTS: int = Field(32, ge=1, le=1024, description="Prompts per generation batch.")
     SAMPLER_TEMPERATURE: float = Field(1.0, gt=0, le=10)
     SAMPLER_TOP_P: float = Field(1.0, gt=0, le=1)
-    SAMPLER_MAX_NEW_TOKENS: int = Field(128, ge=1, le=32768)
+    # As long as PPO's answers (ppo.response_length): the reward model then learns on answers of the length it
+    # will score.
+    SAMPLER_MAX_NEW_TOKENS: int = Field(64, ge=1, le=32768)
     SAMPLER_SEED: int = Field(0, ge=0, description="Seeds prompt order and sampling; runs are reproducible.")
     SAMPLER_CROSS_VERSION_FRACTION: float = Field(
         0.2, ge=0, le=1, description="Share of new pairs that pit the active version against an earlier one."
@@ -138,8 +142,12 @@ class Settings(BaseSettings):
     TRAINING_HEARTBEAT_TIMEOUT_S: float = Field(
         120.0, gt=0, description="A running round whose worker is silent this long is marked failed."
     )
-    TRAINING_MIN_RM_ACCURACY: float = Field(
-        0.6, ge=0, le=1, description="Gate: the reward model's accuracy on held-out pairs must reach this."
+    TRAINING_MIN_RM_ACCURACY: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Gate: the reward model's accuracy on held-out pairs must reach this; unset: derived from the "
+        "number of held-out pairs (trainer/defaults.py).",
     )
     TRAINING_MAX_KL: float = Field(
         8.0, gt=0, description="Gate: mean per-answer KL (nats) of the new policy to its reference, held out."
@@ -150,8 +158,12 @@ class Settings(BaseSettings):
     TRAINING_MIN_SCORE_GAIN: float | None = Field(
         None, description="Gate: held-out reward-model score gain of the new policy over the old; unset=off."
     )
-    TRAINING_HELDOUT_FRACTION: float = Field(
-        0.1, gt=0, lt=1, description="Share of prompts whose pairs are held out, the same ones every round."
+    TRAINING_HELDOUT_FRACTION: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Share of prompts whose pairs are held out, by a stable hash of each prompt; unset: derived "
+        "from the number of usable judgments (trainer/defaults.py).",
     )
     TRAINING_MIN_HELDOUT_PAIRS: int = Field(10, ge=1, description="Fewer held-out pairs than this fails the round.")
     TRAINING_REFERENCE: Literal["base", "previous"] = Field(

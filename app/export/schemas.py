@@ -104,7 +104,9 @@ class ExportOptions(BaseModel):
         None,
         ge=0,
         le=1,
-        description="Share of prompts in the test split; default PREFLOOP_TRAINING_HELDOUT_FRACTION.",
+        description="Share of prompts in the test split; default PREFLOOP_TRAINING_HELDOUT_FRACTION, or when "
+        "that is unset (rounds derive it) 0.2, the most a round holds out, so the test split holds every "
+        "prompt a round held out.",
     )
     file_format: FileFormat = Field(FileFormat.jsonl, description="JSON Lines, or Parquet.")
 

@@ -57,6 +57,7 @@ from app.judgments.models import Judgment
 from app.policies.models import PolicyVersion
 from app.prompts.models import Prompt
 from app.training.models import TrainingRound
+from trainer import defaults as round_defaults
 
 from . import formats
 from .schemas import (
@@ -496,7 +497,7 @@ class ExportPlan:
 
 
 def plan_export(
-    *, db: Session, query: ExportQuery, secret: str, default_test_fraction: float, batch_size: int
+    *, db: Session, query: ExportQuery, secret: str, default_test_fraction: float | None, batch_size: int
 ) -> ExportPlan:
     """Check an export request before any byte is streamed (bad input is a 4xx, never a cut-off file)."""
     if query.format == ExportFormat.raw and query.aggregate != Aggregate.none:
@@ -520,7 +521,14 @@ def plan_export(
         active_annotators_only=not query.include_inactive_annotators,
     )
     max_id = db.scalar(select(func.max(Judgment.id))) or 0
-    fraction = default_test_fraction if query.test_fraction is None else query.test_fraction
+    if query.test_fraction is not None:
+        fraction = query.test_fraction
+    elif default_test_fraction is not None:
+        fraction = default_test_fraction
+    else:
+        # Rounds derive their held-out share (at most this) from the data; the hash split nests, so this test
+        # split holds out every prompt any round held out.
+        fraction = round_defaults.HELDOUT_RANGE[1]
     return ExportPlan(query, filters, rounds, secret, fraction, max_id, batch_size)
 
 

@@ -16,6 +16,7 @@ from app.core.errors import DomainError
 from app.training import service
 from app.training.executors import LocalExecutor
 from app.training.models import RoundStatus
+from app.training.plan import RoundPlan, plan_round
 from app.training.schemas import RoundRead
 from app.training.worker import Worker, exit_with_parent
 
@@ -82,23 +83,50 @@ def rounds_launch(
     config_file: Annotated[
         Path | None, typer.Option("--config", exists=True, dir_okay=False, help="JSON file of overrides.")
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print what the round would train on and every check it would fail; queue nothing."
+        ),
+    ] = False,
 ) -> None:
-    """Queue a training round (a worker runs it)."""
+    """Queue a training round (a worker runs it); --dry-run shows its plan (exit 1: not possible yet)."""
     settings = get_settings()
     db = Database(settings.database_url)
+    overrides = _overrides(set_ or [], config_file)
     try:
         with db.session() as session:
-            round_id = service.launch(
-                db=session,
-                settings=settings,
-                requested_by=None,
-                config_overrides=_overrides(set_ or [], config_file),
-            ).id
+            if dry_run:
+                plan = plan_round(db=session, settings=settings, overrides=overrides)
+                typer.echo(_plan_text(plan))
+                raise typer.Exit(0 if plan.possible else 1)  # scripts can wait for a possible round
+            round_id = service.launch(db=session, settings=settings, requested_by=None, config_overrides=overrides).id
     except DomainError as exc:
         _fail(exc.msg)
     finally:
         db.dispose()
     typer.echo(f"queued round {round_id}")
+
+
+def _plan_text(plan: RoundPlan) -> str:
+    c, data = plan.counts, plan.config.data
+    size = f"{plan.num_parameters:,} parameters" if plan.num_parameters else "unknown size"
+    lines = [
+        f"usable judgments:   {c['strict']} preferring one answer, {c['ties']} ties or both-bad",
+        f"reward-model pairs: {c['train_pairs']} train, {c['eval_pairs']} held out "
+        f"({data.heldout_fraction:.0%} of prompts)",
+        f"prompts:            {c['ppo_prompts']} for PPO, {c['eval_prompts']} held out for evaluation",
+        f"policy:             {size}",
+    ]
+    if plan.derived:
+        lines.append("derived defaults (an explicit --set wins):")
+        lines += [f"  {path} = {d.value}  ({d.reason})" for path, d in plan.derived.items()]
+    if plan.possible:
+        lines.append("ready: the snapshot has enough data for a round")
+    else:
+        lines.append("not possible yet, the snapshot would fail:")
+        lines += [f"  {s.what}: {s.there}, at least {s.needed} needed. {s.message}" for s in plan.shortfalls]
+    return "\n".join(lines)
 
 
 @rounds_cli.command("list")

@@ -19,9 +19,10 @@ from app.core.templates import render
 from app.ratings import service as ratings_service
 from app.rollout import service as rollout_service
 from app.rollout.schemas import RolloutRead
-from app.training import round_form, round_view, service
+from app.training import round_form, round_view, service, snapshot
 from app.training.models import RoundStatus
-from app.training.schemas import RoundConfig, RoundRead, default_config
+from app.training.plan import RoundPlan, plan_round
+from app.training.schemas import RoundConfig, RoundRead
 from trainer import metrics as M
 from trainer.contract import STAGE_ORDER
 
@@ -74,19 +75,27 @@ ROUND_CHARTS = [
 ]
 
 
-def _rounds_context(db: Session, settings: Settings, submitted: dict[str, str] | None = None) -> dict[str, Any]:
+def _rounds_context(
+    db: Session, settings: Settings, submitted: dict[str, str] | None = None, plan: RoundPlan | None = None
+) -> dict[str, Any]:
+    """The rounds page; `plan` is the one the form's Check asked for (the default round's otherwise)."""
     rounds, total = service.list_(db=db, limit=settings.ADMIN_PAGE_SIZE)
-    defaults = default_config(settings)
+    default = plan_round(db=db, settings=settings, overrides={})
+    shown = plan or default
     return {
         "rounds": [service.to_read(db=db, round_=r) for r in rounds],
         "total": total,
         "in_flight": service.in_flight(db=db),
-        "new_judgments": service.count_usable_judgments(
+        "new_judgments": snapshot.count_usable_judgments(
             db=db,
             after_id=service.highest_snapshotted_judgment_id(db=db),
-            include_ties=defaults["data"]["include_ties"],
+            include_ties=default.config.data.include_ties,
         ),
-        "sections": round_form.sections(defaults, RoundConfig.model_json_schema(), submitted),
+        "sections": round_form.sections(
+            default.config.model_dump(), RoundConfig.model_json_schema(), submitted, derived=shown.derived
+        ),
+        "plan": shown,
+        "checked": plan is not None,
         "names": {u.id: u.username for u in auth_service.list_(db=db)},
         "stages_count": len(STAGE_ORDER),
     }
@@ -127,10 +136,16 @@ def rounds(request: Request, db: SessionDep, settings: SettingsDep) -> Response:
 
 @router.post("/rounds", dependencies=[CsrfChecked])
 async def launch_round(request: Request, db: SessionDep, settings: SettingsDep, admin: PageAdmin) -> Response:
-    # The form's fields follow the configuration (app.training.schemas), so they are read as a whole.
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str) and k != "csrf_token"}
+    # The form's fields follow the configuration (app.training.schemas), so they are read as a whole. Its
+    # Check button (action=check) shows the plan of the settings as entered, and queues nothing.
+    fields = await request.form()
+    form = {k: v for k, v in fields.items() if isinstance(v, str) and k not in ("csrf_token", "action")}
     with rerender_if_refused("rounds", lambda page_db: _rounds_context(page_db, settings, form)):
-        overrides = round_form.overrides(form, default_config(settings))
+        default = plan_round(db=db, settings=settings, overrides={}).config.model_dump()
+        overrides = round_form.overrides(form, default)
+        if fields.get("action") == "check":
+            plan = plan_round(db=db, settings=settings, overrides=overrides)
+            return console_page(request, "rounds", _rounds_context(db, settings, form, plan))
         round_ = service.launch(db=db, settings=settings, requested_by=admin, config_overrides=overrides)
     message = f"Round {round_.id} is queued; a worker picks it up shortly."
     return redirect_with_flash(request, f"/admin/rounds/{round_.id}", message)

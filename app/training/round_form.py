@@ -7,8 +7,10 @@ turns strings into the nested dict of changed fields.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from trainer.defaults import Derived
 
 SECTION_TITLES = {
     "": "Round",
@@ -29,6 +31,7 @@ class Field:
     options: tuple[str, ...]
     nullable: bool
     help: str
+    derived: str = ""  # why the default was derived from the policy's or the data's size; "" when fixed
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,16 @@ def _field(name: str, prop: dict, value: str) -> Field:
     )
 
 
-def sections(defaults: dict, schema: dict, submitted: Mapping[str, str] | None = None) -> list[Section]:
-    """Every field of the configuration, grouped by section, showing `submitted` values over defaults."""
+def sections(
+    defaults: dict,
+    schema: dict,
+    submitted: Mapping[str, str] | None = None,
+    derived: Mapping[str, Derived] | None = None,
+) -> list[Section]:
+    """Every field of the configuration, grouped by section, showing `submitted` values over defaults and
+    marking the `derived` ones (app/training/plan.py) with their reason."""
     submitted = submitted or {}
+    derived = derived or {}
     top = Section("", SECTION_TITLES[""], [])
     result = [top]
     for key, prop in schema["properties"].items():
@@ -83,7 +93,10 @@ def sections(defaults: dict, schema: dict, submitted: Mapping[str, str] | None =
             section = Section(key, SECTION_TITLES.get(key, key), [])
             for sub, sub_prop in _resolve(prop, schema)["properties"].items():
                 name = f"{key}.{sub}"
-                section.fields.append(_field(name, sub_prop, submitted.get(name, shown(defaults[key][sub]))))
+                field = _field(name, sub_prop, submitted.get(name, shown(defaults[key][sub])))
+                if name in derived:
+                    field = replace(field, derived=derived[name].reason)
+                section.fields.append(field)
             result.append(section)
         else:
             top.fields.append(_field(key, prop, submitted.get(key, shown(defaults[key]))))

@@ -8,7 +8,9 @@ here; the others keep the trainer's defaults.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -17,7 +19,9 @@ from app.core.config import Settings
 from app.core.errors import Unprocessable
 from app.training.models import RoundStatus
 from trainer import contract
+from trainer import defaults as round_defaults
 from trainer.contract import DataConfig, GateConfig, PPOArgs, RewardArgs, batch_size_problem, describe_validation_error
+from trainer.defaults import Derived
 
 REWARD_OVERRIDABLE = (
     "num_epochs", "learning_rate", "batch_size", "max_length", "use_margin", "center_rewards_coefficient", "seed",
@@ -61,32 +65,61 @@ class RoundConfig(contract.RoundConfig):
     ppo: PPOConfig = PPOConfig()
 
 
-def default_config(settings: Settings) -> dict:
-    """The configuration a round gets without overrides: trainer defaults plus the TRAINING_* settings."""
-    return RoundConfig(
+NO_DERIVED: Mapping[str, Derived] = MappingProxyType({})  # before the data is counted
+
+
+def default_config(settings: Settings, derived: Mapping[str, Derived] = NO_DERIVED) -> dict:
+    """The configuration a round gets without overrides: trainer defaults, the TRAINING_* settings, and the
+    `derived` values (trainer/defaults.py, computed by app/training/plan.py) where neither fixes them."""
+    config = RoundConfig(
         reference=settings.TRAINING_REFERENCE,
         activate=settings.TRAINING_AUTO_ACTIVATE,
         rollout_share=settings.TRAINING_ROLLOUT_SHARE,
         data=DataConfig(
             include_ties=settings.TRAINING_INCLUDE_TIES,
-            heldout_fraction=settings.TRAINING_HELDOUT_FRACTION,
+            heldout_fraction=_setting_or_derived(settings, derived, "data.heldout_fraction"),
             min_heldout_pairs=settings.TRAINING_MIN_HELDOUT_PAIRS,
         ),
         gates=GateConfig(
-            min_rm_accuracy=settings.TRAINING_MIN_RM_ACCURACY,
+            min_rm_accuracy=_setting_or_derived(settings, derived, "gates.min_rm_accuracy"),
             max_kl=settings.TRAINING_MAX_KL,
             min_eos_rate=settings.TRAINING_MIN_EOS_RATE,
             min_score_gain=settings.TRAINING_MIN_SCORE_GAIN,
         ),
     ).model_dump()
+    for path, value in derived.items():
+        if path not in fixed_by_settings(settings):
+            section, field = path.split(".")
+            config[section][field] = value.value
+    return config
 
 
-def resolve_config(*, settings: Settings, overrides: dict) -> RoundConfig:
-    """Defaults (trainer defaults and TRAINING_* settings) with `overrides` merged in, validated."""
+def fixed_by_settings(settings: Settings) -> set[str]:
+    """The derived fields whose TRAINING_* setting is set, fixing them for every round."""
+    fixable = {"data.heldout_fraction": settings.TRAINING_HELDOUT_FRACTION}
+    fixable["gates.min_rm_accuracy"] = settings.TRAINING_MIN_RM_ACCURACY
+    return {path for path, value in fixable.items() if value is not None}
+
+
+def _setting_or_derived(settings: Settings, derived: Mapping[str, Derived], path: str) -> float:
+    setting = {"data.heldout_fraction": settings.TRAINING_HELDOUT_FRACTION}
+    setting["gates.min_rm_accuracy"] = settings.TRAINING_MIN_RM_ACCURACY
+    if (fixed := setting[path]) is not None:
+        return fixed
+    if path in derived:
+        return float(derived[path].value)
+    # Before the data is counted, the rule's value for the smallest snapshot a round accepts stands in.
+    if path == "data.heldout_fraction":
+        return float(round_defaults.heldout_fraction(0).value)
+    return float(round_defaults.min_rm_accuracy(settings.TRAINING_MIN_HELDOUT_PAIRS).value)
+
+
+def resolve_config(*, settings: Settings, overrides: dict, derived: Mapping[str, Derived] = NO_DERIVED) -> RoundConfig:
+    """Defaults (trainer defaults, TRAINING_* settings, derived values) with `overrides` merged in, validated."""
     if not isinstance(overrides, dict):
         raise Unprocessable("The round configuration must be a JSON object.", loc=("body",))
     try:
-        config = RoundConfig.model_validate(_merge(default_config(settings), overrides))
+        config = RoundConfig.model_validate(_merge(default_config(settings, derived), overrides))
     except ValidationError as exc:
         raise Unprocessable(describe_validation_error(exc), loc=("body", *exc.errors()[0]["loc"])) from exc
     if problem := batch_size_problem(PPOArgs.model_validate(config.ppo.model_dump())):
@@ -174,6 +207,33 @@ class MetricHistory(BaseModel):
     next_since: int = Field(description="Pass as ?since= to get only newer points.")
 
 
+class DerivedRead(BaseModel):
+    value: float | int
+    reason: str
+
+
+class ShortfallRead(BaseModel):
+    what: str
+    there: int
+    needed: int
+    message: str
+    more_judgments: int | None = Field(description="About how many more usable judgments would make up for it.")
+
+
+class RoundPlanRead(BaseModel):
+    """POST /rounds?dry_run=true: what a round launched now would run with and train on; nothing is queued."""
+
+    possible: bool = Field(description="False when the snapshot would fail a check (listed in shortfalls).")
+    shortfalls: list[ShortfallRead] = Field(description="Every check the snapshot would fail, with the numbers.")
+    counts: dict = Field(description="What the snapshot would hold: judgments, train/eval pairs, PPO/eval prompts.")
+    num_parameters: int | None = Field(description="The active policy's parameters (None: unreadable).")
+    derived: dict[str, DerivedRead] = Field(description="The size-dependent defaults this round gets, with why.")
+    config: dict = Field(description="The resolved configuration.")
+
+
 class ConfigInfo(BaseModel):
-    defaults: dict = Field(description="What a round launched without overrides runs with.")
+    defaults: dict = Field(description="What a round launched now without overrides runs with.")
+    derived: dict[str, DerivedRead] = Field(
+        {}, description="Which of the defaults are derived from the policy's and the data's size, and why."
+    )
     json_schema: dict = Field(description="JSON Schema of the full configuration (types, limits, help).")

@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session
 from app.auth.models import User
 from app.core.config import Settings
 from app.core.errors import Conflict, InvalidState, NotFound
-from app.judgments.models import Judgment
 from app.policies.models import PolicyVersion, RewardModel
 from app.training import round_view
 from app.training.models import RoundMetric, RoundStatus, TrainingRound
-from app.training.schemas import RoundRead, resolve_config
-from app.training.snapshot import usable_conditions
+from app.training.plan import plan_round
+from app.training.schemas import RoundRead
+from app.training.snapshot import count_usable_judgments
 from app.webhooks import service as webhook_service
 from app.webhooks.models import WebhookEvent
 from trainer.contract import APP_STAGES, STAGE_ORDER, Stage  # snapshot and publish are the worker's stages
@@ -157,25 +157,12 @@ def highest_snapshotted_judgment_id(*, db: Session) -> int:
     return db.scalar(select(func.max(TrainingRound.snapshot_max_judgment_id))) or 0
 
 
-def count_usable_judgments(*, db: Session, after_id: int = 0, include_ties: bool = False) -> int:
-    """Judgments a round would train on (see snapshot.usable_conditions) with an id above `after_id`."""
-    return (
-        db.scalar(
-            select(func.count())
-            .select_from(Judgment)
-            .join(User, Judgment.annotator_id == User.id)
-            .where(Judgment.id > after_id, *usable_conditions(include_ties))
-        )
-        or 0
-    )
-
-
 # ---- launching ----------------------------------------------------------------------------------------
 
 
 def launch(*, db: Session, settings: Settings, requested_by: User | None, config_overrides: dict) -> TrainingRound:
     """Queue a round (requested_by None: the schedule). 422 for a bad config, 409 while one is in flight."""
-    config = resolve_config(settings=settings, overrides=config_overrides)
+    config = plan_round(db=db, settings=settings, overrides=config_overrides).config
     _refuse_if_in_flight(db)
     round_ = TrainingRound(config=config.model_dump(), requested_by_id=requested_by.id if requested_by else None)
     try:

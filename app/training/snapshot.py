@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,17 @@ class SnapshotError(Exception):
     max_judgment_id: int | None = None
 
 
+@dataclass(frozen=True)
+class Shortfall:
+    """A check a snapshot fails: what is counted, how many there are, how many are needed, and the message."""
+
+    what: str
+    there: int
+    needed: int
+    message: str
+    more_judgments: int | None = None  # about how many more usable judgments would make up for it
+
+
 @dataclass
 class Snapshot:
     max_judgment_id: int
@@ -72,6 +84,19 @@ def usable_conditions(include_ties: bool) -> list:
     """WHERE clauses (on Judgment joined with its annotator User) selecting trainable judgments."""
     choices = STRICT_CHOICES + TIE_CHOICES if include_ties else STRICT_CHOICES
     return [*_trusted_annotator(), Judgment.choice.in_(choices)]
+
+
+def count_usable_judgments(*, db: Session, after_id: int = 0, include_ties: bool = False) -> int:
+    """Judgments a round would train on (see usable_conditions) with an id above `after_id`."""
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(Judgment)
+            .join(User, Judgment.annotator_id == User.id)
+            .where(Judgment.id > after_id, *usable_conditions(include_ties))
+        )
+        or 0
+    )
 
 
 def _trusted_annotator() -> list:
@@ -93,14 +118,9 @@ def write_snapshot(*, db: Session, round_id: int, config: RoundConfig, out_dir: 
     max_id = db.scalar(select(func.max(Judgment.id))) or 0
     try:
         policy, base = _policies(db)
-        pairs, counts = _pairs(db, max_id=max_id, config=config)
-        held_out_prompt_ids = {p["prompt_id"] for p in pairs if p["split"] == EVAL_SPLIT}
-        prompts = _prompts(db, config=config, eval_prompt_ids=held_out_prompt_ids)
-        counts |= {
-            "ppo_prompts": sum(p["split"] == TRAIN_SPLIT for p in prompts),
-            "eval_prompts": sum(p["split"] == EVAL_SPLIT for p in prompts),
-        }
-        _check(counts, config)
+        pairs, prompts, counts = _collect(db, max_id=max_id, config=config)
+        if shortfalls := find_shortfalls(counts, config):
+            raise SnapshotError(shortfalls[0].message)
     except SnapshotError as exc:
         exc.max_judgment_id = max_id
         raise
@@ -132,6 +152,30 @@ def write_snapshot(*, db: Session, round_id: int, config: RoundConfig, out_dir: 
         (tmp / name).write_text(text, encoding="utf-8")
     tmp.rename(out_dir)
     return Snapshot(max_judgment_id=max_id, policy_version_id=policy.id, counts=counts)
+
+
+def survey(*, db: Session, config: RoundConfig) -> tuple[dict, list[Shortfall]]:
+    """What a snapshot taken now would count, and every check it would fail, without writing anything."""
+    shortfalls = []
+    try:
+        _policies(db)
+    except SnapshotError as exc:
+        shortfalls.append(Shortfall("policy", 0, 1, str(exc)))
+    max_id = db.scalar(select(func.max(Judgment.id))) or 0
+    _, _, counts = _collect(db, max_id=max_id, config=config)
+    return counts, shortfalls + find_shortfalls(counts, config)
+
+
+def _collect(db: Session, *, max_id: int, config: RoundConfig) -> tuple[list[dict], list[dict], dict]:
+    """(pairs, prompts, counts) of the judgments up to `max_id` under `config`."""
+    pairs, counts = _pairs(db, max_id=max_id, config=config)
+    held_out_prompt_ids = {p["prompt_id"] for p in pairs if p["split"] == EVAL_SPLIT}
+    prompts = _prompts(db, config=config, eval_prompt_ids=held_out_prompt_ids)
+    counts |= {
+        "ppo_prompts": sum(p["split"] == TRAIN_SPLIT for p in prompts),
+        "eval_prompts": sum(p["split"] == EVAL_SPLIT for p in prompts),
+    }
+    return pairs, prompts, counts
 
 
 def _policies(db: Session) -> tuple[PolicyVersion, PolicyVersion]:
@@ -224,29 +268,63 @@ def _prompts(db: Session, *, config: RoundConfig, eval_prompt_ids: set[int]) -> 
     ]
 
 
-def _check(counts: dict, config: RoundConfig) -> None:
-    """The bad-data cases, each with what to do about it."""
+def find_shortfalls(counts: dict, config: RoundConfig) -> list[Shortfall]:
+    """Every bad-data case the counts show, each with what is there, what is needed and what to do."""
+    found = []
     if counts["judgments"] == 0:
-        raise SnapshotError("No judgments yet: annotate some pairs before training.")
-    if counts["from_usable_annotators"] == 0:
-        raise SnapshotError(
-            f"All {counts['judgments']} judgments come from deactivated annotators or annotators "
-            "excluded from training."
+        found.append(Shortfall("judgments", 0, 1, "No judgments yet: annotate some pairs before training."))
+    elif counts["from_usable_annotators"] == 0:
+        found.append(
+            Shortfall(
+                "usable judgments",
+                0,
+                1,
+                f"All {counts['judgments']} judgments come from deactivated annotators or annotators "
+                "excluded from training.",
+            )
         )
-    if counts["strict"] == 0:
-        raise SnapshotError(
-            f"All {counts['ties']} usable judgments are ties or both-bad, which say nothing about "
-            "which answer is better; collect judgments that prefer one answer."
+    elif counts["strict"] == 0:
+        found.append(
+            Shortfall(
+                "judgments preferring one answer",
+                0,
+                1,
+                f"All {counts['ties']} usable judgments are ties or both-bad, which say nothing about "
+                "which answer is better; collect judgments that prefer one answer.",
+            )
         )
-    if counts["eval_pairs"] < config.data.min_heldout_pairs:
-        raise SnapshotError(
-            f"Too few judgments for a held-out set: {counts['eval_pairs']} held-out pairs, at least "
-            f"{config.data.min_heldout_pairs} needed (data.min_heldout_pairs). "
-            f"{config.data.heldout_fraction:.0%} of prompts are held out; collect judgments on more prompts."
+    needed = config.data.min_heldout_pairs
+    if counts["eval_pairs"] < needed:
+        # Held-out pairs per usable judgment so far (the configured share before any are in).
+        rate = counts["eval_pairs"] / counts["strict"] if counts["eval_pairs"] else config.data.heldout_fraction
+        more = math.ceil((needed - counts["eval_pairs"]) / rate)
+        found.append(
+            Shortfall(
+                "held-out pairs",
+                counts["eval_pairs"],
+                needed,
+                f"Too few judgments for a held-out set: {counts['eval_pairs']} held-out pairs, at least "
+                f"{needed} needed (data.min_heldout_pairs), about {more} more usable judgments. "
+                f"{config.data.heldout_fraction:.0%} of prompts are held out; collect judgments on more prompts.",
+                more,
+            )
         )
-    if counts["train_pairs"] == 0:
-        raise SnapshotError(
-            "No training pairs: every usable judgment is on a held-out prompt; collect judgments on more prompts."
+    if counts["train_pairs"] == 0 and counts["eval_pairs"] > 0:
+        found.append(
+            Shortfall(
+                "training pairs",
+                0,
+                1,
+                "No training pairs: every usable judgment is on a held-out prompt; collect judgments on more prompts.",
+            )
         )
     if counts["ppo_prompts"] == 0:
-        raise SnapshotError("No active prompts in the training split for PPO to sample; import or activate prompts.")
+        found.append(
+            Shortfall(
+                "PPO prompts",
+                0,
+                1,
+                "No active prompts in the training split for PPO to sample; import or activate prompts.",
+            )
+        )
+    return found

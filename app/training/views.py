@@ -10,19 +10,21 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, status
+from fastapi.responses import JSONResponse
 
 from app.api.deps import MAX_DB_ID, ApiAdmin, IdPath, SessionDep, SettingsDep
 from app.core.db import utcnow
 from app.training import service
 from app.training.models import RoundStatus
+from app.training.plan import plan_round
 from app.training.schemas import (
     ConfigInfo,
     MetricHistory,
     MetricPointRead,
     RoundConfig,
     RoundPage,
+    RoundPlanRead,
     RoundRead,
-    default_config,
 )
 
 router = APIRouter()
@@ -37,20 +39,38 @@ OVERRIDES_EXAMPLE = {
 
 
 @router.get("/rounds/config", response_model=ConfigInfo)
-def read_round_config(settings: SettingsDep, _admin: ApiAdmin) -> ConfigInfo:
-    """The configuration a round runs with unless overridden, and its JSON Schema (types, limits, help)."""
-    return ConfigInfo(defaults=default_config(settings), json_schema=RoundConfig.model_json_schema())
+def read_round_config(db: SessionDep, settings: SettingsDep, _admin: ApiAdmin) -> ConfigInfo:
+    """The configuration a round launched now runs with unless overridden (the size-dependent values
+    derived from the active policy and the judgments so far, listed in `derived` with their reasons),
+    and its JSON Schema (types, limits, help)."""
+    plan = plan_round(db=db, settings=settings, overrides={})
+    return ConfigInfo(
+        defaults=plan.config.model_dump(),
+        derived={path: vars(d) for path, d in plan.derived.items()},
+        json_schema=RoundConfig.model_json_schema(),
+    )
 
 
-@router.post("/rounds", response_model=RoundRead, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/rounds",
+    response_model=RoundRead | RoundPlanRead,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": RoundPlanRead, "description": "dry_run: the round's plan; nothing is queued."}},
+)
 def launch_round(
     db: SessionDep,
     settings: SettingsDep,
     admin: ApiAdmin,
     overrides: Annotated[dict, Body(default_factory=dict, examples=[OVERRIDES_EXAMPLE])],
-) -> RoundRead:
+    dry_run: Annotated[bool, Query(description="Return the round's plan instead of queuing it.")] = False,
+) -> RoundRead | JSONResponse:
     """Queue a training round. The body overrides any part of GET /rounds/config's defaults (422 names a
-    bad field); 409 while another round is queued or running."""
+    bad field); 409 while another round is queued or running. With dry_run=true nothing is queued: the
+    answer (200) is the plan, the configuration and what the snapshot would hold, with every check it
+    would fail and the number needed."""
+    if dry_run:
+        plan = plan_round(db=db, settings=settings, overrides=overrides)
+        return JSONResponse(RoundPlanRead.model_validate(plan.to_json()).model_dump(mode="json"))
     round_ = service.launch(db=db, settings=settings, requested_by=admin, config_overrides=overrides)
     return service.to_read(db=db, round_=round_)
 

@@ -22,7 +22,7 @@
       const a = document.createElement("a");
       a.href = "/admin/rounds";
       a.textContent = "Launch one";
-      p.append(a, " when enough new judgments are in.");
+      p.append(a, ".");
       body.append(p);
       return;
     }

@@ -78,3 +78,21 @@ def test_worker_once_runs_the_queued_round(settings, db):
     shown = json.loads(runner.invoke(cli, ["rounds", "show", "1"], env=env).output)
     assert shown["status"] == "failed"
     assert shown["error"] == "There is no active policy version to train; register or activate one first."
+
+
+def test_dry_run_prints_the_plan_queues_nothing_and_exits_1_when_impossible(settings, db):
+    env = _env(settings)
+    planned = runner.invoke(cli, ["rounds", "launch", "--dry-run", "--set", "reward.num_epochs=2"], env=env)
+    assert planned.exit_code == 1, planned.output
+    assert "not possible yet, the snapshot would fail:" in planned.output
+    assert "held-out pairs: 0, at least 10 needed" in planned.output
+    assert "about 50 more usable judgments" in planned.output
+    assert "gates.min_rm_accuracy = 0.76" in planned.output and "reward.num_epochs =" not in planned.output
+    assert runner.invoke(cli, ["rounds", "list"], env=env).output.strip() == "no rounds"
+
+
+def test_dry_run_of_a_possible_round_exits_0(settings, db, trained_data):
+    planned = runner.invoke(cli, ["rounds", "launch", "--dry-run"], env=_env(settings))
+    assert planned.exit_code == 0, planned.output
+    assert "usable judgments:   180 preferring one answer" in planned.output
+    assert planned.output.rstrip().endswith("ready: the snapshot has enough data for a round")

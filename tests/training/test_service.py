@@ -9,9 +9,10 @@ import pytest
 
 from app.core.db import Database, utcnow
 from app.core.errors import Conflict, InvalidState, Unprocessable
-from app.training import service
+from app.training import service, snapshot
 from app.training.models import RoundMetric, RoundStatus, TrainingRound
 from tests.factories import make_judged_pair, make_user
+from trainer import defaults as round_defaults
 
 
 def _launch(db, settings, **overrides) -> int:
@@ -42,8 +43,16 @@ def test_launch_resolves_defaults_from_settings_and_overrides(db, settings):
     assert config["ppo"]["learning_rate"] == 3e-5
     assert config["ppo"]["batch_size"] == 16  # untouched defaults stay
     assert config["activate"] is False
-    assert config["gates"]["min_rm_accuracy"] == settings.TRAINING_MIN_RM_ACCURACY
-    assert config["data"]["heldout_fraction"] == settings.TRAINING_HELDOUT_FRACTION
+    # No judgments yet: the size-dependent defaults are the rule's values for the smallest round.
+    assert config["gates"]["min_rm_accuracy"] == round_defaults.min_rm_accuracy(10).value == 0.76
+    assert config["data"]["heldout_fraction"] == round_defaults.heldout_fraction(0).value == 0.2
+
+
+def test_a_training_setting_fixes_a_derived_default(db, settings):
+    fixed = settings.model_copy(update={"TRAINING_MIN_RM_ACCURACY": 0.6, "TRAINING_HELDOUT_FRACTION": 0.1})
+    with db.session() as session:
+        config = service.launch(db=session, settings=fixed, requested_by=None, config_overrides={}).config
+    assert (config["gates"]["min_rm_accuracy"], config["data"]["heldout_fraction"]) == (0.6, 0.1)
 
 
 @pytest.mark.parametrize(
@@ -259,7 +268,7 @@ def test_schedule_launches_after_enough_new_usable_judgments(db, settings, fake_
     make_judged_pair(db, annotator_id=excluded, prompt="p3", **judge)  # not usable
     make_judged_pair(db, annotator_id=annotator, prompt="p4", **judge)
     with db.session() as session:
-        assert service.count_usable_judgments(db=session) == 2
+        assert snapshot.count_usable_judgments(db=session) == 2
         assert service.maybe_schedule(db=session, settings=settings) is None
     last = make_judged_pair(db, annotator_id=annotator, prompt="p5", **judge)
     with db.session() as session:

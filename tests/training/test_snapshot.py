@@ -16,7 +16,9 @@ from tests.training.conftest import add_preferences
 
 
 def _config(settings, **overrides) -> RoundConfig:
-    return resolve_config(settings=settings, overrides=overrides)
+    # A fixed held-out share: these tests count pairs on each side of the split.
+    data = {"heldout_fraction": 0.1, **overrides.pop("data", {})}
+    return resolve_config(settings=settings, overrides={"data": data, **overrides})
 
 
 def _snapshot(db, settings, tmp_path, name="snap", **overrides):

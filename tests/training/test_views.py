@@ -150,3 +150,44 @@ def test_retry_of_a_failed_round_requeues_it(client, admin_token, db, settings):
     response = client.post(f"/api/v1/rounds/{round_id}/retry", headers=admin_token)
     assert response.status_code == 200
     assert (response.json()["status"], response.json()["error"]) == ("queued", "")
+
+
+def test_a_dry_run_returns_the_plan_and_queues_nothing(client, admin_token, trained_data):
+    response = client.post("/api/v1/rounds?dry_run=true", json={"reward": {"num_epochs": 2}}, headers=admin_token)
+    assert response.status_code == 200
+    plan = response.json()
+    assert plan["possible"] is True and plan["shortfalls"] == []
+    assert plan["counts"]["strict"] == 180
+    assert plan["counts"]["train_pairs"] + plan["counts"]["eval_pairs"] == 180
+    assert plan["config"]["reward"]["num_epochs"] == 2 and "reward.num_epochs" not in plan["derived"]
+    assert plan["derived"]["gates.min_rm_accuracy"]["value"] == plan["config"]["gates"]["min_rm_accuracy"]
+    assert "held-out pairs" in plan["derived"]["gates.min_rm_accuracy"]["reason"]
+    assert client.get("/api/v1/rounds", headers=admin_token).json()["total"] == 0
+    # the launch right after stores the configuration the plan showed
+    launched = client.post("/api/v1/rounds", json={"reward": {"num_epochs": 2}}, headers=admin_token).json()
+    assert launched["config"] == plan["config"]
+
+
+def test_a_dry_run_of_an_impossible_round_lists_what_is_missing(client, admin_token):
+    response = client.post("/api/v1/rounds?dry_run=true", headers=admin_token)
+    assert response.status_code == 200
+    plan = response.json()
+    assert plan["possible"] is False
+    by_what = {s["what"]: s for s in plan["shortfalls"]}
+    assert (by_what["held-out pairs"]["there"], by_what["held-out pairs"]["needed"]) == (0, 10)
+    assert by_what["held-out pairs"]["more_judgments"] == 50
+    assert "no active policy version" in by_what["policy"]["message"]
+    assert client.get("/api/v1/rounds", headers=admin_token).json()["total"] == 0
+
+
+def test_a_dry_run_with_a_bad_config_is_a_422(client, admin_token):
+    response = client.post("/api/v1/rounds?dry_run=true", json={"ppo": {"batch_size": 0}}, headers=admin_token)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "ppo", "batch_size"]
+
+
+def test_the_config_endpoint_marks_the_derived_defaults(client, admin_token, trained_data):
+    info = client.get("/api/v1/rounds/config", headers=admin_token).json()
+    derived = info["derived"]
+    assert {"data.heldout_fraction", "gates.min_rm_accuracy", "reward.num_epochs", "ppo.learning_rate"} <= set(derived)
+    assert info["defaults"]["ppo"]["learning_rate"] == derived["ppo.learning_rate"]["value"]
