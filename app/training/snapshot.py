@@ -26,7 +26,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, null, select
 from sqlalchemy.orm import Session, aliased
 
 from app.auth.models import User
@@ -162,13 +162,16 @@ def survey(*, db: Session, config: RoundConfig) -> tuple[dict, list[Shortfall]]:
     except SnapshotError as exc:
         shortfalls.append(Shortfall("policy", 0, 1, str(exc)))
     max_id = db.scalar(select(func.max(Judgment.id))) or 0
-    _, _, counts = _collect(db, max_id=max_id, config=config)
+    _, _, counts = _collect(db, max_id=max_id, config=config, texts=False)
     return counts, shortfalls + find_shortfalls(counts, config)
 
 
-def _collect(db: Session, *, max_id: int, config: RoundConfig) -> tuple[list[dict], list[dict], dict]:
-    """(pairs, prompts, counts) of the judgments up to `max_id` under `config`."""
-    pairs, counts = _pairs(db, max_id=max_id, config=config)
+def _collect(
+    db: Session, *, max_id: int, config: RoundConfig, texts: bool = True
+) -> tuple[list[dict], list[dict], dict]:
+    """(pairs, prompts, counts) of the judgments up to `max_id` under `config`; without `texts` the pairs'
+    answers are None (a plan counts pairs on every dashboard view and needs none of their text)."""
+    pairs, counts = _pairs(db, max_id=max_id, config=config, texts=texts)
     held_out_prompt_ids = {p["prompt_id"] for p in pairs if p["split"] == EVAL_SPLIT}
     prompts = _prompts(db, config=config, eval_prompt_ids=held_out_prompt_ids)
     counts |= {
@@ -195,27 +198,24 @@ def _policies(db: Session) -> tuple[PolicyVersion, PolicyVersion]:
     return policy, base
 
 
-def _pairs(db: Session, *, max_id: int, config: RoundConfig) -> tuple[list[dict], dict]:
+def _pairs(db: Session, *, max_id: int, config: RoundConfig, texts: bool = True) -> tuple[list[dict], dict]:
     completion_a, completion_b = aliased(Completion), aliased(Completion)
-    rows = db.execute(
-        select(
-            Judgment.id,
-            Judgment.choice,
-            Judgment.strength,
-            Prompt.id,
-            Prompt.messages,
-            Prompt.content_hash,
-            completion_a.text,
-            completion_b.text,
-        )
+    messages, answers = (
+        (Prompt.messages, (completion_a.text, completion_b.text)) if texts else (null(), (null(), null()))
+    )
+    query = (
+        select(Judgment.id, Judgment.choice, Judgment.strength, Prompt.id, messages, Prompt.content_hash, *answers)
         .join(Comparison, Judgment.comparison_id == Comparison.id)
         .join(Prompt, Comparison.prompt_id == Prompt.id)
-        .join(completion_a, Comparison.completion_a_id == completion_a.id)
-        .join(completion_b, Comparison.completion_b_id == completion_b.id)
         .join(User, Judgment.annotator_id == User.id)
         .where(Judgment.id <= max_id, *usable_conditions(config.data.include_ties))
         .order_by(Judgment.id)
     )
+    if texts:
+        query = query.join(completion_a, Comparison.completion_a_id == completion_a.id).join(
+            completion_b, Comparison.completion_b_id == completion_b.id
+        )
+    rows = db.execute(query)
     pairs = []
     for judgment_id, choice, strength, prompt_id, messages, content_hash, text_a, text_b in rows:
         split = split_of(content_hash, config.data.heldout_fraction)
