@@ -89,8 +89,10 @@ def test_api_reference_renders_from_local_files_under_the_policy(live_server, br
         ),
     )
     page.goto(live_server.url + "/docs")
-    expect(page.locator(".swagger-ui .info .title")).to_contain_text("prefloop")
-    expect(page.locator(".opblock-tag-section").first).to_be_visible()
+    # Swagger UI builds the page from a 1 MB script and the whole OpenAPI document: on a loaded machine that
+    # takes longer than the default 5 s.
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("prefloop", timeout=20_000)
+    expect(page.locator(".opblock-tag-section").first).to_be_visible(timeout=20_000)
     page.locator(".opblock-summary").first.click()  # an operation opens: the UI is live, not just painted
     expect(page.locator(".opblock.is-open").first).to_be_visible()
     assert violations(page) == []
