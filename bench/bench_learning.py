@@ -127,7 +127,12 @@ def run_round(client: httpx.Client, overrides: dict, timeout_s: float) -> dict:
     round_id = launched.json()["id"]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        state = client.get(f"/api/v1/rounds/{round_id}").json()
+        response = client.get(f"/api/v1/rounds/{round_id}")
+        if response.status_code != 200:  # say what the server answered, and keep polling until the deadline
+            print(f"round {round_id}: HTTP {response.status_code}: {response.text[:500]}", file=sys.stderr, flush=True)
+            time.sleep(2)
+            continue
+        state = response.json()
         if state["status"] not in ("queued", "running"):
             return state
         time.sleep(2)
