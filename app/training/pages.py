@@ -76,11 +76,16 @@ ROUND_CHARTS = [
 
 
 def _rounds_context(
-    db: Session, settings: Settings, submitted: dict[str, str] | None = None, plan: RoundPlan | None = None
+    db: Session,
+    settings: Settings,
+    submitted: dict[str, str] | None = None,
+    plan: RoundPlan | None = None,
+    default: RoundPlan | None = None,
 ) -> dict[str, Any]:
-    """The rounds page; `plan` is the one the form's Check asked for (the default round's otherwise)."""
+    """The rounds page; `plan` is the one the form's Check asked for (the default round's otherwise).
+    `default`: the default round's plan when the caller has it already (each plan reads every judgment)."""
     rounds, total = service.list_(db=db, limit=settings.ADMIN_PAGE_SIZE)
-    default = plan_round(db=db, settings=settings, overrides={})
+    default = default or plan_round(db=db, settings=settings, overrides={})
     shown = plan or default
     return {
         "rounds": [service.to_read(db=db, round_=r) for r in rounds],
@@ -141,11 +146,11 @@ async def launch_round(request: Request, db: SessionDep, settings: SettingsDep, 
     fields = await request.form()
     form = {k: v for k, v in fields.items() if isinstance(v, str) and k not in ("csrf_token", "action")}
     with rerender_if_refused("rounds", lambda page_db: _rounds_context(page_db, settings, form)):
-        default = plan_round(db=db, settings=settings, overrides={}).config.model_dump()
-        overrides = round_form.overrides(form, default)
+        default = plan_round(db=db, settings=settings, overrides={})
+        overrides = round_form.overrides(form, default.config.model_dump())
         if fields.get("action") == "check":
             plan = plan_round(db=db, settings=settings, overrides=overrides)
-            return console_page(request, "rounds", _rounds_context(db, settings, form, plan))
+            return console_page(request, "rounds", _rounds_context(db, settings, form, plan, default))
         round_ = service.launch(db=db, settings=settings, requested_by=admin, config_overrides=overrides)
     message = f"Round {round_.id} is queued; a worker picks it up shortly."
     return redirect_with_flash(request, f"/admin/rounds/{round_.id}", message)
