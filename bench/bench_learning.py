@@ -269,7 +269,7 @@ def chart(rows: list[dict], path: Path) -> None:
         ax_win.errorbar(rounds, rates, yerr=[low, high], marker="o", capsize=4, label=name)
         ax_kl.plot(rounds, [r["kl_to_base"] for r in done], marker="o", label=name)
     ax_win.axhline(0.5, color="grey", lw=1, ls="--")
-    ax_win.axhline(0.75, color="green", lw=1, ls=":", label="goal 0.75")
+    ax_win.axhline(0.9, color="green", lw=1, ls=":", label="goal 0.9 (decisive)")
     ax_win.set(title="Oracle win rate vs base (95% CI)", xlabel="round", ylabel="wins / (wins + losses)", ylim=(0, 1))
     ax_kl.set(title="KL to base", xlabel="round", ylabel="nats / response")
     for ax in (ax_win, ax_kl):

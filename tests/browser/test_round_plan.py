@@ -32,7 +32,7 @@ def test_the_launch_form_checks_a_round_before_launch(live_server, browser_page,
     page.click("summary:has-text('Settings')")
     derived = page.locator("label:has(input[name='reward.num_epochs']) .derived-mark")
     expect(derived).to_have_text("derived")
-    expect(page.locator("input[name='data.heldout_fraction']")).to_have_value("0.2")
+    expect(page.locator("input[name='data.heldout_fraction']")).to_have_value("0.3")
     screenshot(page, "round-plan")
 
     # Asking for more held-out pairs than there are: the check says what is missing and queues nothing.

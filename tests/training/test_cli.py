@@ -86,7 +86,7 @@ def test_dry_run_prints_the_plan_queues_nothing_and_exits_1_when_impossible(sett
     assert planned.exit_code == 1, planned.output
     assert "not possible yet, the snapshot would fail:" in planned.output
     assert "held-out pairs: 0, at least 10 needed" in planned.output
-    assert "about 50 more usable judgments" in planned.output
+    assert "about 34 more usable judgments" in planned.output
     assert "gates.min_rm_accuracy = 0.76" in planned.output and "reward.num_epochs =" not in planned.output
     assert runner.invoke(cli, ["rounds", "list"], env=env).output.strip() == "no rounds"
 

@@ -27,8 +27,8 @@ def _shortfalls(plan) -> dict[str, tuple[int, int]]:
 def test_enough_data_is_possible_and_counts_what_the_snapshot_then_writes(db, settings, trained_data, tmp_path):
     plan = _plan(db, settings)
     assert plan.possible and plan.shortfalls == []
-    # 180 usable judgments: the share aims at ~100 held-out pairs, capped at 20 %
-    assert plan.derived["data.heldout_fraction"].value == plan.config.data.heldout_fraction == 0.2
+    # 180 usable judgments: the share aims at ~100 held-out pairs, capped at 30 %
+    assert plan.derived["data.heldout_fraction"].value == plan.config.data.heldout_fraction == 0.3
     assert plan.counts["strict"] == 180
     assert plan.counts["train_pairs"] + plan.counts["eval_pairs"] == 180
     with db.session() as session:
@@ -37,7 +37,7 @@ def test_enough_data_is_possible_and_counts_what_the_snapshot_then_writes(db, se
     # the derived gate is the 95 % bound for the held-out pairs counted
     eval_pairs = plan.counts["eval_pairs"]
     assert plan.config.gates.min_rm_accuracy == pytest.approx(0.5 + 1.645 * (0.25 / eval_pairs) ** 0.5, abs=0.001)
-    assert plan.config.reward.num_epochs == plan.derived["reward.num_epochs"].value == 4
+    assert plan.config.reward.num_epochs == plan.derived["reward.num_epochs"].value == 2
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(TrainingRound)) == 0  # nothing queued
 
@@ -70,7 +70,7 @@ def test_no_data_lists_every_failing_check(db, settings):
     assert shortfalls["judgments"] == (0, 1)
     assert shortfalls["held-out pairs"] == (0, 10)
     assert shortfalls["PPO prompts"] == (0, 1)
-    assert "about 50 more usable judgments" in next(s.message for s in plan.shortfalls if s.what == "held-out pairs")
+    assert "about 34 more usable judgments" in next(s.message for s in plan.shortfalls if s.what == "held-out pairs")
 
 
 def test_only_ties_and_only_inactive_prompts_are_named(db, settings, tmp_path):

@@ -45,7 +45,7 @@ def test_launch_resolves_defaults_from_settings_and_overrides(db, settings):
     assert config["activate"] is False
     # No judgments yet: the size-dependent defaults are the rule's values for the smallest round.
     assert config["gates"]["min_rm_accuracy"] == round_defaults.min_rm_accuracy(10).value == 0.76
-    assert config["data"]["heldout_fraction"] == round_defaults.heldout_fraction(0).value == 0.2
+    assert config["data"]["heldout_fraction"] == round_defaults.heldout_fraction(0).value == 0.3
 
 
 def test_a_training_setting_fixes_a_derived_default(db, settings):
