@@ -300,6 +300,9 @@ def main() -> None:
         "--server-env", default="{}", help='JSON of extra server settings, e.g. {"PREFLOOP_SAMPLER_LOW_WATER": "128"}'
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "learning")
+    parser.add_argument(
+        "--keep", type=Path, help="keep each preference's data directory here (its database holds the samples to read)"
+    )
     args = parser.parse_args()
     config = LoopConfig(
         rounds=args.rounds,
@@ -316,7 +319,7 @@ def main() -> None:
     )
 
     with tempfile.TemporaryDirectory(prefix="prefloop-learning-") as tmp:
-        workdir = Path(tmp)
+        workdir = args.keep or Path(tmp)
         base_dir = args.base_dir
         if base_dir is None:
             started = time.perf_counter()
