@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,7 @@ PREFLOOP = str(Path(sys.executable).with_name("prefloop"))  # the console script
 
 from app.ratings.bradley_terry import wilson_interval  # noqa: E402
 from app.simulate import preferences  # noqa: E402
-from app.simulate.runner import AnnotatorSpec, provision, simulate  # noqa: E402
+from app.simulate.runner import AnnotatorSpec, annotator_names, provision, simulate  # noqa: E402
 from trainer import metrics as M  # noqa: E402
 from trainer.embedded.task import make_prompts  # noqa: E402
 from trainer.generate import SamplingParams  # noqa: E402
@@ -139,20 +140,21 @@ def run_round(client: httpx.Client, overrides: dict, timeout_s: float) -> dict:
     raise RuntimeError(f"round {round_id} did not finish in {timeout_s}s")
 
 
-def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=print) -> list[dict]:
+def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=print, seed: int = 0) -> list[dict]:
     """K rounds of (judge M pairs through the API, train, activate, oracle vs base) for one preference.
 
     `base_dir` (from bootstrap) is copied to `data_dir`, so each preference starts from the same base.
+    `seed` seeds the sampler, the annotators and the oracle (the round settings stay the app's defaults).
     Returns one row per round. A round rejected by its gates, or whose version is not activated, is
     reported and the loop carries on (the next round has more judgments); a failed or cancelled one ends it.
     """
     shutil.copytree(base_dir, data_dir)
     preference = preferences.load(name)
     rows = []
-    with running_server(data_dir, config.server_env) as url:
+    with running_server(data_dir, {"PREFLOOP_SAMPLER_SEED": str(seed), **config.server_env}) as url:
         prefloop(data_dir, "users", "create", "bench-admin", "--admin", "--password", "bench-admin-pw")
         admin_token = prefloop(data_dir, "tokens", "create", "bench-admin").strip()
-        names = [f"sim-{name}-{i}" for i in range(config.annotators)]
+        names = annotator_names(name, config.annotators)
         tokens = asyncio.run(provision(url, admin_token, names))
         specs = [AnnotatorSpec(n, preference, noise=config.noise) for n in names]
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=60)
@@ -161,7 +163,7 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
         params = SamplingParams(temperature=config.temperature, top_p=1.0, max_new_tokens=config.max_new_tokens)
         for k in range(1, config.rounds + 1):
             started = time.perf_counter()
-            stats = asyncio.run(simulate(url, tokens, specs, config.judgments, seed=k))
+            stats = asyncio.run(simulate(url, tokens, specs, config.judgments, seed=k + 1000 * seed))
             judge_s = time.perf_counter() - started
             started = time.perf_counter()
             state = run_round(client, config.round_config, config.round_timeout_s)
@@ -170,6 +172,7 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
                 rows.append(
                     {
                         "preference": name,
+                        "seed": seed,
                         "round": k,
                         "status": state["status"],
                         "error": state["error"],
@@ -182,12 +185,13 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
                 break
             policy = client.get(f"/api/v1/policies/{state['policy_number']}").json()
             started = time.perf_counter()
-            oracle = oracle_win_rate(policy["path"], base_path, heldout, preference, params, seed=k)
+            oracle = oracle_win_rate(policy["path"], base_path, heldout, preference, params, seed=k + 1000 * seed)
             oracle_s = time.perf_counter() - started
             results = state["results"]
             rows.append(
                 {
                     "preference": name,
+                    "seed": seed,
                     "round": k,
                     "status": state["status"] if policy["status"] == "active" else "not activated",
                     "version": state["policy_number"],
@@ -203,6 +207,9 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
                     / max(oracle.wins + oracle.losses + oracle.ties, 1),
                     "oracle_ci95": wilson_interval(oracle.wins, oracle.wins + oracle.losses),
                     "oracle_tie_rate": oracle.tie_rate,
+                    # the samples described (task qualities, evasive share, words): what the win cost
+                    "oracle_new": oracle.new,
+                    "oracle_base": oracle.base,
                     "seconds": {
                         "judging": round(judge_s, 1),
                         "training": round(train_s, 1),
@@ -219,24 +226,68 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
 
 
 def table(rows: list[dict]) -> str:
+    """One line per round and seed; the side-effect columns read "base → new" on the oracle's samples."""
     lines = [
-        "| preference | round | status | RM held-out acc | KL to base | oracle win rate vs base (95% CI) | "
-        "ties as half | wins–losses–ties | tie rate | judge s | train s | oracle s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| preference | seed | round | outcome | RM held-out acc (gate) | KL to base | decisive win rate (95% CI) | "
+        "ties as half | wins–losses–ties | tie rate | helpful | evasive | words | judge / train / oracle s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "oracle_wins" not in r:
-            lines.append(f"| {r['preference']} | {r['round']} | {r['status']}: {r.get('error', '')} |||||||||")
+            lines.append(
+                f"| {r['preference']} | {r.get('seed', 0)} | {r['round']} | {r['status']}: {r.get('error', '')} "
+                "||||||||||"
+            )
             continue
         ci, rate = r["oracle_ci95"], r["oracle_win_rate"]
         decisive = f"**{rate:.3f}** ({ci[0]:.3f}–{ci[1]:.3f})" if rate is not None else "no decisive pair"
+        seconds = r["seconds"]
         lines.append(
-            f"| {r['preference']} | {r['round']} | {r['status']} | {_number(r['rm_heldout_accuracy'])} | "
+            f"| {r['preference']} | {r.get('seed', 0)} | {r['round']} | {r['status']} | "
+            f"{_number(r['rm_heldout_accuracy'])} ({_number(r['config']['min_rm_accuracy'])}) | "
             f"{_number(r['kl_to_base'], 2)} | {decisive} | {r['oracle_win_rate_ties_half']:.3f} | "
             f"{r['oracle_wins']}–{r['oracle_losses']}–{r['oracle_ties']} | {r['oracle_tie_rate']:.2f} | "
-            f"{r['seconds']['judging']} | {r['seconds']['training']} | {r['seconds']['oracle']} |"
+            f"{_change(r, 'helpful')} | {_change(r, 'evasive')} | {_change(r, 'words', 1)} | "
+            f"{seconds['judging']} / {seconds['training']} / {seconds['oracle']} |"
         )
     return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> str:
+    """Mean ± sd over the seeds, per preference and round (a round a seed did not measure is counted out)."""
+    lines = [
+        "| preference | round | seeds measured | decisive win rate | ties as half | tie rate | "
+        "helpful | evasive | words |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(r["preference"] for r in rows):
+        for k in sorted({r["round"] for r in rows if r["preference"] == name}):
+            runs = [r for r in rows if (r["preference"], r["round"]) == (name, k)]
+            done = [r for r in runs if r.get("oracle_win_rate") is not None]
+            if not done:
+                lines.append(f"| {name} | {k} | 0 of {len(runs)} ||||||")
+                continue
+            lines.append(
+                f"| {name} | {k} | {len(done)} of {len(runs)} | {_spread([r['oracle_win_rate'] for r in done])} | "
+                f"{_spread([r['oracle_win_rate_ties_half'] for r in done])} | "
+                f"{_spread([r['oracle_tie_rate'] for r in done], 2)} | "
+                + " | ".join(
+                    f"{_spread([r['oracle_base'][q] for r in done], d)} → "
+                    f"{_spread([r['oracle_new'][q] for r in done], d)}"
+                    for q, d in (("helpful", 2), ("evasive", 2), ("words", 1))
+                )
+                + " |"
+            )
+    return "\n".join(lines)
+
+
+def _change(row: dict, quality: str, digits: int = 2) -> str:
+    return f"{row['oracle_base'][quality]:.{digits}f} → {row['oracle_new'][quality]:.{digits}f}"
+
+
+def _spread(values: list[float], digits: int = 3) -> str:
+    mean = statistics.fmean(values)
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
 
 
 def _derived_settings(config: dict) -> dict:
@@ -285,6 +336,9 @@ def main() -> None:
     defaults = LoopConfig()
     parser.add_argument("--preferences", default="on_topic,polite")
     parser.add_argument("--rounds", type=int, default=defaults.rounds)
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="runs per preference, each seeding sampler, annotators and oracle anew"
+    )
     parser.add_argument("--judgments", type=int, default=defaults.judgments, help="judgments per round")
     parser.add_argument("--annotators", type=int, default=defaults.annotators)
     parser.add_argument("--noise", type=float, default=defaults.noise)
@@ -328,11 +382,14 @@ def main() -> None:
             print(f"bootstrap: {time.perf_counter() - started:.1f}s", flush=True)
         rows = []
         for name in args.preferences.split(","):
-            rows += learn(name, config, base_dir, workdir / name, log=lambda line: print(line, flush=True))
+            for seed in range(args.seeds):
+                data_dir = workdir / (name if seed == 0 else f"{name}-seed{seed}")
+                rows += learn(name, config, base_dir, data_dir, log=lambda line: print(line, flush=True), seed=seed)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "learning.json").write_text(json.dumps(rows, indent=2))
-    (args.out / "learning.md").write_text(table(rows) + "\n")
-    print(table(rows))
+    report = f"{table(rows)}\n\nMean ± sd over seeds:\n\n{summary(rows)}\n"
+    (args.out / "learning.md").write_text(report)
+    print(report)
     chart(rows, args.out / "learning.png")
 
 

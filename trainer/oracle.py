@@ -3,14 +3,23 @@
 Used by the learning benchmark and its CI-sized test to show that a trained version beats the base
 on prompts it never trained on. Each held-out prompt gets one sample from each policy; the preference
 scores (prompt, new, base) and a positive score is a win, a negative one a loss, zero a tie.
+
+The two policies draw with different seeds. With one seed, wherever training left the policy unchanged
+both sides would produce the same text and tie, so the decisive win rate would only count the prompts
+where the policy changed. Beside the verdicts, each side's samples are described by the embedded task's
+qualities (trainer/embedded/task.py features), its evasion share and its length in words, so a win bought
+with evasive or shorter answers shows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from trainer.embedded.task import features, is_evasive
 from trainer.generate import LoadedPolicy, SamplingParams, generate, load_policy
+
+BASE_SEED_OFFSET = 1_000_003  # the base's draws: a seed stream no policy's draws share
 
 
 @dataclass(frozen=True)
@@ -18,6 +27,8 @@ class OracleResult:
     wins: int
     losses: int
     ties: int
+    new: dict[str, float] = field(default_factory=dict)  # describe() of the new policy's samples
+    base: dict[str, float] = field(default_factory=dict)
 
     @property
     def win_rate(self) -> float | None:
@@ -50,8 +61,19 @@ def oracle_win_rate(
     seed: int = 0,
 ) -> OracleResult:
     new = sample_texts(load_policy(policy_dir), prompts, params, seed)
-    base = sample_texts(load_policy(base_dir), prompts, params, seed)
+    base = sample_texts(load_policy(base_dir), prompts, params, seed + BASE_SEED_OFFSET)
     scores = [preference(p, n, b) for p, n, b in zip(prompts, new, base, strict=True)]
     return OracleResult(
-        wins=sum(s > 0 for s in scores), losses=sum(s < 0 for s in scores), ties=sum(s == 0 for s in scores)
+        wins=sum(s > 0 for s in scores),
+        losses=sum(s < 0 for s in scores),
+        ties=sum(s == 0 for s in scores),
+        new=describe(prompts, new),
+        base=describe(prompts, base),
     )
+
+
+def describe(prompts: list[str], texts: list[str]) -> dict[str, float]:
+    """Means over the samples: the task's four qualities (0-1), the evasive share and the length in words."""
+    rows = [features(p, t) | {"evasive": float(is_evasive(t)), "words": float(len(t.split()))}
+            for p, t in zip(prompts, texts, strict=True)]  # fmt: skip
+    return {key: sum(row[key] for row in rows) / len(rows) for key in rows[0]} if rows else {}

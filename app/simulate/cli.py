@@ -8,7 +8,7 @@ import typer
 from tqdm import tqdm
 
 from app.simulate import preferences
-from app.simulate.runner import AnnotatorSpec, RunStats, provision, simulate
+from app.simulate.runner import AnnotatorSpec, RunStats, annotator_names, provision, simulate
 
 
 def register(cli: typer.Typer) -> None:
@@ -37,7 +37,7 @@ def simulate_command(
     except ValueError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
-    names = [f"sim-{preference.replace(':', '-').replace('.', '-')}-{i}" for i in range(annotators)]
+    names = annotator_names(preference, annotators)
     specs = [AnnotatorSpec(name, preference_fn, noise=noise, tie_rate=tie_rate, think_s=think_s) for name in names]
 
     async def run() -> RunStats:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -138,6 +139,13 @@ async def _next_pair(client: httpx.AsyncClient, stats: RunStats, stop: asyncio.E
         stats.empty_polls += 1  # 204: the sampler is still filling the pool
         await asyncio.sleep(min(float(response.headers.get("retry-after", 1)), 5))
     return None
+
+
+def annotator_names(preference: str, count: int) -> list[str]:
+    """Usernames for `count` scripted annotators of `preference` (a shipped name or module:function), made
+    of the characters a username allows and short enough for one."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", preference)[:48]
+    return [f"sim-{stem}-{i}" for i in range(count)]
 
 
 async def provision(base_url: str, admin_token: str, names: list[str]) -> dict[str, str]:

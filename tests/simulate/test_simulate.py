@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import httpx
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from app.auth.models import Role
+from app.auth.schemas import USERNAME_PATTERN
 from app.cli import cli
 from app.comparisons.models import Choice
 from app.judgments.models import Judgment
 from app.simulate import preferences
-from app.simulate.runner import AnnotatorSpec, provision, simulate
+from app.simulate.runner import AnnotatorSpec, annotator_names, provision, simulate
 from tests.browser.conftest import live_server  # noqa: F401  (fixture)
 from tests.factories import make_comparisons, make_token, make_user
 
@@ -115,3 +117,11 @@ def test_annotator_backs_off_on_429_409_401_and_carries_on():
     assert stats.backoffs[429] == 1 and stats.backoffs[401] == 1 and stats.backoffs[409] == 1
     assert all(body["choice"] == "left" for body in stored)
     assert len({body["client_request_id"] for body in stored}) == 3
+
+
+def test_annotator_names_are_valid_usernames_for_any_preference():
+    long_one = "my_team.preferences.judges:prefer_answers_that_cite_a_source_and_stay_short"
+    for preference in ("on_topic", "tests.simulate.prefs:prefer_long", long_one):
+        names = annotator_names(preference, 3)
+        assert len(set(names)) == 3
+        assert all(re.fullmatch(USERNAME_PATTERN, n) and len(n) <= 64 for n in names), names

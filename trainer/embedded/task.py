@@ -837,6 +837,15 @@ def _any_of(markers: tuple[str, ...]) -> re.Pattern:
 _POLITE_RE, _RUDE_RE, _EVASION_RE = map(_any_of, (POLITE_MARKERS, RUDE_MARKERS, EVASION_MARKERS))
 
 
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().replace("\u2019", "'").split())
+
+
+def is_evasive(response_text: str) -> bool:
+    """The response contains one of the task's evasion phrases ("I don't really know ...")."""
+    return bool(_EVASION_RE.search(_normalise(response_text)))
+
+
 def features(prompt_text: str, response_text: str) -> dict[str, float]:
     """Judge a response on the four qualities, each in [0, 1].
 
@@ -846,7 +855,7 @@ def features(prompt_text: str, response_text: str) -> dict[str, float]:
     polite    1 with a politeness marker and no rude one, 0.5 with both, else 0
     complete  1 when the text ends with sentence punctuation
     """
-    text = " ".join(response_text.lower().replace("\u2019", "'").split())
+    text = _normalise(response_text)
     known, words = _topic(prompt_text)
     mentioned = _mentions(_SUBJECTS_RE, text)
     own = sum(m in known for m in mentioned) + (len(words.findall(text)) if words else 0)
