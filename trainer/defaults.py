@@ -162,6 +162,22 @@ def derive(sizes: RoundSizes, *, min_heldout_pairs: int, reward_batch: int | Non
     return derived
 
 
+def for_stage(args, section: str, sizes: RoundSizes, log=None):
+    """`args` (a stage's RewardArgs or PPOArgs) with the derived defaults of `section` ("reward" or "ppo")
+    for every field its command line left unset, so a stage run alone trains as it would in a round.
+    `log(message)` is told each derived value and why."""
+    given = args.model_fields_set
+    reward_batch = args.batch_size if section == "reward" and "batch_size" in given else None
+    update = {}
+    for key, value in derive(sizes, min_heldout_pairs=1, reward_batch=reward_batch).items():
+        stage, field = key.split(".", 1)
+        if stage == section and field not in given:
+            update[field] = value.value
+            if log is not None:
+                log(f"{key} = {value.value:g} (derived: {value.reason})")
+    return args.model_copy(update=update)
+
+
 # ---- the policy's size ---------------------------------------------------------------------------------------
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig
 
+from trainer import defaults
 from trainer import metrics as M
 from trainer.contract import (
     METRICS_FILE,
@@ -48,6 +49,7 @@ from trainer.contract import (
     snapshot_file,
     snapshot_rows,
 )
+from trainer.defaults import RoundSizes, count_parameters
 from trainer.models import (
     autocast,
     check_precision,
@@ -555,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     if not prompts:
         parser.error(f"--prompts: {paths.prompts} holds no training prompts")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sizes = RoundSizes(count_parameters(paths.policy), 0, 0, 0, len(prompts))
+    args = defaults.for_stage(args, "ppo", sizes, log=logging.getLogger(__name__).info)
     with M.progress_bar("ppo", (M.OBJECTIVE_RLHF_REWARD, M.OBJECTIVE_KL)) as report:
         result = train_ppo(args, str(paths.policy), str(paths.ref_policy), str(paths.reward_model), prompts,
                            str(paths.out), on_progress=report)  # fmt: skip

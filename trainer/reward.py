@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from trainer import defaults
 from trainer import metrics as M
 from trainer.contract import (
     METRICS_FILE,
@@ -42,6 +43,7 @@ from trainer.contract import (
     snapshot_file,
     snapshot_rows,
 )
+from trainer.defaults import RoundSizes, count_parameters
 from trainer.models import (
     REWARD_MEAN_KEY,
     REWARD_STD_KEY,
@@ -323,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     if not train:
         parser.error(f"--pairs: {paths.pairs} holds no training pairs")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sizes = RoundSizes(count_parameters(paths.policy), len(train) + len(held_out), len(train), len(held_out), 0)
+    args = defaults.for_stage(args, "reward", sizes, log=logging.getLogger(__name__).info)
     with M.progress_bar("reward_model", (M.RM_TRAIN_LOSS, M.RM_TRAIN_ACCURACY)) as report:
         result = train_reward_model(args, str(paths.policy), train, held_out, str(paths.out), on_progress=report)
     print(json.dumps(json_safe(result)))

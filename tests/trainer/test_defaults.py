@@ -9,6 +9,7 @@ import struct
 import pytest
 
 from trainer import defaults
+from trainer.contract import PPOArgs, RewardArgs
 from trainer.defaults import RoundSizes
 
 
@@ -103,3 +104,17 @@ def test_parameter_count_is_none_without_readable_safetensors(tmp_path):
     assert defaults.count_parameters(tmp_path) is None
     (tmp_path / "model.safetensors").write_bytes(b"\xff" * 4)
     assert defaults.count_parameters(tmp_path) is None
+
+
+def test_a_stage_run_alone_gets_the_derived_defaults_for_what_its_command_line_left_unset():
+    sizes = RoundSizes(num_parameters=1_500_000, usable_pairs=200, train_pairs=160, eval_pairs=40, ppo_prompts=160)
+    told: list[str] = []
+    reward = defaults.for_stage(RewardArgs(learning_rate=5e-4), "reward", sizes, log=told.append)
+    assert reward.learning_rate == 5e-4  # given: kept
+    assert (reward.batch_size, reward.num_epochs) == (8, 2)  # derived from 160 training pairs
+    assert any(line.startswith("reward.num_epochs = 2 (derived:") for line in told)
+    assert not any(line.startswith("reward.learning_rate") for line in told)
+    ppo = defaults.for_stage(PPOArgs(), "ppo", sizes)
+    assert (ppo.learning_rate, ppo.num_prompt_epochs) == (1e-4, 4.8)
+    unknown_size = RoundSizes(None, 0, 0, 0, 160)
+    assert defaults.for_stage(PPOArgs(), "ppo", unknown_size).learning_rate == PPOArgs().learning_rate

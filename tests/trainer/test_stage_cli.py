@@ -39,12 +39,15 @@ def test_the_reward_stage_trains_from_a_snapshot_directory(tmp_path, tiny_policy
                   "--batch-size", 6, "--log-every", 1, "--num-threads", 1)  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
-    assert result["num_steps"] == 3 and result[M.RM_NUM_PAIRS] == 18  # 18 training pairs in batches of 6
-    assert "reward_model" in done.stderr and "3/3" in done.stderr  # the progress bar
+    # the epochs unset: derived as in a round (at most 2), after the batch size given
+    assert "reward.num_epochs = 2 (derived: ~250 optimizer steps from 18 training pairs in batches of 6" in done.stderr
+    assert "reward.learning_rate = 0.001 (derived: by the policy's size" in done.stderr
+    assert result["num_steps"] == 6 and result[M.RM_NUM_PAIRS] == 18  # 18 training pairs in batches of 6, twice
+    assert "reward_model" in done.stderr and "6/6" in done.stderr  # the progress bar
     model = load_scalar_model(str(out), load_tokenizer(str(out)).pad_token_id)
     assert reward_norm_stats(model) == (result[M.RM_NORM_MEAN], result[M.RM_NORM_STD])
     steps = [row["step"] for row in M.read_metrics(str(out / "metrics.jsonl"))]
-    assert steps == [0, 1, 2, 3, 3]
+    assert steps == [0, 1, 2, 3, 4, 5, 6, 6]
 
 
 def test_the_ppo_stage_trains_from_a_prompts_file(tmp_path, tiny_policy_dir, tiny_reward_dir):
@@ -61,6 +64,7 @@ def test_the_ppo_stage_trains_from_a_prompts_file(tmp_path, tiny_policy_dir, tin
     result = json.loads(done.stdout.splitlines()[-1])
     assert (result["num_updates"], result["updates_done"], result["stopped"]) == (2, 2, False)
     assert "ppo" in done.stderr and "2/2" in done.stderr
+    assert "ppo.learning_rate = 0.0001 (derived" in done.stderr  # unset: as a round would derive it
     load_policy(str(out), load_tokenizer(str(out)).pad_token_id)
     rows = M.read_metrics(str(out / "metrics.jsonl"))
     assert [row["step"] for row in rows] == [1, 2] and M.OBJECTIVE_KL in rows[-1]
