@@ -79,6 +79,31 @@ def test_a_bad_filter_is_a_message_on_the_page(live_server, console):
     expect(page.locator("#judgment-filters")).to_be_visible()  # the form stays, to fix the value
 
 
+def test_a_bad_filter_typed_in_the_form_keeps_the_others(live_server, console):
+    page, _ = console
+    page.goto(live_server.url + "/admin/judgments")
+    page.select_option("select[name=annotator]", "omar")
+    page.select_option("select[name=choice]", "tie")
+    page.fill("input[name=since]", "2026-12-01")
+    page.fill("input[name=prompt]", "12x")
+    page.click("#judgment-filters button[type=submit]")
+    expect(page.locator(".alert.error")).to_contain_text("Prompt id: Input should be a valid integer")
+    expect(page.locator("select[name=annotator]")).to_have_value("omar")
+    expect(page.locator("select[name=choice]")).to_have_value("tie")
+    expect(page.locator("input[name=since]")).to_have_value("2026-12-01")
+    expect(page.locator("input[name=prompt]")).to_have_value("12x")  # as typed, to fix
+    screenshot(page, "judgments-bad-filter")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "judgments-bad-filter-phone")
+    assert fits_the_width(page)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.fill("input[name=prompt]", "")
+    page.click("#judgment-filters button[type=submit]")
+    page.wait_for_url(re.compile(r".*annotator=omar.*"))
+    expect(page.locator(".alert.error")).to_have_count(0)
+    expect(page.locator("#judgment-count")).to_be_visible()
+
+
 def test_console_export_counts_then_downloads_the_file(live_server, console):
     page, _ = console
     page.goto(live_server.url + "/admin/export")
