@@ -263,13 +263,18 @@ def _count_pairs_and_prompts(db: Session, *, max_id: int, config: RoundConfig) -
     content, so it is the prompt's; the rules are _pairs' (a tie: two training pairs, none held out) and
     _prompts' (the active prompts, plus the inactive ones a held-out pair uses)."""
     fraction = config.data.heldout_fraction
-    rows = db.execute(
-        select(Prompt.content_hash, Prompt.is_active, Judgment.choice, func.count())
+    per_prompt = (
+        select(Comparison.prompt_id, Judgment.choice, func.count().label("n"))
         .join(Comparison, Judgment.comparison_id == Comparison.id)
-        .join(Prompt, Comparison.prompt_id == Prompt.id)
         .join(User, Judgment.annotator_id == User.id)
         .where(Judgment.id <= max_id, *usable_conditions(config.data.include_ties))
-        .group_by(Prompt.id, Prompt.content_hash, Prompt.is_active, Judgment.choice)
+        .group_by(Comparison.prompt_id, Judgment.choice)
+        .subquery()
+    )
+    rows = db.execute(
+        select(Prompt.content_hash, Prompt.is_active, per_prompt.c.choice, per_prompt.c.n).join(
+            per_prompt, Prompt.id == per_prompt.c.prompt_id
+        )
     )
     train_pairs = eval_pairs = 0
     inactive_eval_prompts: set[str] = set()  # by content hash, unique per prompt
