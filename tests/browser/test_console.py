@@ -133,6 +133,23 @@ def test_a_bad_export_stays_on_the_page_with_the_message(live_server, console):
     expect(page.locator(".alert.error")).to_contain_text("format=raw has one row per judgment")
 
 
+def test_a_bad_export_filter_keeps_the_rest_of_the_form(live_server, console):
+    page, _ = console
+    page.goto(live_server.url + "/admin/export")
+    page.select_option("select[name=format]", "kto")
+    page.select_option("select[name=annotator]", "lena")
+    page.fill("input[name=prompt]", "seven")
+    page.click("#export-form button:has-text('Count')")
+    expect(page.locator(".alert.error")).to_contain_text("Prompt id: Input should be a valid integer")
+    expect(page.locator("select[name=format]")).to_have_value("kto")
+    expect(page.locator("select[name=annotator]")).to_have_value("lena")
+    expect(page.locator("input[name=prompt]")).to_have_value("seven")
+    screenshot(page, "export-bad-filter")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "export-bad-filter-phone")
+    assert fits_the_width(page)
+
+
 def test_token_creation_redirects_shows_once_and_copies(live_server, console, browser_page):
     page, _ = console
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
