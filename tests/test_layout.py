@@ -69,6 +69,7 @@ SERVICE_EDGES_FORBIDDEN = [
     ("policies", "training"),
     ("policies", "rollout"),  # a rollout activates through the policies service, never the reverse
     ("ratings", "rollout"),
+    ("rollout", "judgments"),  # a stored judgment asks the rollout to decide, never the reverse
 ]
 
 

@@ -11,13 +11,13 @@ back a transaction itself, and nothing of a refused form is kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from app.core.errors import DomainError
@@ -105,6 +105,28 @@ def validation_message(exc: ValidationError, labels: dict[str, str]) -> str:
         field = str(e["loc"][0]) if e["loc"] else ""
         problems.append(f"{labels.get(field, field)}: {e['msg']}")
     return "; ".join(problems) + "."
+
+
+Fields = TypeVar("Fields", bound=BaseModel)
+
+
+def read_fields(
+    model: type[Fields], values: Mapping[str, str]
+) -> tuple[Fields, dict[str, str], ValidationError | None]:
+    """A GET form's fields (a page's filters) from its query string: (the fields, what was typed in those
+    that failed, the error). With a bad value the fields are the others as given and the failing ones at
+    their defaults, so the page shows the form again as the user filled it in, beside the message."""
+    given = dict(values)
+    try:
+        return model.model_validate(given), {}, None
+    except ValidationError as exc:
+        failed = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+        typed = {name: value for name, value in given.items() if name in failed}
+        try:
+            rest = model.model_validate({name: value for name, value in given.items() if name not in failed})
+        except ValidationError:  # a rule across fields (no single field to leave out)
+            rest = model()
+        return rest, typed, exc
 
 
 class FormRefused(Exception):

@@ -8,7 +8,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.api.deps import SessionDep, SettingsDep
@@ -16,7 +15,7 @@ from app.auth import service as auth_service
 from app.comparisons.models import Choice
 from app.core.config import Settings
 from app.core.errors import DomainError
-from app.core.pages import console_page, validation_message
+from app.core.pages import console_page, read_fields, validation_message
 from app.policies import service as policies_service
 
 from . import service
@@ -65,13 +64,11 @@ def _plan(db: Session, settings: Settings, query: ConsoleExportQuery) -> service
 
 def _export(request: Request, db: Session, settings: Settings, *, download: bool) -> Response:
     """The page (download=False: the form and what the file will hold) or the file; bad values show the
-    form again with the message and a 422, before any byte of a file is sent."""
-    try:
-        query = ConsoleExportQuery.model_validate(dict(request.query_params))
-    except ValidationError as exc:
-        context = _form_context(db, ConsoleExportQuery())
-        return console_page(request, "export", context, status_code=422, error=validation_message(exc, LABELS))
-    context = _form_context(db, query)
+    form again as it was filled in, with the message and a 422, before any byte of a file is sent."""
+    query, typed, invalid = read_fields(ConsoleExportQuery, request.query_params)
+    context = _form_context(db, query) | {"typed": typed}
+    if invalid is not None:
+        return console_page(request, "export", context, status_code=422, error=validation_message(invalid, LABELS))
     try:
         plan = _plan(db, settings, query)
     except DomainError as exc:

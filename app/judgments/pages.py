@@ -1,6 +1,7 @@
 """The console's judgments browser (/admin/judgments): every judgment, newest first, filtered by annotator,
 prompt, policy version, choice and date, each linking to its comparison. The filters live in the query
-string, so a filtered list is a link to share; a bad value is a message on the page, not an error page."""
+string, so a filtered list is a link to share; a bad value is a message on the page, not an error page, and
+the form keeps what was typed."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 
 from app.api.deps import SessionDep, SettingsDep
 from app.auth import service as auth_service
 from app.comparisons.models import Choice
 from app.core.errors import DomainError
-from app.core.pages import console_page, validation_message
+from app.core.pages import console_page, read_fields, validation_message
 from app.export import service as export_service
 from app.export.schemas import ConsoleFilters
 from app.policies import service as policies_service
@@ -32,14 +32,11 @@ def judgments(request: Request, db: SessionDep, settings: SettingsDep) -> Respon
         "counts": None,
         "next_link": None,
     }
-    try:
-        query = ConsoleFilters.model_validate(dict(request.query_params))
-    except ValidationError as exc:
-        context["query"] = ConsoleFilters()
-        return console_page(
-            request, "judgments", context, status_code=422, error=validation_message(exc, ConsoleFilters.LABELS)
-        )
-    context["query"] = query
+    query, typed, invalid = read_fields(ConsoleFilters, request.query_params)
+    context.update(query=query, typed=typed)
+    if invalid is not None:
+        error = validation_message(invalid, ConsoleFilters.LABELS)
+        return console_page(request, "judgments", context, status_code=422, error=error)
     secret = settings.secret_key
     try:
         annotator_id = (

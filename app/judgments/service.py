@@ -1,6 +1,7 @@
 """Where a judgment is stored: checked against the annotator's lock (app/queue/service.py), mapped from
-screen sides to completions a/b, counted toward the comparison's overlap target (app/comparisons/service.py).
-Judgments are only ever inserted."""
+screen sides to completions a/b, counted toward the comparison's overlap target (app/comparisons/service.py),
+and, when its pair is a battle of a running human-gated rollout, weighed by the rollout's rule at once
+(app/rollout/service.py). Judgments are only ever inserted."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from app.core.db import table_of, utcnow
 from app.core.errors import Conflict, Unprocessable
 from app.judgments.models import Judgment, ScreenChoice, Strength
 from app.queue import service as queue_service
+from app.rollout import service as rollout_service
 from app.webhooks import service as webhook_service
 from app.webhooks.models import WebhookEvent
 
@@ -115,6 +117,9 @@ def submit(
             )
         )
     webhook_service.emit_all(db=db, events=events)
+    rollout_service.evaluate_after_judgment(
+        db=db, completion_a_id=comparison.completion_a_id, completion_b_id=comparison.completion_b_id, now=now
+    )
     # The stored row, as a Judgment the caller can read (not attached to the session).
     return Judgment(id=judgment_id, **values), True
 

@@ -2,29 +2,38 @@
 because the versions it compares changed), and activation that knows about it.
 
 At most one rollout runs (the database refuses a second). While it runs, the sampler gives a `share` of
-new pairs one answer from the candidate and one from the active version, its parent (app/sampler/), and
-the training worker's loop calls `evaluate_running` on every pass, which applies app/rollout/rule.py.
+new pairs one answer from the candidate and one from the active version, its parent (app/sampler/). The
+rule (app/rollout/rule.py) is applied as each judgment of such a pair is stored (`evaluate_after_judgment`,
+called by the judgments service in the judgment's transaction), and again on every pass of the sampler's
+loop (`evaluate_running`), which also ends a rollout at its deadline when no judgment comes.
 Every decision is taken with the rollout's row locked, and activation goes through the policies service,
 whose partial unique index keeps exactly one version active; so a rollout that decides while an admin
-activates something else ends one way, with its reason, and never leaves two versions active.
+activates something else ends one way, with its reason, and never leaves two versions active. Every end
+is announced to webhooks (`rollout.finished`) in the same transaction.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from app.auth.models import User
+from app.comparisons.models import Completion
 from app.core.config import Settings
-from app.core.errors import InvalidState, NotFound
+from app.core.errors import DomainError, InvalidState, NotFound
 from app.policies import service as policy_service
 from app.policies.models import PolicyStatus, PolicyVersion
 from app.ratings import service as ratings_service
 from app.rollout import rule
 from app.rollout.models import Rollout, RolloutStatus
 from app.rollout.schemas import RolloutRead
+from app.webhooks import service as webhook_service
+from app.webhooks.models import WebhookEvent
+
+log = logging.getLogger("prefloop.rollout")
 
 
 def get(*, db: Session, rollout_id: int) -> Rollout | None:
@@ -72,9 +81,34 @@ def to_read(*, db: Session, rollout: Rollout) -> RolloutRead:
     )
 
 
-def _end(rollout: Rollout, status: RolloutStatus, reason: str, now: datetime, by: User | None = None) -> None:
+def _end(
+    db: Session, rollout: Rollout, status: RolloutStatus, reason: str, now: datetime, by: User | None = None
+) -> None:
+    """End the rollout with its verdict and reason, and announce it (webhook event rollout.finished)."""
     rollout.status, rollout.reason, rollout.ended_at = status, reason, now
     rollout.ended_by_id = by.id if by is not None else None
+    candidate = policy_service.get_or_raise(db=db, version_id=rollout.candidate_id)
+    parent = policy_service.get_or_raise(db=db, version_id=rollout.parent_id)
+    webhook_service.emit(
+        db=db,
+        event=WebhookEvent.rollout_finished,
+        payload={
+            "rollout_id": rollout.id,
+            "status": status.value,
+            "reason": reason,
+            "candidate_number": candidate.number,
+            "parent_number": parent.number,
+            "battles": rollout.battles,
+            "wins": rollout.wins,
+            "losses": rollout.losses,
+            "ties": rollout.ties,
+            "rating_diff": rollout.rating_diff,
+            "rating_diff_low": rollout.rating_diff_low,
+            "rating_diff_high": rollout.rating_diff_high,
+            "confidence": rollout.confidence,
+            "ended_by": by.username if by is not None else None,
+        },
+    )
 
 
 def start(
@@ -89,7 +123,7 @@ def start(
         shown = f"v{parent.number}" if parent is not None else "none"
         return None, f"No rollout: its parent ({shown}) is not the active version, and a rollout compares with it."
     if (previous := running(db=db, lock=True)) is not None:
-        _end(previous, RolloutStatus.ended, f"Ended: the rollout of v{candidate.number} replaced it.", now)
+        _end(db, previous, RolloutStatus.ended, f"Ended: the rollout of v{candidate.number} replaced it.", now)
         db.flush()  # the running one ends before the new one starts: one running row at any moment
     rollout = Rollout(
         candidate_id=candidate.id,
@@ -127,7 +161,7 @@ def evaluate(*, db: Session, rollout_id: int, now: datetime) -> Rollout:
     if rollout.status is not RolloutStatus.running:
         return rollout
     if reason := _overtaken(db, rollout):
-        _end(rollout, RolloutStatus.ended, reason, now)
+        _end(db, rollout, RolloutStatus.ended, reason, now)
         return rollout
     found = rule.evidence(
         ratings_service.battles(db=db, between=(rollout.candidate_id, rollout.parent_id), since=rollout.created_at),
@@ -151,18 +185,60 @@ def evaluate(*, db: Session, rollout_id: int, now: datetime) -> Rollout:
         try:
             policy_service.activate(db=db, version_id=rollout.candidate_id)
         except InvalidState as exc:  # its files are gone or broken: people's verdict cannot be served
-            _end(rollout, RolloutStatus.ended, f"{reason} But it cannot be activated: {exc.msg}", now)
+            _end(db, rollout, RolloutStatus.ended, f"{reason} But it cannot be activated: {exc.msg}", now)
             return rollout
         # A Conflict (another version activated at this moment) propagates: the transaction rolls back and
         # the next pass finds the rollout overtaken.
-    _end(rollout, status, reason, now)
+    _end(db, rollout, status, reason, now)
     return rollout
 
 
 def evaluate_running(*, db: Session, now: datetime) -> Rollout | None:
-    """Evaluate the running rollout, if any (the training worker's loop calls this on every pass)."""
+    """Evaluate the running rollout, if any (the sampler's loop calls this on every pass)."""
     current = running(db=db)
     return evaluate(db=db, rollout_id=current.id, now=now) if current is not None else None
+
+
+# The running rollout whose battle a pair of these two completions is (one answer from its candidate, one
+# from its parent, either way round). Built once: it runs on every judgment stored.
+_completion_a, _completion_b = aliased(Completion), aliased(Completion)
+_RUNNING_FOR_PAIR = (
+    select(Rollout.id)
+    .join(_completion_a, _completion_a.id == bindparam("completion_a_id"))
+    .join(_completion_b, _completion_b.id == bindparam("completion_b_id"))
+    .where(
+        Rollout.status == RolloutStatus.running,
+        or_(
+            and_(
+                _completion_a.policy_version_id == Rollout.candidate_id,
+                _completion_b.policy_version_id == Rollout.parent_id,
+            ),
+            and_(
+                _completion_a.policy_version_id == Rollout.parent_id,
+                _completion_b.policy_version_id == Rollout.candidate_id,
+            ),
+        ),
+    )
+)
+
+
+def evaluate_after_judgment(
+    *, db: Session, completion_a_id: int, completion_b_id: int, now: datetime
+) -> Rollout | None:
+    """When the pair just judged (these two completions) is a battle of the running rollout, apply its rule
+    now, in the judgment's transaction; the rollout, or None when the pair is no rollout battle.
+
+    The judgment never waits on the decision: one that cannot be taken now (another version activated at
+    this moment, say) is rolled back alone, logged, and left to the sampler's next pass."""
+    rollout_id = db.scalar(_RUNNING_FOR_PAIR, {"completion_a_id": completion_a_id, "completion_b_id": completion_b_id})
+    if rollout_id is None:
+        return None
+    try:
+        with db.begin_nested():
+            return evaluate(db=db, rollout_id=rollout_id, now=now)
+    except DomainError as exc:
+        log.info("rollout %d: decision left to the sampler's next pass: %s", rollout_id, exc.msg)
+        return None
 
 
 def stop(*, db: Session, rollout_id: int, admin: User, now: datetime) -> Rollout:
@@ -174,7 +250,7 @@ def stop(*, db: Session, rollout_id: int, admin: User, now: datetime) -> Rollout
     evaluate(db=db, rollout_id=rollout_id, now=now)  # the evidence as of now, kept with the verdict
     if rollout.status is RolloutStatus.running:
         shown = rule.describe(_evidence_of(rollout), rollout.confidence)
-        _end(rollout, RolloutStatus.ended, f"Stopped by admin {admin.username}: {shown}.", now, by=admin)
+        _end(db, rollout, RolloutStatus.ended, f"Stopped by admin {admin.username}: {shown}.", now, by=admin)
         return rollout
     raise InvalidState(
         f"Rollout {rollout.id} ended before it could be stopped ({rollout.status.value}): {rollout.reason}"
@@ -202,8 +278,8 @@ def activate(*, db: Session, version_id: int, admin: User | None, now: datetime)
         by = f"admin {admin.username}" if admin is not None else "an admin"
         if version.id == current.candidate_id:
             reason = f"Decided by admin: {by} activated v{version.number}, the candidate."
-            _end(current, RolloutStatus.activated, reason, now, by=admin)
+            _end(db, current, RolloutStatus.activated, reason, now, by=admin)
         elif version.id != current.parent_id:
             reason = f"Decided by admin: {by} activated v{version.number}; the candidate stays a candidate."
-            _end(current, RolloutStatus.ended, reason, now, by=admin)
+            _end(db, current, RolloutStatus.ended, reason, now, by=admin)
     return version

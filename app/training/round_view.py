@@ -117,6 +117,25 @@ def _threshold(op: str, limit: Any) -> str:
 
 OPERATORS = {">=": "≥", "<=": "≤"}
 
+# Rounds stored before the trainer described its gates kept only {"value", "limit", "passed", "reason"}
+# per gate: what each of its names checked (trainer/round.py, gate_verdicts), so such a round lists each
+# gate once, with its setting, and not again as "not reached".
+UNDESCRIBED_GATES = {
+    "rm_accuracy": {"setting": "gates.min_rm_accuracy", "op": ">=", "what": "reward model held-out accuracy"},
+    "finite": {"setting": "NaN/inf during PPO", "op": ">=", "what": "PPO losses and metrics finite (1 = yes)"},
+    "kl": {
+        "setting": "gates.max_kl",
+        "op": "<=",
+        "what": "KL of the new policy to the reference on held-out prompts (nats)",
+    },
+    "eos_rate": {"setting": "gates.min_eos_rate", "op": ">=", "what": "share of held-out answers that end with EOS"},
+    "score_gain": {
+        "setting": "gates.min_score_gain",
+        "op": ">=",
+        "what": "held-out reward-model score gain over the old policy",
+    },
+}
+
 
 def gate_rows(*, results: dict, gates_config: dict, live: bool) -> list[GateRow]:
     """Every gate of the round: those the trainer checked (results["gates"], its verdicts, in the order it
@@ -124,10 +143,12 @@ def gate_rows(*, results: dict, gates_config: dict, live: bool) -> list[GateRow]
     runs) or off (a setting of None)."""
     rows = []
     gates = results.get("gates")
-    verdicts: dict = gates if isinstance(gates, dict) else {}
+    verdicts = {
+        name: UNDESCRIBED_GATES.get(name, {}) | verdict
+        for name, verdict in (gates.items() if isinstance(gates, dict) else [])
+        if isinstance(verdict, dict)
+    }
     for name, verdict in verdicts.items():
-        if not isinstance(verdict, dict):
-            continue
         op, limit = verdict.get("op", ""), verdict.get("limit")
         rows.append(
             GateRow(
@@ -139,7 +160,7 @@ def gate_rows(*, results: dict, gates_config: dict, live: bool) -> list[GateRow]
                 reason=str(verdict.get("reason", "")),
             )
         )
-    checked = {str(v.get("setting", "")) for v in verdicts.values() if isinstance(v, dict)}
+    checked = {str(v.get("setting", "")) for v in verdicts.values()}
     for field, info in GateConfig.model_fields.items():
         if f"gates.{field}" in checked:
             continue

@@ -26,7 +26,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, null, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from app.auth.models import User
@@ -162,16 +162,13 @@ def survey(*, db: Session, config: RoundConfig) -> tuple[dict, list[Shortfall]]:
     except SnapshotError as exc:
         shortfalls.append(Shortfall("policy", 0, 1, str(exc)))
     max_id = db.scalar(select(func.max(Judgment.id))) or 0
-    _, _, counts = _collect(db, max_id=max_id, config=config, texts=False)
+    counts = _count_judgments(db, max_id=max_id) | _count_pairs_and_prompts(db, max_id=max_id, config=config)
     return counts, shortfalls + find_shortfalls(counts, config)
 
 
-def _collect(
-    db: Session, *, max_id: int, config: RoundConfig, texts: bool = True
-) -> tuple[list[dict], list[dict], dict]:
-    """(pairs, prompts, counts) of the judgments up to `max_id` under `config`; without `texts` the pairs'
-    answers are None (a plan counts pairs on every dashboard view and needs none of their text)."""
-    pairs, counts = _pairs(db, max_id=max_id, config=config, texts=texts)
+def _collect(db: Session, *, max_id: int, config: RoundConfig) -> tuple[list[dict], list[dict], dict]:
+    """(pairs, prompts, counts) of the judgments up to `max_id` under `config`."""
+    pairs, counts = _pairs(db, max_id=max_id, config=config)
     held_out_prompt_ids = {p["prompt_id"] for p in pairs if p["split"] == EVAL_SPLIT}
     prompts = _prompts(db, config=config, eval_prompt_ids=held_out_prompt_ids)
     counts |= {
@@ -198,24 +195,27 @@ def _policies(db: Session) -> tuple[PolicyVersion, PolicyVersion]:
     return policy, base
 
 
-def _pairs(db: Session, *, max_id: int, config: RoundConfig, texts: bool = True) -> tuple[list[dict], dict]:
+def _pairs(db: Session, *, max_id: int, config: RoundConfig) -> tuple[list[dict], dict]:
     completion_a, completion_b = aliased(Completion), aliased(Completion)
-    messages, answers = (
-        (Prompt.messages, (completion_a.text, completion_b.text)) if texts else (null(), (null(), null()))
-    )
-    query = (
-        select(Judgment.id, Judgment.choice, Judgment.strength, Prompt.id, messages, Prompt.content_hash, *answers)
+    rows = db.execute(
+        select(
+            Judgment.id,
+            Judgment.choice,
+            Judgment.strength,
+            Prompt.id,
+            Prompt.messages,
+            Prompt.content_hash,
+            completion_a.text,
+            completion_b.text,
+        )
         .join(Comparison, Judgment.comparison_id == Comparison.id)
         .join(Prompt, Comparison.prompt_id == Prompt.id)
+        .join(completion_a, Comparison.completion_a_id == completion_a.id)
+        .join(completion_b, Comparison.completion_b_id == completion_b.id)
         .join(User, Judgment.annotator_id == User.id)
         .where(Judgment.id <= max_id, *usable_conditions(config.data.include_ties))
         .order_by(Judgment.id)
     )
-    if texts:
-        query = query.join(completion_a, Comparison.completion_a_id == completion_a.id).join(
-            completion_b, Comparison.completion_b_id == completion_b.id
-        )
-    rows = db.execute(query)
     pairs = []
     for judgment_id, choice, strength, prompt_id, messages, content_hash, text_a, text_b in rows:
         split = split_of(content_hash, config.data.heldout_fraction)
@@ -234,6 +234,13 @@ def _pairs(db: Session, *, max_id: int, config: RoundConfig, texts: bool = True)
 
 
 def _counts(db: Session, *, max_id: int, pairs: list[dict]) -> dict:
+    return _count_judgments(db, max_id=max_id) | {
+        "train_pairs": sum(p["split"] == TRAIN_SPLIT for p in pairs),
+        "eval_pairs": sum(p["split"] == EVAL_SPLIT for p in pairs),
+    }
+
+
+def _count_judgments(db: Session, *, max_id: int) -> dict:
     by_choice = dict(
         db.execute(
             select(Judgment.choice, func.count())
@@ -247,8 +254,49 @@ def _counts(db: Session, *, max_id: int, pairs: list[dict]) -> dict:
         "from_usable_annotators": sum(by_choice.values()),
         "strict": sum(by_choice.get(c, 0) for c in STRICT_CHOICES),
         "ties": sum(by_choice.get(c, 0) for c in TIE_CHOICES),
-        "train_pairs": sum(p["split"] == TRAIN_SPLIT for p in pairs),
-        "eval_pairs": sum(p["split"] == EVAL_SPLIT for p in pairs),
+    }
+
+
+def _count_pairs_and_prompts(db: Session, *, max_id: int, config: RoundConfig) -> dict:
+    """The pair and prompt counts _collect would give, from grouped counts: one row per judged prompt and
+    choice, not per judgment (a plan runs on every dashboard view). The split is a hash of the prompt's
+    content, so it is the prompt's; the rules are _pairs' (a tie: two training pairs, none held out) and
+    _prompts' (the active prompts, plus the inactive ones a held-out pair uses)."""
+    fraction = config.data.heldout_fraction
+    per_prompt = (
+        select(Comparison.prompt_id, Judgment.choice, func.count().label("n"))
+        .join(Comparison, Judgment.comparison_id == Comparison.id)
+        .join(User, Judgment.annotator_id == User.id)
+        .where(Judgment.id <= max_id, *usable_conditions(config.data.include_ties))
+        .group_by(Comparison.prompt_id, Judgment.choice)
+        .subquery()
+    )
+    rows = db.execute(
+        select(Prompt.content_hash, Prompt.is_active, per_prompt.c.choice, per_prompt.c.n).join(
+            per_prompt, Prompt.id == per_prompt.c.prompt_id
+        )
+    )
+    train_pairs = eval_pairs = 0
+    inactive_eval_prompts: set[str] = set()  # by content hash, unique per prompt
+    for content_hash, is_active, choice, n in rows:
+        split = split_of(content_hash, fraction)
+        if choice in STRICT_CHOICES and split == EVAL_SPLIT:
+            eval_pairs += n
+            if not is_active:
+                inactive_eval_prompts.add(content_hash)
+        elif choice in STRICT_CHOICES:
+            train_pairs += n
+        elif split == TRAIN_SPLIT:
+            train_pairs += 2 * n
+    active_splits = [
+        split_of(content_hash, fraction)
+        for content_hash in db.scalars(select(Prompt.content_hash).where(Prompt.is_active.is_(True)))
+    ]
+    return {
+        "train_pairs": train_pairs,
+        "eval_pairs": eval_pairs,
+        "ppo_prompts": active_splits.count(TRAIN_SPLIT),
+        "eval_prompts": active_splits.count(EVAL_SPLIT) + len(inactive_eval_prompts),
     }
 
 

@@ -20,6 +20,7 @@ class WebhookEvent(enum.StrEnum):
     comparison_completed = "comparison.completed"
     round_finished = "round.finished"
     policy_activated = "policy.activated"
+    rollout_finished = "rollout.finished"
     # Sent only by "test this endpoint"; no endpoint subscribes to it.
     ping = "ping"
 

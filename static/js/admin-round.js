@@ -1,7 +1,9 @@
 /* prefloop console, one training round: polls GET /api/v1/rounds/{id}, GET /admin/rounds/{id}/live and
    GET /api/v1/rounds/{id}/metrics?since=<next_since> while the round is queued or running, and keeps
-   the stages, the progress bar, facts, results, gates, the log tail and the metric charts current. When the round finishes,
-   the page reloads once to show its results as the server renders them. */
+   the stages, the progress bar, facts, results, gates, the activation card, the log tail and the metric
+   charts current. When the round finishes, the page reloads once to show its results as the server
+   renders them. While its new policy's human-gated rollout runs, the page keeps polling: the activation
+   card shows the rollout's judgments and verdict as they come. */
 (function () {
   "use strict";
   const C = window.PrefloopCharts;
@@ -74,7 +76,8 @@
     const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
     fresh.querySelectorAll("[data-live]").forEach(block => {
       const old = document.querySelector(`[data-live="${block.dataset.live}"]`);
-      if (old) old.replaceWith(document.adoptNode(block));
+      // An unchanged block stays as it is, so a button in it (the rollout's Stop) keeps focus and clicks.
+      if (old && old.outerHTML !== block.outerHTML) old.replaceWith(document.adoptNode(block));
     });
     document.querySelectorAll("[data-live] .bar[aria-valuenow]").forEach(bar => {
       C.setBar(bar, Number(bar.getAttribute("aria-valuenow")) / 100);
@@ -98,6 +101,8 @@
     } while (page.items.length === PAGE);
   }
 
+  const rolloutRunning = () => document.querySelector('[data-live="activation"]')?.dataset.rollout === "running";
+
   async function tick() {
     const [round, fresh] = await Promise.all([C.getJSON(`/api/v1/rounds/${id}`), fetchLive(), fetchMetrics()]);
     drawCharts();
@@ -106,7 +111,7 @@
     renderRound(round);
     if (LIVE.has(round.status)) return true;
     if (LIVE.has(root.dataset.status)) location.reload();  // finished while we watched: show its results
-    return false;
+    return rolloutRunning();
   }
 
   tick().then(more => { if (more) C.poll(Number(root.dataset.pollMs), tick); });

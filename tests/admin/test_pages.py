@@ -636,6 +636,31 @@ def test_activate_asks_first_saying_how_many_ready_pairs_will_retire(
         assert policies_service.get_active(db=session).number == 2
 
 
+def test_a_round_stored_before_gates_were_described_lists_each_gate_once(client, db, admin):
+    # Verdicts as rounds stored them before they named their setting: only value, limit, passed and reason.
+    old = {name: {"value": 1.0, "limit": 0.5, "passed": True, "reason": ""} for name in ("rm_accuracy", "finite")}
+    old |= {"kl": {"value": 2.0, "limit": 8.0, "passed": True, "reason": ""}}
+    old |= {"eos_rate": {"value": 1.0, "limit": 0.5, "passed": True, "reason": ""}}
+    with db.session() as session:
+        round_ = TrainingRound(
+            status=RoundStatus.succeeded,
+            config={"gates": {"min_rm_accuracy": 0.5, "max_kl": 8.0, "min_eos_rate": 0.5, "min_score_gain": None}},
+            results={"gates": old},
+        )
+        session.add(round_)
+        session.flush()
+        round_id = round_.id
+    for url in (f"/admin/rounds/{round_id}", f"/admin/rounds/{round_id}/live"):
+        listed = re.findall(r'data-gate="([^"]+)" data-verdict="([^"]+)"', client.get(url).text)
+        assert listed == [
+            ("rm_accuracy", "passed"),
+            ("finite", "passed"),
+            ("kl", "passed"),
+            ("eos_rate", "passed"),
+            ("min_score_gain", "off"),
+        ]
+
+
 def test_cancel_a_round_asks_first(client, db, submit):
     submit("/admin/rounds")
     round_id = claim_round(db)

@@ -79,6 +79,31 @@ def test_a_bad_filter_is_a_message_on_the_page(live_server, console):
     expect(page.locator("#judgment-filters")).to_be_visible()  # the form stays, to fix the value
 
 
+def test_a_bad_filter_typed_in_the_form_keeps_the_others(live_server, console):
+    page, _ = console
+    page.goto(live_server.url + "/admin/judgments")
+    page.select_option("select[name=annotator]", "omar")
+    page.select_option("select[name=choice]", "tie")
+    page.fill("input[name=since]", "2026-12-01")
+    page.fill("input[name=prompt]", "12x")
+    page.click("#judgment-filters button[type=submit]")
+    expect(page.locator(".alert.error")).to_contain_text("Prompt id: Input should be a valid integer")
+    expect(page.locator("select[name=annotator]")).to_have_value("omar")
+    expect(page.locator("select[name=choice]")).to_have_value("tie")
+    expect(page.locator("input[name=since]")).to_have_value("2026-12-01")
+    expect(page.locator("input[name=prompt]")).to_have_value("12x")  # as typed, to fix
+    screenshot(page, "judgments-bad-filter")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "judgments-bad-filter-phone")
+    assert fits_the_width(page)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.fill("input[name=prompt]", "")
+    page.click("#judgment-filters button[type=submit]")
+    page.wait_for_url(re.compile(r".*annotator=omar.*"))
+    expect(page.locator(".alert.error")).to_have_count(0)
+    expect(page.locator("#judgment-count")).to_be_visible()
+
+
 def test_console_export_counts_then_downloads_the_file(live_server, console):
     page, _ = console
     page.goto(live_server.url + "/admin/export")
@@ -106,6 +131,23 @@ def test_a_bad_export_stays_on_the_page_with_the_message(live_server, console):
     response = page.goto(live_server.url + "/admin/export/file?format=raw&aggregate=majority")
     assert response.status == 422
     expect(page.locator(".alert.error")).to_contain_text("format=raw has one row per judgment")
+
+
+def test_a_bad_export_filter_keeps_the_rest_of_the_form(live_server, console):
+    page, _ = console
+    page.goto(live_server.url + "/admin/export")
+    page.select_option("select[name=format]", "kto")
+    page.select_option("select[name=annotator]", "lena")
+    page.fill("input[name=prompt]", "seven")
+    page.click("#export-form button:has-text('Count')")
+    expect(page.locator(".alert.error")).to_contain_text("Prompt id: Input should be a valid integer")
+    expect(page.locator("select[name=format]")).to_have_value("kto")
+    expect(page.locator("select[name=annotator]")).to_have_value("lena")
+    expect(page.locator("input[name=prompt]")).to_have_value("seven")
+    screenshot(page, "export-bad-filter")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "export-bad-filter-phone")
+    assert fits_the_width(page)
 
 
 def test_token_creation_redirects_shows_once_and_copies(live_server, console, browser_page):

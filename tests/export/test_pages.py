@@ -134,3 +134,14 @@ def test_bad_values_are_a_message_on_the_page(client, world, signed_in, url, par
     assert "content-disposition" not in response.headers
     assert 'class="alert error" role="alert"' in response.text
     assert message in response.text.replace("&#39;", "'")
+
+
+def test_a_bad_value_keeps_the_rest_of_the_form(client, world, signed_in):
+    params = {"format": "kto", "include_ties": "true", "annotator": "annotator1", "prompt": "x", "since": "2026-01-02"}
+    response = client.get(PAGE, params=params, headers=HTML)
+    assert response.status_code == 422
+    assert "Prompt id: Input should be a valid integer" in response.text
+    form = response.text.split('id="export-form"', 1)[1].split("</form>", 1)[0]
+    assert '<option value="kto" selected>' in form and '<option value="annotator1" selected>' in form
+    assert 'name="include_ties" value="true" checked' in form
+    assert 'name="prompt" value="x"' in form and 'name="since" value="2026-01-02"' in form

@@ -143,3 +143,33 @@ def test_pages_follow_the_cursor_and_keep_the_filters(client, db, judged, settin
     assert listed(second.text) == [judged["alice_a"]]
     assert "Older →" not in second.text
     assert "← Newest" in second.text
+
+
+def _form_values(html: str) -> dict[str, str]:
+    """What the filter form shows: each input's value and each select's selected option."""
+    form = html.split('id="judgment-filters"', 1)[1].split("</form>", 1)[0]
+    values = dict(re.findall(r'<input[^>]*name="(\w+)" value="([^"]*)"', form))
+    for name, options in re.findall(r'<select name="(\w+)">(.*?)</select>', form, re.S):
+        selected = re.search(r'<option value="([^"]*)" selected>', options)
+        values[name] = selected.group(1) if selected else ""
+    return values
+
+
+@pytest.mark.parametrize(
+    ("bad", "message", "shown"),
+    [
+        ({"prompt": "12a"}, "Prompt id: Input should be a valid integer", {"prompt": "12a"}),
+        ({"until": "2026-12-32"}, "To: Input should be a valid date", {"until": "2026-12-32"}),
+        ({"version": "two"}, "Policy version: Input should be a valid integer", {"version": ""}),
+        ({"choice": "maybe", "prompt": "0"}, "Choice: Input should be", {"choice": "", "prompt": "0"}),
+    ],
+)
+def test_a_bad_filter_keeps_the_other_values_in_the_form(client, judged, bad, message, shown):
+    good = {"annotator": "alice", "prompt": str(judged["prompt"]), "version": "1", "choice": "tie"}
+    good |= {"since": "2026-12-01", "until": "2026-12-02"}
+    response = client.get("/admin/judgments", params=good | bad, headers=HTML)
+    assert response.status_code == 422
+    assert message in response.text.replace("&#39;", "'")
+    assert listed(response.text) == []
+    # the fields that were fine as they were typed, the bad ones as typed where the field can show it
+    assert _form_values(response.text) == good | shown

@@ -1,24 +1,32 @@
-"""Human-gated rollouts decided by scripted annotators (app/simulate), and the ways a rollout ends early."""
+"""Human-gated rollouts decided by scripted annotators (app/simulate), and the ways a rollout ends early;
+judgments of rollout pairs weighed as they are stored, and every end announced to webhooks."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from app.auth.models import Role, User
-from app.comparisons.models import Choice
+from app.comparisons.models import Choice, Comparison, ComparisonStatus
 from app.core.db import utcnow
-from app.core.errors import InvalidState
+from app.core.errors import Conflict, InvalidState
+from app.judgments import service as judgment_service
+from app.judgments.models import Judgment, ScreenChoice
 from app.policies import service as policy_service
 from app.policies.models import PolicyStatus, PolicyVersion
+from app.queue import service as queue_service
 from app.ratings.service import MIN_BATTLES
 from app.rollout import service
 from app.rollout.models import Rollout, RolloutStatus
 from app.simulate.preferences import load
 from app.simulate.runner import AnnotatorSpec, decide
+from app.webhooks import service as webhook_service
+from app.webhooks.models import WebhookDelivery, WebhookEvent
 from tests.factories import make_comparison, make_judgment, make_policy_version, make_user, start_rollout
 
 POLITE = "Thank you for asking! Rain is water falling from clouds. Hope this helps."
@@ -232,3 +240,132 @@ def test_an_admin_activation_and_peoples_verdict_at_the_same_moment_leave_one_ac
         assert rollout.status is RolloutStatus.ended and rollout.reason.startswith("Decided by admin")
         assert [v.number for v in session.query(PolicyVersion).filter_by(status=PolicyStatus.active)] == [3]
     assert _status(db, candidate) is PolicyStatus.candidate
+
+
+# ---- the judgments path: a rollout battle stored is weighed at once, and every end is announced ------------
+
+
+def _subscribe(db, settings) -> None:
+    with db.session() as session:
+        webhook_service.create(
+            db=session, settings=settings, url="https://hooks.example.com/in", events=[WebhookEvent.rollout_finished]
+        )
+
+
+def _announced(db) -> list[dict]:
+    with db.session() as session:
+        deliveries = session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))
+        return [json.loads(d.body)["data"] | {"type": d.event} for d in deliveries]
+
+
+def _submit_next(db, annotator: int, *, prefer: int) -> None:
+    """The annotator takes the next pair from the queue and picks the answer of version `prefer`, as the
+    annotation page submits it (through the judgments service, and nothing else)."""
+    with db.write_session() as session:
+        pair = queue_service.next_for(db=session, annotator_id=annotator, lock_ttl=timedelta(minutes=5), gold_rate=0)
+        comparison = session.get(Comparison, pair.comparison_id)
+        preferred = "a" if comparison.completion_a.policy_version_id == prefer else "b"
+        judgment_service.submit(
+            db=session,
+            annotator_id=annotator,
+            comparison_id=pair.comparison_id,
+            side=ScreenChoice.left if pair.left == preferred else ScreenChoice.right,
+            rationale_max_chars=10,
+        )
+
+
+def _rollout(db, rollout_id: int) -> Rollout:
+    with db.session() as session:
+        return service.get_or_raise(db=session, rollout_id=rollout_id)
+
+
+@pytest.mark.parametrize(("preferred", "verdict"), [("candidate", "activated"), ("parent", "rejected")])
+def test_judgments_of_rollout_pairs_decide_it_as_they_are_stored_and_the_verdict_is_announced(
+    settings, db, versions, preferred, verdict
+):
+    parent, candidate = versions
+    _subscribe(db, settings)
+    rollout_id = start_rollout(settings, db, candidate_id=candidate)
+    annotator = make_user(db, "judge")
+    rng = random.Random(1)
+    for _ in range(60):
+        a, b = rng.sample([candidate, parent], 2)
+        make_comparison(db, version_a_id=a, version_b_id=b)
+    stored = 0
+    while _rollout(db, rollout_id).status is RolloutStatus.running and stored < 60:
+        _submit_next(db, annotator, prefer=candidate if preferred == "candidate" else parent)
+        stored += 1
+        assert _rollout(db, rollout_id).battles == stored  # weighed at once, with no sampler running
+    rollout = _rollout(db, rollout_id)
+    assert rollout.status.value == verdict and MIN_BATTLES <= stored < 60, rollout.reason
+    assert _status(db, candidate) is (PolicyStatus.active if verdict == "activated" else PolicyStatus.candidate)
+    [event] = _announced(db)
+    assert event == {
+        "type": "rollout.finished",
+        "rollout_id": rollout_id,
+        "status": verdict,
+        "reason": rollout.reason,
+        "candidate_number": 2,
+        "parent_number": 1,
+        "battles": stored,
+        "wins": stored if verdict == "activated" else 0,
+        "losses": 0 if verdict == "activated" else stored,
+        "ties": 0,
+        "rating_diff": rollout.rating_diff,
+        "rating_diff_low": rollout.rating_diff_low,
+        "rating_diff_high": rollout.rating_diff_high,
+        "confidence": rollout.confidence,
+        "ended_by": None,
+    }
+
+
+def test_judgments_of_other_pairs_do_not_evaluate_the_rollout(settings, db, versions):
+    parent, candidate = versions
+    rollout_id = start_rollout(settings, db, candidate_id=candidate)
+    annotator = make_user(db, "judge")
+    for _ in range(3):  # rollout battles stored behind the service's back: seen only when it evaluates
+        comparison = make_comparison(db, version_a_id=candidate, version_b_id=parent, status=ComparisonStatus.completed)
+        make_judgment(db, comparison_id=comparison, annotator_id=annotator)
+    make_comparison(db, version_a_id=parent, version_b_id=parent)
+    _submit_next(db, annotator, prefer=parent)
+    assert _rollout(db, rollout_id).battles == 0
+    make_comparison(db, version_a_id=parent, version_b_id=candidate)
+    _submit_next(db, annotator, prefer=parent)
+    assert _rollout(db, rollout_id).battles == 4
+
+
+def test_a_decision_that_cannot_be_taken_now_leaves_the_judgment_stored(settings, db, versions, monkeypatch):
+    parent, candidate = versions
+    rollout_id = start_rollout(settings, db, candidate_id=candidate)
+    annotator = make_user(db, "judge")
+    for _ in range(30):
+        make_comparison(db, version_a_id=candidate, version_b_id=parent)
+
+    def another_activation_at_this_moment(**kwargs):
+        raise Conflict("Another version was activated at the same moment; reload and try again.")
+
+    monkeypatch.setattr(policy_service, "activate", another_activation_at_this_moment)
+    for _ in range(30):
+        _submit_next(db, annotator, prefer=candidate)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Judgment)) == 30
+    assert _rollout(db, rollout_id).status is RolloutStatus.running  # left to the sampler's next pass
+    monkeypatch.undo()
+    with db.session() as session:
+        assert service.evaluate_running(db=session, now=utcnow()).status is RolloutStatus.activated
+
+
+def test_an_admin_stop_and_a_replaced_rollout_are_announced_too(settings, db, versions):
+    parent, candidate = versions
+    _subscribe(db, settings)
+    first = start_rollout(settings, db, candidate_id=candidate)
+    newer = make_policy_version(db, number=3, status=PolicyStatus.candidate, parent_id=parent)
+    second = start_rollout(settings, db, candidate_id=newer)
+    admin = _admin(db)
+    with db.session() as session:
+        service.stop(db=session, rollout_id=second, admin=session.merge(admin), now=utcnow())
+    assert [(e["rollout_id"], e["status"], e["candidate_number"], e["ended_by"]) for e in _announced(db)] == [
+        (first, "ended", 2, None),
+        (second, "ended", 3, "boss"),
+    ]
+    assert _announced(db)[1]["reason"] == "Stopped by admin boss: no rollout judgments."

@@ -114,3 +114,47 @@ def test_the_round_page_says_why_its_policy_was_not_activated(client, settings, 
     policies = client.get("/admin/policies").text
     assert "it scores worse than its parent" in policies
     assert PolicyStatus.candidate.value in policies
+
+
+def _activation_block(html: str) -> str:
+    """The round page's activation block (the live refresh swaps it in whole)."""
+    return html.split('data-live="activation"', 1)[1].split('data-live="log"', 1)[0]
+
+
+def test_the_round_pages_live_refresh_carries_the_activation_card(client, settings, db, versions):
+    parent, candidate = versions
+    verdict = {
+        "decision": "rollout",
+        "reason": "People decide: a 30% share of new pairs compares it with its parent (human-gated rollout).",
+        "score_gain": 0.042, "score_gain_low": -0.013, "score_gain_high": 0.097, "confidence": 0.95,
+        "kl": 2.1, "max_kl": 8.0,
+    }  # fmt: skip
+    running = make_training_round(db, status=RoundStatus.running)
+    decided = make_training_round(
+        db, status=RoundStatus.succeeded, policy_version_id=candidate, results={"activation": verdict}
+    )
+    make_user(db, "boss", role=Role.admin)
+    login(client, "boss")
+    # Before any decision the block is there, empty, for the refresh to fill.
+    for url in (f"/admin/rounds/{running}", f"/admin/rounds/{running}/live"):
+        assert 'id="round-activation"' not in _activation_block(client.get(url).text)
+
+    live = _activation_block(client.get(f"/admin/rounds/{decided}/live").text)
+    assert 'id="round-activation"' in live and 'data-decision="rollout"' in live and "People decide" in live
+    assert "(95% interval -0.013 to +0.097)" in live
+
+    # The rollout's judgments and verdict reach the refresh as they come, without a reload.
+    rollout_id = start_rollout(settings, db, candidate_id=candidate, share=0.3)
+    _judged(db, candidate=candidate, parent=parent, wins=3, losses=1)
+    with db.session() as session:
+        rollout_service.evaluate(db=session, rollout_id=rollout_id, now=utcnow())
+    live = client.get(f"/admin/rounds/{decided}/live").text
+    assert 'data-live="activation" data-rollout="running"' in live  # the page keeps polling while it runs
+    assert "4 of at most" in _activation_block(live) and "3 won, 1 lost, 0 tied by v2" in _activation_block(live)
+    client.post(
+        f"/admin/rollouts/{rollout_id}/stop",
+        data={"csrf_token": csrf_from(client.get("/admin/policies").text), "next": "/admin/policies"},
+    )
+    live = client.get(f"/admin/rounds/{decided}/live").text
+    assert 'data-live="activation" data-rollout="ended"' in live
+    assert "Stopped by admin boss" in _activation_block(live)

@@ -201,6 +201,42 @@ def test_the_trainer_verdicts_name_the_setting_the_page_matches_them_by():
     assert [r.verdict for r in rows] == ["passed"] * 5, "every setting is matched by a verdict, none listed twice"
 
 
+def test_a_round_stored_before_gates_were_described_lists_each_gate_once():
+    # Such rounds kept only value, limit, passed and reason per gate (no setting, operator or description).
+    old = {
+        "rm_accuracy": {"value": 0.81, "limit": 0.6, "passed": True, "reason": ""},
+        "finite": {"value": 1.0, "limit": 1.0, "passed": True, "reason": ""},
+        "kl": {"value": 9.5, "limit": 8.0, "passed": False, "reason": "KL ... is 9.5, the gate is <= 8 (gates.max_kl)"},
+        "eos_rate": {"value": 0.97, "limit": 0.5, "passed": True, "reason": ""},
+    }
+    rows = round_view.gate_rows(results={"gates": old}, gates_config=GATES, live=False)
+    assert [(r.name, r.threshold, r.value, r.verdict) for r in rows] == [
+        ("rm_accuracy", "≥ 0.6", 0.81, "passed"),
+        ("finite", "≥ 1", 1.0, "passed"),
+        ("kl", "≤ 8", 9.5, "failed"),
+        ("eos_rate", "≥ 0.5", 0.97, "passed"),
+        ("min_score_gain", "off", None, "off"),
+    ]
+    assert rows[0].what == "reward model held-out accuracy"
+
+
+def test_the_descriptions_of_undescribed_gates_are_the_trainers():
+    from trainer.contract import GateConfig
+    from trainer.round import gate_verdicts
+
+    gates = GateConfig(min_rm_accuracy=0.6, max_kl=5.0, min_eos_rate=0.5, min_score_gain=0.0)
+    results = {
+        "reward_model": {"rm/eval/accuracy": 0.8},
+        "ppo": {"gates": {"nan_or_inf": False}},
+        "evaluate": {"eval/kl": 1.0, "eval/eos_rate": 1.0, "eval/score_gain": 0.1},
+    }
+    described = {
+        name: {key: verdict[key] for key in ("setting", "op", "what")}
+        for name, verdict in gate_verdicts(results, gates).items()
+    }
+    assert described == round_view.UNDESCRIBED_GATES
+
+
 def test_clean_log_drops_escape_codes_and_keeps_the_last_state_of_a_redrawn_line():
     raw = (
         "\rLoading weights:   0%|          | 0/28\rLoading weights: 100%|██████████| 28/28\n"

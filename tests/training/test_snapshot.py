@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from app.policies.models import PolicyVersion
+from app.prompts.models import Prompt
 from app.prompts.service import content_hash
+from app.training import snapshot as snapshot_module
 from app.training.schemas import RoundConfig, resolve_config
-from app.training.snapshot import SnapshotError, split_of, write_snapshot
-from tests.factories import make_judged_pair, make_policy_version, make_user
+from app.training.snapshot import SnapshotError, split_of, survey, write_snapshot
+from tests.factories import (
+    make_comparison,
+    make_judged_pair,
+    make_judgment,
+    make_policy_version,
+    make_prompt,
+    make_user,
+)
 from tests.training.conftest import add_preferences
 
 
@@ -175,3 +186,72 @@ def test_no_active_policy_or_a_broken_one_fails_with_a_reason(db, settings, fake
         session.get(PolicyVersion, fake_policy.id).status = "archived"
     with db.session() as session, pytest.raises(SnapshotError, match="There is no active policy version"):
         write_snapshot(db=session, round_id=1, config=_config(settings), out_dir=tmp_path / "snap")
+
+
+@pytest.fixture
+def mixed_judgments(db, fake_policy) -> None:
+    """Judgments of every kind a snapshot tells apart, on 50 prompts (a fifth of them deactivated since,
+    on both sides of the split): a, b (with strengths), ties and both-bad; gold pairs; pairs judged by
+    several annotators; annotators deactivated or excluded from training; and prompts never judged."""
+    rng = random.Random(15)
+    annotators = [make_user(db, f"ann{i}") for i in range(3)]
+    annotators += [make_user(db, "gone", is_active=False), make_user(db, "excluded", excluded_from_training=True)]
+    choices = ["a", "a", "b", "b", "tie", "both_bad"]
+    with db.session() as session:
+        for i in range(50):
+            prompt_id = make_prompt(session, text=f"mixed question {i}", active=i % 5 != 0)
+            for _ in range(rng.randint(1, 3)):
+                gold = rng.random() < 0.2
+                comparison_id = make_comparison(
+                    session, prompt_id=prompt_id, version_a_id=fake_policy.id, is_gold=gold,
+                    gold_choice="a" if gold else None, overlap_target=3,
+                )  # fmt: skip
+                for annotator_id in rng.sample(annotators, rng.randint(1, 3)):
+                    choice = rng.choice(choices)
+                    strength = rng.choice([None, 1, 2, 3]) if choice in ("a", "b") else None
+                    make_judgment(
+                        session,
+                        comparison_id=comparison_id,
+                        annotator_id=annotator_id,
+                        choice=choice,
+                        strength=strength,
+                    )
+        for i in range(5):
+            make_prompt(session, text=f"never judged {i}")
+
+
+@pytest.mark.parametrize("include_ties", [False, True])
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.6])
+def test_the_survey_counts_in_grouped_queries_what_the_snapshot_writes(
+    db, settings, tmp_path, mixed_judgments, monkeypatch, include_ties, fraction
+):
+    config = _config(
+        settings, data={"heldout_fraction": fraction, "include_ties": include_ties, "min_heldout_pairs": 1}
+    )
+    with db.session() as session:
+        written = write_snapshot(db=session, round_id=1, config=config, out_dir=tmp_path / "snap")
+    pairs = [json.loads(line) for line in (tmp_path / "snap" / "pairs.jsonl").read_text().splitlines()]
+    prompts = [json.loads(line) for line in (tmp_path / "snap" / "prompts.jsonl").read_text().splitlines()]
+    # The fixture reaches every rule: ties and both-bad left out (or trained in both orders), held-out
+    # prompts that were deactivated since, unusable annotators.
+    counts = written.counts
+    assert counts["ties"] > 0 and counts["from_usable_annotators"] < counts["judgments"]
+    assert (counts["train_pairs"] > counts["strict"] - counts["eval_pairs"]) == include_ties
+    assert any(p["split"] == "eval" for p in prompts if p["prompt_id"] not in _active_prompt_ids(db))
+    assert counts["train_pairs"] == sum(p["split"] == "train" for p in pairs)
+    assert counts["eval_prompts"] == sum(p["split"] == "eval" for p in prompts)
+
+    # The survey reads grouped counts only, never a row per judgment.
+    def per_judgment(*args, **kwargs):
+        raise AssertionError("the survey read one row per judgment")
+
+    monkeypatch.setattr(snapshot_module, "_pairs", per_judgment)
+    with db.session() as session:
+        surveyed, shortfalls = survey(db=session, config=config)
+    assert surveyed == counts
+    assert shortfalls == []
+
+
+def _active_prompt_ids(db) -> set[int]:
+    with db.session() as session:
+        return set(session.scalars(select(Prompt.id).where(Prompt.is_active.is_(True))))
