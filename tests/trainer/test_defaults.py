@@ -59,9 +59,9 @@ def test_reward_model_gets_about_250_steps_at_most_two_epochs_large_data_one():
     assert defaults.reward_epochs(20_000, 32).value == 1  # 625 steps in one pass
 
 
-def test_ppo_passes_aim_at_768_episodes():
-    assert defaults.ppo_prompt_epochs(160).value == 4.8
-    assert defaults.ppo_prompt_epochs(40).value == 6.0
+def test_ppo_passes_aim_at_480_episodes():
+    assert defaults.ppo_prompt_epochs(160).value == 3.0
+    assert defaults.ppo_prompt_epochs(40).value == 4.0
     assert defaults.ppo_prompt_epochs(5000).value == 1.0
 
 
@@ -115,6 +115,6 @@ def test_a_stage_run_alone_gets_the_derived_defaults_for_what_its_command_line_l
     assert any(line.startswith("reward.num_epochs = 2 (derived:") for line in told)
     assert not any(line.startswith("reward.learning_rate") for line in told)
     ppo = defaults.for_stage(PPOArgs(), "ppo", sizes)
-    assert (ppo.learning_rate, ppo.num_prompt_epochs) == (1e-4, 4.8)
+    assert (ppo.learning_rate, ppo.num_prompt_epochs) == (1e-4, 3.0)
     unknown_size = RoundSizes(None, 0, 0, 0, 160)
     assert defaults.for_stage(PPOArgs(), "ppo", unknown_size).learning_rate == PPOArgs().learning_rate
