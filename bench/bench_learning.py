@@ -159,8 +159,6 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
         specs = [AnnotatorSpec(n, preference, noise=config.noise) for n in names]
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=60)
         base_path = client.get("/api/v1/policies/1").json()["path"]
-        heldout = make_prompts(config.oracle_prompts, seed=1234, split=config.oracle_split)
-        params = SamplingParams(temperature=config.temperature, top_p=1.0, max_new_tokens=config.max_new_tokens)
         for k in range(1, config.rounds + 1):
             started = time.perf_counter()
             stats = asyncio.run(simulate(url, tokens, specs, config.judgments, seed=k + 1000 * seed))
@@ -185,7 +183,7 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
                 break
             policy = client.get(f"/api/v1/policies/{state['policy_number']}").json()
             started = time.perf_counter()
-            oracle = oracle_win_rate(policy["path"], base_path, heldout, preference, params, seed=k + 1000 * seed)
+            judged = oracle_fields(policy["path"], base_path, config, preference, seed=k + 1000 * seed)
             oracle_s = time.perf_counter() - started
             results = state["results"]
             rows.append(
@@ -199,17 +197,7 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
                     "oracle_split": config.oracle_split,
                     "rm_heldout_accuracy": results["reward_model"].get(M.RM_EVAL_ACCURACY),
                     "kl_to_base": results["evaluate"].get("eval/kl"),
-                    "oracle_wins": oracle.wins,
-                    "oracle_losses": oracle.losses,
-                    "oracle_ties": oracle.ties,
-                    "oracle_win_rate": oracle.win_rate,
-                    "oracle_win_rate_ties_half": (oracle.wins + oracle.ties / 2)
-                    / max(oracle.wins + oracle.losses + oracle.ties, 1),
-                    "oracle_ci95": wilson_interval(oracle.wins, oracle.wins + oracle.losses),
-                    "oracle_tie_rate": oracle.tie_rate,
-                    # the samples described (task qualities, evasive share, words): what the win cost
-                    "oracle_new": oracle.new,
-                    "oracle_base": oracle.base,
+                    **judged,
                     "seconds": {
                         "judging": round(judge_s, 1),
                         "training": round(train_s, 1),
@@ -225,18 +213,63 @@ def learn(name: str, config: LoopConfig, base_dir: Path, data_dir: Path, log=pri
     return rows
 
 
+def oracle_fields(policy_path: str, base_path: str, config: LoopConfig, preference, seed: int) -> dict:
+    """A row's oracle figures: independent draws for the two sides (the headline), and paired draws (one
+    seed for both, ties wherever the policy did not change), as the earlier figures were measured."""
+    prompts = make_prompts(config.oracle_prompts, seed=1234, split=config.oracle_split)
+    params = SamplingParams(temperature=config.temperature, top_p=1.0, max_new_tokens=config.max_new_tokens)
+    oracle = oracle_win_rate(policy_path, base_path, prompts, preference, params, seed=seed)
+    paired = oracle_win_rate(policy_path, base_path, prompts, preference, params, seed=seed, paired=True)
+    return {
+        "oracle_wins": oracle.wins,
+        "oracle_losses": oracle.losses,
+        "oracle_ties": oracle.ties,
+        "oracle_win_rate": oracle.win_rate,
+        "oracle_win_rate_ties_half": oracle.win_rate_ties_half,
+        "oracle_ci95": wilson_interval(oracle.wins, oracle.wins + oracle.losses),
+        "oracle_tie_rate": oracle.tie_rate,
+        "oracle_paired": {
+            "wins": paired.wins,
+            "losses": paired.losses,
+            "ties": paired.ties,
+            "win_rate": paired.win_rate,
+        },  # fmt: skip
+        # the samples described (task qualities, evasive share, words): what the win cost
+        "oracle_new": oracle.new,
+        "oracle_base": oracle.base,
+    }
+
+
+def rejudge(rows: list[dict], keep: Path, config: LoopConfig) -> list[dict]:
+    """The oracle figures of a kept run (--keep) measured again, e.g. after the oracle changed; each
+    version is read from its preference's data directory, the rest of the row is kept."""
+    out = []
+    for row in rows:
+        if "version" in row:
+            seed = row.get("seed", 0)
+            data_dir = keep / (row["preference"] if seed == 0 else f"{row['preference']}-seed{seed}")
+            policies = data_dir / "registry" / "policy"
+            judged = oracle_fields(str(policies / f"v{row['version']:04d}"), str(policies / "v0001"), config,
+                                   preferences.load(row["preference"]), seed=row["round"] + 1000 * seed)  # fmt: skip
+            row = row | judged
+            print(json.dumps(row), flush=True)
+        out.append(row)
+    return out
+
+
 def table(rows: list[dict]) -> str:
     """One line per round and seed; the side-effect columns read "base → new" on the oracle's samples."""
     lines = [
         "| preference | seed | round | outcome | RM held-out acc (gate) | KL to base | decisive win rate (95% CI) | "
-        "ties as half | wins–losses–ties | tie rate | helpful | evasive | words | judge / train / oracle s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "ties as half | wins–losses–ties | tie rate | paired: decisive (W–L–T) | helpful | evasive | words | "
+        "judge / train / oracle s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "oracle_wins" not in r:
             lines.append(
                 f"| {r['preference']} | {r.get('seed', 0)} | {r['round']} | {r['status']}: {r.get('error', '')} "
-                "||||||||||"
+                "|||||||||||"
             )
             continue
         ci, rate = r["oracle_ci95"], r["oracle_win_rate"]
@@ -247,7 +280,7 @@ def table(rows: list[dict]) -> str:
             f"{_number(r['rm_heldout_accuracy'])} ({_number(r['config']['min_rm_accuracy'])}) | "
             f"{_number(r['kl_to_base'], 2)} | {decisive} | {r['oracle_win_rate_ties_half']:.3f} | "
             f"{r['oracle_wins']}–{r['oracle_losses']}–{r['oracle_ties']} | {r['oracle_tie_rate']:.2f} | "
-            f"{_change(r, 'helpful')} | {_change(r, 'evasive')} | {_change(r, 'words', 1)} | "
+            f"{_paired(r)} | {_change(r, 'helpful')} | {_change(r, 'evasive')} | {_change(r, 'words', 1)} | "
             f"{seconds['judging']} / {seconds['training']} / {seconds['oracle']} |"
         )
     return "\n".join(lines)
@@ -279,6 +312,13 @@ def summary(rows: list[dict]) -> str:
                 + " |"
             )
     return "\n".join(lines)
+
+
+def _paired(row: dict) -> str:
+    paired = row.get("oracle_paired")
+    if not paired:
+        return "—"
+    return f"{_number(paired['win_rate'])} ({paired['wins']}–{paired['losses']}–{paired['ties']})"
 
 
 def _change(row: dict, quality: str, digits: int = 2) -> str:
@@ -357,6 +397,12 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="keep each preference's data directory here (its database holds the samples to read)"
     )
+    parser.add_argument(
+        "--rejudge",
+        type=Path,
+        metavar="LEARNING_JSON",
+        help="run no loop: measure the oracle figures of a kept run (--keep its directory) again, write to --out",
+    )
     args = parser.parse_args()
     config = LoopConfig(
         rounds=args.rounds,
@@ -372,6 +418,11 @@ def main() -> None:
         server_env=json.loads(args.server_env),
     )
 
+    if args.rejudge:
+        if args.keep is None:
+            parser.error("--rejudge needs --keep: the directory the run kept its data directories in")
+        write_report(rejudge(json.loads(args.rejudge.read_text()), args.keep, config), args.out)
+        return
     with tempfile.TemporaryDirectory(prefix="prefloop-learning-") as tmp:
         workdir = args.keep or Path(tmp)
         base_dir = args.base_dir
@@ -385,12 +436,16 @@ def main() -> None:
             for seed in range(args.seeds):
                 data_dir = workdir / (name if seed == 0 else f"{name}-seed{seed}")
                 rows += learn(name, config, base_dir, data_dir, log=lambda line: print(line, flush=True), seed=seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "learning.json").write_text(json.dumps(rows, indent=2))
+    write_report(rows, args.out)
+
+
+def write_report(rows: list[dict], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "learning.json").write_text(json.dumps(rows, indent=2))
     report = f"{table(rows)}\n\nMean ± sd over seeds:\n\n{summary(rows)}\n"
-    (args.out / "learning.md").write_text(report)
+    (out / "learning.md").write_text(report)
     print(report)
-    chart(rows, args.out / "learning.png")
+    chart(rows, out / "learning.png")
 
 
 if __name__ == "__main__":

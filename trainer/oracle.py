@@ -4,11 +4,12 @@ Used by the learning benchmark and its CI-sized test to show that a trained vers
 on prompts it never trained on. Each held-out prompt gets one sample from each policy; the preference
 scores (prompt, new, base) and a positive score is a win, a negative one a loss, zero a tie.
 
-The two policies draw with different seeds. With one seed, wherever training left the policy unchanged
-both sides would produce the same text and tie, so the decisive win rate would only count the prompts
-where the policy changed. Beside the verdicts, each side's samples are described by the embedded task's
-qualities (trainer/embedded/task.py features), its evasion share and its length in words, so a win bought
-with evasive or shorter answers shows.
+The two policies draw with different seeds. With one seed ("paired"), wherever training left the policy
+unchanged both sides produce the same text and tie, so the decisive win rate only counts the prompts
+where the policy changed; the benchmark reports it beside, to compare with figures measured that way.
+Beside the verdicts, each side's samples are described by the embedded task's qualities
+(trainer/embedded/task.py features), its evasion share and its length in words, so a win bought with
+evasive or shorter answers shows.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ class OracleResult:
         return self.wins / decided if decided else None
 
     @property
+    def win_rate_ties_half(self) -> float:
+        """(wins + ties / 2) / all pairs: a tie counts as half a win."""
+        total = self.wins + self.losses + self.ties
+        return (self.wins + self.ties / 2) / total if total else 0.5
+
+    @property
     def tie_rate(self) -> float:
         total = self.wins + self.losses + self.ties
         return self.ties / total if total else 0.0
@@ -59,9 +66,11 @@ def oracle_win_rate(
     preference: Callable[[str, str, str], float],
     params: SamplingParams,
     seed: int = 0,
+    paired: bool = False,
 ) -> OracleResult:
+    """paired=True: the base draws with the new policy's seed (ties wherever the policy did not change)."""
     new = sample_texts(load_policy(policy_dir), prompts, params, seed)
-    base = sample_texts(load_policy(base_dir), prompts, params, seed + BASE_SEED_OFFSET)
+    base = sample_texts(load_policy(base_dir), prompts, params, seed if paired else seed + BASE_SEED_OFFSET)
     scores = [preference(p, n, b) for p, n, b in zip(prompts, new, base, strict=True)]
     return OracleResult(
         wins=sum(s > 0 for s in scores),

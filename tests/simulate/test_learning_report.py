@@ -21,6 +21,7 @@ def _row(seed: int, win_rate: float, helpful_new: float) -> dict:
         "oracle_ci95": (win_rate - 0.05, win_rate + 0.05),
         "oracle_win_rate_ties_half": 0.7,
         "oracle_tie_rate": 0.5,
+        "oracle_paired": {"wins": 95, "losses": 5, "ties": 100, "win_rate": 0.95},
         "oracle_new": {"helpful": helpful_new, "evasive": 0.1, "words": 12.0},
         "oracle_base": {"helpful": 0.4, "evasive": 0.3, "words": 11.0},
         "seconds": {"judging": 10.0, "training": 60.0, "oracle": 20.0},
@@ -39,5 +40,6 @@ def test_summary_gives_mean_and_sd_over_seeds_and_counts_unmeasured_runs():
 def test_table_shows_side_effects_and_rejected_rounds():
     rejected = {"preference": "overall", "seed": 1, "round": 1, "status": "rejected", "error": "below the gate"}
     report = learning.table([_row(0, 0.9, 0.5), rejected])
+    assert "| 0.950 (95–5–100) |" in report  # paired draws beside the independent ones
     assert "0.40 → 0.50" in report and "0.30 → 0.10" in report and "11.0 → 12.0" in report
     assert "rejected: below the gate" in report

@@ -30,3 +30,11 @@ def test_describe_counts_evasions_helpfulness_and_words():
     assert described["evasive"] == 0.5
     assert described["helpful"] == 0.5  # the evasion is not helpful, the answer is
     assert described["words"] == (13 + 16) / 2
+
+
+def test_paired_draws_of_a_policy_against_itself_tie_everywhere(tiny_policy_dir):
+    prompts = [f"question number {i}" for i in range(12)]
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=12)
+    result = oracle_win_rate(tiny_policy_dir, tiny_policy_dir, prompts, _longer, params, seed=3, paired=True)
+    assert (result.wins, result.losses, result.ties) == (0, 0, 12)
+    assert result.win_rate is None and result.win_rate_ties_half == 0.5
