@@ -77,8 +77,8 @@ def test_progress_metrics_and_log_reach_the_database(db, settings, trained_data)
     assert (round_.stage, round_.step, round_.total_steps) == ("publish", 2, 2)
     assert round_.latest_metrics == {"objective/kl": "nan"}  # PostgreSQL JSON cannot hold a bare NaN
     assert "fake trainer starting" in round_.log_tail
-    # 180 judgments: the derived held-out share is 20 %, 33 pairs here
-    assert round_.results["evaluate"]["eval/kl"] == 0.3 and round_.results["snapshot"]["eval_pairs"] == 33
+    # 180 judgments: the derived held-out share is 30 %, 39 pairs here
+    assert round_.results["evaluate"]["eval/kl"] == 0.3 and round_.results["snapshot"]["eval_pairs"] == 39
     with db.session() as session:
         points = session.query(RoundMetric).filter_by(round_id=round_id).order_by(RoundMetric.id).all()
         assert [(p.stage, p.step) for p in points] == [
