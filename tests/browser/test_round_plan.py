@@ -70,7 +70,7 @@ def test_the_dashboard_shows_progress_toward_the_next_round(live_server, browser
     sign_in(page, live_server, "ada", next="/admin")
     next_round = page.locator("#next-round")
     expect(next_round).to_contain_text("usable judgments for a round with the default settings")
-    expect(next_round.locator("strong")).to_have_text("36 / 120")  # 3 held-out pairs so far: 1 per 12 judgments
+    expect(next_round.locator("strong")).to_have_text("36 / 60")  # 6 held-out pairs so far: 1 per 6 judgments
     expect(next_round).to_contain_text("held-out pairs, at least 10 needed")
     screenshot(page, "dashboard-next-round")
     page.set_viewport_size({"width": 390, "height": 844})
