@@ -407,8 +407,8 @@ class GateConfig(_Strict):
         None,
         ge=0,
         le=1,
-        description="Rise of the share of held-out answers marked as evasions (evaluate.evasion_patterns), new "
-        "policy minus parent; None: off. 0.05 refuses a rise of more than 5 points.",
+        description="Rise of the share of held-out answers marked as evasions, new policy minus parent; None: "
+        "off. 0.05 refuses a rise of more than 5 points (evasions: answers evaluate.evasion_patterns matches).",
     )
     max_length_change: float | None = Field(
         None,

@@ -173,7 +173,7 @@ def test_round_page_in_each_end_state(live_server, browser_page, name):
         ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className)"
     )
     screenshot(page, f"round-{name}-390")
-    assert sticking_out == [], "the stages, facts, results, gates and log fit a 390 px screen"
+    assert sticking_out == [], f"the stages, facts, results, gates and log fit a 390 px screen: {sticking_out}"
     screenshot(page, f"round-{name}-390")
     assert errors == []
 
