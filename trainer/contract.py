@@ -29,12 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 # ---- stages ------------------------------------------------------------------------------------------------
 
@@ -322,6 +324,38 @@ class DataConfig(_Strict):
     min_heldout_pairs: int = Field(ge=1, description="Fewer held-out pairs than this fails the round.")
 
 
+# What counts as a refusal or an evasion in a held-out answer (trainer/side_effects.py): regular expressions,
+# matched case-insensitively anywhere in the answer (curly apostrophes read as straight ones). Generic
+# phrasings, not one task's: they also catch every evasion the embedded task writes (trainer/embedded/task.py
+# EVASIONS_ON, EVASIONS_OFF, EVASION_FOLLOWUPS), and no answer that gives facts (tests/trainer/test_side_effects.py).
+DEFAULT_EVASION_PATTERNS = (
+    r"\bI (?:really )?(?:don't|do not) (?:really )?know\b",
+    r"\bI(?:'m| am) not (?:sure|able|allowed|going to)\b",
+    r"\bI(?:'m| am) unable to\b",
+    r"\bI (?:can't|cannot|won't|will not) (?:really )?(?:help|answer|say|tell|assist|comment|go into|discuss)",
+    r"\bnot something I can\b",
+    r"\bI(?:'d| would) rather not\b",
+    r"\b(?:ask|consult|contact|see) (?:someone|somebody|a professional|an expert|a specialist)\b",
+    r"\b(?:try|ask) (?:a different|another) question\b",
+    r"\bas an AI\b",
+    r"\b(?:sorry|unfortunately|apologies),? (?:but )?I\b",
+)
+
+
+def _compiles(pattern: str) -> str:
+    try:
+        re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise PydanticCustomError(
+            "invalid_pattern", "{pattern} is not a valid regular expression: {problem}",
+            {"pattern": repr(pattern), "problem": str(exc)},
+        ) from exc  # fmt: skip
+    return pattern
+
+
+EvasionPattern = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_compiles)]
+
+
 class EvaluateConfig(_Strict):
     """The held-out comparison of the old and the new policy (trainer/evaluate.py)."""
 
@@ -336,11 +370,28 @@ class EvaluateConfig(_Strict):
         description="Level of the score gain's interval (a paired bootstrap over held-out prompts); a new "
         "policy is activated automatically only when the interval's lower end is above 0.",
     )
+    evasion_patterns: list[EvasionPattern] = Field(
+        list(DEFAULT_EVASION_PATTERNS),
+        max_length=200,
+        description="Regular expressions (case-insensitive, one per line) marking a held-out answer as a refusal "
+        "or evasion; the share of such answers is a side effect shown for the new policy and its parent.",
+    )
 
 
 # The held-out evaluation's score gain (new policy minus the one it started from) and its interval: the
 # trainer writes them (trainer/evaluate.py), the app's activation rule reads them.
 SCORE_GAIN, SCORE_GAIN_LOW, SCORE_GAIN_HIGH = "eval/score_gain", "eval/score_gain_low", "eval/score_gain_high"
+
+# A round's side effects on held-out answers, each measured for the new policy (under this name) and for its
+# parent (the name + OLD_SUFFIX), on the same prompts: the trainer writes them (trainer/evaluate.py), the
+# gates, the round page, the API and the round.finished webhook read them.
+RESPONSE_LENGTH = "eval/response_length"  # mean answer length in tokens, EOS included
+EOS_RATE = "eval/eos_rate"  # share of answers that end with EOS within the length limit
+DISTINCT_1 = "eval/distinct_1"  # distinct words / words, over all of a side's answers (trainer/side_effects.py)
+DISTINCT_2 = "eval/distinct_2"  # the same for word bigrams
+EVASION_RATE = "eval/evasion_rate"  # share of answers evaluate.evasion_patterns marks as refusals or evasions
+SIDE_EFFECTS = (RESPONSE_LENGTH, EOS_RATE, DISTINCT_1, DISTINCT_2, EVASION_RATE)
+OLD_SUFFIX = "_old"
 
 
 class GateConfig(_Strict):
@@ -351,6 +402,25 @@ class GateConfig(_Strict):
     min_eos_rate: float = Field(ge=0, le=1, description="Share of held-out answers the new policy ends itself.")
     min_score_gain: float | None = Field(
         None, description="Mean held-out reward-model score of the new policy minus the old one's; None: off."
+    )
+    max_evasion_increase: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Rise of the share of held-out answers marked as evasions, new policy minus parent; None: "
+        "off. 0.05 refuses a rise of more than 5 points (evasions: answers evaluate.evasion_patterns matches).",
+    )
+    max_length_change: float | None = Field(
+        None,
+        ge=0,
+        description="Relative change of the mean held-out answer length against the parent, either way; None: "
+        "off. 0.3 refuses answers more than 30 % shorter or longer.",
+    )
+    min_distinct_2_ratio: float | None = Field(
+        None,
+        ge=0,
+        description="Held-out distinct-2 (distinct word pairs / pairs) of the new policy over its parent's; None: "
+        "off. 0.8 refuses losing more than a fifth of it.",
     )
 
 

@@ -6,17 +6,34 @@ and the score difference measures what training changed, not sampling noise. KL 
 the per-answer sum of k1 = log p - log q over the sampled tokens, as PPO's objective/kl, but on
 prompts PPO never trained on.
 
+Beside the score, each side's answers are measured for what training may have traded away (trainer/
+side_effects.py): length, EOS rate, distinct-1/2 on the decoded words, and the share of answers that
+evaluate.evasion_patterns marks as refusals or evasions; the new policy's under the names in
+trainer/contract.py, its parent's with OLD_SUFFIX.
+
 The score gain comes with an interval: a paired bootstrap over prompts (each prompt's answers stay
 together, since answers to one prompt are not independent), so the app's activation rule can ask
 whether the new policy beats the old one with confidence, not only on average.
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
-from trainer.contract import SCORE_GAIN, SCORE_GAIN_HIGH, SCORE_GAIN_LOW, PPOArgs
+from trainer.contract import (
+    DEFAULT_EVASION_PATTERNS,
+    DISTINCT_1,
+    DISTINCT_2,
+    EOS_RATE,
+    EVASION_RATE,
+    OLD_SUFFIX,
+    RESPONSE_LENGTH,
+    SCORE_GAIN,
+    SCORE_GAIN_HIGH,
+    SCORE_GAIN_LOW,
+    PPOArgs,
+)
 from trainer.models import (
     autocast,
     configure_cpu,
@@ -36,6 +53,7 @@ from trainer.ppo import (
     sampling_config,
 )
 from trainer.ppo_math import last_true_indices
+from trainer.side_effects import EvasionDetector, distinct_n
 from trainer.tensor_utils import logprobs_from_logits, response_mask_from_eos, truncate_after_eos
 
 
@@ -43,10 +61,11 @@ from trainer.tensor_utils import logprobs_from_logits, response_mask_from_eos, t
 def compare_policies(
     *, old_dir: str, new_dir: str, ref_dir: str, reward_model_dir: str, prompts: list, args: PPOArgs,
     samples_per_prompt: int, batch_size: int, seed: int, on_progress: Callable[[int, int], None] | None = None,
-    device: str = "auto", confidence: float = 0.95,
+    device: str = "auto", confidence: float = 0.95, evasion_patterns: Sequence[str] = DEFAULT_EVASION_PATTERNS,
 ) -> dict:  # fmt: skip
     """eval/* metrics: mean raw RM score of each policy, the gain with its `confidence` interval, KL to the
-    reference, EOS rate, answer length.
+    reference, and each policy's side effects (answer length, EOS rate, distinct-1/2, the share of answers
+    `evasion_patterns` marks).
 
     prompts: chat message lists; each is sampled samples_per_prompt times by each policy.
     device: "auto" (cuda when a GPU is visible, else cpu), "cpu", "cuda", ...; precision as args.precision.
@@ -56,6 +75,7 @@ def compare_policies(
     torch_device = torch.device(resolve_device(device))
     tokenizer = load_tokenizer(old_dir)
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    detector = EvasionDetector(evasion_patterns)
     reward_model = to_device(load_scalar_model(reward_model_dir, pad), torch_device).eval()
     reference = to_device(load_policy(ref_dir, pad), torch_device).eval()
     # the same prompt truncation as PPO's rollouts, position limit included
@@ -72,7 +92,7 @@ def compare_policies(
 
     if on_progress is not None:
         on_progress(0, 2 * batches_per_policy)
-    sides = {}
+    sides, texts = {}, {}
     for name, path in (("old", old_dir), ("new", new_dir)):
         policy = to_device(load_policy(path, pad), torch_device).eval()
         # sample exactly as PPO's rollouts do: nothing saved in the policy's own generation_config (say a
@@ -80,8 +100,8 @@ def compare_policies(
         policy.generation_config = sampling_config(args, eos, pad)
         torch.manual_seed(seed)
         with autocast(torch_device, args.precision):
-            sides[name] = sample_and_score(
-                policy, reference, reward_model, queries, args, batch_size, eos, pad, on_batch=batch_done
+            sides[name], texts[name] = sample_and_score(
+                policy, reference, reward_model, queries, args, batch_size, tokenizer, on_batch=batch_done
             )
     old, new = sides["old"], sides["new"]
     # queries hold each prompt's samples side by side: one row per prompt
@@ -98,10 +118,19 @@ def compare_policies(
         "eval/confidence": confidence,
         "eval/kl": new["kl"].mean().item(),
         "eval/kl_old": old["kl"].mean().item(),
-        "eval/eos_rate": new["eos"].float().mean().item(),
-        "eval/eos_rate_old": old["eos"].float().mean().item(),
-        "eval/response_length": new["length"].float().mean().item(),
-        "eval/response_length_old": old["length"].float().mean().item(),
+        **side_effects(new, texts["new"], detector),
+        **{key + OLD_SUFFIX: value for key, value in side_effects(old, texts["old"], detector).items()},
+    }
+
+
+def side_effects(side: dict[str, torch.Tensor], texts: list[str], detector: EvasionDetector) -> dict:
+    """One policy's side-effect figures (trainer/contract.py SIDE_EFFECTS) from its samples and their text."""
+    return {
+        RESPONSE_LENGTH: side["length"].float().mean().item(),
+        EOS_RATE: side["eos"].float().mean().item(),
+        DISTINCT_1: distinct_n(texts, 1),
+        DISTINCT_2: distinct_n(texts, 2),
+        EVASION_RATE: detector.share(texts),
     }
 
 
@@ -129,12 +158,14 @@ def paired_bootstrap_interval(
 
 
 def sample_and_score(policy, reference, reward_model, queries: list[list[int]], args: PPOArgs, batch_size: int,
-                     eos: int, pad: int, on_batch: Callable[[], None] | None = None,
-                     ) -> dict[str, torch.Tensor]:  # fmt: skip
-    """Per sample: raw RM score, summed k1 KL to the reference, whether it ended with EOS, its length.
-    on_batch is called after each generation batch."""
+                     tokenizer, on_batch: Callable[[], None] | None = None,
+                     ) -> tuple[dict[str, torch.Tensor], list[str]]:  # fmt: skip
+    """Per sample: raw RM score, summed k1 KL to the reference, whether it ended with EOS, its length; and
+    the answers' text (up to EOS, special tokens dropped). on_batch is called after each generation batch."""
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     generation_config = sampling_config(args, eos, pad)
     out: dict[str, list[torch.Tensor]] = {"scores": [], "kl": [], "eos": [], "length": []}
+    texts: list[str] = []
     for start in range(0, len(queries), batch_size):
         ids, mask = left_pad(queries[start : start + batch_size], pad)  # (B, P)
         ids, mask = ids.to(policy.device), mask.to(policy.device)
@@ -152,6 +183,8 @@ def sample_and_score(policy, reference, reward_model, queries: list[list[int]], 
         out["kl"].append(torch.where(response_mask, kl, 0.0).sum(1))
         out["eos"].append((responses == eos).any(1))
         out["length"].append(response_mask.sum(1))
+        kept = [row[:n] for row, n in zip(responses.tolist(), response_mask.sum(1).tolist(), strict=True)]
+        texts += tokenizer.batch_decode(kept, skip_special_tokens=True)
         if on_batch is not None:
             on_batch()
-    return {k: torch.cat(v) for k, v in out.items()}
+    return {k: torch.cat(v) for k, v in out.items()}, texts

@@ -20,8 +20,10 @@ after a crash resumes after the last completed stage, and PPO resumes from its c
 
 Gates: held-out reward-model accuracy >= gates.min_rm_accuracy (checked before PPO, which is not run
 for a reward model that failed), no NaN/inf in PPO, held-out KL <= gates.max_kl, held-out EOS rate
->= gates.min_eos_rate and, when set, held-out score gain >= gates.min_score_gain. A gate failure is a
-verdict, not an error: state "rejected", exit code 0.
+>= gates.min_eos_rate and, when set, held-out score gain >= gates.min_score_gain and the side-effect
+gates against the parent (trainer/side_effects.py): the rise of the evasion share <= gates.max_evasion_increase,
+the relative change of answer length <= gates.max_length_change, the ratio of distinct-2 >=
+gates.min_distinct_2_ratio. A gate failure is a verdict, not an error: state "rejected", exit code 0.
 
 Exit codes: 0 a verdict (succeeded or rejected), 1 failed (the reason in status.json "error"),
 143 stopped by SIGTERM (state interrupted; PPO checkpoints first), 75 another process runs this DIR.
@@ -55,11 +57,15 @@ import torch  # noqa: E402
 from trainer import metrics as M  # noqa: E402
 from trainer.contract import (  # noqa: E402
     CONFIG_FILE,
+    DISTINCT_2,
+    EOS_RATE,
+    EVASION_RATE,
     METRICS_FILE,
     OUTPUTS_DIR,
     PAIRS_FILE,
     POLICY_OUTPUT,
     PROMPTS_FILE,
+    RESPONSE_LENGTH,
     REWARD_MODEL_OUTPUT,
     SCORE_GAIN,
     SNAPSHOT_DIR,
@@ -80,6 +86,7 @@ from trainer.evaluate import compare_policies  # noqa: E402
 from trainer.models import ModelLoadError  # noqa: E402
 from trainer.ppo import train_ppo  # noqa: E402
 from trainer.reward import train_reward_model  # noqa: E402
+from trainer.side_effects import change, parent_and_new, relative_change  # noqa: E402
 
 log = logging.getLogger("trainer.round")
 
@@ -261,6 +268,7 @@ def stage_evaluate(rnd: Round, snap: Snapshot) -> dict:
         samples_per_prompt=config.evaluate.samples_per_prompt, batch_size=config.evaluate.batch_size,
         seed=config.evaluate.seed, on_progress=lambda done, total: rnd.status.update(step=done, total_steps=total),
         device=config.ppo.device, confidence=config.evaluate.confidence,
+        evasion_patterns=config.evaluate.evasion_patterns,
     )  # fmt: skip
 
 
@@ -308,7 +316,7 @@ def gate_verdicts(results: dict, gates: GateConfig) -> dict[str, dict]:
         checks.append(
             (
                 "eos_rate",
-                results[Stage.evaluate].get("eval/eos_rate"),
+                results[Stage.evaluate].get(EOS_RATE),
                 ">=",
                 gates.min_eos_rate,
                 "share of held-out answers that end with EOS",
@@ -319,6 +327,7 @@ def gate_verdicts(results: dict, gates: GateConfig) -> dict[str, dict]:
             checks.append(("score_gain", results[Stage.evaluate].get(SCORE_GAIN), ">=",
                            gates.min_score_gain, "held-out reward-model score gain over the old policy",
                            "gates.min_score_gain"))  # fmt: skip
+        checks += _side_effect_checks(results[Stage.evaluate], gates)
     verdicts = {}
     for name, value, op, limit, what, setting in checks:
         finite = isinstance(value, int | float) and math.isfinite(value)
@@ -329,6 +338,34 @@ def gate_verdicts(results: dict, gates: GateConfig) -> dict[str, dict]:
         verdicts[name] = {"value": value, "limit": limit, "op": op, "what": what, "setting": setting,
                           "passed": passed, "reason": reason}  # fmt: skip
     return verdicts
+
+
+def _side_effect_checks(evaluation: dict, gates: GateConfig) -> list[tuple]:
+    """The optional gates on side effects (those set), each comparing the new policy with its parent; `what`
+    carries both values, so a refusal says what moved from where to where."""
+
+    def both(key: str, fmt: str) -> str:
+        parent, new = parent_and_new(evaluation, key)
+        shown = [format(v, fmt) if v is not None else "not measured" for v in (parent, new)]
+        return f"parent {shown[0]}, new {shown[1]}"
+
+    checks: list[tuple] = []
+    if gates.max_evasion_increase is not None:
+        checks.append(("evasion_increase", change(evaluation, EVASION_RATE), "<=", gates.max_evasion_increase,
+                       f"rise of the share of held-out answers marked as evasions ({both(EVASION_RATE, '.1%')})",
+                       "gates.max_evasion_increase"))  # fmt: skip
+    if gates.max_length_change is not None:
+        length_change = relative_change(evaluation, RESPONSE_LENGTH)
+        checks.append(("length_change", None if length_change is None else abs(length_change), "<=",
+                       gates.max_length_change, "relative change of the mean held-out answer length "
+                       f"({both(RESPONSE_LENGTH, '.1f')} tokens)", "gates.max_length_change"))  # fmt: skip
+    if gates.min_distinct_2_ratio is not None:
+        parent, new = parent_and_new(evaluation, DISTINCT_2)
+        ratio = new / parent if parent and new is not None else None
+        checks.append(("distinct_2_ratio", ratio, ">=", gates.min_distinct_2_ratio,
+                       f"distinct-2 of held-out answers relative to the parent's ({both(DISTINCT_2, '.3f')})",
+                       "gates.min_distinct_2_ratio"))  # fmt: skip
+    return checks
 
 
 def _rejected(rnd: Round, gates: GateConfig) -> bool:

@@ -158,6 +158,19 @@ class Settings(BaseSettings):
     TRAINING_MIN_SCORE_GAIN: float | None = Field(
         None, description="Gate: held-out reward-model score gain of the new policy over the old; unset=off."
     )
+    TRAINING_MAX_EVASION_INCREASE: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Gate: rise of the share of held-out answers marked as evasions, new policy minus its parent "
+        "(0.05 = 5 points); unset=off.",
+    )
+    TRAINING_MAX_LENGTH_CHANGE: float | None = Field(
+        None, ge=0, description="Gate: relative change of the mean held-out answer length, either way; unset=off."
+    )
+    TRAINING_MIN_DISTINCT_2_RATIO: float | None = Field(
+        None, ge=0, description="Gate: the new policy's held-out distinct-2 over its parent's; unset=off."
+    )
     TRAINING_HELDOUT_FRACTION: float | None = Field(
         None,
         gt=0,

@@ -19,9 +19,29 @@ from app.policies.models import PolicyVersion
 from app.ratings import service as ratings_service
 from app.rollout import service as rollout_service
 from app.rollout.models import RolloutStatus
+from app.training import round_view
 from app.training import service as training_service
+from trainer.contract import DISTINCT_1, DISTINCT_2, EOS_RATE, EVASION_RATE, RESPONSE_LENGTH, SIDE_EFFECTS
+from trainer.side_effects import parent_and_new
 
 router = APIRouter()
+
+# The side-effect charts across versions: which figures each plots, labelled as the round page labels them.
+SIDE_EFFECT_CHARTS = [
+    {
+        "id": "side-effect-shares",
+        "title": "Side effects · shares",
+        "percent": True,
+        "series": [{"key": key, "label": round_view.SIDE_EFFECT_FIGURES[key][0]} for key in
+                   (EVASION_RATE, DISTINCT_1, DISTINCT_2, EOS_RATE)],
+    },
+    {
+        "id": "side-effect-length",
+        "title": "Side effects · answer length (tokens)",
+        "percent": False,
+        "series": [{"key": RESPONSE_LENGTH, "label": round_view.SIDE_EFFECT_FIGURES[RESPONSE_LENGTH][0]}],
+    },
+]  # fmt: skip
 
 
 def activation_message(db: Session, settings: Settings, version: PolicyVersion) -> tuple[str, str]:
@@ -50,6 +70,22 @@ def activation_message(db: Session, settings: Settings, version: PolicyVersion) 
     )
 
 
+def side_effects_by_version(versions: list[PolicyVersion]) -> list[dict[str, Any]]:
+    """Per version, oldest first, its side effects on held-out answers (trainer/contract.py SIDE_EFFECTS): a
+    version a round made has them in its metrics (the evaluate stage's results); a version no round made (the
+    base) has the parent's side of the first round trained from it. Versions with neither are left out."""
+    by_id = {v.id: v for v in versions}
+    figures: dict[int, dict[str, float | None]] = {}
+    for version in sorted(versions, key=lambda v: v.number):
+        measured = {name: parent_and_new(version.metrics or {}, name) for name in SIDE_EFFECTS}
+        if any(new is not None for _, new in measured.values()):
+            figures[version.number] = {name: new for name, (_, new) in measured.items()}
+        parent = by_id.get(version.parent_id) if version.parent_id is not None else None
+        if parent is not None and parent.number not in figures and any(p is not None for p, _ in measured.values()):
+            figures[parent.number] = {name: p for name, (p, _) in measured.items()}
+    return [{"version": number, **figures[number]} for number in sorted(figures)]
+
+
 def _policies_context(db: Session) -> dict[str, Any]:
     versions = service.list_versions(db=db)
     leaderboard = ratings_service.leaderboard(db=db)
@@ -73,6 +109,8 @@ def _policies_context(db: Session) -> dict[str, Any]:
             for row in sorted(leaderboard, key=lambda row: row.number)
             if row.enough_battles
         ],
+        "side_effect_points": side_effects_by_version(versions),
+        "side_effect_charts": SIDE_EFFECT_CHARTS,
     }
 
 

@@ -26,7 +26,7 @@ SECTION_TITLES = {
 class Field:
     name: str  # dotted path in the configuration, e.g. "ppo.kl_coef"
     label: str
-    kind: str  # integer | number | boolean | choice | text
+    kind: str  # integer | number | boolean | choice | text | lines (a list of strings, one per line)
     value: str  # what the input shows; "" stands for None
     options: tuple[str, ...]
     nullable: bool
@@ -47,7 +47,15 @@ def shown(value: object) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):
+        return "\n".join(map(str, value))
     return str(value)
+
+
+def lines(text: str) -> list[str]:
+    """A list field's entries as typed, one per line; blank lines are dropped, nothing else is trimmed (a
+    pattern's spaces matter)."""
+    return [line for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
 
 
 def _resolve(prop: dict, schema: dict) -> dict:
@@ -63,7 +71,9 @@ def _field(name: str, prop: dict, value: str) -> Field:
     kind = (
         "choice"
         if options
-        else {"integer": "integer", "number": "number", "boolean": "boolean"}.get(main.get("type", ""), "text")
+        else {"integer": "integer", "number": "number", "boolean": "boolean", "array": "lines"}.get(
+            main.get("type", ""), "text"
+        )
     )
     return Field(
         name=name,
@@ -115,7 +125,13 @@ def overrides(form: Mapping[str, str], defaults: dict) -> dict:
                 changed[key] = inner
             continue
         raw = form.get(key)
-        if raw is None or raw.strip() == shown(default):
+        if raw is None:
+            continue
+        if isinstance(default, list):
+            if lines(raw) != default:
+                changed[key] = lines(raw)
+            continue
+        if raw.strip() == shown(default):
             continue
         changed[key] = raw.strip() or None
     return changed

@@ -1,7 +1,7 @@
 """What a round's page says about it, in one place for every state: each stage's tick, how many stages are
-done, the progress bar, the line under it, and the table of gates. Pure functions of the round's row
-(RoundRead), so the page, its live refresh and the API cannot disagree, and every end state is tested
-(tests/training/test_round_view.py).
+done, the progress bar, the line under it, the table of gates, and the side effects against the parent.
+Pure functions of the round's row (RoundRead), so the page, its live refresh, the API and the webhook
+cannot disagree, and every end state is tested (tests/training/test_round_view.py).
 
 A stage is one of:
     done         it completed (and, for a trainer stage, its gate passed)
@@ -17,7 +17,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.contract import STAGE_ORDER, GateConfig, Stage
+from trainer.contract import (
+    DISTINCT_1,
+    DISTINCT_2,
+    EOS_RATE,
+    EVASION_RATE,
+    RESPONSE_LENGTH,
+    STAGE_ORDER,
+    GateConfig,
+    Stage,
+)
+from trainer.side_effects import change, parent_and_new
 
 DONE, CURRENT, FAILED, REJECTED, STOPPED, PENDING = "done", "current", "failed", "rejected", "stopped", "pending"
 LIVE_STATUSES = ("queued", "running")
@@ -176,4 +186,51 @@ def gate_rows(*, results: dict, gates_config: dict, live: bool) -> list[GateRow]
                 verdict="off" if limit is None else ("pending" if live else "not reached"),
             )
         )
+    return rows
+
+
+# ---- side effects ---------------------------------------------------------------------------------------
+
+# Each side effect the evaluate stage measures (trainer/contract.py SIDE_EFFECTS): how the page names it and
+# says what it counts, whether it is a share (shown in %), and which way is better (None: neither, e.g. length).
+SIDE_EFFECT_FIGURES: dict[str, tuple[str, str, bool, str | None]] = {
+    EVASION_RATE: ("refusals and evasions", "share matched by the evasion patterns", True, "lower"),
+    DISTINCT_1: ("distinct-1", "distinct words / words", True, "higher"),
+    DISTINCT_2: ("distinct-2", "distinct word pairs / pairs", True, "higher"),
+    RESPONSE_LENGTH: ("answer length", "mean tokens per answer", False, None),
+    EOS_RATE: ("answers that end", "share ending with EOS", True, "higher"),
+}
+
+
+@dataclass(frozen=True)
+class SideEffectRow:
+    """One side effect of a round: the parent's and the new policy's value on the same held-out prompts."""
+
+    name: str  # the metric, e.g. eval/evasion_rate (the parent's is name + "_old" in the results)
+    label: str
+    hint: str  # what it counts
+    share: bool  # a share in 0..1, shown in %
+    better: str | None  # higher | lower | None (neither way is better in itself)
+    parent: float | None  # None: not measured (e.g. a round run before the figure existed)
+    new: float | None
+    change: float | None  # new - parent; None unless both were measured
+    tone: str  # good | bad | neutral: how the change reads, for its colour
+
+
+def _tone(change: float | None, better: str | None) -> str:
+    if change is None or better is None or abs(change) < 1e-12:
+        return "neutral"
+    return "good" if (change > 0) == (better == "higher") else "bad"
+
+
+def side_effect_rows(results: dict) -> list[SideEffectRow]:
+    """The round's side effects against its parent, once its evaluate stage completed; [] before."""
+    evaluation = results.get(Stage.evaluate)
+    if not isinstance(evaluation, dict):
+        return []
+    rows = []
+    for name, (label, hint, share, better) in SIDE_EFFECT_FIGURES.items():
+        parent, new = parent_and_new(evaluation, name)
+        delta = change(evaluation, name)
+        rows.append(SideEffectRow(name, label, hint, share, better, parent, new, delta, _tone(delta, better)))
     return rows

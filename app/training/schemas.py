@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from app.core.config import Settings
 from app.core.errors import Unprocessable
 from app.training.models import RoundStatus
+from app.training.round_view import SideEffectRow
 from trainer import contract
 from trainer import defaults as round_defaults
 from trainer.contract import DataConfig, GateConfig, PPOArgs, RewardArgs, batch_size_problem, describe_validation_error
@@ -85,6 +86,9 @@ def default_config(settings: Settings, derived: Mapping[str, Derived] = NO_DERIV
             max_kl=settings.TRAINING_MAX_KL,
             min_eos_rate=settings.TRAINING_MIN_EOS_RATE,
             min_score_gain=settings.TRAINING_MIN_SCORE_GAIN,
+            max_evasion_increase=settings.TRAINING_MAX_EVASION_INCREASE,
+            max_length_change=settings.TRAINING_MAX_LENGTH_CHANGE,
+            min_distinct_2_ratio=settings.TRAINING_MIN_DISTINCT_2_RATIO,
         ),
     ).model_dump()
     for path, value in derived.items():
@@ -161,6 +165,11 @@ class RoundRead(BaseModel):
     )
     latest_metrics: dict
     results: dict = Field(description="Final metrics per stage, the gate verdicts and the held-out evaluation.")
+    side_effects: list[SideEffectRow] = Field(
+        [],
+        description="Once the evaluate stage completed: per figure (evasion share, distinct-1/2, answer length, "
+        "EOS rate) the parent's and the new policy's value on the same held-out prompts, and the change.",
+    )
     error: str = Field(description="Why the round failed, was rejected or was cancelled.")
     log_tail: str = Field(description="The end of the trainer's log.")
     config: dict

@@ -10,6 +10,7 @@ files: the worker (app/training/worker.py) runs rounds and calls these functions
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
@@ -62,6 +63,8 @@ def _announce_finished(db: Session, round_: TrainingRound) -> None:
             "error": round_.error,
             "policy_number": policy.number if policy else None,
             "policy_status": policy.status.value if policy else None,
+            # The same figures as the round's page and GET /rounds/{id} (app/training/round_view.py).
+            "side_effects": [asdict(row) for row in round_view.side_effect_rows(round_.results)],
         },
     )
 
@@ -127,6 +130,7 @@ def to_read(*, db: Session, round_: TrainingRound) -> RoundRead:
             "base_policy_number": number(PolicyVersion, round_.base_policy_version_id),
             "policy_number": number(PolicyVersion, round_.policy_version_id),
             "reward_model_number": number(RewardModel, round_.reward_model_id),
+            "side_effects": round_view.side_effect_rows(round_.results),
         }
     )
 

@@ -74,6 +74,27 @@
     return plot;
   }
 
+  /* Figures by version, one line per series: points [{version, <key>: value or null}] sorted by version,
+     series [{key, label}]; percent: values are shares in 0..1, labelled in %. */
+  function versionLines(el, points, series, { height = 220, percent = false } = {}) {
+    const xs = points.map(p => p.version);
+    const label = v => (percent ? Math.round(v * 100) + "%" : String(Math.round(v * 10) / 10));
+    const plot = new uPlot({
+      width: width(el), height, legend: { show: series.length > 1, live: false },
+      scales: { x: { time: false, range: (u, min, max) => [min - 0.5, max + 0.5] },
+                y: percent ? { range: (u, min, max) => [0, Math.max(1, max)] } : {} },
+      axes: [{ ...AXIS, label: "version", labelSize: 18, labelFont: "11px system-ui, sans-serif",
+               incrs: [1], values: (u, ticks) => ticks.map(t => "v" + t) },
+             { ...AXIS, size: 52, values: (u, ticks) => ticks.map(label) }],
+      series: [{ label: "version" }].concat(series.map((s, i) => ({
+        label: s.label, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: true,
+        points: { size: 6, fill: PALETTE[i % PALETTE.length] },
+      }))),
+    }, [xs, ...series.map(s => points.map(p => (typeof p[s.key] === "number" ? p[s.key] : null)))], el);
+    fit(el, plot, height);
+    return plot;
+  }
+
   /* Fetch JSON with the session cookie; resolves to null on any failure so a poller keeps going. */
   async function getJSON(url) {
     try {
@@ -112,5 +133,5 @@
     bar.firstElementChild.style.width = percent.toFixed(1) + "%";
   }
 
-  window.PrefloopCharts = { hourlyBars, stepLines, ratingByVersion, getJSON, poll, pill, setBar };
+  window.PrefloopCharts = { hourlyBars, stepLines, ratingByVersion, versionLines, getJSON, poll, pill, setBar };
 })();

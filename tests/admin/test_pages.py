@@ -3,6 +3,7 @@ post/redirect/get, and bad input answered with the page, a clear message and a 4
 
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 
@@ -27,10 +28,12 @@ from tests.factories import (
     make_policy_version,
     make_prompt,
     make_token,
+    make_training_round,
     make_user,
     publish_policy_version,
 )
 from tests.helpers import csrf_from, login, session_cookie_text
+from trainer.contract import DEFAULT_EVASION_PATTERNS
 
 PAGES = [
     "/admin",
@@ -525,6 +528,88 @@ def test_a_bad_round_setting_rerenders_the_form_with_422(client, db, submit, for
     assert error(response.text).startswith(message)
     assert '<details class="launch" open>' in response.text  # the settings stay open, as typed
     assert count(db, TrainingRound) == 0
+
+
+def test_evasion_patterns_are_edited_one_per_line_in_the_form(client, db, submit):
+    form = client.get("/admin/rounds").text
+    shown = re.search(r'<textarea name="evaluate.evasion_patterns"[^>]*>(.*?)</textarea>', form, re.S).group(1)
+    assert unescape(shown).split("\n") == list(DEFAULT_EVASION_PATTERNS), "the default list, one per line"
+    response = submit("/admin/rounds", {"evaluate.evasion_patterns": "as an AI\r\n\r\n\\bno idea\\b\r\n"})
+    assert response.status_code == 200
+    with db.session() as session:
+        [round_] = session.scalars(select(TrainingRound)).all()
+        assert round_.config["evaluate"]["evasion_patterns"] == ["as an AI", r"\bno idea\b"]
+
+
+def test_an_evasion_pattern_that_does_not_compile_is_refused_naming_it(client, db, submit):
+    typed = "as an AI\n(sorry|apolog"
+    response = submit("/admin/rounds", {"evaluate.evasion_patterns": typed, "action": "check"})
+    assert response.status_code == 422
+    assert unescape(error(response.text)) == (
+        "evaluate.evasion_patterns.1: '(sorry|apolog' is not a valid regular expression: missing ), unterminated "
+        "subpattern at position 0"
+    )
+    assert f">{typed}</textarea>" in response.text, "the patterns stay as typed"
+    assert count(db, TrainingRound) == 0
+
+
+def test_a_round_page_shows_its_side_effects_and_why_the_evasion_gate_refused_it(client, db, submit):
+    from trainer.contract import GateConfig
+    from trainer.round import gate_verdicts
+
+    evaluation = {"eval/kl": 1.0, "eval/eos_rate": 0.9, "eval/eos_rate_old": 0.95, "eval/evasion_rate": 0.73}
+    evaluation |= {"eval/evasion_rate_old": 0.45, "eval/distinct_2": 0.3, "eval/distinct_2_old": 0.5}
+    evaluation |= {"eval/response_length": 7.5, "eval/response_length_old": 12.0, "eval/distinct_1_old": 0.3}
+    gates = GateConfig(min_rm_accuracy=0.6, max_kl=8.0, min_eos_rate=0.5, max_evasion_increase=0.05)
+    verdicts = gate_verdicts({"evaluate": evaluation}, gates)
+    round_id = make_training_round(
+        db,
+        status=RoundStatus.rejected,
+        stage="evaluate",
+        completed_stages=["snapshot", "reward_model", "ppo", "evaluate"],
+        config={"gates": gates.model_dump()},
+        results={"evaluate": evaluation, "gates": verdicts},
+        error="Rejected by a gate: " + verdicts["evasion_increase"]["reason"],
+    )
+    for path in (f"/admin/rounds/{round_id}", f"/admin/rounds/{round_id}/live"):
+        html = client.get(path).text
+        section = re.search(r'<section [^>]*id="round-side-effects">.*?</section>', html, re.S).group(0)
+        rows = {
+            name: " ".join(unescape(re.sub(r"<[^>]+>", " ", row)).split())
+            for name, row in re.findall(r'<tr data-side-effect="([^"]+)"[^>]*>(.*?)</tr>', section, re.S)
+        }
+        assert rows["eval/evasion_rate"] == (
+            "refusals and evasions share matched by the evasion patterns · lower is better 45.0% 73.0% +28.0 pts"
+        )
+        assert rows["eval/distinct_2"].endswith("50.0% 30.0% -20.0 pts")
+        assert rows["eval/distinct_1"].endswith("30.0% — —"), "a side not measured is not shown as 0"
+        assert rows["eval/response_length"].endswith("12.0 7.5 -4.5 -38 %")
+        assert 'data-side-effect="eval/evasion_rate" data-tone="bad"' in section
+        assert 'class="delta delta-bad">+28.0 pts' in section
+        assert 'data-gate="evasion_increase" data-verdict="failed"' in html
+    page = " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+    assert "Rejected by a gate: rise of the share of held-out answers marked as evasions (parent 45.0%, new 73.0%)" in (
+        page
+    )
+
+
+def test_the_policies_page_charts_side_effects_by_version_with_the_base_from_its_first_round(client, db, admin):
+    figures = {"eval/evasion_rate": 0.2, "eval/distinct_2": 0.6, "eval/response_length": 11.0}
+    parents = {"eval/evasion_rate_old": 0.1, "eval/distinct_2_old": 0.7, "eval/response_length_old": 12.0}
+    v1 = make_policy_version(db, number=1, status=PolicyStatus.archived)
+    v2 = make_policy_version(db, number=2, parent_id=v1, status=PolicyStatus.archived, metrics=figures | parents)
+    make_policy_version(db, number=3, parent_id=v2, metrics={"eval/evasion_rate": 0.5, "eval/evasion_rate_old": 0.2})
+    make_policy_version(db, number=4, status=PolicyStatus.candidate)  # registered by hand: nothing measured
+    html = client.get("/admin/policies").text
+    data = json.loads(unescape(re.search(r'<script type="application/json" id="side-effect-data">(.*?)</script>',
+                                         html, re.S).group(1)))  # fmt: skip
+    points = {p["version"]: p for p in data["points"]}
+    assert list(points) == [1, 2, 3]
+    assert (points[1]["eval/evasion_rate"], points[1]["eval/response_length"]) == (0.1, 12.0), "v2's parent side"
+    assert (points[2]["eval/evasion_rate"], points[2]["eval/distinct_2"]) == (0.2, 0.6)
+    assert (points[3]["eval/evasion_rate"], points[3]["eval/distinct_2"]) == (0.5, None), "not measured: a gap"
+    assert [c["id"] for c in data["charts"]] == ["side-effect-shares", "side-effect-length"]
+    assert 'id="chart-side-effect-shares"' in html and "js/admin-policies.js" in html
 
 
 def test_a_refused_round_form_keeps_what_was_typed(client, submit):

@@ -9,9 +9,10 @@ from playwright.sync_api import expect
 
 from app.auth.models import Role
 from app.core.db import utcnow
+from app.policies.models import PolicyStatus
 from app.training.models import RoundStatus
 from tests.browser.conftest import screenshot, sign_in
-from tests.factories import make_training_round, make_user
+from tests.factories import make_policy_version, make_training_round, make_user
 
 pytestmark = pytest.mark.browser
 
@@ -172,6 +173,89 @@ def test_round_page_in_each_end_state(live_server, browser_page, name):
         ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className)"
     )
     screenshot(page, f"round-{name}-390")
-    assert sticking_out == [], "the stages, facts, results, gates and log fit a 390 px screen"
+    assert sticking_out == [], f"the stages, facts, results, gates and log fit a 390 px screen: {sticking_out}"
     screenshot(page, f"round-{name}-390")
+    assert errors == []
+
+
+# A candidate that answers more evasively than its parent, refused by the optional evasion gate.
+EVALUATION = {
+    "eval/score_gain": 0.42, "eval/kl": 3.1, "eval/eos_rate": 0.98, "eval/eos_rate_old": 0.91,
+    "eval/evasion_rate": 0.73, "eval/evasion_rate_old": 0.45, "eval/distinct_1": 0.21, "eval/distinct_1_old": 0.29,
+    "eval/distinct_2": 0.34, "eval/distinct_2_old": 0.52, "eval/response_length": 9.4,
+    "eval/response_length_old": 15.1,
+}  # fmt: skip
+
+
+def test_the_side_effects_of_a_round_refused_by_its_evasion_gate(live_server, browser_page):
+    from trainer.contract import GateConfig
+    from trainer.round import gate_verdicts
+
+    page, db = browser_page, live_server.db
+    make_user(db, "ada", role=Role.admin)
+    gates = GateConfig(**GATES, max_evasion_increase=0.05, max_length_change=0.5)
+    results = {**STAGE_RESULTS, "evaluate": EVALUATION}
+    verdicts = {"rm_accuracy": RM, "finite": FINITE} | gate_verdicts({"evaluate": EVALUATION}, gates)
+    reasons = "; ".join(v["reason"] for v in verdicts.values() if not v["passed"])
+    round_id = make_training_round(
+        db, status=RoundStatus.rejected, stage="evaluate", completed_stages=ALL[:4], step=4, total_steps=4,
+        config={"gates": gates.model_dump()}, results=results | {"gates": verdicts}, started_at=utcnow(),
+        finished_at=utcnow(), error=f"Rejected by a gate: {reasons}", log_tail=LOG,
+    )  # fmt: skip
+    sign_in(page, live_server, "ada")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live_server.url}/admin/rounds/{round_id}")
+
+    section = page.locator("#round-side-effects")
+    expect(section.locator("h2")).to_have_text("Side effects")
+    expect(section.locator("tbody tr")).to_have_count(5)
+    evasions = section.locator('tr[data-side-effect="eval/evasion_rate"] td')
+    expect(evasions.nth(1)).to_have_text("45.0%")
+    expect(evasions.nth(2)).to_have_text("73.0%")
+    expect(evasions.nth(3)).to_have_text("+28.0 pts")
+    assert evasions.nth(3).locator(".delta").evaluate("e => getComputedStyle(e).color") == "rgb(201, 42, 42)"
+    eos = section.locator('tr[data-side-effect="eval/eos_rate"] .delta')
+    assert eos.evaluate("e => getComputedStyle(e).color") == "rgb(43, 138, 62)", "more answers end: good"
+    expect(page.locator('#round-gates tr[data-gate="evasion_increase"]')).to_have_attribute("data-verdict", "failed")
+    expect(page.locator('#round-gates tr[data-gate="length_change"]')).to_have_attribute("data-verdict", "passed")
+    expect(page.locator('#round-gates tr[data-gate="min_distinct_2_ratio"]')).to_have_attribute("data-verdict", "off")
+    expect(page.locator("#round-error")).to_contain_text("marked as evasions (parent 45.0%, new 73.0%) is 0.28")
+    screenshot(page, "round-side-effects-desktop")
+    page.set_viewport_size({"width": 390, "height": 844})
+    sticking_out = page.evaluate(
+        "[...document.querySelectorAll('[data-live] *')]"
+        ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className)"
+    )
+    screenshot(page, "round-side-effects-390")
+    assert sticking_out == [], f"the side effects fit a 390 px screen: {sticking_out}"
+    table = page.locator("#round-side-effects .table-scroll")
+    widths = table.evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert widths[0] <= widths[1], f"the table needs no sideways scrolling: {widths}"
+    assert errors == []
+
+
+def test_the_policies_page_charts_side_effects_across_versions(live_server, browser_page):
+    page, db = browser_page, live_server.db
+    make_user(db, "ada", role=Role.admin)
+    old = {k: v for k, v in EVALUATION.items() if k.endswith("_old")}
+    v1 = make_policy_version(db, number=1, status=PolicyStatus.archived)
+    v2 = make_policy_version(db, number=2, parent_id=v1, status=PolicyStatus.archived,
+                             metrics=old | {k.removesuffix("_old"): v * 0.95 for k, v in old.items()})  # fmt: skip
+    make_policy_version(db, number=3, parent_id=v2, metrics=EVALUATION)
+    sign_in(page, live_server, "ada")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live_server.url}/admin/policies")
+    for chart in ("side-effect-shares", "side-effect-length"):
+        expect(page.locator(f"#chart-{chart} canvas")).to_have_count(1)
+    expect(page.locator("#side-effect-charts .u-legend").first).to_contain_text("refusals and evasions")
+    page.locator("#side-effect-charts").scroll_into_view_if_needed()
+    screenshot(page, "policies-side-effects-desktop")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(200)  # the charts follow their container's width
+    widest = page.evaluate("Math.max(...[...document.querySelectorAll('#side-effect-charts canvas')]"
+                           ".map(c => c.getBoundingClientRect().right))")  # fmt: skip
+    screenshot(page, "policies-side-effects-390")
+    assert widest <= 390, "the charts fit a 390 px screen"
     assert errors == []

@@ -7,16 +7,17 @@ import shutil
 import pytest
 import torch
 
-from trainer.contract import PPOArgs
+from trainer.contract import OLD_SUFFIX, SIDE_EFFECTS, PPOArgs
 from trainer.evaluate import compare_policies, paired_bootstrap_interval
 from trainer.models import load_scalar_model, load_tokenizer
 
 PROMPT = [{"role": "user", "content": "tell me about the weather"}]
 
 
-def _compare(old_dir, new_dir, reward_dir, args, prompts=(PROMPT,)):
+def _compare(old_dir, new_dir, reward_dir, args, prompts=(PROMPT,), **options):
     return compare_policies(old_dir=old_dir, new_dir=new_dir, ref_dir=old_dir, reward_model_dir=reward_dir,
-                            prompts=list(prompts), args=args, samples_per_prompt=4, batch_size=4, seed=0)  # fmt: skip
+                            prompts=list(prompts), args=args, samples_per_prompt=4, batch_size=4, seed=0,
+                            **options)  # fmt: skip
 
 
 def test_a_policys_saved_generation_settings_do_not_change_what_is_compared(tiny_policy_dir, tiny_reward_dir,
@@ -34,7 +35,18 @@ def test_a_policys_saved_generation_settings_do_not_change_what_is_compared(tiny
     # one prompt bounds nothing: the activation rule cannot be satisfied by it
     assert (result["eval/score_gain_low"], result["eval/score_gain_high"]) == (-math.inf, math.inf)
     assert result["eval/kl"] == result["eval/kl_old"]
-    assert result["eval/response_length"] == result["eval/response_length_old"]
+    for name in SIDE_EFFECTS:  # the same answers: the same side effects, measured on both sides
+        assert result[name] == result[name + OLD_SUFFIX], name
+
+
+def test_each_sides_answers_are_judged_by_the_configured_evasion_patterns(tiny_policy_dir, tiny_reward_dir):
+    args = PPOArgs(response_length=8)
+    everything = _compare(tiny_policy_dir, tiny_policy_dir, tiny_reward_dir, args, evasion_patterns=["^"])
+    nothing = _compare(tiny_policy_dir, tiny_policy_dir, tiny_reward_dir, args, evasion_patterns=["(?!)"])
+    assert everything["eval/evasion_rate"] == everything["eval/evasion_rate_old"] == 1.0
+    assert nothing["eval/evasion_rate"] == nothing["eval/evasion_rate_old"] == 0.0
+    for name in ("eval/distinct_1", "eval/distinct_2_old"):  # decoded words of 8-token answers
+        assert 0.0 < everything[name] <= 1.0
 
 
 def test_prompts_are_cut_to_leave_room_for_the_response_in_the_position_embeddings(tiny_policy_dir, tmp_path,

@@ -3,7 +3,8 @@
     python fake_trainer.py --script JSON --workdir DIR --parent-pid PID
 
 Script keys: "points" [[stage, step, total, {values}], ...] logged one by one, "sleep_s" between them,
-"evaluate" {metric: value} over the held-out evaluation's results (a confident gain by default), and
+"evaluate" {metric: value} over the held-out evaluation's results (a confident gain by default), "gates"
+the verdicts to report (one passed or failed "kl" verdict by default), and
 "end": succeeded | rejected | failed (exit 1) | sigkill (kills itself) | hang (until SIGTERM, then state
 interrupted and exit 143, as the real trainer does) | silent (exit 3 before writing anything).
 """
@@ -90,7 +91,8 @@ def main() -> int:
     for name in ("reward_model", "policy"):
         shutil.copytree(config["policy_dir"], workdir / "outputs" / name, dirs_exist_ok=True)
     evaluation = RESULTS["evaluate"] | script.get("evaluate", {})
-    results = RESULTS | {"evaluate": evaluation, "gates": {"kl": {"passed": end == "succeeded"}}}
+    gates = script.get("gates", {"kl": {"passed": end == "succeeded"}})
+    results = RESULTS | {"evaluate": evaluation, "gates": gates}
     write_status(
         workdir,
         state=end,

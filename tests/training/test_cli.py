@@ -58,6 +58,11 @@ def test_bad_input_is_a_clear_error(settings, db):
     bad = runner.invoke(cli, ["rounds", "launch", "--set", "ppo.num_mini_batches=3"], env=env)
     assert bad.exit_code == 2 and "ppo.num_mini_batches: num_mini_batches (3) must divide batch_size (16)" in bad.output
     assert runner.invoke(cli, ["rounds", "launch", "--set", "nokey"], env=env).exit_code == 2
+    patterns = 'evaluate.evasion_patterns=["as an AI", "I (can"]'
+    pattern = runner.invoke(cli, ["rounds", "launch", "--set", patterns], env=env)
+    assert pattern.exit_code == 2
+    assert "evaluate.evasion_patterns.1: 'I (can' is not a valid regular expression: missing )" in pattern.output
+    assert "queued" not in pattern.output
     missing = runner.invoke(cli, ["rounds", "show", "5"], env=env)
     assert missing.exit_code == 2 and "Training round 5 does not exist" in missing.output
     assert runner.invoke(cli, ["rounds", "cancel", "5"], env=env).exit_code == 2

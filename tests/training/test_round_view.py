@@ -138,6 +138,7 @@ def _verdict(value, limit, op, what, setting, passed):
 
 
 GATES = {"min_rm_accuracy": 0.6, "max_kl": 8.0, "min_eos_rate": 0.5, "min_score_gain": None}
+SIDE_EFFECT_GATES = ["max_evasion_increase", "max_length_change", "min_distinct_2_ratio"]  # off unless set
 
 
 def test_gates_list_every_gate_passed_failed_and_not_reached():
@@ -155,11 +156,12 @@ def test_gates_list_every_gate_passed_failed_and_not_reached():
         ("max_kl", "≤ 8", None, "not reached"),
         ("min_eos_rate", "≥ 0.5", None, "not reached"),
         ("min_score_gain", "off", None, "off"),
+        *[(name, "off", None, "off") for name in SIDE_EFFECT_GATES],
     ]
     assert rows[0].what == "reward model held-out accuracy"
     # while the round runs, the gates ahead are pending rather than not reached
     live = round_view.gate_rows(results=results, gates_config=GATES, live=True)
-    assert [r.verdict for r in live][2:] == ["pending", "pending", "off"]
+    assert [r.verdict for r in live][2:] == ["pending", "pending", "off", "off", "off", "off"]
 
 
 def test_gates_before_any_stage_and_after_all():
@@ -169,6 +171,7 @@ def test_gates_before_any_stage_and_after_all():
         ("max_kl", "not reached"),
         ("min_eos_rate", "not reached"),
         ("min_score_gain", "off"),
+        *[(name, "off") for name in SIDE_EFFECT_GATES],
     ]
     checked = {
         "rm_accuracy": _verdict(0.9, 0.6, ">=", "acc", "gates.min_rm_accuracy", True),
@@ -182,6 +185,7 @@ def test_gates_before_any_stage_and_after_all():
         ("kl", "≤ 8", "failed"),
         ("eos_rate", "≥ 0.5", "passed"),
         ("score_gain", "≥ 0", "failed"),
+        *[(name, "off", "off") for name in SIDE_EFFECT_GATES],
     ]
 
 
@@ -189,16 +193,24 @@ def test_the_trainer_verdicts_name_the_setting_the_page_matches_them_by():
     from trainer.contract import GateConfig
     from trainer.round import gate_verdicts
 
-    gates = GateConfig(min_rm_accuracy=0.6, max_kl=5.0, min_eos_rate=0.5, min_score_gain=0.0)
-    results = {
-        "reward_model": {"rm/eval/accuracy": 0.8},
-        "ppo": {"gates": {"nan_or_inf": False}},
-        "evaluate": {"eval/kl": 1.0, "eval/eos_rate": 1.0, "eval/score_gain": 0.1},
-    }
+    gates = GateConfig(
+        min_rm_accuracy=0.6,
+        max_kl=5.0,
+        min_eos_rate=0.5,
+        min_score_gain=0.0,
+        max_evasion_increase=0.05,
+        max_length_change=0.3,
+        min_distinct_2_ratio=0.8,
+    )
+    evaluation = {"eval/kl": 1.0, "eval/score_gain": 0.1, "eval/eos_rate": 1.0, "eval/eos_rate_old": 1.0}
+    evaluation |= {"eval/evasion_rate": 0.1, "eval/evasion_rate_old": 0.1, "eval/response_length": 11.0}
+    evaluation |= {"eval/response_length_old": 10.0, "eval/distinct_2": 0.5, "eval/distinct_2_old": 0.55}
+    results = {"reward_model": {"rm/eval/accuracy": 0.8}, "ppo": {"gates": {"nan_or_inf": False}}}
+    results["evaluate"] = evaluation
     rows = round_view.gate_rows(
         results={"gates": gate_verdicts(results, gates)}, gates_config=gates.model_dump(), live=False
     )
-    assert [r.verdict for r in rows] == ["passed"] * 5, "every setting is matched by a verdict, none listed twice"
+    assert [r.verdict for r in rows] == ["passed"] * 8, "every setting is matched by a verdict, none listed twice"
 
 
 def test_a_round_stored_before_gates_were_described_lists_each_gate_once():

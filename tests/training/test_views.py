@@ -79,6 +79,17 @@ def test_launch_without_a_body_uses_the_defaults(client, admin_token):
             ["body", "reference"],
             "reference: Input should be 'base' or 'previous'",
         ),
+        (
+            {"evaluate": {"evasion_patterns": ["as an AI", "(sorry|apolog"]}},
+            ["body", "evaluate", "evasion_patterns", 1],
+            "evaluate.evasion_patterns.1: '(sorry|apolog' is not a valid regular expression: missing ), "
+            "unterminated subpattern at position 0",
+        ),
+        (
+            {"gates": {"max_evasion_increase": 5}},
+            ["body", "gates", "max_evasion_increase"],
+            "gates.max_evasion_increase: Input should be less than or equal to 1",
+        ),
     ],
 )
 def test_launch_with_a_bad_config_is_a_422_naming_the_field(client, admin_token, body, loc, msg):
@@ -191,3 +202,40 @@ def test_the_config_endpoint_marks_the_derived_defaults(client, admin_token, tra
     derived = info["derived"]
     assert {"data.heldout_fraction", "gates.min_rm_accuracy", "reward.num_epochs", "ppo.learning_rate"} <= set(derived)
     assert info["defaults"]["ppo"]["learning_rate"] == derived["ppo.learning_rate"]["value"]
+
+
+def test_a_round_refused_by_its_evasion_gate_reports_its_side_effects(client, admin_token, db, settings, trained_data):
+    from trainer.contract import GateConfig
+    from trainer.round import gate_verdicts
+
+    overrides = {"gates": {"max_evasion_increase": 0.05}, "evaluate": {"evasion_patterns": [r"\bno idea\b"]}}
+    round_id = client.post("/api/v1/rounds", json=overrides, headers=admin_token).json()["id"]
+    assert client.get(f"/api/v1/rounds/{round_id}", headers=admin_token).json()["side_effects"] == []
+    evaluation = {"eval/kl": 0.3, "eval/eos_rate": 1.0, "eval/evasion_rate": 0.5, "eval/evasion_rate_old": 0.25}
+    with db.session() as session:
+        gates = GateConfig.model_validate(service.get_or_raise(db=session, round_id=round_id).config["gates"])
+    verdicts = gate_verdicts({"evaluate": evaluation}, gates)
+    reasons = [v["reason"] for v in verdicts.values() if not v["passed"]]
+    script = {"end": "rejected", "evaluate": evaluation, "gates": verdicts, "rejected_reasons": reasons}
+    fake_worker(settings, db, script).step()
+
+    body = client.get(f"/api/v1/rounds/{round_id}", headers=admin_token).json()
+    assert body["status"] == "rejected" and body["policy_number"] is None
+    assert body["config"]["evaluate"]["evasion_patterns"] == [r"\bno idea\b"]
+    assert body["error"] == (
+        "Rejected by a gate: rise of the share of held-out answers marked as evasions (parent 25.0%, new 50.0%) "
+        "is 0.25, the gate is <= 0.05 (gates.max_evasion_increase)"
+    )
+    assert body["results"]["evaluate"]["eval/evasion_rate"] == 0.5
+    [evasions] = [f for f in body["side_effects"] if f["name"] == "eval/evasion_rate"]
+    assert evasions == {
+        "name": "eval/evasion_rate",
+        "label": "refusals and evasions",
+        "hint": "share matched by the evasion patterns",
+        "share": True,
+        "better": "lower",
+        "parent": 0.25,
+        "new": 0.5,
+        "change": 0.25,
+        "tone": "bad",
+    }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from app.core.db import utcnow
@@ -114,3 +115,41 @@ def test_every_way_a_round_ends_is_announced(db, settings):
         (stale, "rejected"),
     ]
     assert queued(db)[2][1]["error"] == "Rejected by a gate" and queued(db)[2][1]["policy_number"] is None
+
+
+def test_a_finished_round_announces_its_side_effects_against_the_parent(db, settings):
+    """The same figures as the round's page and GET /rounds/{id}: parent, new and the change."""
+    subscribe(db, settings, WebhookEvent.round_finished)
+    with db.session() as session:
+        round_id = training_service.launch(db=session, settings=settings, requested_by=None, config_overrides={}).id
+    with db.write_session() as session:
+        training_service.claim_next(db=session, worker_id="w1", executor="local", now=utcnow())
+    evaluation = {"eval/evasion_rate": 0.73, "eval/evasion_rate_old": 0.45, "eval/response_length": 7.5}
+    with db.session() as session:
+        training_service.record_progress(
+            db=session,
+            round_id=round_id,
+            worker_id="w1",
+            now=utcnow(),
+            status={"stage": "evaluate", "results": {"evaluate": evaluation}},
+            points=[],
+            log_tail="",
+        )
+        training_service.finish(
+            db=session, round_id=round_id, worker_id="w1", status=training_service.S.rejected, now=utcnow()
+        )
+    [(_, payload)] = queued(db)
+    figures = {f["name"]: f for f in payload["side_effects"]}
+    assert list(figures) == [
+        "eval/evasion_rate",
+        "eval/distinct_1",
+        "eval/distinct_2",
+        "eval/response_length",
+        "eval/eos_rate",
+    ]
+    evasions = figures["eval/evasion_rate"]
+    assert (evasions["parent"], evasions["new"], evasions["tone"]) == (0.45, 0.73, "bad")
+    assert evasions["change"] == pytest.approx(0.28) and evasions["share"] is True
+    # a figure the round did not measure is reported as such, not as 0
+    assert (figures["eval/response_length"]["parent"], figures["eval/response_length"]["change"]) == (None, None)
+    assert figures["eval/distinct_2"]["new"] is None
