@@ -743,6 +743,9 @@ def test_a_round_stored_before_gates_were_described_lists_each_gate_once(client,
             ("kl", "passed"),
             ("eos_rate", "passed"),
             ("min_score_gain", "off"),
+            ("max_evasion_increase", "off"),
+            ("max_length_change", "off"),
+            ("min_distinct_2_ratio", "off"),
         ]
 
 

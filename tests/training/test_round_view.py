@@ -228,6 +228,7 @@ def test_a_round_stored_before_gates_were_described_lists_each_gate_once():
         ("kl", "≤ 8", 9.5, "failed"),
         ("eos_rate", "≥ 0.5", 0.97, "passed"),
         ("min_score_gain", "off", None, "off"),
+        *[(name, "off", None, "off") for name in SIDE_EFFECT_GATES],
     ]
     assert rows[0].what == "reward model held-out accuracy"
 
