@@ -218,8 +218,7 @@ def oracle_fields(policy_path: str, base_path: str, config: LoopConfig, preferen
     seed for both, ties wherever the policy did not change), as the earlier figures were measured."""
     prompts = make_prompts(config.oracle_prompts, seed=1234, split=config.oracle_split)
     params = SamplingParams(temperature=config.temperature, top_p=1.0, max_new_tokens=config.max_new_tokens)
-    oracle = oracle_win_rate(policy_path, base_path, prompts, preference, params, seed=seed)
-    paired = oracle_win_rate(policy_path, base_path, prompts, preference, params, seed=seed, paired=True)
+    oracle, paired = oracle_win_rate(policy_path, base_path, prompts, preference, params, seed=seed)
     return {
         "oracle_wins": oracle.wins,
         "oracle_losses": oracle.losses,

@@ -66,11 +66,19 @@ def oracle_win_rate(
     preference: Callable[[str, str, str], float],
     params: SamplingParams,
     seed: int = 0,
-    paired: bool = False,
-) -> OracleResult:
-    """paired=True: the base draws with the new policy's seed (ties wherever the policy did not change)."""
+) -> tuple[OracleResult, OracleResult]:
+    """(independent, paired): the new policy's samples judged against the base's drawn with their own
+    seed, and against the base's drawn with the new policy's seed (ties wherever it did not change)."""
     new = sample_texts(load_policy(policy_dir), prompts, params, seed)
-    base = sample_texts(load_policy(base_dir), prompts, params, seed if paired else seed + BASE_SEED_OFFSET)
+    base_policy = load_policy(base_dir)
+    independent, paired = (
+        _judge(prompts, new, sample_texts(base_policy, prompts, params, base_seed), preference)
+        for base_seed in (seed + BASE_SEED_OFFSET, seed)
+    )
+    return independent, paired
+
+
+def _judge(prompts: list[str], new: list[str], base: list[str], preference) -> OracleResult:
     scores = [preference(p, n, b) for p, n, b in zip(prompts, new, base, strict=True)]
     return OracleResult(
         wins=sum(s > 0 for s in scores),

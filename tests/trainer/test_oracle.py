@@ -15,7 +15,7 @@ def test_a_policy_against_itself_is_not_a_wall_of_ties(tiny_policy_dir):
     # every prompt; the base's draws have their own seed, so the verdicts are wins and losses by chance.
     prompts = [f"question number {i}" for i in range(40)]
     params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=12)
-    result = oracle_win_rate(tiny_policy_dir, tiny_policy_dir, prompts, _longer, params, seed=3)
+    result, _paired = oracle_win_rate(tiny_policy_dir, tiny_policy_dir, prompts, _longer, params, seed=3)
     assert result.wins > 5 and result.losses > 5, result
     assert set(result.new) == set(result.base) == {"on_topic", "helpful", "polite", "complete", "evasive", "words"}
 
@@ -35,6 +35,6 @@ def test_describe_counts_evasions_helpfulness_and_words():
 def test_paired_draws_of_a_policy_against_itself_tie_everywhere(tiny_policy_dir):
     prompts = [f"question number {i}" for i in range(12)]
     params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=12)
-    result = oracle_win_rate(tiny_policy_dir, tiny_policy_dir, prompts, _longer, params, seed=3, paired=True)
+    _independent, result = oracle_win_rate(tiny_policy_dir, tiny_policy_dir, prompts, _longer, params, seed=3)
     assert (result.wins, result.losses, result.ties) == (0, 0, 12)
     assert result.win_rate is None and result.win_rate_ties_half == 0.5
