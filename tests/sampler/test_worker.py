@@ -175,7 +175,9 @@ def test_switches_version_while_running_in_the_web_app(settings, tiny_policy_dir
         [sampler] = [c for c in app.state.components if c.name == "sampler"]
         wait_for(lambda: len(pairs(db, ComparisonStatus.ready)) >= 4, what="the first fill")
         started = pairs(db, ComparisonStatus.ready)[0][0].id
-        with db.session() as session:  # one old pair already has a judgment: it stays to reach its overlap
+        # one old pair already has a judgment: it stays to reach its overlap (a write session: the
+        # sampler thread commits beside this read-then-write)
+        with db.write_session() as session:
             session.get(Comparison, started).judgment_count = 1
 
         response = client.post("/api/v1/policies/2/activate", headers=admin_token)
