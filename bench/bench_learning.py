@@ -417,6 +417,11 @@ def main() -> None:
         server_env=json.loads(args.server_env),
     )
 
+    for name in args.preferences.split(","):  # a misbehaving preference fails here, before any bootstrap
+        try:
+            preferences.load(name)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.rejudge:
         if args.keep is None:
             parser.error("--rejudge needs --keep: the directory the run kept its data directories in")

@@ -47,7 +47,11 @@ def simulate_command(
                 url, tokens, specs, judgments, seed=seed, timeout_s=timeout_s, on_ack=lambda: bar.update(1)
             )
 
-    stats = asyncio.run(run())
+    try:
+        stats = asyncio.run(run())
+    except preferences.PreferenceError as exc:  # a judgment it could not reach is never sent
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
     typer.echo(
         f"acknowledged {stats.acknowledged} judgments: {dict(stats.choices)}; "
         f"backoffs {dict(stats.backoffs)}; empty polls {stats.empty_polls}"

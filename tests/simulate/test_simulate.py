@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -16,9 +22,11 @@ from app.cli import cli
 from app.comparisons.models import Choice
 from app.judgments.models import Judgment
 from app.simulate import preferences
-from app.simulate.runner import AnnotatorSpec, annotator_names, provision, simulate
+from app.simulate.runner import AnnotatorSpec, annotator_names, decide, provision, simulate
 from tests.browser.conftest import live_server  # noqa: F401  (fixture)
 from tests.factories import make_comparisons, make_token, make_user
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def prefers_good(_prompt: str, a: str, b: str) -> float:
@@ -125,3 +133,62 @@ def test_annotator_names_are_valid_usernames_for_any_preference():
         names = annotator_names(preference, 3)
         assert len(set(names)) == 3
         assert all(re.fullmatch(USERNAME_PATTERN, n) and len(n) <= 64 for n in names), names
+
+
+# ---- preference functions that misbehave: stopped before a run, with the reason --------------------------
+
+
+def raises_on_everything(prompt: str, a: str, b: str) -> float:
+    raise KeyError("subject")
+
+
+def returns_two(prompt: str, a: str, b: str) -> float:
+    return 2.0
+
+
+def returns_text(prompt: str, a: str, b: str) -> str:
+    return "a"
+
+
+def test_a_preference_that_raises_or_leaves_minus_one_to_one_is_refused_when_loaded():
+    here = "tests.simulate.test_simulate"
+    with pytest.raises(
+        ValueError, match=r"preference '.*:raises_on_everything' raised KeyError\('subject'\) on prompt"
+    ):
+        preferences.load(f"{here}:raises_on_everything")
+    with pytest.raises(ValueError, match=r"returned 2\.0 on prompt .*must return a number in \[-1, 1\]"):
+        preferences.load(f"{here}:returns_two")
+    with pytest.raises(ValueError, match=r"returned 'a' on prompt"):
+        preferences.load(f"{here}:returns_text")
+
+
+def test_simulate_refuses_a_misbehaving_preference_before_it_provisions_anyone():
+    result = CliRunner().invoke(
+        cli, ["simulate", "--admin-token", "x", "--preference", "tests.simulate.test_simulate:returns_two"]
+    )
+    assert result.exit_code == 2 and "returned 2.0" in result.output and "[-1, 1]" in result.output
+
+
+def test_a_preference_that_fails_midway_stops_the_annotator_instead_of_sending_a_verdict():
+    def picky(prompt: str, a: str, b: str) -> float:
+        if "camping" in prompt:
+            return float("nan")
+        return 1.0
+
+    preference = preferences.checked("picky", picky)
+    assert preference("Tell me about cats.", "x", "y") == 1.0
+    with pytest.raises(preferences.PreferenceError, match=r"preference 'picky' returned nan on prompt 'camping"):
+        preference("camping", "x", "y")
+    spec = AnnotatorSpec("sim-0", preference)
+    with pytest.raises(preferences.PreferenceError):
+        decide(spec, "camping", "x", "y", random.Random(0))
+
+
+def test_the_learning_benchmark_refuses_a_misbehaving_preference_before_it_bootstraps(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "bench/bench_learning.py", "--preferences", "polite,tests.simulate.test_simulate:returns_two",
+         "--keep", str(tmp_path / "kept")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 2 and "returned 2.0" in result.stderr
+    assert not (tmp_path / "kept").exists(), "nothing was built"
