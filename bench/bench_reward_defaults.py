@@ -31,11 +31,13 @@ from trainer.embedded.task import PREFERENCES, demo_prompts  # noqa: E402
 from trainer.generate import SamplingParams, generate, load_policy  # noqa: E402
 from trainer.reward import train_reward_model  # noqa: E402
 
-SETTINGS = {  # name -> RewardArgs fields; "2 epochs" is what the rule derives for such a round
-    "1 epoch": {"learning_rate": 1e-3, "batch_size": 8, "num_epochs": 1},
-    "2 epochs": {"learning_rate": 1e-3, "batch_size": 8, "num_epochs": 2},
-    "4 epochs": {"learning_rate": 1e-3, "batch_size": 8, "num_epochs": 4},
-    "4 epochs, lr 3e-4": {"learning_rate": 3e-4, "batch_size": 8, "num_epochs": 4},
+NO_EARLY_STOP = {"validation_fraction": 0.0}
+SETTINGS = {  # name -> RewardArgs fields; the rule derives lr 1e-3, batch 8 and 2 epochs for such a round
+    "1 epoch": {"learning_rate": 1e-3, "batch_size": 8, "num_epochs": 1, **NO_EARLY_STOP},
+    "2 epochs": {"learning_rate": 1e-3, "batch_size": 8, "num_epochs": 2, **NO_EARLY_STOP},
+    "4 epochs": {"learning_rate": 1e-3, "batch_size": 8, "num_epochs": 4, **NO_EARLY_STOP},
+    "2 epochs + early stopping": {"learning_rate": 1e-3, "batch_size": 8, "num_epochs": 2},
+    "4 epochs + early stopping": {"learning_rate": 1e-3, "batch_size": 8, "num_epochs": 4},
 }
 
 
@@ -67,7 +69,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--judgments", type=int, default=320, help="training judgments (80 %% of a 400 round)")
     parser.add_argument("--eval-judgments", type=int, default=3000)
+    parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated names of SETTINGS to run")
     args = parser.parse_args()
+    chosen = args.settings.split(",")
+    if unknown := set(chosen) - set(SETTINGS):
+        parser.error(f"unknown settings {sorted(unknown)}: choose from {list(SETTINGS)}")
 
     policy_dir = str(args.base_dir / "registry" / "policy" / "v0001")
     policy, preference = load_policy(policy_dir), PREFERENCES[args.preference]
@@ -76,10 +82,11 @@ def main() -> None:
     train_prompts, eval_prompts = prompts[:160], prompts[160:]
     evals = judged_pairs(policy, eval_prompts, preference, args.eval_judgments, seed=999, noise=0.0)
     print(f"{len(evals)} noise-free held-out pairs", flush=True)
-    accuracy: dict[str, list[float]] = {name: [] for name in SETTINGS}
+    accuracy: dict[str, list[float]] = {name: [] for name in chosen}
     for seed in range(args.seeds):
         train = judged_pairs(policy, train_prompts, preference, args.judgments, seed=seed, noise=0.1)
-        for name, fields in SETTINGS.items():
+        for name in chosen:
+            fields = SETTINGS[name]
             with tempfile.TemporaryDirectory() as out:
                 started = time.perf_counter()
                 result = train_reward_model(RewardArgs(seed=seed, **fields), policy_dir, train, evals, out)

@@ -25,9 +25,14 @@ RM_TRAIN_LR = "rm/train/lr"
 RM_EVAL_LOSS = "rm/eval/loss"
 RM_EVAL_ACCURACY = "rm/eval/accuracy"
 RM_EVAL_MARGIN = "rm/eval/margin"
+RM_VALID_LOSS = "rm/valid/loss"  # on the validation slice of the training prompts (early stopping)
+RM_VALID_ACCURACY = "rm/valid/accuracy"
+RM_BEST_STEP = "rm/early_stop/best_step"  # the step whose weights are kept
+RM_STOPPED = "rm/early_stop/stopped"  # 1.0 when training ended before its last step
 RM_NORM_MEAN = "rm/norm/mean"
 RM_NORM_STD = "rm/norm/std"
 RM_NUM_PAIRS = "rm/data/num_pairs"
+RM_NUM_VALID_PAIRS = "rm/data/num_validation_pairs"  # of the training pairs, held back for early stopping
 RM_NUM_DROPPED = "rm/data/num_dropped_too_long"
 RM_PAIRS_PER_SECOND = "rm/pairs_per_second"
 

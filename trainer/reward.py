@@ -18,6 +18,7 @@ metrics.jsonl; `python -m trainer.reward --help` lists every argument.
 """
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -94,6 +96,8 @@ def encode_pairs(tokenizer, pairs: list[dict], max_length: int) -> tuple[list[tu
             prompt_cache[key] = render_prompt_ids(tokenizer, messages)
         return prompt_cache[key]
 
+    if not pairs:  # the fast tokenizer cannot batch an empty list
+        return [], 0
     eos = tokenizer.eos_token_id
     chosen = tokenizer([p["chosen"] for p in pairs], add_special_tokens=False)["input_ids"]
     rejected = tokenizer([p["rejected"] for p in pairs], add_special_tokens=False)["input_ids"]
@@ -156,7 +160,8 @@ def score_in_batches(model, sequences: list[list[int]], pad_token_id: int, batch
 
 
 def evaluate(model, encoded: list[tuple], pad_token_id: int, batch_size: int, precision: str) -> dict[str, float]:
-    """Held-out accuracy (chosen scored higher), BT loss and mean margin r_c - r_r."""
+    """Accuracy (chosen scored higher), BT loss and mean margin r_c - r_r of encoded pairs, under the
+    held-out names (M.RM_EVAL_*); the model is left in eval mode."""
     model.eval()
     r_c = score_in_batches(model, [c for c, _, _ in encoded], pad_token_id, batch_size, precision)
     r_r = score_in_batches(model, [r for _, r, _ in encoded], pad_token_id, batch_size, precision)
@@ -165,6 +170,57 @@ def evaluate(model, encoded: list[tuple], pad_token_id: int, batch_size: int, pr
         M.RM_EVAL_LOSS: bradley_terry_loss(r_c, r_r).item(),
         M.RM_EVAL_MARGIN: (r_c - r_r).mean().item(),
     }
+
+
+# ---- early stopping: a validation slice of the training prompts ------------------------------------
+
+
+def split_validation(pairs: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, validation): about `fraction` of the pairs held back, whole prompts at a time (the pairs of
+    one prompt share most of their tokens, so a split inside a prompt would validate on what was trained).
+    Both keep the pairs' order. With one prompt, or fraction 0, nothing is held back."""
+
+    def prompt_of(pair: dict) -> str:
+        return json.dumps(pair["prompt"], sort_keys=True)
+
+    prompts = sorted({prompt_of(pair) for pair in pairs})
+    if fraction <= 0 or len(prompts) < 2:
+        return pairs, []
+    random.Random(seed).shuffle(prompts)
+    pairs_of = dict.fromkeys(prompts, 0)
+    for pair in pairs:
+        pairs_of[prompt_of(pair)] += 1
+    held, count = set(), 0
+    for prompt in prompts[:-1]:  # at least one prompt stays to train on
+        if count >= fraction * len(pairs):
+            break
+        held.add(prompt)
+        count += pairs_of[prompt]
+    return [p for p in pairs if prompt_of(p) not in held], [p for p in pairs if prompt_of(p) in held]
+
+
+def check_steps(total_steps: int, checks: int) -> set[int]:
+    """The optimizer steps after which the validation loss is measured: `checks` evenly spaced, the last
+    step always among them."""
+    return {max(round(total_steps * i / checks), 1) for i in range(1, checks + 1)} | {total_steps}
+
+
+@dataclass
+class BestCheckpoint:
+    """The weights with the lowest validation loss so far, copied to the CPU (one model's worth of host
+    memory), and how many checks in a row have not improved on it."""
+
+    loss: float = math.inf
+    step: int = 0
+    weights: dict[str, torch.Tensor] | None = None
+    checks_without_gain: int = 0
+
+    def offer(self, model, loss: float, step: int) -> None:
+        if loss < self.loss:
+            self.loss, self.step, self.checks_without_gain = loss, step, 0
+            self.weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            self.checks_without_gain += 1
 
 
 # ---- training ---------------------------------------------------------------------------------------
@@ -230,12 +286,18 @@ def train_reward_model(
     model = to_device(load_scalar_model(base_policy_dir, pad), device)
 
     max_length = min(args.max_length, max_positions(model))
+    pairs_train, pairs_valid = split_validation(pairs_train, args.validation_fraction, args.seed)
     train, dropped_train = encode_pairs(tokenizer, pairs_train, max_length)
+    valid, dropped_valid = encode_pairs(tokenizer, pairs_valid, max_length)
     evals, dropped_eval = encode_pairs(tokenizer, pairs_eval, max_length)
     if not train:
         raise ValueError(f"no training pairs left: {dropped_train} of {len(pairs_train)} exceed max_length")
+    if len(valid) < args.min_validation_pairs:  # too few to tell a better checkpoint from noise: train on them
+        train, valid = train + valid, []
     lengths = [max(len(c), len(r)) for c, r, _ in train]
-    total_steps = math.ceil(len(train) / args.batch_size) * args.num_epochs
+    steps_per_epoch = math.ceil(len(train) / args.batch_size)
+    total_steps = steps_per_epoch * args.num_epochs
+    checks = check_steps(total_steps, args.num_epochs * args.evals_per_epoch) if valid else set()
 
     optimizer = torch.optim.AdamW(  # fused: one kernel for all tensors instead of ~10 ops per tensor
         model.parameters(),
@@ -246,35 +308,49 @@ def train_reward_model(
     )
     writer = M.MetricWriter(os.path.join(out_dir, METRICS_FILE))
     writer.write(0, {"args": args.model_dump(), "num_threads": num_threads})
-    step, start, window = 0, time.perf_counter(), []
+    step, start, window, rows = 0, time.perf_counter(), [], []
+    best = BestCheckpoint()
+    batches = itertools.chain.from_iterable(  # every epoch reshuffled; early stopping may end it in any
+        length_grouped_batches(lengths, args.batch_size, rng, args.group_by_length) for _ in range(args.num_epochs)
+    )
     model.train()
-    for _epoch in range(args.num_epochs):
-        epoch_rows = []
-        for batch in length_grouped_batches(lengths, args.batch_size, rng, args.group_by_length):
-            lr = args.learning_rate * (1 - step / total_steps)  # linear decay to 0 (N detail #5)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            stats = train_step(model, optimizer, [train[i] for i in batch], pad, args)
-            step += 1
-            window.append(stats)
-            epoch_rows.append(stats)
-            if step % args.log_every == 0 or step == total_steps:
-                logged = _average(window) | {M.RM_TRAIN_LR: lr}
-                logged[M.RM_PAIRS_PER_SECOND] = step * args.batch_size / (time.perf_counter() - start)
-                writer.write(step, logged)
-                if on_progress is not None:
-                    on_progress(step, total_steps, logged)
-                window = []
+    for batch in batches:
+        lr = args.learning_rate * (1 - step / total_steps)  # linear decay to 0 (N detail #5)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        stats = train_step(model, optimizer, [train[i] for i in batch], pad, args)
+        step += 1
+        window.append(stats)
+        rows.append(stats)
+        checked = {}
+        if step in checks:  # early stopping: keep the weights with the lowest validation loss
+            validation = evaluate(model, valid, pad, args.eval_batch_size, args.precision)
+            model.train()
+            best.offer(model, validation[M.RM_EVAL_LOSS], step)
+            checked = {M.RM_VALID_LOSS: validation[M.RM_EVAL_LOSS], M.RM_VALID_ACCURACY: validation[M.RM_EVAL_ACCURACY]}
+        stopping = best.checks_without_gain >= args.patience
+        if step % args.log_every == 0 or step == total_steps or checked:  # one point per step (the charts key on it)
+            logged = _average(window) | {M.RM_TRAIN_LR: lr} | checked
+            logged[M.RM_PAIRS_PER_SECOND] = step * args.batch_size / (time.perf_counter() - start)
+            writer.write(step, logged)
+            if on_progress is not None:
+                on_progress(step, total_steps, logged)
+            window = []
+        if stopping:
+            break
     train_seconds = time.perf_counter() - start
 
-    # ---- held-out evaluation and reward normalisation (on data the model was not trained on) --------
+    # ---- the kept weights, held-out evaluation and reward normalisation ------------------------------
     # Without held-out pairs (all longer than max_length) the eval metrics are None; the accuracy gate fails.
-    result: dict[str, float | None] = dict(_average(epoch_rows))
+    result: dict[str, float | None] = dict(_average(rows[-steps_per_epoch:]))  # the last epoch's steps
+    if best.weights is not None:
+        model.load_state_dict(best.weights)
+        result |= {M.RM_VALID_LOSS: best.loss, M.RM_BEST_STEP: best.step, M.RM_STOPPED: float(step < total_steps)}
     if evals:
         result |= evaluate(model, evals, pad, args.eval_batch_size, args.precision)
     else:
         result |= {M.RM_EVAL_ACCURACY: None, M.RM_EVAL_LOSS: None, M.RM_EVAL_MARGIN: None}
-    norm_sequences = [seq for c, r, _ in train + evals for seq in (c, r)][: args.max_norm_samples]
+    norm_sequences = [seq for c, r, _ in train + valid + evals for seq in (c, r)][: args.max_norm_samples]
     mean, std = normalisation_stats(model, norm_sequences, pad, args.eval_batch_size, args.precision)
     setattr(model.config, REWARD_MEAN_KEY, mean)
     setattr(model.config, REWARD_STD_KEY, std)
@@ -283,8 +359,9 @@ def train_reward_model(
         M.RM_NORM_MEAN: mean,
         M.RM_NORM_STD: std,
         M.RM_NUM_PAIRS: len(train),
-        M.RM_NUM_DROPPED: dropped_train + dropped_eval,
-        M.RM_PAIRS_PER_SECOND: len(train) * args.num_epochs / train_seconds,
+        M.RM_NUM_VALID_PAIRS: len(valid),
+        M.RM_NUM_DROPPED: dropped_train + dropped_valid + dropped_eval,
+        M.RM_PAIRS_PER_SECOND: step * args.batch_size / train_seconds,
         "train_seconds": train_seconds,
         "num_steps": step,
     }

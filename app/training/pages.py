@@ -43,7 +43,11 @@ ROUND_CHARTS = [
         "id": "rm-loss",
         "title": "Reward model · loss",
         "stage": "reward_model",
-        "series": [{"key": M.RM_TRAIN_LOSS, "label": "train loss"}],
+        "series": [
+            {"key": M.RM_TRAIN_LOSS, "label": "train loss"},
+            # measured on the validation slice of the training prompts; its lowest point is the model kept
+            {"key": M.RM_VALID_LOSS, "label": "validation loss"},
+        ],
     },
     {
         "id": "ppo-reward",

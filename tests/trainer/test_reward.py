@@ -20,10 +20,13 @@ from trainer.models import (
 )
 from trainer.reward import (
     bradley_terry_loss,
+    check_steps,
     collate,
     encode_pairs,
+    evaluate,
     length_grouped_batches,
     score_in_batches,
+    split_validation,
     train_reward_model,
 )
 
@@ -161,10 +164,108 @@ def test_reward_model_learns_a_clear_preference_and_normalises_scores(tiny_polic
     # the stored stats normalise the scores of those responses to mean 0, std 1
     tokenizer = load_tokenizer(str(tmp_path))
     model = load_scalar_model(str(tmp_path), tokenizer.pad_token_id).eval()
-    responses = [(p["prompt"], r) for p in pairs_train[:32] for r in (p["chosen"], p["rejected"])]
+    trained_on, _validation = split_validation(pairs_train, args.validation_fraction, args.seed)
+    responses = [(p["prompt"], r) for p in trained_on[:32] for r in (p["chosen"], p["rejected"])]
     sequences = [render_prompt_ids(tokenizer, p) + tokenizer(r, add_special_tokens=False)["input_ids"]
                  + [tokenizer.eos_token_id] for p, r in responses]  # fmt: skip
     scores = score_in_batches(model, sequences, tokenizer.pad_token_id, batch_size=64, precision=precision)
     normalised = (scores - getattr(model.config, REWARD_MEAN_KEY)) / getattr(model.config, REWARD_STD_KEY)
     assert normalised.mean().item() == pytest.approx(0.0, abs=1e-4)
     assert normalised.std().item() == pytest.approx(1.0, abs=1e-4)
+
+
+# ---- early stopping -------------------------------------------------------------------------------------
+
+
+def _prompts(pairs: list[dict]) -> set[str]:
+    return {json.dumps(p["prompt"]) for p in pairs}
+
+
+def test_the_validation_slice_takes_whole_prompts_from_the_training_pairs(make_pairs):
+    pairs = make_pairs(400, seed=5)
+    train, validation = split_validation(pairs, 0.1, seed=0)
+    assert not _prompts(train) & _prompts(validation), "a prompt is on both sides"
+    assert sorted(map(json.dumps, train + validation)) == sorted(map(json.dumps, pairs)), "a pair was lost"
+    assert 0.1 * len(pairs) <= len(validation) < 0.2 * len(pairs)
+    assert train == [p for p in pairs if p in train], "the training pairs keep their order"
+    assert split_validation(pairs, 0.1, seed=0) == (train, validation), "the same seed holds back the same prompts"
+    assert split_validation(pairs, 0.1, seed=1)[1] != validation
+    assert split_validation(pairs, 0.0, seed=0) == (pairs, [])
+    one_prompt = [dict(p, prompt=pairs[0]["prompt"]) for p in pairs[:20]]
+    assert split_validation(one_prompt, 0.1, seed=0) == (one_prompt, []), "the only prompt is never held back"
+
+
+def test_validation_checks_are_spread_evenly_and_include_the_last_step():
+    assert check_steps(40, 8) == {5, 10, 15, 20, 25, 30, 35, 40}
+    assert check_steps(3, 8) == {1, 2, 3}
+
+
+def test_early_stopping_keeps_the_weights_with_the_lowest_validation_loss(tiny_policy_dir, tmp_path, make_pairs):
+    """Validation pairs that prefer the opposite of the training pairs: the validation loss rises as the
+    model learns, so training stops `patience` checks after the best one and that checkpoint is saved."""
+    args = RewardArgs(
+        learning_rate=1e-3,
+        batch_size=8,
+        num_epochs=4,
+        num_threads=1,
+        evals_per_epoch=4,
+        patience=2,
+        min_validation_pairs=16,
+    )
+    pairs = make_pairs(320, seed=7)
+    _, validation = split_validation(pairs, args.validation_fraction, args.seed)
+    held = _prompts(validation)
+    contrary = [
+        dict(p, chosen=p["rejected"], rejected=p["chosen"]) if json.dumps(p["prompt"]) in held else p for p in pairs
+    ]
+    result = train_reward_model(args, tiny_policy_dir, contrary, make_pairs(40, seed=8), str(tmp_path))
+
+    train_pairs = len(contrary) - len(validation)
+    checks = sorted(check_steps(math.ceil(train_pairs / 8) * 4, 16))
+    assert result[M.RM_STOPPED] == 1.0 and result[M.RM_NUM_VALID_PAIRS] == len(validation)
+    best = checks.index(result[M.RM_BEST_STEP])
+    assert result["num_steps"] == checks[best + 2], "stopped at the second check without a lower loss"
+    tokenizer = load_tokenizer(str(tmp_path))
+    saved = load_scalar_model(str(tmp_path), tokenizer.pad_token_id)
+    encoded = [(c, r, 0.0) for c, r, _ in _encoded(tokenizer, [p for p in contrary if json.dumps(p["prompt"]) in held])]
+    assert evaluate(saved, encoded, tokenizer.pad_token_id, 64, "auto")[M.RM_EVAL_LOSS] == pytest.approx(
+        result[M.RM_VALID_LOSS], rel=1e-4
+    ), "the saved model is the best checkpoint, not the last"
+    rows = [json.loads(line) for line in open(os.path.join(tmp_path, "metrics.jsonl"))]
+    assert [r["step"] for r in rows if M.RM_VALID_LOSS in r and "num_steps" not in r] == checks[: best + 3]
+
+
+def test_without_a_validation_slice_every_step_runs_and_the_last_weights_are_kept(tiny_policy_dir, tmp_path,
+                                                                                  make_pairs):  # fmt: skip
+    args = RewardArgs(batch_size=8, num_epochs=2, num_threads=1, validation_fraction=0.0)
+    result = train_reward_model(args, tiny_policy_dir, make_pairs(64, seed=1), make_pairs(16, seed=2), str(tmp_path))
+    assert result["num_steps"] == 16 and result[M.RM_NUM_VALID_PAIRS] == 0
+    assert M.RM_BEST_STEP not in result and M.RM_STOPPED not in result
+    # too few validation pairs (64 * 0.1 < 16) train with the rest instead
+    sliced = args.model_copy(update={"validation_fraction": 0.1, "min_validation_pairs": 16})
+    fewer = train_reward_model(
+        sliced, tiny_policy_dir, make_pairs(64, seed=1), make_pairs(16, seed=2), str(tmp_path / "b")
+    )
+    assert fewer["num_steps"] == 16 and fewer[M.RM_NUM_PAIRS] == 64 and M.RM_BEST_STEP not in fewer
+
+
+def _encoded(tokenizer, pairs: list[dict]) -> list[tuple]:
+    encoded, dropped = encode_pairs(tokenizer, pairs, 256)
+    assert not dropped
+    return encoded
+
+
+def test_the_same_seed_trains_the_same_reward_model(tiny_policy_dir, tmp_path, make_pairs):
+    """What a round's reward model is depends only on its pairs and settings (the learning benchmark's
+    runs differ where the annotators' timing changes which pairs were judged, not here)."""
+    args = RewardArgs(batch_size=8, num_epochs=2, num_threads=1, validation_fraction=0.1, min_validation_pairs=4)
+    pairs, held_out = make_pairs(96, seed=3), make_pairs(16, seed=4)
+    first = train_reward_model(args, tiny_policy_dir, pairs, held_out, str(tmp_path / "first"))
+    second = train_reward_model(args, tiny_policy_dir, pairs, held_out, str(tmp_path / "second"))
+    timing = {"train_seconds", M.RM_PAIRS_PER_SECOND}
+    assert {k: v for k, v in first.items() if k not in timing} == {k: v for k, v in second.items() if k not in timing}
+    weights = [
+        AutoModelForSequenceClassification.from_pretrained(str(tmp_path / d)).state_dict() for d in ("first", "second")
+    ]
+    for name, param in weights[0].items():
+        assert torch.equal(param, weights[1][name]), name
