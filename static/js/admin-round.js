@@ -38,9 +38,14 @@
         }
         continue;
       }
-      if (!chart.plot) {
+      // Only series with points get a line and a legend entry (the validation loss exists only when
+      // the reward model stops early); the plot is rebuilt when another series gets its first point.
+      const drawn = chart.spec.series.filter(s => points.some(p => typeof p.values[s.key] === "number"));
+      const key = drawn.map(s => s.key).join("|");
+      if (!chart.plot || chart.drawnKey !== key) {
         chart.el.replaceChildren();
-        chart.plot = C.stepLines(chart.el, chart.spec.series);
+        chart.plot = C.stepLines(chart.el, drawn);
+        chart.drawnKey = key;
       }
       chart.plot.update(points.map(p => [p.step, p.values]));
     }

@@ -21,6 +21,7 @@ from tests.admin.seed import (
 )
 from tests.browser.conftest import screenshot, sign_in
 from tests.factories import make_comparisons, make_user
+from trainer import metrics as M
 
 pytestmark = pytest.mark.browser
 
@@ -73,6 +74,8 @@ def test_admin_launches_a_round_and_watches_it_progress(live_server, browser_pag
     expect(page.locator("#round-gates tr[data-gate=min_rm_accuracy]")).to_have_attribute("data-verdict", "pending")
     expect(page.locator("#round-log")).to_contain_text("reward_model 12/40")
     expect(page.locator("#chart-rm-loss canvas")).to_be_visible()
+    # no validation loss measured yet (the reward model stops early only on enough data): one line, no legend
+    expect(page.locator("#chart-rm-loss .u-legend")).to_have_count(0)
     expect(page.locator("#chart-ppo-kl .empty")).to_have_text("No points yet")
 
     # On into PPO: the PPO charts fill in and the stage moves on.
@@ -82,10 +85,14 @@ def test_admin_launches_a_round_and_watches_it_progress(live_server, browser_pag
         stage="reward_model",
         step=40,
         total=40,
-        points=rm_points(range(13, 41)),
+        points=[
+            point | {"values": point["values"] | {M.RM_VALID_LOSS: 0.6}} if point["step"] in (20, 30, 40) else point
+            for point in rm_points(range(13, 41))
+        ],
         completed=["snapshot", "reward_model"],
         results={"reward_model": {"rm/eval/accuracy": 0.81}, "gates": {"rm_accuracy": RM_GATE_PASSED}},
     )
+    expect(page.locator("#chart-rm-loss .u-legend")).to_contain_text("validation loss")
     report(
         db,
         round_id,
