@@ -13,7 +13,8 @@ Preference = Callable[[str, str, str], float]
 
 
 def load(name: str) -> Preference:
-    """A shipped preference by name (on_topic, polite, complete, helpful, overall) or 'module:function'."""
+    """A shipped preference by name (a quality of the embedded task, e.g. on_topic or correct, or overall)
+    or 'module:function'."""
     if name in PREFERENCES:
         shipped: Preference = PREFERENCES[name]
         return shipped
