@@ -229,7 +229,7 @@ def test_build_is_deterministic(test_policy, tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# build.py, the real default policy (about 3.5 minutes on 2 idle CPU cores; far longer when they are busy)
+# build.py, the real default policy (about 4 minutes on 2 idle CPU cores; far longer when they are busy)
 
 
 @pytest.mark.slow
