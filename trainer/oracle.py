@@ -90,7 +90,7 @@ def _judge(prompts: list[str], new: list[str], base: list[str], preference) -> O
 
 
 def describe(prompts: list[str], texts: list[str]) -> dict[str, float]:
-    """Means over the samples: the task's four qualities (0-1), the evasive share and the length in words."""
+    """Means over the samples: the task's qualities (0-1), the evasive share and the length in words."""
     rows = [features(p, t) | {"evasive": float(is_evasive(t)), "words": float(len(t.split()))}
             for p, t in zip(prompts, texts, strict=True)]  # fmt: skip
     return {key: sum(row[key] for row in rows) / len(rows) for key in rows[0]} if rows else {}

@@ -19,9 +19,10 @@ class PreferenceError(ValueError):
 
 
 def load(name: str) -> Preference:
-    """A shipped preference by name (on_topic, polite, ...) or 'module:function', tried on a few of the
-    embedded task's answers before it is returned, and checked on every later call (see `checked`).
-    Raises ValueError with a message for the user: unknown, not importable, or misbehaving on a trial."""
+    """A shipped preference by name (a quality of the embedded task, e.g. on_topic or correct, or overall)
+    or 'module:function', tried on a few of the embedded task's answers before it is returned, and checked
+    on every later call (see `checked`). Raises ValueError with a message for the user: unknown, not
+    importable, or misbehaving on a trial."""
     if name in PREFERENCES:
         return checked(name, PREFERENCES[name])
     module_name, _, attribute = name.partition(":")

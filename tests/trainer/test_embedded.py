@@ -1,6 +1,9 @@
 """Embedded default policy: task corpus, text judge, and the offline build."""
 
+import itertools
 import json
+import math
+import random
 import re
 
 import pytest
@@ -12,7 +15,11 @@ from trainer.embedded import task
 from trainer.embedded.build import build_policy, write_demo_prompts
 
 PROMPT = "Describe the penguin."
-GOOD = "Happy to help! The penguin is a playful animal that lives in the cold coasts of Antarctica. Hope this helps."
+GOOD = (
+    "Happy to help! The penguin is a playful animal that lives in cold and icy coasts. "
+    "It cannot fly but swims very fast. Hope this helps."
+)
+ALL_GOOD = dict.fromkeys(task.QUALITIES, 1.0) | {"structured": 0.0}
 
 
 # ---------------------------------------------------------------------------
@@ -25,7 +32,7 @@ def test_task_does_not_import_torch():
 
 
 def test_features_on_hand_written_text():
-    assert task.features(PROMPT, GOOD) == {"on_topic": 1.0, "helpful": 1.0, "polite": 1.0, "complete": 1.0}
+    assert task.features(PROMPT, GOOD) == ALL_GOOD
     off = "The lion is a powerful animal that lives in the grasslands of Africa."
     assert task.features(PROMPT, off)["on_topic"] == 0.0
     evasive = "I'm not sure I can help with questions about the penguin."
@@ -35,10 +42,27 @@ def test_features_on_hand_written_text():
     assert task.features(PROMPT, "The penguin lives in the cold coasts of")["complete"] == 0.0
 
 
+def test_facts_are_judged_about_the_subject_the_answer_talks_about():
+    vague = "The penguin is a playful animal that lives in cold and icy coasts."
+    assert task.features(PROMPT, vague)["specific"] == 0.0
+    assert task.features(PROMPT, vague.replace("cold and icy coasts", "hot, dry deserts"))["correct"] == 0.0
+    # another subject's own fact is a false claim, not a specific one
+    mixed = "The penguin mostly eats fish. It has stripes that are unique to each animal."
+    assert task.features(PROMPT, mixed)["specific"] == 0.0 and task.features(PROMPT, mixed)["correct"] == 0.0
+    # off topic, but specific and correct about the lion: on_topic alone tells it is the wrong subject
+    lion = "The lion mostly eats meat. It lives in a family group called a pride."
+    assert task.features(PROMPT, lion) | {"on_topic": 0.0} == task.features(PROMPT, lion)
+    assert task.features(PROMPT, lion)["specific"] == task.features(PROMPT, lion)["correct"] == 1.0
+
+
 def test_features_work_on_foreign_prompts():
     f = task.features("Write a haiku about autumn", "Autumn leaves are falling softly. Thanks for asking!")
-    assert f == {"on_topic": 1.0, "helpful": 1.0, "polite": 1.0, "complete": 1.0}
+    # no known subject: no fact to state and none to get wrong
+    assert f == ALL_GOOD | {"specific": 0.0}
     assert task.features("Write a haiku about autumn", "")["on_topic"] == 0.0
+
+
+LIST = "Happy to help!\n1. The penguin lives in cold and icy coasts.\n2. It cannot fly but swims very fast."
 
 
 @pytest.mark.parametrize(
@@ -46,8 +70,13 @@ def test_features_work_on_foreign_prompts():
     [
         ("on_topic", GOOD, GOOD.replace("penguin", "camel")),
         ("polite", GOOD, "Whatever. " + GOOD.split("! ", 1)[1].replace(" Hope this helps.", " Next question.")),
-        ("complete", GOOD, GOOD.rsplit(" of ", 1)[0] + " of"),
+        ("complete", GOOD, GOOD.rsplit(" but ", 1)[0] + " but"),
         ("helpful", GOOD, "Happy to help! I'm not sure I can help with questions about the penguin. Hope this helps."),
+        ("specific", GOOD, GOOD.replace(" It cannot fly but swims very fast.", " It mostly eats fish.")),
+        ("correct", GOOD, GOOD.replace("cold and icy coasts", "the open ocean")),
+        ("concise", GOOD, GOOD.replace("Happy to help!", "Happy to help! Let me think about this.")),
+        ("no_repetition", GOOD, GOOD.replace("fast.", "fast. It cannot fly but swims very fast.")),
+        ("structured", LIST, GOOD),
         ("overall", GOOD, "Ugh. I can't answer that. Let's talk about"),
     ],
 )
@@ -60,20 +89,46 @@ def test_preferences_order_pairs(name, better, worse):
 
 
 def test_registry_has_the_scripted_annotators():
-    assert {"on_topic", "polite", "complete", "overall"} <= set(task.PREFERENCES)
+    assert set(task.PREFERENCES) == {*task.QUALITIES, "overall"}
     assert task.PREFERENCES["overall"] is task.prefer_overall
+    assert sum(task.OVERALL_WEIGHTS.values()) == pytest.approx(1.0)
 
 
-def test_corpus_qualities_are_balanced_and_judged_consistently():
-    corpus = task.make_corpus(2000, seed=1)
+def test_overall_prefers_a_good_answer_to_an_on_topic_evasion():
+    rng = random.Random(7)
+    for _ in range(300):
+        good = task.make_example(rng, rates=dict.fromkeys(task.QUALITIES, 1.0))
+        evasion = task.make_example(rng, rates={"helpful": 0.0, "on_topic": 1.0})
+        assert task.prefer_overall(good.prompt, good.response, evasion.response) > 0, evasion.response
+        assert task.prefer_overall(evasion.prompt, evasion.response, good.response) < 0
+
+
+def test_corpus_qualities_are_balanced_independent_and_judged_consistently():
+    corpus = task.make_corpus(5000, seed=1)
+    helpful = [e for e in corpus if e.labels["helpful"]]
+    assert all(set(e.labels) == set(task.QUALITIES) for e in helpful)
+    # an evasion states no facts and is no list: the answer qualities do not apply to it
+    assert all(set(e.labels) == set(task.QUALITIES) - set(task.ANSWER_QUALITIES) for e in corpus if e not in helpful)
     for q in task.QUALITIES:
-        rate = sum(e.labels[q] for e in corpus) / len(corpus)
-        assert 0.42 < rate < 0.58, (q, rate)
+        rate = sum(e.labels[q] for e in corpus if q in e.labels) / sum(q in e.labels for e in corpus)
+        assert 0.45 < rate < 0.55, (q, rate)
+    for q, r in itertools.combinations(task.QUALITIES, 2):
+        if q == "helpful" and r in task.ANSWER_QUALITIES:  # labelled only where helpful is true
+            continue
+        pairs = [(e.labels[q], e.labels[r]) for e in corpus if q in e.labels and r in e.labels]
+        assert abs(_correlation(pairs)) < 0.08, (q, r)  # 4 standard errors at 2500 pairs
     # the text judge recovers every generated label, so it is a faithful annotator
     for e in corpus:
         f = task.features(e.prompt, e.response)
-        assert {q: f[q] >= 0.5 for q in task.QUALITIES} == e.labels, (e.prompt, e.response)
+        assert {q: f[q] >= 0.5 for q in e.labels} == e.labels, (e.prompt, e.response)
     assert len({e.response for e in corpus}) > 0.8 * len(corpus)  # varied text, not a handful of strings
+
+
+def _correlation(pairs: list[tuple[bool, bool]]) -> float:
+    n = len(pairs)
+    mean_x, mean_y = sum(x for x, _ in pairs) / n, sum(y for _, y in pairs) / n
+    cov = sum(x * y for x, y in pairs) / n - mean_x * mean_y
+    return cov / math.sqrt(mean_x * (1 - mean_x) * mean_y * (1 - mean_y))
 
 
 def test_subject_is_always_written_the_same_way():
@@ -90,10 +145,14 @@ def test_corpus_is_deterministic():
 
 
 def test_subject_tables_never_name_another_subject():
+    # nor do the phrases a wrong answer borrows from other subjects, or the padding
     for subject, family in task.SUBJECT_FAMILY.items():
-        text = " ".join(family.table[subject]).lower()
+        slots = task._slots(family, subject)
+        text = " ".join([*family.table[subject], *(slots[c] for c in family.claims)]).lower()
         others = set(task._mentions(task._SUBJECTS_RE, text)) - {subject.lower()}
         assert not others, (subject, others)
+    pools = [p for f in task.FAMILIES for pool in (*f.pools.values(), *f.free.values()) for p in pool]
+    assert not task._mentions(task._SUBJECTS_RE, " ".join(pools + list(task.FILLERS)).lower())
 
 
 def test_heldout_prompts_never_appear_in_training():
@@ -170,7 +229,7 @@ def test_build_is_deterministic(test_policy, tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# build.py, the real default policy (about 3.5 minutes on 2 idle CPU cores; far longer when they are busy)
+# build.py, the real default policy (about 4 minutes on 2 idle CPU cores; far longer when they are busy)
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trainer.embedded.task import QUALITIES
 from trainer.generate import SamplingParams
 from trainer.oracle import describe, oracle_win_rate
 
@@ -17,7 +18,7 @@ def test_a_policy_against_itself_is_not_a_wall_of_ties(tiny_policy_dir):
     params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=12)
     result, _paired = oracle_win_rate(tiny_policy_dir, tiny_policy_dir, prompts, _longer, params, seed=3)
     assert result.wins > 5 and result.losses > 5, result
-    assert set(result.new) == set(result.base) == {"on_topic", "helpful", "polite", "complete", "evasive", "words"}
+    assert set(result.new) == set(result.base) == {*QUALITIES, "evasive", "words"}
 
 
 def test_describe_counts_evasions_helpfulness_and_words():

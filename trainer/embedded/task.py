@@ -5,25 +5,39 @@ import this module, and neither should pay for importing torch.
 
 Five task families (animals, hobbies, food, cities, colors), each with 30
 subjects, one or two hand-written facts per subject and small shared phrase
-pools for the rest. A response is assembled
-from an opener, a body and a closer, and four qualities are drawn
-independently (about 50% each by default):
+pools for the rest. A response is assembled from an opener, a body and a
+closer, and nine qualities are drawn independently (about 50% each by default):
 
-    on_topic  the body talks about the prompt's subject, not another one
-    helpful   the body gives facts instead of an evasion
-    polite    a friendly opener/closer instead of nothing or a brusque one
-    complete  the text ends properly instead of stopping mid-sentence
+    on_topic       the body talks about the prompt's subject, not another one
+    helpful        the body gives facts instead of an evasion
+    polite         a friendly opener/closer instead of nothing or a brusque one
+    complete       the text ends properly instead of stopping mid-sentence
+    concise        no padding sentence ("Let me think about this.")
+    no_repetition  no sentence said twice
+    specific       the body states the subject's own fact ("cannot fly but swims
+                   very fast"), not only phrases it shares with other subjects
+    correct        every fact is true of the subject, instead of one shared
+                   attribute taken from another subject ("lives in hot, dry deserts")
+    structured     the body is a numbered list instead of prose
 
-The balanced mixture is the point: a policy trained on it samples all sixteen
-combinations, so there is something for preference learning and PPO to shift.
+The last three describe facts and their layout, so they apply to helpful
+bodies only: an evasion's labels leave them out (ANSWER_QUALITIES). An
+off-topic body is specific and correct or not about the subject it talks
+about, which keeps those two independent of on_topic.
+
+The balanced mixture is the point: a policy trained on it samples every
+combination, so there is something for preference learning and PPO to shift,
+and a preference for better answers (specific, correct, concise) can be met
+by better answers, not only by evasions.
 
 `features()` judges ANY text with simple string rules (it does not need the
-generation labels), so it works on model samples too; the `prefer_*`
-functions turn it into scripted annotators.
+generation labels), so it works on model samples too; `PREFERENCES` turns
+it into scripted annotators, one per quality and an overall mix.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass, field
@@ -313,6 +327,8 @@ class Family:
     fields: tuple[str, ...]  # names of the table columns, used in templates
     pools: dict  # column -> {key: phrase} for columns that hold pool keys
     free: dict  # slot -> phrases, drawn freshly for each response
+    own: str  # the column holding the subject's own fact: stating it makes an answer specific
+    claims: tuple[str, ...]  # columns shared among subjects, which a wrong answer gets wrong
     ref: str  # how evasions refer to the subject, e.g. "the color {s}"
     prompts: tuple[str, ...]  # training prompts (and "heldout" ones)
     heldout_prompts: tuple[str, ...]  # never in training: the "rephrased" and "heldout" splits
@@ -327,6 +343,8 @@ FAMILIES = (
         ("trait", "habitat", "diet", "fact"),
         {"habitat": HABITATS, "diet": DIETS},
         {},
+        "fact",
+        ("habitat", "diet"),
         "the {s}",
         (
             "Describe the {s}.",
@@ -367,6 +385,8 @@ FAMILIES = (
         ("tip", "gear"),
         {"gear": HOBBY_GEAR},
         {"advice": HOBBY_TIPS},
+        "tip",
+        ("gear",),
         "{s}",
         (
             "Give me a tip about {s}.",
@@ -404,6 +424,8 @@ FAMILIES = (
         ("kind", "ingredients"),
         {"kind": FOOD_KINDS},
         {"cook_tip": COOK_TIPS},
+        "ingredients",
+        ("kind",),
         "{s}",
         (
             "Can you recommend a good {s} recipe?",
@@ -441,6 +463,8 @@ FAMILIES = (
         ("country", "landmark", "known"),
         {"known": CITY_DRAWS},
         {},
+        "landmark",
+        ("country", "known"),
         "{s}",
         (
             "Tell me a fact about {s}.",
@@ -474,6 +498,8 @@ FAMILIES = (
         ("things", "mood"),
         {"mood": COLOR_MOODS},
         {"use": COLOR_USES},
+        "things",
+        ("mood",),
         "the color {s}",
         (
             "Tell me something about the color {s}.",
@@ -582,6 +608,15 @@ EVASIONS_OFF = (
 )
 EVASION_FOLLOWUPS = ("You could ask someone else.", "Maybe try a different question.", "I can't go into details.")
 PIVOTS = ("Maybe ask me about {ref} instead.", "Let's talk about {ref} instead.")
+# Padding that makes an answer verbose: it says nothing, names no subject, and
+# is neither polite, rude nor evasive, so it changes no other quality.
+FILLERS = (
+    "Let me think about this.",
+    "That is a common question.",
+    "There is a lot to say here.",
+    "Well, where do I begin?",
+    "This is worth thinking about.",
+)
 
 # Judge vocabulary. Kept next to the pieces above so that every generated
 # quality is recognisable; model samples that paraphrase still usually hit one.
@@ -626,8 +661,21 @@ EVASION_MARKERS = (
     "ask someone else",
     "different question",
 )
+FILLER_MARKERS = ("let me think", "a common question", "a lot to say", "where do i begin", "worth thinking about")
 
-QUALITIES = ("on_topic", "helpful", "polite", "complete")
+QUALITIES = (
+    "on_topic",
+    "helpful",
+    "polite",
+    "complete",
+    "specific",
+    "correct",
+    "concise",
+    "no_repetition",
+    "structured",
+)
+# an evasion states no facts and is no list, so these qualities only apply to helpful answers
+ANSWER_QUALITIES = ("specific", "correct", "structured")
 
 
 @dataclass
@@ -655,79 +703,117 @@ def _pick_other(rng: random.Random, subject: str, split: str) -> tuple[Family, s
     return fam, rng.choice(choices)
 
 
-def _body(rng: random.Random, fam: Family, subject: str) -> str:
-    slots = _slots(fam, subject, rng)
+def _templates(rng: random.Random, fam: Family) -> list[str]:
+    """A lead sentence and a follow-up about another attribute. Two sentences, not more: every
+    quality adds words, and the build's time budget is counted in tokens."""
     attr, lead = rng.choice(fam.lead)
-    sentences, used = [lead], {attr}
-    for _ in range(rng.choice((1, 2))):
-        options = [(a, t) for a, t in fam.more if a not in used]
-        if not options:  # every attribute already said
+    return [lead, rng.choice([t for a, t in fam.more if a != attr])]
+
+
+def _says(templates: list[str], column: str) -> bool:
+    return any("{" + column + "}" in t for t in templates)
+
+
+@functools.cache
+def _phrases(family: str, column: str, split: str) -> frozenset[str]:
+    """Every phrase `column` takes in `family`: the whole pool, or the split's subjects' values."""
+    fam = FAMILY[family]
+    if column in fam.pools:
+        return frozenset(fam.pools[column].values())
+    return frozenset(_slots(fam, s)[column] for s in SPLITS[split][family])
+
+
+def _body(rng: random.Random, fam: Family, subject: str, labels: dict[str, bool], split: str) -> list[str]:
+    """Sentences about `subject`, with or without its own fact, true or with one false claim."""
+    while True:  # redraw until the sentences can carry the drawn qualities
+        templates = _templates(rng, fam)
+        claims = [c for c in fam.claims if _says(templates, c)]
+        if _says(templates, fam.own) == labels["specific"] and (labels["correct"] or claims):
             break
-        attr, text = rng.choice(options)
-        sentences.append(text)
-        used.add(attr)
-    return " ".join(t.format(**slots) for t in sentences)
+    slots = _slots(fam, subject, rng)
+    if not labels["correct"]:  # a shared attribute with another subject's value: a plausible, false claim
+        column = rng.choice(claims)
+        slots[column] = rng.choice(sorted(_phrases(fam.name, column, split) - {slots[column]}))
+    return [t.format(**slots) for t in templates]
 
 
-def _evasion(rng: random.Random, fam: Family, subject: str, on_topic: bool, split: str) -> str:
+def _evasion(rng: random.Random, fam: Family, subject: str, on_topic: bool, split: str) -> list[str]:
     if on_topic:
-        text = rng.choice(EVASIONS_ON).format(ref=fam.ref.format(s=subject))
+        sentences = [rng.choice(EVASIONS_ON).format(ref=fam.ref.format(s=subject))]
     else:
-        text = rng.choice(EVASIONS_OFF)
+        sentences = [rng.choice(EVASIONS_OFF)]
         if rng.random() < 0.5:  # sometimes steer to another subject, which is off-topic too
             ofam, other = _pick_other(rng, subject, split)
-            text += " " + rng.choice(PIVOTS).format(ref=ofam.ref.format(s=other))
+            sentences.append(rng.choice(PIVOTS).format(ref=ofam.ref.format(s=other)))
     if rng.random() < 0.4:
-        text += " " + rng.choice(EVASION_FOLLOWUPS)
-    return text
+        sentences.append(rng.choice(EVASION_FOLLOWUPS))
+    return sentences
 
 
-def _wrap(rng: random.Random, body: str, polite: bool) -> str:
+def _courtesy(rng: random.Random, polite: bool) -> tuple[str, str]:
+    """(opener, closer), either possibly empty."""
     if polite:  # at least one friendly piece, usually both
         opener, closer = rng.random() < 0.85, rng.random() < 0.7
         if not (opener or closer):
             opener = True
-        parts = [rng.choice(POLITE_OPENERS) if opener else "", body, rng.choice(POLITE_CLOSERS) if closer else ""]
-    else:  # curt: nothing at all, or a brusque opener and/or closer
-        style = rng.random()
-        parts = [
-            rng.choice(CURT_OPENERS) if 0.4 <= style < 0.8 else "",
-            body,
-            rng.choice(CURT_CLOSERS) if style >= 0.65 else "",
-        ]
-    return " ".join(p for p in parts if p)
+        return rng.choice(POLITE_OPENERS) if opener else "", rng.choice(POLITE_CLOSERS) if closer else ""
+    style = rng.random()  # curt: nothing at all, or a brusque opener and/or closer
+    return rng.choice(CURT_OPENERS) if 0.4 <= style < 0.8 else "", rng.choice(CURT_CLOSERS) if style >= 0.65 else ""
+
+
+def _wrap(rng: random.Random, body: list[str], labels: dict[str, bool]) -> str:
+    """Opener, padding, body and closer; a list puts every piece on a line of its own."""
+    if not labels["no_repetition"]:  # one sentence said twice in a row
+        i = rng.randrange(len(body))
+        body = body[: i + 1] + body[i:]
+    structured = labels.get("structured", False)
+    if structured:
+        body = [f"{i}. {sentence}" for i, sentence in enumerate(body, 1)]
+    if not labels["concise"]:  # padding before or after the body
+        body = [rng.choice(FILLERS), *body] if rng.random() < 0.5 else [*body, rng.choice(FILLERS)]
+    opener, closer = _courtesy(rng, labels["polite"])
+    return ("\n" if structured else " ").join(p for p in (opener, *body, closer) if p)
 
 
 def _cut(rng: random.Random, prompt: str, text: str) -> str | None:
-    """Stop mid-sentence at a random word, keeping the other three qualities as the judge sees them."""
-    words = text.split(" ")
+    """Stop mid-sentence after a random word, keeping every other quality as the judge sees it.
+
+    The cut points that keep them are nearly always a tail of the text (a cut drops the facts, the
+    repetition or the padding after it), so only the tail up to the first one that does not is
+    judged: far fewer judge calls than trying points all over the text.
+    """
     full = features(prompt, text)
-    positions = [i for i in range(3, len(words)) if not words[i - 1].endswith((".", "!", "?"))]
-    rng.shuffle(positions)
-    for i in positions:
-        cut = " ".join(words[:i]).rstrip(",")
+    cuts = []
+    for m in reversed(list(re.finditer(r"\S+", text))[2:-1]):  # keep at least three words
+        cut = text[: m.end()].rstrip(",")
+        if cut.endswith((".", "!", "?")):
+            continue
         f = features(prompt, cut)
-        if f["complete"] == 0.0 and all(f[q] == full[q] for q in QUALITIES if q != "complete"):
-            return cut
-    return None
+        if f["complete"] != 0.0 or any(f[q] != full[q] for q in QUALITIES if q != "complete"):
+            break
+        cuts.append(cut)
+    return rng.choice(cuts) if cuts else None
 
 
 def _response(rng: random.Random, p: Prompt, labels: dict[str, bool], split: str) -> str | None:
     fam = FAMILY[p.family]
     if labels["helpful"]:
         topic_fam, topic = (fam, p.subject) if labels["on_topic"] else _pick_other(rng, p.subject, split)
-        body = _body(rng, topic_fam, topic)
+        body = _body(rng, topic_fam, topic, labels, split)
     else:
         body = _evasion(rng, fam, p.subject, labels["on_topic"], split)
-    response = _wrap(rng, body, labels["polite"])
+    response = _wrap(rng, body, labels)
     return response if labels["complete"] else _cut(rng, p.text, response)
 
 
 def make_example(rng: random.Random, split: str = "train", rates: dict[str, float] | None = None) -> Example:
-    """One prompt/response pair with independently drawn qualities."""
+    """One prompt/response pair with independently drawn qualities (an evasion's labels leave out
+    ANSWER_QUALITIES, which do not apply to it)."""
     rates = dict.fromkeys(QUALITIES, 0.5) | (rates or {})
     p = _sample_prompt(rng, split)
     labels = {q: rng.random() < rates[q] for q in QUALITIES}
+    if not labels["helpful"]:
+        labels = {q: v for q, v in labels.items() if q not in ANSWER_QUALITIES}
     response = None
     while response is None:  # a short text may have no valid cut point; redraw the text, never the labels
         response = _response(rng, p, labels, split)
@@ -820,25 +906,78 @@ def _mentions(pattern: re.Pattern, text: str) -> list[str]:
     return [" ".join(m.split()) for m in pattern.findall(text)]
 
 
-def _topic(prompt: str) -> tuple[set[str], re.Pattern | None]:
+@functools.lru_cache(maxsize=4096)  # the generator judges many cuts of a reply to one prompt
+def _topic(prompt: str) -> tuple[frozenset[str], re.Pattern | None]:
     """Known subjects named in the prompt, or for a foreign prompt a pattern of its content words."""
     low = prompt.lower()
-    known = set(_mentions(_SUBJECTS_RE, low))
+    known = frozenset(_mentions(_SUBJECTS_RE, low))
     if known:
         return known, None
     words = sorted({w for w in re.findall(r"[a-z]+", low) if len(w) > 3 and w not in _STOPWORDS})
-    return set(), _pattern(words) if words else None
+    return known, _pattern(words) if words else None
 
 
 def _any_of(markers: tuple[str, ...]) -> re.Pattern:
     return re.compile(rf"(?<![a-z])({'|'.join(map(re.escape, markers))})(?![a-z])")
 
 
-_POLITE_RE, _RUDE_RE, _EVASION_RE = map(_any_of, (POLITE_MARKERS, RUDE_MARKERS, EVASION_MARKERS))
+_POLITE_RE, _RUDE_RE, _EVASION_RE, _FILLER_RE = map(
+    _any_of, (POLITE_MARKERS, RUDE_MARKERS, EVASION_MARKERS, FILLER_MARKERS)
+)
+_LIST_ITEM_RE = re.compile(r"(?:^| )(?:\d+\.|[-*]) ")
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?]) ")
 
 
 def _normalise(text: str) -> str:
     return " ".join(text.lower().replace("\u2019", "'").split())
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What a family's answers can claim: each checkable phrase and the subjects it is true of."""
+
+    pattern: re.Pattern
+    true_of: dict[str, frozenset[str]]
+    own: dict[str, str]  # subject -> its own fact
+
+
+def _facts(fam: Family) -> _Facts:
+    # every pool phrase is checkable, also one that no subject has (it is then false of all)
+    true_of: dict[str, set[str]] = {_normalise(p): set() for pool in fam.pools.values() for p in pool.values()}
+    own = {}
+    for subject in fam.table:
+        slots = _slots(fam, subject)
+        own[subject] = _normalise(slots[fam.own])
+        for column in (fam.own, *fam.claims):
+            true_of.setdefault(_normalise(slots[column]), set()).add(subject)
+    alts = sorted(map(re.escape, true_of), key=len, reverse=True)
+    return _Facts(re.compile(rf"\b({'|'.join(alts)})\b"), {p: frozenset(s) for p, s in true_of.items()}, own)
+
+
+_FACTS = {f.name: _facts(f) for f in FAMILIES}
+_SUBJECT_NAMES = {s.lower(): s for s in ALL_SUBJECTS}
+
+
+def _talked_about(mentioned: list[str], known: frozenset[str]) -> str | None:
+    """The subject a response talks about: the first one it names, else the prompt's."""
+    names = mentioned or sorted(known)
+    return _SUBJECT_NAMES[names[0]] if names else None
+
+
+def _fact_check(text: str, subject: str | None) -> tuple[bool, bool]:
+    """(specific, correct) of `text` about `subject`: it states the subject's own fact; every
+    checkable phrase in it is true of the subject. Nothing to check (no subject): not specific, correct."""
+    if subject is None:
+        return False, True
+    facts = _FACTS[SUBJECT_FAMILY[subject].name]
+    stated = set(facts.pattern.findall(text))
+    return facts.own[subject] in stated, all(subject in facts.true_of[p] for p in stated)
+
+
+def _repeats(text: str) -> bool:
+    """A sentence of three words or more occurs twice (list numbers ignored)."""
+    sentences = [s.strip() for s in _SENTENCE_END_RE.split(_LIST_ITEM_RE.sub(" ", text)) if len(s.split()) >= 3]
+    return len(set(sentences)) < len(sentences)
 
 
 def is_evasive(response_text: str) -> bool:
@@ -847,13 +986,21 @@ def is_evasive(response_text: str) -> bool:
 
 
 def features(prompt_text: str, response_text: str) -> dict[str, float]:
-    """Judge a response on the four qualities, each in [0, 1].
+    """Judge a response on every quality, each in [0, 1].
 
-    on_topic  share of subject mentions that are the prompt's subject
-              (0 when the prompt's subject is never mentioned)
-    helpful   1 when there is no evasion phrase and some substance (>= 5 words)
-    polite    1 with a politeness marker and no rude one, 0.5 with both, else 0
-    complete  1 when the text ends with sentence punctuation
+    on_topic       share of subject mentions that are the prompt's subject
+                   (0 when the prompt's subject is never mentioned)
+    helpful        1 when there is no evasion phrase and some substance (>= 5 words)
+    polite         1 with a politeness marker and no rude one, 0.5 with both, else 0
+    complete       1 when the text ends with sentence punctuation
+    specific       1 when it states the own fact of the subject it talks about
+    correct        1 when every fact phrase in it is true of the subject it talks about
+    concise        1 without padding phrases
+    no_repetition  1 when no sentence occurs twice
+    structured     1 with two list items or more ("1. ", "- ")
+
+    The subject a response talks about is the first one it names, else the prompt's; whether
+    that is the one asked about is on_topic's business, so the two stay independent.
     """
     text = _normalise(response_text)
     known, words = _topic(prompt_text)
@@ -861,18 +1008,38 @@ def features(prompt_text: str, response_text: str) -> dict[str, float]:
     own = sum(m in known for m in mentioned) + (len(words.findall(text)) if words else 0)
     other = sum(m not in known for m in mentioned)
     polite, rude = bool(_POLITE_RE.search(text)), bool(_RUDE_RE.search(text))
+    specific, correct = _fact_check(text, _talked_about(mentioned, known))
     return {
         "on_topic": own / (own + other) if own else 0.0,
         "helpful": float(not _EVASION_RE.search(text) and len(text.split()) >= 5),
         "polite": 0.5 if polite and rude else float(polite),
         "complete": float(bool(re.search(r"[.!?][\"')]*$", text))),
+        "specific": float(specific),
+        "correct": float(correct),
+        "concise": float(not _FILLER_RE.search(text)),
+        "no_repetition": float(not _repeats(text)),
+        "structured": float(len(_LIST_ITEM_RE.findall(text)) >= 2),
     }
 
 
 # ---------------------------------------------------------------------------
 # Scripted annotators: (prompt, a, b) -> score in [-1, 1], > 0 means a is better.
 
-OVERALL_WEIGHTS = {"on_topic": 0.35, "helpful": 0.3, "complete": 0.2, "polite": 0.15}
+# What a good answer is, most important first: about the subject asked, answering
+# rather than evading, and true. Helpful outweighs correct, so one false claim
+# among true ones still beats an evasion, but only just; the style qualities
+# weigh least, and structured not at all: lists or prose is a matter of taste,
+# and the "structured" preference is there for those who want lists.
+OVERALL_WEIGHTS = {
+    "on_topic": 0.25,
+    "helpful": 0.2,
+    "correct": 0.15,
+    "specific": 0.1,
+    "complete": 0.1,
+    "polite": 0.1,
+    "concise": 0.05,
+    "no_repetition": 0.05,
+}
 
 
 def _prefer(quality: str):
@@ -880,26 +1047,14 @@ def _prefer(quality: str):
         return features(prompt_text, a)[quality] - features(prompt_text, b)[quality]
 
     prefer.__name__ = f"prefer_{quality}"
-    prefer.__doc__ = f"Prefer the response that is more {quality.replace('_', '-')} (score in [-1, 1])."
+    prefer.__doc__ = f"Prefer the response judged better on {quality} (score in [-1, 1])."
     return prefer
 
 
-prefer_on_topic = _prefer("on_topic")
-prefer_helpful = _prefer("helpful")
-prefer_polite = _prefer("polite")
-prefer_complete = _prefer("complete")
-
-
 def prefer_overall(prompt_text: str, a: str, b: str) -> float:
-    """Weighted mix of all four qualities; weights sum to 1 so the score stays in [-1, 1]."""
+    """Weighted mix of the qualities; weights sum to 1 so the score stays in [-1, 1]."""
     fa, fb = features(prompt_text, a), features(prompt_text, b)
     return sum(w * (fa[q] - fb[q]) for q, w in OVERALL_WEIGHTS.items())
 
 
-PREFERENCES = {
-    "on_topic": prefer_on_topic,
-    "helpful": prefer_helpful,
-    "polite": prefer_polite,
-    "complete": prefer_complete,
-    "overall": prefer_overall,
-}
+PREFERENCES = {q: _prefer(q) for q in QUALITIES} | {"overall": prefer_overall}
