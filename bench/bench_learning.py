@@ -256,19 +256,25 @@ def rejudge(rows: list[dict], keep: Path, config: LoopConfig) -> list[dict]:
     return out
 
 
+# What the oracle's samples are like, base → new, beside every win rate (digits shown): a win bought with
+# evasions, with answers about another subject, or with false claims shows here.
+SIDE_COLUMNS = (("helpful", 2), ("evasive", 2), ("on_topic", 2), ("correct", 2), ("words", 1))
+
+
 def table(rows: list[dict]) -> str:
     """One line per round and seed; the side-effect columns read "base → new" on the oracle's samples."""
     lines = [
         "| preference | seed | round | outcome | RM held-out acc (gate) | KL to base | decisive win rate (95% CI) | "
-        "ties as half | wins–losses–ties | tie rate | paired: decisive (W–L–T) | helpful | evasive | words | "
-        "judge / train / oracle s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "ties as half | wins–losses–ties | tie rate | paired: decisive (W–L–T) | "
+        + " | ".join(q.replace("_", " ") for q, _ in SIDE_COLUMNS)
+        + " | judge / train / oracle s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(SIDE_COLUMNS) + "---|",
     ]
     for r in rows:
         if "oracle_wins" not in r:
             lines.append(
-                f"| {r['preference']} | {r.get('seed', 0)} | {r['round']} | {r['status']}: {r.get('error', '')} "
-                "|||||||||||"
+                f"| {r['preference']} | {r.get('seed', 0)} | {r['round']} | {r['status']}: {r.get('error', '')} |"
+                + "|" * (8 + len(SIDE_COLUMNS))
             )
             continue
         ci, rate = r["oracle_ci95"], r["oracle_win_rate"]
@@ -279,7 +285,7 @@ def table(rows: list[dict]) -> str:
             f"{_number(r['rm_heldout_accuracy'])} ({_number(r['config']['min_rm_accuracy'])}) | "
             f"{_number(r['kl_to_base'], 2)} | {decisive} | {r['oracle_win_rate_ties_half']:.3f} | "
             f"{r['oracle_wins']}–{r['oracle_losses']}–{r['oracle_ties']} | {r['oracle_tie_rate']:.2f} | "
-            f"{_paired(r)} | {_change(r, 'helpful')} | {_change(r, 'evasive')} | {_change(r, 'words', 1)} | "
+            f"{_paired(r)} | " + " | ".join(_change(r, q, d) for q, d in SIDE_COLUMNS) + " | "
             f"{seconds['judging']} / {seconds['training']} / {seconds['oracle']} |"
         )
     return "\n".join(lines)
@@ -289,15 +295,16 @@ def summary(rows: list[dict]) -> str:
     """Mean ± sd over the seeds, per preference and round (a round a seed did not measure is counted out)."""
     lines = [
         "| preference | round | seeds measured | decisive win rate | ties as half | tie rate | "
-        "helpful | evasive | words |",
-        "|---|---|---|---|---|---|---|---|---|",
+        + " | ".join(q.replace("_", " ") for q, _ in SIDE_COLUMNS)
+        + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(SIDE_COLUMNS),
     ]
     for name in dict.fromkeys(r["preference"] for r in rows):
         for k in sorted({r["round"] for r in rows if r["preference"] == name}):
             runs = [r for r in rows if (r["preference"], r["round"]) == (name, k)]
             done = [r for r in runs if r.get("oracle_win_rate") is not None]
             if not done:
-                lines.append(f"| {name} | {k} | 0 of {len(runs)} ||||||")
+                lines.append(f"| {name} | {k} | 0 of {len(runs)} |" + "|" * (3 + len(SIDE_COLUMNS)))
                 continue
             lines.append(
                 f"| {name} | {k} | {len(done)} of {len(runs)} | {_spread([r['oracle_win_rate'] for r in done])} | "
@@ -306,7 +313,9 @@ def summary(rows: list[dict]) -> str:
                 + " | ".join(
                     f"{_spread([r['oracle_base'][q] for r in done], d)} → "
                     f"{_spread([r['oracle_new'][q] for r in done], d)}"
-                    for q, d in (("helpful", 2), ("evasive", 2), ("words", 1))
+                    if all(q in r["oracle_new"] for r in done)
+                    else "—"  # a run measured before the quality existed
+                    for q, d in SIDE_COLUMNS
                 )
                 + " |"
             )
@@ -321,6 +330,8 @@ def _paired(row: dict) -> str:
 
 
 def _change(row: dict, quality: str, digits: int = 2) -> str:
+    if quality not in row["oracle_new"]:  # measured before the quality existed
+        return "—"
     return f"{row['oracle_base'][quality]:.{digits}f} → {row['oracle_new'][quality]:.{digits}f}"
 
 

@@ -22,8 +22,8 @@ def _row(seed: int, win_rate: float, helpful_new: float) -> dict:
         "oracle_win_rate_ties_half": 0.7,
         "oracle_tie_rate": 0.5,
         "oracle_paired": {"wins": 95, "losses": 5, "ties": 100, "win_rate": 0.95},
-        "oracle_new": {"helpful": helpful_new, "evasive": 0.1, "words": 12.0},
-        "oracle_base": {"helpful": 0.4, "evasive": 0.3, "words": 11.0},
+        "oracle_new": {"helpful": helpful_new, "evasive": 0.1, "on_topic": 0.7, "correct": 0.9, "words": 12.0},
+        "oracle_base": {"helpful": 0.4, "evasive": 0.3, "on_topic": 0.5, "correct": 0.6, "words": 11.0},
         "seconds": {"judging": 10.0, "training": 60.0, "oracle": 20.0},
     }
 
@@ -42,4 +42,14 @@ def test_table_shows_side_effects_and_rejected_rounds():
     report = learning.table([_row(0, 0.9, 0.5), rejected])
     assert "| 0.950 (95–5–100) |" in report  # paired draws beside the independent ones
     assert "0.40 → 0.50" in report and "0.30 → 0.10" in report and "11.0 → 12.0" in report
+    assert "| 0.50 → 0.70 | 0.60 → 0.90 |" in report  # on topic, correct
     assert "rejected: below the gate" in report
+    header, rule, *body = report.splitlines()
+    assert all(line.count("|") == header.count("|") == rule.count("|") for line in body), "columns line up"
+
+
+def test_a_row_measured_before_a_quality_existed_shows_a_dash_not_a_number():
+    old = _row(0, 0.9, 0.5)
+    old["oracle_new"] = {k: v for k, v in old["oracle_new"].items() if k != "correct"}
+    assert "| 0.50 → 0.70 | — |" in learning.table([old])
+    assert "| — |" in learning.summary([old])
