@@ -27,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.contract import RewardArgs  # noqa: E402
-from trainer.embedded.task import PREFERENCES, demo_prompts  # noqa: E402
+from trainer.embedded.judge import PREFERENCES  # noqa: E402
+from trainer.embedded.task import demo_prompts  # noqa: E402
 from trainer.generate import SamplingParams, generate, load_policy  # noqa: E402
 from trainer.reward import train_reward_model  # noqa: E402
 

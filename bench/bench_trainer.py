@@ -79,7 +79,7 @@ def ensure_trl_venv(venv: Path) -> Path:
 def preference_pairs(n_examples: int, seed: int) -> list[dict]:
     """Pairs of responses to the same prompt, ordered by the task's scripted overall preference; ties
     are left out. Examples are grouped by prompt text and paired in order of appearance."""
-    from trainer.embedded import task
+    from trainer.embedded import judge, task
 
     by_prompt: dict[str, list[str]] = {}
     for example in task.make_corpus(n_examples, seed=seed):
@@ -87,7 +87,7 @@ def preference_pairs(n_examples: int, seed: int) -> list[dict]:
     pairs = []
     for prompt, responses in by_prompt.items():
         for a, b in zip(responses[0::2], responses[1::2], strict=False):
-            preference = task.prefer_overall(prompt, a, b)
+            preference = judge.prefer_overall(prompt, a, b)
             if preference != 0:
                 chosen, rejected = (a, b) if preference > 0 else (b, a)
                 pairs.append({"prompt": [{"role": "user", "content": prompt}], "chosen": chosen,

@@ -8,7 +8,7 @@ The two policies draw with different seeds. With one seed ("paired"), wherever t
 unchanged both sides produce the same text and tie, so the decisive win rate only counts the prompts
 where the policy changed; the benchmark reports it beside, to compare with figures measured that way.
 Beside the verdicts, each side's samples are described by the embedded task's qualities
-(trainer/embedded/task.py features), its evasion share and its length in words, so a win bought with
+(trainer/embedded/judge.py features), its evasion share and its length in words, so a win bought with
 evasive or shorter answers shows.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trainer.embedded.task import features, is_evasive
+from trainer.embedded.judge import features, is_evasive
 from trainer.generate import LoadedPolicy, SamplingParams, generate, load_policy
 
 BASE_SEED_OFFSET = 1_000_003  # the base's draws: a seed stream no policy's draws share

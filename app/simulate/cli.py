@@ -22,7 +22,7 @@ def simulate_command(
     ),
     annotators: int = typer.Option(4, min=1, max=256),
     judgments: int = typer.Option(100, min=1, help="Stop after this many acknowledged judgments."),
-    preference: str = typer.Option("overall", help=" | ".join([*preferences.PREFERENCES, "module:function"])),
+    preference: str = typer.Option("overall", help=" | ".join([*preferences.SHIPPED, "module:function"])),
     noise: float = typer.Option(0.1, min=0.0, max=1.0, help="Share of random left/right answers."),
     tie_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of answers that are ties."),
     think_s: float = typer.Option(0.0, min=0.0, help="Seconds each annotator spends per pair."),

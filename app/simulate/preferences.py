@@ -9,9 +9,11 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from trainer.embedded.task import PREFERENCES, make_corpus
+from trainer.embedded.judge import PREFERENCES
+from trainer.embedded.task import make_corpus
 
 Preference = Callable[[str, str, str], float]
+SHIPPED: tuple[str, ...] = tuple(PREFERENCES)  # the names `load` knows without a module
 
 
 class PreferenceError(ValueError):

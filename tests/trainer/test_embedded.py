@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.embedded import task
+from trainer.embedded import judge, subjects, task
 from trainer.embedded.build import build_policy, write_demo_prompts
 
 PROMPT = "Describe the penguin."
@@ -19,47 +19,49 @@ GOOD = (
     "Happy to help! The penguin is a playful animal that lives in cold and icy coasts. "
     "It cannot fly but swims very fast. Hope this helps."
 )
-ALL_GOOD = dict.fromkeys(task.QUALITIES, 1.0) | {"structured": 0.0}
+ALL_GOOD = dict.fromkeys(judge.QUALITIES, 1.0) | {"structured": 0.0}
 
 
 # ---------------------------------------------------------------------------
-# task.py: pure Python, fast
+# subjects.py, task.py, judge.py: pure Python, fast
 
 
-def test_task_does_not_import_torch():
-    src = open(task.__file__).read()
+@pytest.mark.parametrize("module", [subjects, task, judge], ids=lambda m: m.__name__)
+def test_the_task_does_not_import_torch(module):
+    """The web app and the scripted annotators import these; neither should pay for torch."""
+    src = open(module.__file__).read()
     assert not re.search(r"^\s*(import|from)\s+(torch|transformers)\b", src, re.M)
 
 
 def test_features_on_hand_written_text():
-    assert task.features(PROMPT, GOOD) == ALL_GOOD
+    assert judge.features(PROMPT, GOOD) == ALL_GOOD
     off = "The lion is a powerful animal that lives in the grasslands of Africa."
-    assert task.features(PROMPT, off)["on_topic"] == 0.0
+    assert judge.features(PROMPT, off)["on_topic"] == 0.0
     evasive = "I'm not sure I can help with questions about the penguin."
-    assert task.features(PROMPT, evasive)["helpful"] == 0.0
-    assert task.features(PROMPT, evasive)["on_topic"] == 1.0
-    assert task.features(PROMPT, "Whatever. The penguin cannot fly.")["polite"] == 0.0
-    assert task.features(PROMPT, "The penguin lives in the cold coasts of")["complete"] == 0.0
+    assert judge.features(PROMPT, evasive)["helpful"] == 0.0
+    assert judge.features(PROMPT, evasive)["on_topic"] == 1.0
+    assert judge.features(PROMPT, "Whatever. The penguin cannot fly.")["polite"] == 0.0
+    assert judge.features(PROMPT, "The penguin lives in the cold coasts of")["complete"] == 0.0
 
 
 def test_facts_are_judged_about_the_subject_the_answer_talks_about():
     vague = "The penguin is a playful animal that lives in cold and icy coasts."
-    assert task.features(PROMPT, vague)["specific"] == 0.0
-    assert task.features(PROMPT, vague.replace("cold and icy coasts", "hot, dry deserts"))["correct"] == 0.0
+    assert judge.features(PROMPT, vague)["specific"] == 0.0
+    assert judge.features(PROMPT, vague.replace("cold and icy coasts", "hot, dry deserts"))["correct"] == 0.0
     # another subject's own fact is a false claim, not a specific one
     mixed = "The penguin mostly eats fish. It has stripes that are unique to each animal."
-    assert task.features(PROMPT, mixed)["specific"] == 0.0 and task.features(PROMPT, mixed)["correct"] == 0.0
+    assert judge.features(PROMPT, mixed)["specific"] == 0.0 and judge.features(PROMPT, mixed)["correct"] == 0.0
     # off topic, but specific and correct about the lion: on_topic alone tells it is the wrong subject
     lion = "The lion mostly eats meat. It lives in a family group called a pride."
-    assert task.features(PROMPT, lion) | {"on_topic": 0.0} == task.features(PROMPT, lion)
-    assert task.features(PROMPT, lion)["specific"] == task.features(PROMPT, lion)["correct"] == 1.0
+    assert judge.features(PROMPT, lion) | {"on_topic": 0.0} == judge.features(PROMPT, lion)
+    assert judge.features(PROMPT, lion)["specific"] == judge.features(PROMPT, lion)["correct"] == 1.0
 
 
 def test_features_work_on_foreign_prompts():
-    f = task.features("Write a haiku about autumn", "Autumn leaves are falling softly. Thanks for asking!")
+    f = judge.features("Write a haiku about autumn", "Autumn leaves are falling softly. Thanks for asking!")
     # no known subject: no fact to state and none to get wrong
     assert f == ALL_GOOD | {"specific": 0.0}
-    assert task.features("Write a haiku about autumn", "")["on_topic"] == 0.0
+    assert judge.features("Write a haiku about autumn", "")["on_topic"] == 0.0
 
 
 LIST = "Happy to help!\n1. The penguin lives in cold and icy coasts.\n2. It cannot fly but swims very fast."
@@ -81,7 +83,7 @@ LIST = "Happy to help!\n1. The penguin lives in cold and icy coasts.\n2. It cann
     ],
 )
 def test_preferences_order_pairs(name, better, worse):
-    prefer = task.PREFERENCES[name]
+    prefer = judge.PREFERENCES[name]
     assert prefer(PROMPT, better, worse) > 0
     assert prefer(PROMPT, worse, better) < 0
     assert prefer(PROMPT, better, better) == 0
@@ -89,37 +91,37 @@ def test_preferences_order_pairs(name, better, worse):
 
 
 def test_registry_has_the_scripted_annotators():
-    assert set(task.PREFERENCES) == {*task.QUALITIES, "overall"}
-    assert task.PREFERENCES["overall"] is task.prefer_overall
-    assert sum(task.OVERALL_WEIGHTS.values()) == pytest.approx(1.0)
+    assert set(judge.PREFERENCES) == {*judge.QUALITIES, "overall"}
+    assert judge.PREFERENCES["overall"] is judge.prefer_overall
+    assert sum(judge.OVERALL_WEIGHTS.values()) == pytest.approx(1.0)
 
 
 def test_overall_prefers_a_good_answer_to_an_on_topic_evasion():
     rng = random.Random(7)
     for _ in range(300):
-        good = task.make_example(rng, rates=dict.fromkeys(task.QUALITIES, 1.0))
+        good = task.make_example(rng, rates=dict.fromkeys(judge.QUALITIES, 1.0))
         evasion = task.make_example(rng, rates={"helpful": 0.0, "on_topic": 1.0})
-        assert task.prefer_overall(good.prompt, good.response, evasion.response) > 0, evasion.response
-        assert task.prefer_overall(evasion.prompt, evasion.response, good.response) < 0
+        assert judge.prefer_overall(good.prompt, good.response, evasion.response) > 0, evasion.response
+        assert judge.prefer_overall(evasion.prompt, evasion.response, good.response) < 0
 
 
 def test_corpus_qualities_are_balanced_independent_and_judged_consistently():
     corpus = task.make_corpus(5000, seed=1)
     helpful = [e for e in corpus if e.labels["helpful"]]
-    assert all(set(e.labels) == set(task.QUALITIES) for e in helpful)
+    assert all(set(e.labels) == set(judge.QUALITIES) for e in helpful)
     # an evasion states no facts and is no list: the answer qualities do not apply to it
-    assert all(set(e.labels) == set(task.QUALITIES) - set(task.ANSWER_QUALITIES) for e in corpus if e not in helpful)
-    for q in task.QUALITIES:
+    assert all(set(e.labels) == set(judge.QUALITIES) - set(judge.ANSWER_QUALITIES) for e in corpus if e not in helpful)
+    for q in judge.QUALITIES:
         rate = sum(e.labels[q] for e in corpus if q in e.labels) / sum(q in e.labels for e in corpus)
         assert 0.45 < rate < 0.55, (q, rate)
-    for q, r in itertools.combinations(task.QUALITIES, 2):
-        if q == "helpful" and r in task.ANSWER_QUALITIES:  # labelled only where helpful is true
+    for q, r in itertools.combinations(judge.QUALITIES, 2):
+        if q == "helpful" and r in judge.ANSWER_QUALITIES:  # labelled only where helpful is true
             continue
         pairs = [(e.labels[q], e.labels[r]) for e in corpus if q in e.labels and r in e.labels]
         assert abs(_correlation(pairs)) < 0.08, (q, r)  # 4 standard errors at 2500 pairs
     # the text judge recovers every generated label, so it is a faithful annotator
     for e in corpus:
-        f = task.features(e.prompt, e.response)
+        f = judge.features(e.prompt, e.response)
         assert {q: f[q] >= 0.5 for q in e.labels} == e.labels, (e.prompt, e.response)
     assert len({e.response for e in corpus}) > 0.8 * len(corpus)  # varied text, not a handful of strings
 
@@ -146,19 +148,19 @@ def test_corpus_is_deterministic():
 
 def test_subject_tables_never_name_another_subject():
     # nor do the phrases a wrong answer borrows from other subjects, or the padding
-    for subject, family in task.SUBJECT_FAMILY.items():
-        slots = task._slots(family, subject)
+    for subject, family in subjects.SUBJECT_FAMILY.items():
+        slots = subjects.template_fields(family, subject)
         text = " ".join([*family.table[subject], *(slots[c] for c in family.claims)]).lower()
-        others = set(task._mentions(task._SUBJECTS_RE, text)) - {subject.lower()}
+        others = set(judge._mentions(judge._SUBJECTS_RE, text)) - {subject.lower()}
         assert not others, (subject, others)
-    pools = [p for f in task.FAMILIES for pool in (*f.pools.values(), *f.free.values()) for p in pool]
-    assert not task._mentions(task._SUBJECTS_RE, " ".join(pools + list(task.FILLERS)).lower())
+    pools = [p for f in subjects.FAMILIES for pool in (*f.pools.values(), *f.free.values()) for p in pool]
+    assert not judge._mentions(judge._SUBJECTS_RE, " ".join(pools + list(task.FILLERS)).lower())
 
 
 def test_heldout_prompts_never_appear_in_training():
     train_text = " ".join(e.prompt + " " + e.response for e in task.make_corpus(3000, seed=0)).lower()
     heldout = task.sample_prompts(200, seed=0, split="heldout")
-    assert not {p.subject.lower() for p in heldout} & set(task._mentions(task._SUBJECTS_RE, train_text))
+    assert not {p.subject.lower() for p in heldout} & set(judge._mentions(judge._SUBJECTS_RE, train_text))
     assert not {p.text for p in heldout} & set(task.make_prompts(700, seed=0))
     with pytest.raises(ValueError):
         task.make_prompts(3, split="test")
@@ -175,7 +177,7 @@ def test_write_demo_prompts(tmp_path):
     write_demo_prompts(path, n=20, seed=0)
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(rows) == 20
-    assert all(r["prompt"] and r["tags"][0] in task.FAMILY for r in rows)
+    assert all(r["prompt"] and r["tags"][0] in subjects.FAMILY for r in rows)
 
 
 # ---------------------------------------------------------------------------
@@ -250,6 +252,6 @@ def test_default_policy_samples_are_varied_and_stop(tmp_path):
     new = out[:, enc["input_ids"].shape[1] :]
     assert (new == tok.eos_token_id).any(dim=1).float().mean() >= 0.7
     replies = tok.batch_decode(new, skip_special_tokens=True)
-    feats = [task.features(p, r) for p, r in zip(prompts, replies, strict=True)]
-    for q in task.QUALITIES:
+    feats = [judge.features(p, r) for p, r in zip(prompts, replies, strict=True)]
+    for q in judge.QUALITIES:
         assert {f[q] >= 0.5 for f in feats} == {True, False}, q

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainer.embedded.task import QUALITIES
+from trainer.embedded.judge import QUALITIES
 from trainer.generate import SamplingParams
 from trainer.oracle import describe, oracle_win_rate
 
