@@ -361,14 +361,18 @@ def chart(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_win, ax_kl) = plt.subplots(1, 2, figsize=(10, 4))
-    for name in sorted({r["preference"] for r in rows}):
-        done = [r for r in rows if r["preference"] == name and r.get("oracle_win_rate") is not None]
+    runs = sorted({(r["preference"], r.get("seed", 0)) for r in rows})
+    seeds = len({seed for _, seed in runs})
+    for name, seed in runs:  # one line per run: a line never joins two seeds' rounds
+        done = [r for r in rows if (r["preference"], r.get("seed", 0)) == (name, seed)
+                and r.get("oracle_win_rate") is not None]  # fmt: skip
+        label = f"{name}, seed {seed}" if seeds > 1 else name
         rounds = [r["round"] for r in done]
         rates = [r["oracle_win_rate"] for r in done]
         low = [r["oracle_win_rate"] - r["oracle_ci95"][0] for r in done]
         high = [r["oracle_ci95"][1] - r["oracle_win_rate"] for r in done]
-        ax_win.errorbar(rounds, rates, yerr=[low, high], marker="o", capsize=4, label=name)
-        ax_kl.plot(rounds, [r["kl_to_base"] for r in done], marker="o", label=name)
+        ax_win.errorbar(rounds, rates, yerr=[low, high], marker="o", capsize=4, label=label)
+        ax_kl.plot(rounds, [r["kl_to_base"] for r in done], marker="o", label=label)
     ax_win.axhline(0.5, color="grey", lw=1, ls="--")
     ax_win.axhline(0.9, color="green", lw=1, ls=":", label="goal 0.9 (decisive)")
     ax_win.set(title="Oracle win rate vs base (95% CI)", xlabel="round", ylabel="wins / (wins + losses)", ylim=(0, 1))
