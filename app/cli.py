@@ -49,7 +49,7 @@ def fail(message: str) -> NoReturn:
 
 def ensure_first_admin(settings: Settings, db: Database) -> tuple[str, str] | None:
     """On a database without any admin, create one with a random password (printed once)."""
-    with db.session() as session:
+    with db.write_session() as session:
         if auth_service.count_admins(db=session) > 0:
             return None
         username = "admin" if auth_service.get_by_username(db=session, username="admin") is None else "prefloop-admin"
@@ -100,7 +100,7 @@ def users_create(
     password = _password(password, generate=generate, prompt="Password")
     db = Database(settings.database_url)
     try:
-        with db.session() as session:
+        with db.write_session() as session:
             user = auth_service.create(
                 db=session,
                 username=username,
@@ -125,7 +125,7 @@ def users_set_password(
     password = _password(password, generate=generate, prompt="New password")
     db = Database(settings.database_url)
     try:
-        with db.session() as session:
+        with db.write_session() as session:
             user = auth_service.get_by_username(db=session, username=username)
             if user is None:
                 fail(f"no user named '{username}'")
@@ -151,7 +151,7 @@ def tokens_create(
     """Create an API token for USERNAME and print it (it is shown only once)."""
     db = Database(get_settings().database_url)
     try:
-        with db.session() as session:
+        with db.write_session() as session:
             user = auth_service.get_by_username(db=session, username=username)
             if user is None:
                 fail(f"no user named '{username}'")

@@ -6,6 +6,8 @@ Handlers read as prose: `def list_prompts(db: SessionDep, user: ApiAdmin, ...)`.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, NoReturn
 
@@ -16,7 +18,7 @@ from app.auth import service as auth_service
 from app.auth import sessions, throttle
 from app.auth.models import Scope, User
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Database, utcnow
 from app.core.errors import NotAuthenticated, PermissionDenied, TooManyRequests
 from app.core.security import csrf_token_matches
 
@@ -40,6 +42,12 @@ def get_db(request: Request):
     db: Database = request.app.state.db
     with db.session() if request.method in SAFE_METHODS else db.write_session() as session:
         yield session
+    # A read's own unit of work never writes: on SQLite a transaction that read first fails to write
+    # ("database is locked") whenever the sampler or the worker committed in between. What a read
+    # request must still write (a token's last use) runs after it, in a write transaction of its own.
+    for write in getattr(request.state, "writes_after_read", ()):
+        with db.write_session() as session:
+            write(session)
 
 
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]
@@ -132,6 +140,17 @@ def _count_bad_token(request: Request, db: Session) -> NoReturn:
     raise NotAuthenticated("Invalid or revoked API token.", loc=("header", "authorization"))
 
 
+def _write(request: Request, db: Session, write: Callable[..., None]) -> None:
+    """`write(db=session)` in this request's unit of work if it is a write one, else right after it
+    (see get_db)."""
+    if request.method not in SAFE_METHODS:
+        write(db=db)
+        return
+    if not hasattr(request.state, "writes_after_read"):
+        request.state.writes_after_read = []
+    request.state.writes_after_read.append(lambda session: write(db=session))
+
+
 def api_user(request: Request, db: SessionDep) -> User:
     """A token holder (Authorization: Bearer), or the browser's own session plus its CSRF header, with
     the scopes the route declares (a session has every scope its role allows). A client that sent too
@@ -141,6 +160,9 @@ def api_user(request: Request, db: SessionDep) -> User:
         api_token = auth_service.token_for(db=db, token=token)
         if api_token is None:
             _count_bad_token(request, db)
+        now = utcnow()
+        if auth_service.use_to_record(api_token, now):
+            _write(request, db, functools.partial(auth_service.record_use, token_id=api_token.id, now=now))
         return _with_scopes(request, api_token.user, auth_service.token_grant(api_token))
     if request.headers.get("authorization"):
         raise NotAuthenticated("Use 'Authorization: Bearer <token>'.", loc=("header", "authorization"))

@@ -312,8 +312,14 @@ def token_for(*, db: Session, token: str) -> ApiToken | None:
         raise NotAuthenticated(
             f"API token expired at {api_token.expires_at:%Y-%m-%d %H:%M} UTC.", loc=("header", "authorization")
         )
-    last_used = api_token.last_used_at
-    if last_used is None or now - last_used > LAST_USED_RESOLUTION:
-        api_token.last_used_at = now
-        db.flush()
     return api_token
+
+
+def use_to_record(api_token: ApiToken, now: datetime) -> bool:
+    """Whether this use should be written as the token's last use (at most once per LAST_USED_RESOLUTION)."""
+    return api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION
+
+
+def record_use(*, db: Session, token_id: int, now: datetime) -> None:
+    """Note a use of the token (a write)."""
+    db.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))

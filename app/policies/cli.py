@@ -60,7 +60,7 @@ def publish_base(
 ) -> PolicyVersion:
     """Publish a model directory as a base version (no parent) and record it; active when asked or
     when no version is active yet."""
-    with db.session() as session:
+    with db.write_session() as session:
         number = service.next_policy_number(db=session, registry_dir=settings.registry_dir)
         manifest = {"parent": None, "round_id": None, "data_snapshot": None, "source": source, "metrics": metrics}
         path = registry.publish(
@@ -202,7 +202,7 @@ def bootstrap(
         if existing is None or (embedded and needs_prompts):
             prompts_file = settings.DATA_DIR / "demo_prompts.jsonl"
             write_demo_prompts(prompts_file, n=DEMO_PROMPTS, seed=seed)
-            with db.session() as session:
+            with db.write_session() as session:
                 report = prompt_service.import_text(
                     db=session,
                     content=prompts_file.read_text(encoding="utf-8"),

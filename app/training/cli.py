@@ -95,7 +95,7 @@ def rounds_launch(
     db = Database(settings.database_url)
     overrides = _overrides(set_ or [], config_file)
     try:
-        with db.session() as session:
+        with db.write_session() as session:
             if dry_run:
                 plan = plan_round(db=session, settings=settings, overrides=overrides)
                 typer.echo(_plan_text(plan))
@@ -164,7 +164,7 @@ def rounds_cancel(round_id: int) -> None:
     """Cancel a queued round, or stop a running one (its worker kills the trainer within seconds)."""
     db = Database(get_settings().database_url)
     try:
-        with db.session() as session:
+        with db.write_session() as session:
             status = service.request_cancel(db=session, round_id=round_id, now=utcnow()).status
     except DomainError as exc:
         _fail(exc.msg)
@@ -182,7 +182,7 @@ def rounds_retry(round_id: int) -> None:
     """Queue a failed or cancelled round again (a failed one resumes after its last completed stage)."""
     db = Database(get_settings().database_url)
     try:
-        with db.session() as session:
+        with db.write_session() as session:
             service.retry(db=session, round_id=round_id)
     except DomainError as exc:
         _fail(exc.msg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from app.auth import service as auth_service
 from app.auth.models import ApiToken, Role, User
 from tests.factories import make_token, make_user
 from tests.helpers import csrf_from, login
@@ -119,3 +120,24 @@ def test_admin_creates_token_for_another_user(client, db, admin_token, annotator
     assert client.post(f"/api/v1/users/{user_id}/tokens", json={}, headers=annotator_token).status_code == 403
     missing = client.post("/api/v1/users/9999/tokens", json={}, headers=admin_token)
     assert missing.status_code == 404 and missing.json()["detail"][0]["loc"] == ["path", "user_id"]
+
+
+def test_a_read_records_the_token_use_even_when_another_writer_commits_meanwhile(client, db, monkeypatch):
+    """A GET reads, and the sampler or the worker may commit before the token's last use is written. On
+    SQLite a write in the GET's own transaction then failed with "database is locked" (a 500); the use
+    is now written after the read, in a transaction of its own."""
+    make_user(db, "reader")
+    headers = {"Authorization": f"Bearer {make_token(db, 'reader')}"}
+    real_token_for = auth_service.token_for
+
+    def token_for_then_someone_commits(**kwargs):
+        found = real_token_for(**kwargs)
+        make_user(db, "written-meanwhile")  # another connection commits after this request's first read
+        return found
+
+    monkeypatch.setattr(auth_service, "token_for", token_for_then_someone_commits)
+    response = client.get("/api/v1/me", headers=headers)
+    assert response.status_code == 200, response.text
+    with db.session() as session:
+        token = session.scalars(select(ApiToken).join(User).where(User.username == "reader")).one()
+        assert token.last_used_at is not None

@@ -211,15 +211,17 @@ def test_a_picker_that_waited_for_a_submit_takes_the_place_it_left_open(db):
     )
     with ThreadPoolExecutor(1) as pool:
         picked = pool.submit(take, db, second)
-        if not db.is_sqlite:
-            with db.session() as watcher:  # wait until the picker is blocked on the pair's row lock
-                waiting = text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                )
-                deadline = time.monotonic() + 10
-                while watcher.scalar(waiting) == 0 and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                assert watcher.scalar(waiting) == 1
-        submitting.__exit__(None, None, None)
+        try:
+            if not db.is_sqlite:
+                with db.session() as watcher:  # wait until the picker is blocked on the pair's row lock
+                    waiting = text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                    deadline = time.monotonic() + 60  # a loaded machine can take seconds to start the thread
+                    while watcher.scalar(waiting) == 0 and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    assert watcher.scalar(waiting) == 1
+        finally:  # commit in any case: a failed check must not leave the picker waiting for ever
+            submitting.__exit__(None, None, None)
         assert picked.result(timeout=10) == pair_id
