@@ -18,6 +18,7 @@ metrics.jsonl; `python -m trainer.reward --help` lists every argument.
 """
 
 import argparse
+import collections
 import itertools
 import json
 import logging
@@ -180,23 +181,20 @@ def split_validation(pairs: list[dict], fraction: float, seed: int) -> tuple[lis
     one prompt share most of their tokens, so a split inside a prompt would validate on what was trained).
     Both keep the pairs' order. With one prompt, or fraction 0, nothing is held back."""
 
-    def prompt_of(pair: dict) -> str:
-        return json.dumps(pair["prompt"], sort_keys=True)
-
-    prompts = sorted({prompt_of(pair) for pair in pairs})
+    keys = [json.dumps(pair["prompt"], sort_keys=True) for pair in pairs]
+    pairs_of = collections.Counter(keys)
+    prompts = sorted(pairs_of)
     if fraction <= 0 or len(prompts) < 2:
         return pairs, []
     random.Random(seed).shuffle(prompts)
-    pairs_of = dict.fromkeys(prompts, 0)
-    for pair in pairs:
-        pairs_of[prompt_of(pair)] += 1
     held, count = set(), 0
     for prompt in prompts[:-1]:  # at least one prompt stays to train on
         if count >= fraction * len(pairs):
             break
         held.add(prompt)
         count += pairs_of[prompt]
-    return [p for p in pairs if prompt_of(p) not in held], [p for p in pairs if prompt_of(p) in held]
+    train = [pair for pair, key in zip(pairs, keys, strict=True) if key not in held]
+    return train, [pair for pair, key in zip(pairs, keys, strict=True) if key in held]
 
 
 def check_steps(total_steps: int, checks: int) -> set[int]:

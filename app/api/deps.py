@@ -18,7 +18,7 @@ from app.auth import service as auth_service
 from app.auth import sessions, throttle
 from app.auth.models import Scope, User
 from app.core.config import Settings
-from app.core.db import Database, utcnow
+from app.core.db import WRITES, Database, utcnow
 from app.core.errors import NotAuthenticated, PermissionDenied, TooManyRequests
 from app.core.security import csrf_token_matches
 
@@ -40,14 +40,15 @@ def get_db(request: Request):
     waits its turn behind the sampler and the training worker instead of failing half-way.
     """
     db: Database = request.app.state.db
-    with db.session() if request.method in SAFE_METHODS else db.write_session() as session:
-        yield session
     # A read's own unit of work never writes: on SQLite a transaction that read first fails to write
     # ("database is locked") whenever the sampler or the worker committed in between. What a read
     # request must still write (a token's last use) runs after it, in a write transaction of its own.
-    for write in getattr(request.state, "writes_after_read", ()):
+    request.state.writes_after_read = []
+    with db.session() if request.method in SAFE_METHODS else db.write_session() as session:
+        yield session
+    for write in request.state.writes_after_read:
         with db.write_session() as session:
-            write(session)
+            write(db=session)
 
 
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]
@@ -141,14 +142,12 @@ def _count_bad_token(request: Request, db: Session) -> NoReturn:
 
 
 def _write(request: Request, db: Session, write: Callable[..., None]) -> None:
-    """`write(db=session)` in this request's unit of work if it is a write one, else right after it
-    (see get_db)."""
-    if request.method not in SAFE_METHODS:
+    """`write(db=session)` in the request's unit of work `db` if it is a write one (a write_session: a
+    state-changing request, or an annotation route's AnnotatorWork), else right after it (see get_db)."""
+    if db.info.get(WRITES):
         write(db=db)
-        return
-    if not hasattr(request.state, "writes_after_read"):
-        request.state.writes_after_read = []
-    request.state.writes_after_read.append(lambda session: write(db=session))
+    else:
+        request.state.writes_after_read.append(write)
 
 
 def api_user(request: Request, db: SessionDep) -> User:

@@ -118,6 +118,11 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+# Session.info key set on a write_session's session: a caller that must write can tell whether this unit
+# of work may (see app/api/deps.py).
+WRITES = "prefloop.writes"
+
+
 class Database:
     """One engine and its session factory; owned by the app (app.state.db) or a CLI command."""
 
@@ -150,6 +155,7 @@ class Database:
         committed in between, and busy_timeout only helps a transaction that asks up front."""
         with self.session() as session:
             session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+            session.info[WRITES] = True
             yield session
 
     def dispose(self) -> None:

@@ -95,7 +95,7 @@ def rounds_launch(
     db = Database(settings.database_url)
     overrides = _overrides(set_ or [], config_file)
     try:
-        with db.write_session() as session:
+        with db.session() if dry_run else db.write_session() as session:  # a dry run only reads
             if dry_run:
                 plan = plan_round(db=session, settings=settings, overrides=overrides)
                 typer.echo(_plan_text(plan))

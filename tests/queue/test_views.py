@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from app.admin import service as admin_service
+from app.auth.models import ApiToken, User
 from app.queue.models import QueueLock, Skip
-from tests.factories import make_comparison, make_comparisons, make_prompt, make_user
+from tests.factories import make_comparison, make_comparisons, make_prompt, make_token, make_user
 from tests.helpers import csrf_from, login
 
 
@@ -25,6 +26,17 @@ def test_next_returns_a_blind_pair_reserved_for_you(client, db, annotator_token)
     assert body["messages"] == [{"role": "user", "content": "Name a colour."}]
     assert {body["left"][-1], body["right"][-1]} == {"a", "b"}
     assert client.get("/api/v1/queue/next", headers=annotator_token).json() == body
+
+
+def test_polling_the_queue_records_the_token_use(client, db):
+    """The annotation routes run api_user in their own write unit of work (app/api/annotator_work.py):
+    the token's last use is written there, not left for a read request's after-work that never runs."""
+    make_user(db, "poller")
+    headers = {"Authorization": f"Bearer {make_token(db, 'poller')}"}
+    assert client.get("/api/v1/queue/next", headers=headers).status_code == 204
+    with db.session() as session:
+        token = session.scalars(select(ApiToken).join(User).where(User.username == "poller")).one()
+        assert token.last_used_at is not None
 
 
 def test_next_on_an_empty_pool_is_204_with_retry_after(client, annotator_token, settings):
